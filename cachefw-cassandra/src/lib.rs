@@ -1,0 +1,4 @@
+//! Cassandra/ScyllaDB repositories cached through `cachefw`.
+//!
+//! This crate is a placeholder: the `Entity` derive and `Repository<T>`
+//! land in a later change.

@@ -1,0 +1,5 @@
+//! Procedural macros of `cachefw`.
+//!
+//! Use them through the `cachefw` crate, which re-exports them; the generated
+//! code names only `::cachefw::__private`. The `#[cacheable]`,
+//! `#[cache_evict]` and `#[cache_put]` attributes land in a later change.

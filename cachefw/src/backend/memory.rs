@@ -1,0 +1,116 @@
+//! The in-process backend: moka with a TTL per entry, bounded by bytes.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::Expiry;
+use moka::sync::Cache as Moka;
+
+#[derive(Clone)]
+struct Entry {
+    bytes: Bytes,
+    ttl: Duration,
+    expires_at: Instant,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<String, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _: &String, entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        entry: &Entry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+pub(crate) struct MemoryBackend {
+    entries: Moka<String, Entry>,
+}
+
+impl MemoryBackend {
+    /// `max_bytes` bounds the keys and encoded values held; the least
+    /// recently used entries go first.
+    pub(crate) fn new(max_bytes: u64) -> Self {
+        let entries = Moka::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, entry: &Entry| {
+                u32::try_from(key.len() + entry.bytes.len()).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .build();
+        Self { entries }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+        self.entries.get(key).map(|entry| entry.bytes)
+    }
+
+    pub(crate) fn set(&self, key: &str, bytes: Bytes, ttl: Duration) {
+        let expires_at = Instant::now() + ttl;
+        self.entries.insert(
+            key.to_owned(),
+            Entry {
+                bytes,
+                ttl,
+                expires_at,
+            },
+        );
+    }
+
+    pub(crate) fn delete(&self, key: &str) -> bool {
+        self.entries.remove(key).is_some()
+    }
+
+    pub(crate) fn ttl(&self, key: &str) -> Option<Duration> {
+        let entry = self.entries.get(key)?;
+        Some(entry.expires_at.saturating_duration_since(Instant::now()))
+    }
+
+    pub(crate) fn evict_where(&self, matches: impl Fn(&str) -> bool) -> u64 {
+        let doomed: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| matches(key))
+            .map(|(key, _)| key)
+            .collect();
+        doomed
+            .iter()
+            .filter(|key| self.entries.remove(key.as_str()).is_some())
+            .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_by_their_own_ttl() {
+        let backend = MemoryBackend::new(1 << 20);
+        backend.set("short", Bytes::from_static(b"a"), Duration::from_millis(30));
+        backend.set("long", Bytes::from_static(b"b"), Duration::from_secs(60));
+        let left = backend.ttl("long").expect("present");
+        assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(backend.get("short"), None);
+        assert_eq!(backend.get("long"), Some(Bytes::from_static(b"b")));
+    }
+
+    #[test]
+    fn capacity_is_bounded_in_bytes() {
+        let backend = MemoryBackend::new(10_000);
+        for i in 0..1_000 {
+            backend.set(&format!("k{i}"), Bytes::from(vec![0u8; 100]), Duration::from_secs(60));
+        }
+        backend.entries.run_pending_tasks();
+        assert!(backend.entries.weighted_size() <= 10_000);
+    }
+}

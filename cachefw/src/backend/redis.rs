@@ -1,0 +1,189 @@
+//! The Redis backend: one auto-reconnecting multiplexed connection, every
+//! command bounded by the operation timeout.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisResult};
+
+use crate::Error;
+
+/// Keys removed per `UNLINK` during a prefix eviction, and the `COUNT` hint
+/// of each `SCAN` step.
+const EVICT_BATCH: usize = 500;
+
+pub(crate) struct RedisBackend {
+    conn: ConnectionManager,
+    timeout: Duration,
+}
+
+impl RedisBackend {
+    /// Parses `url` and prepares a connection without opening it, so a Redis
+    /// that is down at start leaves the cache degraded rather than failing.
+    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, Error> {
+        let client = Client::open(url).map_err(|source| Error::InvalidUrl {
+            url: mask_password(url),
+            source,
+        })?;
+        // Reconnection is driven by use: a failed attempt is not retried in
+        // the background, the next command starts a fresh one. Each attempt
+        // and each reply is bounded like the commands themselves.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|source| {
+            Error::Config {
+                setting: "redis",
+                reason: source.to_string(),
+            }
+        })?;
+        Ok(Self { conn, timeout })
+    }
+
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        command: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.timeout, command).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => Err(Error::Redis {
+                op,
+                key: key.to_owned(),
+                source,
+            }),
+            Err(_) => Err(Error::Timeout {
+                op,
+                key: key.to_owned(),
+                after: self.timeout,
+            }),
+        }
+    }
+
+    /// Opens the connection now rather than on the first command.
+    pub(crate) async fn ping(&self) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        self.run("PING", "", redis::cmd("PING").query_async::<()>(&mut conn))
+            .await
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
+        let mut conn = self.conn.clone();
+        let reply: Option<Vec<u8>> = self
+            .run("GET", key, redis::cmd("GET").arg(key).query_async(&mut conn))
+            .await?;
+        Ok(reply.map(Bytes::from))
+    }
+
+    pub(crate) async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        self.run(
+            "SET",
+            key,
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<bool, Error> {
+        let mut conn = self.conn.clone();
+        let removed: u64 = self
+            .run(
+                "UNLINK",
+                key,
+                redis::cmd("UNLINK").arg(key).query_async(&mut conn),
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    /// `None` when the key is missing or has no expiry.
+    pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
+        let mut conn = self.conn.clone();
+        let ms: i64 = self
+            .run("PTTL", key, redis::cmd("PTTL").arg(key).query_async(&mut conn))
+            .await?;
+        Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+    }
+
+    /// `SCAN`s for `pattern` and `UNLINK`s what it finds, batch by batch, so a
+    /// large keyspace never blocks Redis the way `KEYS` would.
+    pub(crate) async fn evict_matching(&self, pattern: &str) -> Result<u64, Error> {
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .run(
+                    "SCAN",
+                    pattern,
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(EVICT_BATCH)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            for batch in keys.chunks(EVICT_BATCH) {
+                let count: u64 = self
+                    .run(
+                        "UNLINK",
+                        pattern,
+                        redis::cmd("UNLINK").arg(batch).query_async(&mut conn),
+                    )
+                    .await?;
+                removed += count;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// The URL with any password replaced, fit for error messages and logs.
+pub(crate) fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_password;
+
+    #[test]
+    fn masks_passwords_only() {
+        assert_eq!(mask_password("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            mask_password("redis://:hunter2@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            mask_password("rediss://app:hunter2@host/1"),
+            "rediss://app:***@host/1"
+        );
+        assert_eq!(mask_password("redis://app@host"), "redis://app@host");
+        assert_eq!(mask_password("not a url"), "not a url");
+    }
+}

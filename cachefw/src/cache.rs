@@ -1,0 +1,373 @@
+//! [`Cache`]: the handle, its low-level operations, and the cache-aside
+//! orchestration of [`Cache::get_or_load`].
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::Backend;
+use crate::flight::{Flights, Join, Outcome};
+use crate::key::Keys;
+use crate::report::Reporter;
+use crate::stats::Counters;
+use crate::{CacheBuilder, Codec, Error, Stats};
+
+/// A cache: a cheap, cloneable handle over one backend (Redis or memory).
+///
+/// Clones share everything: the connection, the counters, and the
+/// single-flight state that coalesces concurrent loads of one key. Caches
+/// built by separate [`CacheBuilder::build`] calls share none of it.
+///
+/// ```
+/// use std::time::Duration;
+/// use cachefw::Cache;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachefw::Error> {
+/// let cache = Cache::builder().namespace("shop").build().await?;
+///
+/// let name: Result<String, std::io::Error> = cache
+///     .get_or_load("user:42:name", Duration::from_secs(60), || async {
+///         Ok("Ada".to_string()) // the source: a database, a service…
+///     })
+///     .await;
+/// assert_eq!(name.ok().as_deref(), Some("Ada"));
+/// assert_eq!(cache.get::<String>("user:42:name").await?.as_deref(), Some("Ada"));
+/// assert_eq!(cache.stats().loads, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    backend: Backend,
+    keys: Keys,
+    namespace: String,
+    version: u32,
+    codec: Codec,
+    default_ttl: Duration,
+    stats: Counters,
+    flights: Flights,
+    reporter: Reporter,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend.name())
+            .field("namespace", &self.inner.namespace)
+            .field("version", &self.inner.version)
+            .field("codec", &self.inner.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// Starts configuring a cache. With no backend named, it is in memory.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    pub(crate) fn new(
+        backend: Backend,
+        namespace: &str,
+        version: u32,
+        codec: Codec,
+        default_ttl: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                keys: Keys::new(namespace, version),
+                namespace: namespace.to_owned(),
+                version,
+                codec,
+                default_ttl,
+                stats: Counters::default(),
+                flights: Flights::default(),
+                reporter: Reporter::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// The namespace, the first part of every key.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// The key version, the second part of every key.
+    pub fn version(&self) -> u32 {
+        self.inner.version
+    }
+
+    /// The TTL for callers that give none.
+    pub fn default_ttl(&self) -> Duration {
+        self.inner.default_ttl
+    }
+
+    /// `"redis"` or `"memory"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend.name()
+    }
+
+    /// The backend key of `key`: `{namespace}:v{version}:{key}`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().namespace("shop").build().await?;
+    /// assert_eq!(cache.full_key("user:42"), "shop:v1:user:42");
+    /// # Ok(()) }
+    /// ```
+    pub fn full_key(&self, key: &str) -> String {
+        self.inner.keys.full(key)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Reads the value at `key`.
+    ///
+    /// An entry that does not decode as `T` (garbage, another codec's, or
+    /// another type's) reads as `None`; it is counted in [`Stats::errors`]
+    /// and logged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        self.inner.read(&self.inner.keys.full(key)).await
+    }
+
+    /// Stores `value` at `key` for `ttl`, replacing what was there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTtl`] for a TTL under a millisecond, [`Error::Encode`]
+    /// when `value` does not serialize, [`Error::Redis`] or
+    /// [`Error::Timeout`] when Redis fails.
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let inner = &self.inner;
+        inner
+            .reported(inner.write(&inner.keys.full(key), value, ttl).await)
+    }
+
+    /// Removes the entry at `key`; `true` if there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
+    pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+        let inner = &self.inner;
+        inner.reported(inner.backend.delete(&inner.keys.full(key)).await)
+    }
+
+    /// The time `key` has left to live; `None` when it does not exist (or,
+    /// in Redis, was stored by someone else without an expiry).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
+    pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
+        let inner = &self.inner;
+        inner.reported(inner.backend.ttl(&inner.keys.full(key)).await)
+    }
+
+    /// Removes every entry whose key starts with `prefix`, taken literally
+    /// (`*`, `?`, `[` and `\` match only themselves), and returns how many
+    /// were removed. Over Redis this is `SCAN` + `UNLINK` in batches, never
+    /// `KEYS`; entries written while it runs may survive it.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().build().await?;
+    /// let ttl = Duration::from_secs(60);
+    /// cache.set("user:1", &1, ttl).await?;
+    /// cache.set("user:2", &2, ttl).await?;
+    /// cache.set("order:1", &3, ttl).await?;
+    /// assert_eq!(cache.evict_prefix("user:").await?, 2);
+    /// assert_eq!(cache.get::<i32>("order:1").await?, Some(3));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails part-way;
+    /// entries removed before the failure stay removed.
+    pub async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        let inner = &self.inner;
+        inner.reported(inner.backend.evict_prefix(&inner.keys, prefix).await)
+    }
+
+    /// Cache-aside: returns the value at `key`, or calls `loader`, stores its
+    /// `Ok` value for `ttl`, and returns it.
+    ///
+    /// - Concurrent misses of one key on this cache (and its clones) call the
+    ///   loader once; the others wait and receive a clone of its value.
+    /// - An `Err` from the loader is returned unchanged and never stored. It
+    ///   reaches only the caller whose loader produced it; callers that were
+    ///   waiting on that load then call their own loaders.
+    /// - A cache failure (Redis down or slow, an entry that does not decode,
+    ///   a value that does not encode) never becomes an `Err`: it is counted
+    ///   in [`Stats::errors`], logged, and the loader's value is returned.
+    ///
+    /// # Errors
+    ///
+    /// Only the loader's own error.
+    pub async fn get_or_load<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &self.inner;
+        let full = inner.keys.full(key);
+        // A failed read was counted and logged; it is served like a miss.
+        if let Ok(Some(value)) = inner.read(&full).await {
+            return Ok(value);
+        }
+        inner.load(&full, ttl, loader).await
+    }
+}
+
+impl Inner {
+    /// Counts and logs a backend failure on its way to the caller.
+    fn reported<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(error) = &result
+            && error.is_backend_failure()
+        {
+            self.failure(error);
+        }
+        result
+    }
+
+    fn failure(&self, error: &Error) {
+        self.reporter
+            .failure(&self.stats, self.backend.name(), error);
+    }
+
+    async fn read<T: DeserializeOwned>(&self, full: &str) -> Result<Option<T>, Error> {
+        let bytes = match self.backend.get(full).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                self.stats.miss();
+                return Ok(None);
+            }
+            Err(error) => {
+                self.stats.miss();
+                self.failure(&error);
+                return Err(error);
+            }
+        };
+        match self.codec.decode(&bytes) {
+            Ok(value) => {
+                self.stats.hit();
+                Ok(Some(value))
+            }
+            Err(reason) => {
+                self.stats.miss();
+                self.failure(&Error::Decode {
+                    key: full.to_owned(),
+                    reason: reason.to_string(),
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    async fn write<T: Serialize + ?Sized>(
+        &self,
+        full: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let ttl_ms = crate::ttl::millis(full, ttl)?;
+        let bytes = self.codec.encode(value).map_err(|reason| Error::Encode {
+            key: full.to_owned(),
+            codec: self.codec,
+            reason,
+        })?;
+        self.backend.set(full, Bytes::from(bytes), ttl_ms).await
+    }
+
+    /// Stores a loaded value; a failure is the cache's, never the caller's.
+    async fn fill<T: Serialize>(&self, full: &str, value: &T, ttl: Duration) {
+        if let Err(error) = self.write(full, value, ttl).await {
+            self.failure(&error);
+        }
+    }
+
+    async fn load<T, E, F, Fut>(&self, full: &str, ttl: Duration, loader: F) -> Result<T, E>
+    where
+        T: Serialize + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        loop {
+            let follower = match self.flights.join(full) {
+                Join::Leader(leader) => {
+                    self.stats.load();
+                    let value = match loader().await {
+                        Ok(value) => value,
+                        Err(error) => {
+                            leader.fail();
+                            return Err(error);
+                        }
+                    };
+                    leader.publish(Arc::new(value.clone()));
+                    // The flight stays registered until the value is stored,
+                    // so a caller that misses meanwhile joins it instead of
+                    // loading again.
+                    self.fill(full, &value, ttl).await;
+                    return Ok(value);
+                }
+                Join::Follower(follower) => follower,
+            };
+            self.stats.coalesced();
+            match follower.wait().await {
+                Outcome::Value(shared) => {
+                    if let Some(value) = shared.downcast_ref::<T>() {
+                        return Ok(value.clone());
+                    }
+                    // The key was loaded as another type: load our own.
+                    break;
+                }
+                Outcome::Failed => break,
+                Outcome::Abandoned => continue,
+            }
+        }
+        self.stats.load();
+        let value = loader().await?;
+        self.fill(full, &value, ttl).await;
+        Ok(value)
+    }
+}

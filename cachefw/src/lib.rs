@@ -1,0 +1,55 @@
+//! Declarative cache-aside for async Rust, over Redis or an in-process store.
+//!
+//! Build a [`Cache`], then read through it with [`Cache::get_or_load`]: on a
+//! hit the stored value is returned; on a miss the loader runs once however
+//! many callers are waiting, its value is stored for the TTL and returned to
+//! all of them. A cache failure (Redis down, slow, or holding garbage) never
+//! fails the caller: it is counted in [`Stats`], logged through `tracing`,
+//! and the loader's value is returned.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cachefw::Cache;
+//!
+//! #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+//! struct User { id: u64, name: String }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), cachefw::Error> {
+//! // In memory by default; `.redis("redis://127.0.0.1:6379")` for Redis.
+//! let cache = Cache::builder().namespace("shop").version(1).build().await?;
+//!
+//! let load = || async { Ok::<_, std::io::Error>(User { id: 42, name: "Ada".into() }) };
+//! let user = cache.get_or_load("user:42", Duration::from_secs(600), load).await;
+//! assert_eq!(user.ok().map(|u| u.name).as_deref(), Some("Ada"));
+//!
+//! // Stored at "shop:v1:user:42".
+//! assert!(cache.get::<User>("user:42").await?.is_some());
+//! assert!(cache.delete("user:42").await?);
+//! # Ok(()) }
+//! ```
+//!
+//! Keys are laid out as `{namespace}:v{version}:{key}`; bumping the version
+//! makes every old entry unreachable at once. Values carry a small header
+//! naming their codec ([`Codec`]), so foreign or corrupt bytes read as a miss.
+
+mod backend;
+mod builder;
+mod cache;
+mod codec;
+mod error;
+mod flight;
+mod install;
+mod key;
+mod report;
+mod stats;
+mod ttl;
+
+pub use builder::{
+    CacheBuilder, DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, DEFAULT_TTL,
+};
+pub use cache::Cache;
+pub use codec::Codec;
+pub use error::Error;
+pub use install::{install, installed};
+pub use stats::Stats;

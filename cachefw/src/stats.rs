@@ -1,0 +1,80 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+///
+/// Counters start at zero when the cache is built and are shared by its clones.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachefw::Error> {
+/// let cache = cachefw::Cache::builder().build().await?;
+/// let stats = cache.stats();
+/// assert_eq!(stats.hits + stats.misses, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Stats {
+    /// Reads that found a usable value.
+    pub hits: u64,
+    /// Reads that found nothing, a value that did not decode, or could not
+    /// reach the backend.
+    pub misses: u64,
+    /// Loader calls made by [`Cache::get_or_load`](crate::Cache::get_or_load).
+    pub loads: u64,
+    /// Backend failures: errors, timeouts, and values that did not decode.
+    pub errors: u64,
+    /// Misses that waited for a load already running on this cache instead of
+    /// calling their own loader.
+    pub coalesced: u64,
+}
+
+impl Stats {
+    /// Hits over all reads, or `None` before the first read.
+    #[must_use]
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let reads = self.hits + self.misses;
+        (reads > 0).then(|| self.hits as f64 / reads as f64)
+    }
+}
+
+/// The live counters behind [`Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    loads: AtomicU64,
+    errors: AtomicU64,
+    coalesced: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn load(&self) {
+        self.loads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn coalesced(&self) {
+        self.coalesced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            loads: self.loads.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            coalesced: self.coalesced.load(Ordering::Relaxed),
+        }
+    }
+}

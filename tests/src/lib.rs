@@ -1,0 +1,12 @@
+//! The cachefw test kit: private `redis-server` processes on free loopback
+//! ports, which tests stop and restart to inject faults.
+//!
+//! Every server has its own port and directory, persists nothing, and is
+//! killed when its [`RedisServer`] is dropped (and, on Linux, when the test
+//! process dies). Nothing here assumes a server on 6379.
+//!
+//! Set `REDIS_SERVER` to use a `redis-server` binary that is not on `PATH`.
+
+mod redis_server;
+
+pub use redis_server::RedisServer;

@@ -1,0 +1,265 @@
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::Commands;
+
+/// How long a server may take to answer its first `PING`.
+const READY_WITHIN: Duration = Duration::from_secs(15);
+
+/// A private `redis-server` on a free loopback port.
+///
+/// ```no_run
+/// let mut redis = cachefw_tests::RedisServer::start();
+/// let url = redis.url(); // redis://127.0.0.1:<port>
+/// redis.stop();          // connections now fail
+/// redis.restart();       // same port, empty data
+/// # drop(url);
+/// ```
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it answers `PING`.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` cannot be found or does not come up; the message
+    /// says how to install it.
+    pub fn start() -> Self {
+        // Another process may take the port between our probe and the
+        // server's bind; a server that exits at once gets another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = Self {
+                port,
+                dir: scratch_dir(port),
+                child: None,
+            };
+            if server.spawn().is_ok() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// A server that is not running, on a port that was free: for tests of
+    /// a cache built while its Redis is down. [`restart`](Self::restart)
+    /// starts it.
+    pub fn reserved() -> Self {
+        let port = free_port();
+        Self {
+            port,
+            dir: scratch_dir(port),
+            child: None,
+        }
+    }
+
+    /// The server's URL, `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the server (like a crash: nothing is saved). Open connections
+    /// break and new ones are refused until [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, with no data.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not come back within a few seconds.
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(why) if Instant::now() > deadline => {
+                    panic!("redis-server did not restart on port {}: {why}", self.port)
+                }
+                // The old socket may linger for a moment.
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// A plain blocking connection, for reading and writing raw keys.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not accept the connection.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .unwrap_or_else(|e| panic!("cannot connect to test redis on {}: {e}", self.port))
+    }
+
+    /// Runs one command and returns its reply.
+    ///
+    /// # Panics
+    ///
+    /// When the command fails or the reply does not convert to `T`.
+    pub fn cmd<T: redis::FromRedisValue>(&self, name: &str, args: &[&[u8]]) -> T {
+        let mut command = redis::cmd(name);
+        for arg in args {
+            command.arg(*arg);
+        }
+        command
+            .query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("test redis {name} failed: {e}"))
+    }
+
+    /// The raw bytes at `key`.
+    pub fn raw_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.cmd("GET", &[key.as_bytes()])
+    }
+
+    /// Stores raw bytes at `key`, with no expiry.
+    pub fn raw_set(&self, key: &str, value: &[u8]) {
+        self.cmd::<()>("SET", &[key.as_bytes(), value]);
+    }
+
+    /// Every key in the server, sorted (by `SCAN`, for the small data sets of
+    /// tests).
+    pub fn keys(&self) -> Vec<String> {
+        let mut conn = self.connection();
+        let mut keys: Vec<String> = conn
+            .scan::<String>()
+            .and_then(|iter| iter.collect())
+            .unwrap_or_else(|e| panic!("test redis SCAN failed: {e}"));
+        keys.sort();
+        keys
+    }
+
+    /// The remaining TTL of `key` in milliseconds, as Redis reports it
+    /// (`-2` missing, `-1` no expiry).
+    pub fn pttl(&self, key: &str) -> i64 {
+        self.cmd("PTTL", &[key.as_bytes()])
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let port = self.port.to_string();
+        let mut command = Command::new(binary());
+        command
+            .args(["--port", &port, "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--protected-mode", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        kill_with_parent(&mut command);
+        let mut child = command.spawn().map_err(|e| {
+            format!(
+                "cannot run {:?}: {e}. Install Redis (Debian: apt-get install redis-server, \
+                 or run scripts/test, which does) or set REDIS_SERVER to its path",
+                binary()
+            )
+        })?;
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+                return Err(format!("redis-server exited ({status}): {stderr}{log}"));
+            }
+            if answers_ping(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no PONG on port {} within {READY_WITHIN:?}", self.port));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn binary() -> String {
+    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
+
+fn scratch_dir(port: u16) -> PathBuf {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "cachefw-redis-{}-{port}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn answers_ping(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+/// Ends the server with the test process even when the process is killed
+/// and no destructor runs.
+#[cfg(target_os = "linux")]
+fn kill_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kill_with_parent(_: &mut Command) {}
