@@ -170,8 +170,7 @@ impl Cache {
         ttl: Duration,
     ) -> Result<(), Error> {
         let inner = &self.inner;
-        inner
-            .reported(inner.write(&inner.keys.full(key), value, ttl).await)
+        inner.reported(inner.write(&inner.keys.full(key), value, ttl).await)
     }
 
     /// Removes the entry at `key`; `true` if there was one.

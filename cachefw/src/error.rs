@@ -44,11 +44,12 @@ pub enum Error {
     },
 
     /// Redis answered with an error, or the connection to it failed.
-    #[error("Redis {op} of {key:?} failed: {source}")]
+    #[error("Redis {op}{} failed: {source}", of_key(.key))]
     Redis {
         /// The command, such as `GET`.
         op: &'static str,
-        /// The full Redis key (namespace and version included).
+        /// The full Redis key (namespace and version included), or the
+        /// pattern of a `SCAN`; empty for commands on no key.
         key: String,
         /// The error from the Redis client.
         #[source]
@@ -56,11 +57,12 @@ pub enum Error {
     },
 
     /// Redis did not answer within the operation timeout.
-    #[error("Redis {op} of {key:?} timed out after {after:?}")]
+    #[error("Redis {op}{} timed out after {after:?}", of_key(.key))]
     Timeout {
         /// The command, such as `GET`.
         op: &'static str,
-        /// The full Redis key (namespace and version included).
+        /// The full Redis key (namespace and version included), or the
+        /// pattern of a `SCAN`; empty for commands on no key.
         key: String,
         /// The operation timeout in force.
         after: Duration,
@@ -94,5 +96,13 @@ impl Error {
     /// Whether the backend failed (as opposed to a mistake in the call).
     pub(crate) fn is_backend_failure(&self) -> bool {
         matches!(self, Self::Redis { .. } | Self::Timeout { .. })
+    }
+}
+
+fn of_key(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" of {key:?}")
     }
 }

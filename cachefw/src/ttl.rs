@@ -17,12 +17,14 @@ pub(crate) fn millis(key: &str, ttl: Duration) -> Result<u64, Error> {
         });
     }
     let whole = ttl.as_millis();
-    let rounded = if ttl.subsec_nanos() % 1_000_000 == 0 {
+    let rounded = if ttl.subsec_nanos().is_multiple_of(1_000_000) {
         whole
     } else {
         whole + 1
     };
-    Ok(u64::try_from(rounded).unwrap_or(i64::MAX as u64).min(i64::MAX as u64))
+    Ok(u64::try_from(rounded)
+        .unwrap_or(i64::MAX as u64)
+        .min(i64::MAX as u64))
 }
 
 #[cfg(test)]

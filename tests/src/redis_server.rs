@@ -1,5 +1,6 @@
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,6 +24,9 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Holds the port while no server runs, so that no other test's server
+    /// takes it and answers in its place.
+    hold: Option<PortHold>,
 }
 
 impl RedisServer {
@@ -36,12 +40,7 @@ impl RedisServer {
         // Another process may take the port between our probe and the
         // server's bind; a server that exits at once gets another port.
         for _ in 0..5 {
-            let port = free_port();
-            let mut server = Self {
-                port,
-                dir: scratch_dir(port),
-                child: None,
-            };
+            let mut server = Self::reserved();
             if server.spawn().is_ok() {
                 return server;
             }
@@ -49,15 +48,17 @@ impl RedisServer {
         panic!("redis-server did not start on any of 5 free ports");
     }
 
-    /// A server that is not running, on a port that was free: for tests of
-    /// a cache built while its Redis is down. [`restart`](Self::restart)
-    /// starts it.
+    /// A server that is not running, on a port held for it (connections are
+    /// refused): for tests of a cache built while its Redis is down.
+    /// [`restart`](Self::restart) starts it.
     pub fn reserved() -> Self {
-        let port = free_port();
+        let hold = PortHold::new();
+        let port = hold.port;
         Self {
             port,
             dir: scratch_dir(port),
             child: None,
+            hold: Some(hold),
         }
     }
 
@@ -82,6 +83,7 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.hold = PortHold::on(self.port);
         }
     }
 
@@ -160,6 +162,7 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
+        self.hold = None;
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         let port = self.port.to_string();
         let mut command = Command::new(binary());
@@ -185,6 +188,7 @@ impl RedisServer {
         let deadline = Instant::now() + READY_WITHIN;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
+                self.hold = PortHold::on(self.port);
                 let mut stderr = String::new();
                 if let Some(mut pipe) = child.stderr.take() {
                     let _ = pipe.read_to_string(&mut stderr);
@@ -199,7 +203,11 @@ impl RedisServer {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("no PONG on port {} within {READY_WITHIN:?}", self.port));
+                self.hold = PortHold::on(self.port);
+                return Err(format!(
+                    "no PONG on port {} within {READY_WITHIN:?}",
+                    self.port
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -217,11 +225,49 @@ fn binary() -> String {
     std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+/// A loopback TCP socket bound to a port but not listening: the port is
+/// taken (the kernel hands it to nobody else) and connections to it are
+/// refused, as to a stopped server.
+struct PortHold {
+    port: u16,
+    _socket: OwnedFd,
+}
+
+impl PortHold {
+    /// Holds a free port the kernel picks.
+    fn new() -> Self {
+        Self::on(0).unwrap_or_else(|| panic!("no free loopback port"))
+    }
+
+    /// Holds `port`, if it is free.
+    fn on(port: u16) -> Option<Self> {
+        // SAFETY: plain socket calls on a descriptor we own; every pointer
+        // passed points to a live, correctly sized local.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            if fd < 0 {
+                return None;
+            }
+            let socket = OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_port = port.to_be();
+            addr.sin_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let bound_addr = (&raw const addr).cast::<libc::sockaddr>();
+            if libc::bind(fd, bound_addr, len) != 0 {
+                return None;
+            }
+            let mut len = len;
+            if libc::getsockname(fd, (&raw mut addr).cast::<libc::sockaddr>(), &mut len) != 0 {
+                return None;
+            }
+            Some(Self {
+                port: u16::from_be(addr.sin_port),
+                _socket: socket,
+            })
+        }
+    }
 }
 
 fn scratch_dir(port: u16) -> PathBuf {

@@ -23,11 +23,21 @@ on_each_backend!(
 async fn set_then_get_round_trips(cache: Cache) {
     assert_eq!(cache.get::<User>("user:1").await.expect("get"), None);
     cache.set("user:1", &user(1), MINUTE).await.expect("set");
-    assert_eq!(cache.get::<User>("user:1").await.expect("get"), Some(user(1)));
-    // Unsized values work too.
-    cache.set("greeting", "hello", MINUTE).await.expect("set str");
     assert_eq!(
-        cache.get::<String>("greeting").await.expect("get").as_deref(),
+        cache.get::<User>("user:1").await.expect("get"),
+        Some(user(1))
+    );
+    // Unsized values work too.
+    cache
+        .set("greeting", "hello", MINUTE)
+        .await
+        .expect("set str");
+    assert_eq!(
+        cache
+            .get::<String>("greeting")
+            .await
+            .expect("get")
+            .as_deref(),
         Some("hello")
     );
 }
@@ -41,7 +51,10 @@ async fn delete_reports_whether_it_existed(cache: Cache) {
 
 async fn ttl_reports_time_left(cache: Cache) {
     assert_eq!(cache.ttl("absent").await.expect("ttl"), None);
-    cache.set("k", &1u8, Duration::from_secs(90)).await.expect("set");
+    cache
+        .set("k", &1u8, Duration::from_secs(90))
+        .await
+        .expect("set");
     let left = cache.ttl("k").await.expect("ttl").expect("present");
     assert!(
         left > Duration::from_secs(85) && left <= Duration::from_secs(90),
@@ -65,7 +78,10 @@ async fn entries_expire(cache: Cache) {
 
 async fn set_replaces_value_and_ttl(cache: Cache) {
     cache.set("k", &1u32, MINUTE).await.expect("set");
-    cache.set("k", &2u32, Duration::from_secs(5)).await.expect("set");
+    cache
+        .set("k", &2u32, Duration::from_secs(5))
+        .await
+        .expect("set");
     assert_eq!(cache.get::<u32>("k").await.expect("get"), Some(2));
     let left = cache.ttl("k").await.expect("ttl").expect("present");
     assert!(left <= Duration::from_secs(5), "{left:?}");

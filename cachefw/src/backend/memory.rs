@@ -108,7 +108,11 @@ mod tests {
     fn capacity_is_bounded_in_bytes() {
         let backend = MemoryBackend::new(10_000);
         for i in 0..1_000 {
-            backend.set(&format!("k{i}"), Bytes::from(vec![0u8; 100]), Duration::from_secs(60));
+            backend.set(
+                &format!("k{i}"),
+                Bytes::from(vec![0u8; 100]),
+                Duration::from_secs(60),
+            );
         }
         backend.entries.run_pending_tasks();
         assert!(backend.entries.weighted_size() <= 10_000);

@@ -51,12 +51,14 @@ impl RedisBackend {
     ) -> Result<T, Error> {
         match tokio::time::timeout(self.timeout, command).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(Error::Redis {
+            Ok(Err(source)) if !source.is_timeout() => Err(Error::Redis {
                 op,
                 key: key.to_owned(),
                 source,
             }),
-            Err(_) => Err(Error::Timeout {
+            // The client's own response or connect timeout (set to ours)
+            // may fire first; either way the command took too long.
+            Ok(Err(_)) | Err(_) => Err(Error::Timeout {
                 op,
                 key: key.to_owned(),
                 after: self.timeout,
@@ -74,7 +76,11 @@ impl RedisBackend {
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
         let mut conn = self.conn.clone();
         let reply: Option<Vec<u8>> = self
-            .run("GET", key, redis::cmd("GET").arg(key).query_async(&mut conn))
+            .run(
+                "GET",
+                key,
+                redis::cmd("GET").arg(key).query_async(&mut conn),
+            )
             .await?;
         Ok(reply.map(Bytes::from))
     }
@@ -110,7 +116,11 @@ impl RedisBackend {
     pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         let mut conn = self.conn.clone();
         let ms: i64 = self
-            .run("PTTL", key, redis::cmd("PTTL").arg(key).query_async(&mut conn))
+            .run(
+                "PTTL",
+                key,
+                redis::cmd("PTTL").arg(key).query_async(&mut conn),
+            )
             .await?;
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
     }
@@ -174,7 +184,10 @@ mod tests {
 
     #[test]
     fn masks_passwords_only() {
-        assert_eq!(mask_password("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            mask_password("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
         assert_eq!(
             mask_password("redis://:hunter2@host:6379/0"),
             "redis://:***@host:6379/0"

@@ -1,0 +1,93 @@
+//! `build()` refuses what cannot work, with a message naming it, and only
+//! that: a Redis that is down is not a reason to fail.
+
+use std::time::Duration;
+
+use cachefw::{Cache, Error};
+
+async fn build_err(builder: cachefw::CacheBuilder) -> Error {
+    builder.build().await.expect_err("setting refused")
+}
+
+#[tokio::test]
+async fn malformed_redis_urls_are_refused() {
+    for url in [
+        "",
+        "localhost:6379",
+        "http://127.0.0.1:6379",
+        "redis://host:port",
+    ] {
+        let err = build_err(Cache::builder().redis(url)).await;
+        assert!(matches!(err, Error::InvalidUrl { .. }), "{url}: {err}");
+        assert!(err.to_string().contains("invalid Redis URL"), "{err}");
+        assert!(
+            err.to_string().contains("redis://"),
+            "says what is valid: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn passwords_never_reach_error_messages() {
+    let err = build_err(Cache::builder().redis("redis://:hunter2@host:notaport")).await;
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(err.to_string().contains("***"), "{err}");
+}
+
+#[tokio::test]
+async fn impossible_settings_are_refused_by_name() {
+    let cases = [
+        (Cache::builder().namespace(""), "namespace"),
+        (Cache::builder().timeout(Duration::ZERO), "timeout"),
+        (Cache::builder().default_ttl(Duration::ZERO), "default_ttl"),
+        (Cache::builder().memory_capacity(0), "memory_capacity"),
+    ];
+    for (builder, setting) in cases {
+        let err = build_err(builder).await;
+        assert!(
+            matches!(&err, Error::Config { setting: s, .. } if *s == setting),
+            "{err}"
+        );
+        assert!(err.to_string().contains(setting), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn defaults_are_in_memory_cachefw_v1() {
+    let cache = Cache::builder().build().await.expect("builds");
+    assert_eq!(cache.backend_name(), "memory");
+    assert_eq!(cache.namespace(), "cachefw");
+    assert_eq!(cache.version(), 1);
+    assert_eq!(cache.full_key("k"), "cachefw:v1:k");
+    assert_eq!(cache.default_ttl(), cachefw::DEFAULT_TTL);
+}
+
+#[tokio::test]
+async fn install_sets_and_replaces_the_process_default() {
+    let first = Cache::builder()
+        .namespace("first")
+        .build()
+        .await
+        .expect("builds");
+    let second = Cache::builder()
+        .namespace("second")
+        .build()
+        .await
+        .expect("builds");
+    cachefw::install(first);
+    assert_eq!(
+        cachefw::installed()
+            .map(|c| c.namespace().to_owned())
+            .as_deref(),
+        Some("first")
+    );
+    cachefw::install(second.clone());
+    let installed = cachefw::installed().expect("installed");
+    assert_eq!(installed.namespace(), "second");
+    // The installed cache is the same cache, not a copy.
+    installed
+        .set("k", &1u8, Duration::from_secs(5))
+        .await
+        .expect("set");
+    assert_eq!(second.get::<u8>("k").await.expect("get"), Some(1));
+}

@@ -1,0 +1,150 @@
+//! Redis failures never fail a caller: Redis down at build, stopped and
+//! restarted mid-run, and too slow to answer within the timeout.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cachefw::{Cache, Error};
+use cachefw_tests::RedisServer;
+use common::{MINUTE, SourceDown, User, user};
+
+const TIMEOUT: Duration = Duration::from_millis(100);
+
+async fn cache_on(redis: &RedisServer) -> Cache {
+    Cache::builder()
+        .redis(redis.url())
+        .namespace("t")
+        .timeout(TIMEOUT)
+        .build()
+        .await
+        .expect("builds even when Redis is down")
+}
+
+async fn load(cache: &Cache, id: u64) -> User {
+    cache
+        .get_or_load(&format!("user:{id}"), MINUTE, || async {
+            Ok::<_, SourceDown>(user(id))
+        })
+        .await
+        .expect("the loader's value, whatever Redis does")
+}
+
+/// Polls until a loaded value is served from Redis again.
+async fn wait_for_caching(cache: &Cache, redis: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        load(cache, 1).await;
+        if redis.is_running() && redis.raw_get("t:v1:user:1").is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "caching did not resume");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_build_degrades_then_recovers() {
+    let mut redis = RedisServer::reserved();
+    let cache = cache_on(&redis).await;
+    for _ in 0..3 {
+        assert_eq!(load(&cache, 1).await, user(1));
+    }
+    let stats = cache.stats();
+    assert_eq!(stats.loads, 3, "nothing could be cached");
+    assert!(stats.errors >= 3, "{stats:?}");
+    assert!(matches!(
+        cache.get::<User>("user:1").await,
+        Err(Error::Redis { .. } | Error::Timeout { .. })
+    ));
+
+    redis.restart();
+    wait_for_caching(&cache, &redis).await;
+    let loads = cache.stats().loads;
+    assert_eq!(load(&cache, 1).await, user(1));
+    assert_eq!(cache.stats().loads, loads, "served from Redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_run_then_restarted() {
+    let mut redis = RedisServer::start();
+    let cache = cache_on(&redis).await;
+    load(&cache, 1).await;
+    load(&cache, 1).await;
+    assert_eq!(cache.stats().loads, 1);
+
+    redis.stop();
+    let before = cache.stats();
+    for _ in 0..20 {
+        assert_eq!(load(&cache, 1).await, user(1));
+    }
+    let during = cache.stats();
+    assert_eq!(
+        during.loads - before.loads,
+        20,
+        "every call served by the loader"
+    );
+    assert!(during.errors - before.errors >= 20, "{during:?}");
+    // Low-level calls report the failure to their caller.
+    assert!(cache.set("k", &1u8, MINUTE).await.is_err());
+    assert!(cache.delete("k").await.is_err());
+    assert!(cache.ttl("k").await.is_err());
+    assert!(cache.evict_prefix("").await.is_err());
+
+    redis.restart();
+    wait_for_caching(&cache, &redis).await;
+    assert_eq!(
+        cache.get::<User>("user:1").await.expect("get"),
+        Some(user(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_redis_costs_the_timeout_not_the_delay() {
+    let redis = RedisServer::start();
+    let cache = cache_on(&redis).await;
+    load(&cache, 1).await;
+
+    // Every client's commands now wait 3 s for an answer.
+    redis.cmd::<()>("CLIENT", &[b"PAUSE", b"3000", b"ALL"]);
+    let started = Instant::now();
+    assert_eq!(load(&cache, 1).await, user(1));
+    assert!(
+        started.elapsed() < Duration::from_millis(2_000),
+        "returned after {:?}, not at the {TIMEOUT:?} timeout",
+        started.elapsed()
+    );
+    let stats = cache.stats();
+    assert_eq!(stats.loads, 2, "served by the loader");
+    assert!(stats.errors >= 1, "{stats:?}");
+    assert!(matches!(
+        cache.get::<User>("user:1").await,
+        Err(Error::Timeout { after: TIMEOUT, .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_stay_coalesced_while_redis_is_down() {
+    let redis = RedisServer::reserved();
+    let cache = cache_on(&redis).await;
+    let loads = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let callers: Vec<_> = (0..50)
+        .map(|_| {
+            let (cache, loads) = (cache.clone(), loads.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("hot", MINUTE, || async move {
+                        loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Ok::<_, SourceDown>(7u32)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(caller.await.expect("task"), Ok(7));
+    }
+    assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

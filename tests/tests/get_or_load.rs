@@ -1,0 +1,168 @@
+//! `get_or_load`: cache-aside over each backend, single-flight of concurrent
+//! misses, and what happens when loaders fail or are cancelled.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use cachefw::Cache;
+use common::{MINUTE, SourceDown, User, user};
+use tokio::sync::Notify;
+
+on_each_backend!(
+    miss_loads_and_stores_then_hits,
+    loader_error_is_returned_and_not_cached,
+    concurrent_misses_load_once,
+    followers_of_a_failed_load_do_not_hang,
+    cancelled_leader_does_not_strand_followers,
+    keys_load_independently,
+);
+
+async fn miss_loads_and_stores_then_hits(cache: Cache) {
+    let loads = AtomicU32::new(0);
+    for _ in 0..3 {
+        let got = cache
+            .get_or_load("user:1", MINUTE, || async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, SourceDown>(user(1))
+            })
+            .await;
+        assert_eq!(got, Ok(user(1)));
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        cache.get::<User>("user:1").await.expect("get"),
+        Some(user(1))
+    );
+    let left = cache.ttl("user:1").await.expect("ttl").expect("stored");
+    assert!(left > Duration::from_secs(55), "{left:?}");
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.hits, stats.misses, stats.loads, stats.errors),
+        (3, 1, 1, 0)
+    );
+}
+
+async fn loader_error_is_returned_and_not_cached(cache: Cache) {
+    let got: Result<User, _> = cache
+        .get_or_load("user:1", MINUTE, || async { Err(SourceDown(7)) })
+        .await;
+    assert_eq!(got, Err(SourceDown(7)));
+    assert_eq!(cache.get::<User>("user:1").await.expect("get"), None);
+    let got = cache
+        .get_or_load("user:1", MINUTE, || async { Ok::<_, SourceDown>(user(1)) })
+        .await;
+    assert_eq!(got, Ok(user(1)));
+    assert_eq!(
+        cache.stats().errors,
+        0,
+        "a loader error is not a cache error"
+    );
+}
+
+async fn concurrent_misses_load_once(cache: Cache) {
+    let loads = Arc::new(AtomicU32::new(0));
+    let release = Arc::new(Notify::new());
+    let callers: Vec<_> = (0..100)
+        .map(|_| {
+            let (cache, loads, release) = (cache.clone(), loads.clone(), release.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("hot", MINUTE, || async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        release.notified().await;
+                        Ok::<_, SourceDown>(user(9))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    // Every caller has missed and all but the leader wait on its load.
+    wait_until(|| cache.stats().coalesced == 99).await;
+    release.notify_one();
+    for caller in callers {
+        assert_eq!(caller.await.expect("task"), Ok(user(9)));
+    }
+    let stats = cache.stats();
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!((stats.loads, stats.coalesced), (1, 99));
+}
+
+async fn followers_of_a_failed_load_do_not_hang(cache: Cache) {
+    let release = Arc::new(Notify::new());
+    let leader = {
+        let (cache, release) = (cache.clone(), release.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load("k", MINUTE, || async move {
+                    release.notified().await;
+                    Err::<u32, _>(SourceDown(1))
+                })
+                .await
+        })
+    };
+    wait_until(|| cache.stats().loads == 1).await;
+    let followers: Vec<_> = (0..5)
+        .map(|i| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("k", MINUTE, || async move { Ok::<_, SourceDown>(i) })
+                    .await
+            })
+        })
+        .collect();
+    wait_until(|| cache.stats().coalesced == 5).await;
+    release.notify_one();
+    // The error goes to the caller whose loader failed; each follower then
+    // gets an answer from its own loader.
+    assert_eq!(leader.await.expect("task"), Err(SourceDown(1)));
+    for (i, follower) in followers.into_iter().enumerate() {
+        assert_eq!(follower.await.expect("task"), Ok(i as u32));
+    }
+    assert_eq!(cache.stats().loads, 6);
+}
+
+async fn cancelled_leader_does_not_strand_followers(cache: Cache) {
+    let leader = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load("k", MINUTE, || {
+                    std::future::pending::<Result<u32, SourceDown>>()
+                })
+                .await
+        })
+    };
+    wait_until(|| cache.stats().loads == 1).await;
+    let follower = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load("k", MINUTE, || async { Ok::<_, SourceDown>(5u32) })
+                .await
+        })
+    };
+    wait_until(|| cache.stats().coalesced == 1).await;
+    leader.abort();
+    // The follower takes over the load and stores it.
+    assert_eq!(follower.await.expect("task"), Ok(5));
+    assert_eq!(cache.get::<u32>("k").await.expect("get"), Some(5));
+}
+
+async fn keys_load_independently(cache: Cache) {
+    let a = cache.get_or_load("a", MINUTE, || async { Ok::<_, SourceDown>(1u8) });
+    let b = cache.get_or_load("b", MINUTE, || async { Ok::<_, SourceDown>(2u8) });
+    assert_eq!(tokio::join!(a, b), (Ok(1), Ok(2)));
+    assert_eq!(cache.stats().loads, 2);
+}
+
+async fn wait_until(condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "condition never held");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

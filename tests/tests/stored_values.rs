@@ -1,0 +1,90 @@
+//! What is stored in Redis, and what happens when the bytes there are not a
+//! value this cache wrote: a miss that the next load replaces, counted.
+
+mod common;
+
+use cachefw::{Cache, Codec};
+use cachefw_tests::RedisServer;
+use common::{MINUTE, SourceDown, User, user};
+
+async fn load_user(cache: &Cache, id: u64) -> User {
+    cache
+        .get_or_load(&format!("user:{id}"), MINUTE, || async {
+            Ok::<_, SourceDown>(user(id))
+        })
+        .await
+        .expect("loader succeeds")
+}
+
+#[tokio::test]
+async fn garbage_reads_as_a_miss_that_is_replaced() {
+    let redis = RedisServer::start();
+    let cache = common::redis_cache(&redis, "t").await;
+    let cases: [(&str, &[u8]); 5] = [
+        ("empty", b""),
+        ("text", b"not a cachefw value"),
+        ("json", br#"{"id":1,"name":"x"}"#),
+        ("truncated", b"\xCF\x01b\x01"),
+        ("other-codec", b"\xCF\x01z\x00\x00"),
+    ];
+    for (i, (name, bytes)) in cases.iter().enumerate() {
+        let key = format!("t:v1:user:{i}");
+        redis.raw_set(&key, bytes);
+        assert_eq!(
+            cache.get::<User>(&format!("user:{i}")).await.expect("get"),
+            None,
+            "{name}"
+        );
+        assert_eq!(load_user(&cache, i as u64).await, user(i as u64), "{name}");
+        let stored = redis.raw_get(&key).expect("replaced");
+        assert_eq!(
+            &stored[..3],
+            b"\xCF\x01b",
+            "{name} replaced by a cachefw value"
+        );
+        assert_eq!(
+            cache.get::<User>(&format!("user:{i}")).await.expect("get"),
+            Some(user(i as u64)),
+            "{name}"
+        );
+    }
+    let stats = cache.stats();
+    // Each bad entry was counted twice: by `get` and by `get_or_load`.
+    assert_eq!(stats.errors, 2 * cases.len() as u64);
+    assert_eq!(stats.loads, cases.len() as u64);
+}
+
+#[tokio::test]
+async fn a_value_of_another_type_is_not_misread() {
+    let redis = RedisServer::start();
+    let cache = common::redis_cache(&redis, "t").await;
+    cache.set("k", &user(1), MINUTE).await.expect("set");
+    assert_eq!(cache.get::<u8>("k").await.expect("get"), None);
+    assert_eq!(cache.stats().errors, 1);
+}
+
+#[tokio::test]
+async fn json_codec_is_readable_with_redis_cli_and_isolated_from_bincode() {
+    let redis = RedisServer::start();
+    let json = Cache::builder()
+        .redis(redis.url())
+        .namespace("t")
+        .codec(Codec::Json)
+        .build()
+        .await
+        .expect("builds");
+    json.set("user:7", &user(7), MINUTE).await.expect("set");
+    let raw = redis.raw_get("t:v1:user:7").expect("stored");
+    assert_eq!(&raw[..3], b"\xCF\x01j");
+    let text = std::str::from_utf8(&raw[3..]).expect("utf-8");
+    assert!(text.starts_with(r#"{"id":7,"name":"user 7""#), "{text}");
+
+    // A bincode cache on the same keys reads the JSON entry as a miss.
+    let bincode = common::redis_cache(&redis, "t").await;
+    assert_eq!(bincode.get::<User>("user:7").await.expect("get"), None);
+    assert_eq!(bincode.stats().errors, 1);
+    assert_eq!(
+        json.get::<User>("user:7").await.expect("get"),
+        Some(user(7))
+    );
+}
