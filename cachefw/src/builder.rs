@@ -163,6 +163,7 @@ impl CacheBuilder {
                 let redis = RedisBackend::new(url, self.timeout)?;
                 if let Err(error) = redis.ping().await {
                     tracing::warn!(
+                        url = %crate::backend::redis::mask_password(url),
                         %error,
                         "cachefw: Redis is not reachable at start; serving from the source until it is"
                     );

@@ -91,3 +91,11 @@ async fn install_sets_and_replaces_the_process_default() {
         .expect("set");
     assert_eq!(second.get::<u8>("k").await.expect("get"), Some(1));
 }
+
+#[test]
+fn cache_is_a_cheap_shareable_handle() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    fn boxable_error<T: std::error::Error + Send + Sync + 'static>() {}
+    shareable::<Cache>();
+    boxable_error::<Error>();
+}

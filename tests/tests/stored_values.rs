@@ -55,6 +55,19 @@ async fn garbage_reads_as_a_miss_that_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_key_of_another_redis_type_is_replaced() {
+    let redis = RedisServer::start();
+    let cache = common::redis_cache(&redis, "t").await;
+    redis.cmd::<()>("RPUSH", &[b"t:v1:user:1", b"a list, not a string"]);
+    assert_eq!(load_user(&cache, 1).await, user(1));
+    assert_eq!(cache.stats().errors, 1, "the WRONGTYPE reply is counted");
+    assert_eq!(
+        cache.get::<User>("user:1").await.expect("get"),
+        Some(user(1))
+    );
+}
+
+#[tokio::test]
 async fn a_value_of_another_type_is_not_misread() {
     let redis = RedisServer::start();
     let cache = common::redis_cache(&redis, "t").await;
