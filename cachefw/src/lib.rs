@@ -33,6 +33,8 @@
 //! makes every old entry unreachable at once. Values carry a small header
 //! naming their codec ([`Codec`]), so foreign or corrupt bytes read as a miss.
 
+#![warn(missing_docs)]
+
 mod backend;
 mod builder;
 mod cache;

@@ -7,6 +7,8 @@
 //!
 //! Set `REDIS_SERVER` to use a `redis-server` binary that is not on `PATH`.
 
+#![warn(missing_docs)]
+
 mod redis_server;
 
 pub use redis_server::RedisServer;

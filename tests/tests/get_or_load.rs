@@ -17,6 +17,7 @@ on_each_backend!(
     concurrent_misses_load_once,
     followers_of_a_failed_load_do_not_hang,
     cancelled_leader_does_not_strand_followers,
+    panicking_loader_does_not_strand_followers,
     keys_load_independently,
 );
 
@@ -150,6 +151,36 @@ async fn cancelled_leader_does_not_strand_followers(cache: Cache) {
     // The follower takes over the load and stores it.
     assert_eq!(follower.await.expect("task"), Ok(5));
     assert_eq!(cache.get::<u32>("k").await.expect("get"), Some(5));
+}
+
+async fn panicking_loader_does_not_strand_followers(cache: Cache) {
+    let release = Arc::new(Notify::new());
+    let leader = {
+        let (cache, release) = (cache.clone(), release.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load("k", MINUTE, || async move {
+                    release.notified().await;
+                    panic!("the loader's own bug");
+                    #[allow(unreachable_code)]
+                    Ok::<u32, SourceDown>(0)
+                })
+                .await
+        })
+    };
+    wait_until(|| cache.stats().loads == 1).await;
+    let follower = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load("k", MINUTE, || async { Ok::<_, SourceDown>(5u32) })
+                .await
+        })
+    };
+    wait_until(|| cache.stats().coalesced == 1).await;
+    release.notify_one();
+    assert!(leader.await.is_err_and(|e| e.is_panic()));
+    assert_eq!(follower.await.expect("task"), Ok(5));
 }
 
 async fn keys_load_independently(cache: Cache) {
