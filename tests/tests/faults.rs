@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cachefw::{Cache, Error};
 use cachefw_tests::RedisServer;
-use common::{MINUTE, SourceDown, User, user};
+use common::{MINUTE, SourceDown, User, load_user, user};
 
 const TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -22,20 +22,11 @@ async fn cache_on(redis: &RedisServer) -> Cache {
         .expect("builds even when Redis is down")
 }
 
-async fn load(cache: &Cache, id: u64) -> User {
-    cache
-        .get_or_load(&format!("user:{id}"), MINUTE, || async {
-            Ok::<_, SourceDown>(user(id))
-        })
-        .await
-        .expect("the loader's value, whatever Redis does")
-}
-
 /// Polls until a loaded value is served from Redis again.
 async fn wait_for_caching(cache: &Cache, redis: &RedisServer) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        load(cache, 1).await;
+        load_user(cache, 1).await;
         if redis.is_running() && redis.raw_get("t:v1:user:1").is_some() {
             return;
         }
@@ -49,7 +40,7 @@ async fn redis_down_at_build_degrades_then_recovers() {
     let mut redis = RedisServer::reserved();
     let cache = cache_on(&redis).await;
     for _ in 0..3 {
-        assert_eq!(load(&cache, 1).await, user(1));
+        assert_eq!(load_user(&cache, 1).await, user(1));
     }
     let stats = cache.stats();
     assert_eq!(stats.loads, 3, "nothing could be cached");
@@ -62,7 +53,7 @@ async fn redis_down_at_build_degrades_then_recovers() {
     redis.restart();
     wait_for_caching(&cache, &redis).await;
     let loads = cache.stats().loads;
-    assert_eq!(load(&cache, 1).await, user(1));
+    assert_eq!(load_user(&cache, 1).await, user(1));
     assert_eq!(cache.stats().loads, loads, "served from Redis");
 }
 
@@ -70,14 +61,14 @@ async fn redis_down_at_build_degrades_then_recovers() {
 async fn redis_stopped_mid_run_then_restarted() {
     let mut redis = RedisServer::start();
     let cache = cache_on(&redis).await;
-    load(&cache, 1).await;
-    load(&cache, 1).await;
+    load_user(&cache, 1).await;
+    load_user(&cache, 1).await;
     assert_eq!(cache.stats().loads, 1);
 
     redis.stop();
     let before = cache.stats();
     for _ in 0..20 {
-        assert_eq!(load(&cache, 1).await, user(1));
+        assert_eq!(load_user(&cache, 1).await, user(1));
     }
     let during = cache.stats();
     assert_eq!(
@@ -104,12 +95,12 @@ async fn redis_stopped_mid_run_then_restarted() {
 async fn slow_redis_costs_the_timeout_not_the_delay() {
     let redis = RedisServer::start();
     let cache = cache_on(&redis).await;
-    load(&cache, 1).await;
+    load_user(&cache, 1).await;
 
     // Every client's commands now wait 3 s for an answer.
     redis.cmd::<()>("CLIENT", &[b"PAUSE", b"3000", b"ALL"]);
     let started = Instant::now();
-    assert_eq!(load(&cache, 1).await, user(1));
+    assert_eq!(load_user(&cache, 1).await, user(1));
     assert!(
         started.elapsed() < Duration::from_millis(2_000),
         "returned after {:?}, not at the {TIMEOUT:?} timeout",

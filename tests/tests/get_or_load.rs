@@ -93,28 +93,9 @@ async fn concurrent_misses_load_once(cache: Cache) {
 
 async fn followers_of_a_failed_load_do_not_hang(cache: Cache) {
     let release = Arc::new(Notify::new());
-    let leader = {
-        let (cache, release) = (cache.clone(), release.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load("k", MINUTE, || async move {
-                    release.notified().await;
-                    Err::<u32, _>(SourceDown(1))
-                })
-                .await
-        })
-    };
+    let leader = spawn_gated(&cache, &release, || Err(SourceDown(1)));
     wait_until(|| cache.stats().loads == 1).await;
-    let followers: Vec<_> = (0..5)
-        .map(|i| {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get_or_load("k", MINUTE, || async move { Ok::<_, SourceDown>(i) })
-                    .await
-            })
-        })
-        .collect();
+    let followers: Vec<_> = (0..5).map(|i| spawn_load(&cache, "k", i)).collect();
     wait_until(|| cache.stats().coalesced == 5).await;
     release.notify_one();
     // The error goes to the caller whose loader failed; each follower then
@@ -127,25 +108,10 @@ async fn followers_of_a_failed_load_do_not_hang(cache: Cache) {
 }
 
 async fn cancelled_leader_does_not_strand_followers(cache: Cache) {
-    let leader = {
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            cache
-                .get_or_load("k", MINUTE, || {
-                    std::future::pending::<Result<u32, SourceDown>>()
-                })
-                .await
-        })
-    };
+    let never = Arc::new(Notify::new());
+    let leader = spawn_gated(&cache, &never, || Ok(0));
     wait_until(|| cache.stats().loads == 1).await;
-    let follower = {
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            cache
-                .get_or_load("k", MINUTE, || async { Ok::<_, SourceDown>(5u32) })
-                .await
-        })
-    };
+    let follower = spawn_load(&cache, "k", 5);
     wait_until(|| cache.stats().coalesced == 1).await;
     leader.abort();
     // The follower takes over the load and stores it.
@@ -155,28 +121,9 @@ async fn cancelled_leader_does_not_strand_followers(cache: Cache) {
 
 async fn panicking_loader_does_not_strand_followers(cache: Cache) {
     let release = Arc::new(Notify::new());
-    let leader = {
-        let (cache, release) = (cache.clone(), release.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load("k", MINUTE, || async move {
-                    release.notified().await;
-                    panic!("the loader's own bug");
-                    #[allow(unreachable_code)]
-                    Ok::<u32, SourceDown>(0)
-                })
-                .await
-        })
-    };
+    let leader = spawn_gated(&cache, &release, || panic!("the loader's own bug"));
     wait_until(|| cache.stats().loads == 1).await;
-    let follower = {
-        let cache = cache.clone();
-        tokio::spawn(async move {
-            cache
-                .get_or_load("k", MINUTE, || async { Ok::<_, SourceDown>(5u32) })
-                .await
-        })
-    };
+    let follower = spawn_load(&cache, "k", 5);
     wait_until(|| cache.stats().coalesced == 1).await;
     release.notify_one();
     assert!(leader.await.is_err_and(|e| e.is_panic()));
@@ -188,6 +135,38 @@ async fn keys_load_independently(cache: Cache) {
     let b = cache.get_or_load("b", MINUTE, || async { Ok::<_, SourceDown>(2u8) });
     assert_eq!(tokio::join!(a, b), (Ok(1), Ok(2)));
     assert_eq!(cache.stats().loads, 2);
+}
+
+/// A caller of `key` whose loader would return `value`.
+fn spawn_load(
+    cache: &Cache,
+    key: &'static str,
+    value: u32,
+) -> tokio::task::JoinHandle<Result<u32, SourceDown>> {
+    let cache = cache.clone();
+    tokio::spawn(async move {
+        cache
+            .get_or_load(key, MINUTE, || async move { Ok(value) })
+            .await
+    })
+}
+
+/// A caller of `"k"` whose loader waits for `release`, then returns what
+/// `outcome` gives.
+fn spawn_gated(
+    cache: &Cache,
+    release: &Arc<Notify>,
+    outcome: impl FnOnce() -> Result<u32, SourceDown> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<u32, SourceDown>> {
+    let (cache, release) = (cache.clone(), release.clone());
+    tokio::spawn(async move {
+        cache
+            .get_or_load("k", MINUTE, || async move {
+                release.notified().await;
+                outcome()
+            })
+            .await
+    })
 }
 
 async fn wait_until(condition: impl Fn() -> bool) {

@@ -5,16 +5,7 @@ mod common;
 
 use cachefw::{Cache, Codec};
 use cachefw_tests::RedisServer;
-use common::{MINUTE, SourceDown, User, user};
-
-async fn load_user(cache: &Cache, id: u64) -> User {
-    cache
-        .get_or_load(&format!("user:{id}"), MINUTE, || async {
-            Ok::<_, SourceDown>(user(id))
-        })
-        .await
-        .expect("loader succeeds")
-}
+use common::{MINUTE, User, load_user, user};
 
 #[tokio::test]
 async fn garbage_reads_as_a_miss_that_is_replaced() {

@@ -1,12 +1,11 @@
 //! The Redis backend: one auto-reconnecting multiplexed connection, every
 //! command bounded by the operation timeout.
 
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisResult};
+use redis::{Client, Cmd, FromRedisValue};
 
 use crate::Error;
 
@@ -43,13 +42,16 @@ impl RedisBackend {
         Ok(Self { conn, timeout })
     }
 
-    async fn run<T>(
+    /// Sends `command`, bounded by the operation timeout. `key` is for the
+    /// error's context.
+    async fn query<T: FromRedisValue>(
         &self,
         op: &'static str,
         key: &str,
-        command: impl Future<Output = RedisResult<T>>,
+        command: &Cmd,
     ) -> Result<T, Error> {
-        match tokio::time::timeout(self.timeout, command).await {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, command.query_async(&mut conn)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(source)) if !source.is_timeout() => Err(Error::Redis {
                 op,
@@ -68,90 +70,49 @@ impl RedisBackend {
 
     /// Opens the connection now rather than on the first command.
     pub(crate) async fn ping(&self) -> Result<(), Error> {
-        let mut conn = self.conn.clone();
-        self.run("PING", "", redis::cmd("PING").query_async::<()>(&mut conn))
-            .await
+        self.query("PING", "", &redis::cmd("PING")).await
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
-        let mut conn = self.conn.clone();
-        let reply: Option<Vec<u8>> = self
-            .run(
-                "GET",
-                key,
-                redis::cmd("GET").arg(key).query_async(&mut conn),
-            )
-            .await?;
+        let reply: Option<Vec<u8>> = self.query("GET", key, redis::cmd("GET").arg(key)).await?;
         Ok(reply.map(Bytes::from))
     }
 
     pub(crate) async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), Error> {
-        let mut conn = self.conn.clone();
-        self.run(
-            "SET",
-            key,
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl_ms)
-                .query_async::<()>(&mut conn),
-        )
-        .await
+        let mut command = redis::cmd("SET");
+        command.arg(key).arg(value).arg("PX").arg(ttl_ms);
+        self.query("SET", key, &command).await
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, Error> {
-        let mut conn = self.conn.clone();
         let removed: u64 = self
-            .run(
-                "UNLINK",
-                key,
-                redis::cmd("UNLINK").arg(key).query_async(&mut conn),
-            )
+            .query("UNLINK", key, redis::cmd("UNLINK").arg(key))
             .await?;
         Ok(removed > 0)
     }
 
     /// `None` when the key is missing or has no expiry.
     pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
-        let mut conn = self.conn.clone();
-        let ms: i64 = self
-            .run(
-                "PTTL",
-                key,
-                redis::cmd("PTTL").arg(key).query_async(&mut conn),
-            )
-            .await?;
+        let ms: i64 = self.query("PTTL", key, redis::cmd("PTTL").arg(key)).await?;
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
     }
 
     /// `SCAN`s for `pattern` and `UNLINK`s what it finds, batch by batch, so a
     /// large keyspace never blocks Redis the way `KEYS` would.
     pub(crate) async fn evict_matching(&self, pattern: &str) -> Result<u64, Error> {
-        let mut conn = self.conn.clone();
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .run(
-                    "SCAN",
-                    pattern,
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(EVICT_BATCH)
-                        .query_async(&mut conn),
-                )
-                .await?;
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(EVICT_BATCH);
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.query("SCAN", pattern, &scan).await?;
             for batch in keys.chunks(EVICT_BATCH) {
                 let count: u64 = self
-                    .run(
-                        "UNLINK",
-                        pattern,
-                        redis::cmd("UNLINK").arg(batch).query_async(&mut conn),
-                    )
+                    .query("UNLINK", pattern, redis::cmd("UNLINK").arg(batch))
                     .await?;
                 removed += count;
             }

@@ -34,6 +34,17 @@ pub fn user(id: u64) -> User {
 #[derive(Debug, PartialEq)]
 pub struct SourceDown(pub u32);
 
+/// Reads `user:{id}` through the cache, loading it when missing: the
+/// loader's value whatever the cache does.
+pub async fn load_user(cache: &Cache, id: u64) -> User {
+    cache
+        .get_or_load(&format!("user:{id}"), MINUTE, || async {
+            Ok::<_, SourceDown>(user(id))
+        })
+        .await
+        .expect("the loader cannot fail")
+}
+
 pub async fn redis_cache(redis: &RedisServer, namespace: &str) -> Cache {
     Cache::builder()
         .redis(redis.url())
