@@ -92,6 +92,39 @@ async fn redis_stopped_mid_run_then_restarted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_during_a_restart_all_get_values() {
+    let mut redis = RedisServer::start();
+    let cache = cache_on(&redis).await;
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let callers: Vec<_> = (0..20)
+        .map(|i| {
+            let (cache, running) = (cache.clone(), running.clone());
+            tokio::spawn(async move {
+                let mut calls = 0u32;
+                while running.load(std::sync::atomic::Ordering::SeqCst) {
+                    assert_eq!(load_user(&cache, i % 4).await, user(i % 4));
+                    calls += 1;
+                    tokio::task::yield_now().await;
+                }
+                calls
+            })
+        })
+        .collect();
+    redis.stop();
+    // Let the callers run into the outage before Redis comes back.
+    let errors = cache.stats().errors;
+    while cache.stats().errors < errors + 50 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    redis.restart();
+    wait_for_caching(&cache, &redis).await;
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    for caller in callers {
+        assert!(caller.await.expect("no caller panicked") > 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_redis_costs_the_timeout_not_the_delay() {
     let redis = RedisServer::start();
     let cache = cache_on(&redis).await;

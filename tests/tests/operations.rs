@@ -18,6 +18,9 @@ on_each_backend!(
     invalid_ttl_is_refused,
     stats_count_hits_and_misses,
     clones_share_state,
+    keys_may_hold_any_text,
+    large_values_round_trip,
+    unserializable_value_is_refused_and_never_fails_a_load,
 );
 
 async fn set_then_get_round_trips(cache: Cache) {
@@ -114,6 +117,95 @@ async fn clones_share_state(cache: Cache) {
     clone.set("k", &5u8, MINUTE).await.expect("set");
     assert_eq!(cache.get::<u8>("k").await.expect("get"), Some(5));
     assert_eq!(cache.stats(), clone.stats());
+}
+
+async fn keys_may_hold_any_text(cache: Cache) {
+    let keys = ["with space", "new\nline", "ünïcødé:键", "", "::", "a\0b"];
+    for (i, key) in keys.iter().enumerate() {
+        cache.set(key, &i, MINUTE).await.expect("set");
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            cache.get::<usize>(key).await.expect("get"),
+            Some(i),
+            "{key:?}"
+        );
+    }
+}
+
+async fn large_values_round_trip(cache: Cache) {
+    let big: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    cache.set("big", &big, MINUTE).await.expect("set");
+    assert_eq!(cache.get::<Vec<u8>>("big").await.expect("get"), Some(big));
+}
+
+/// A value whose serialization always fails.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+struct Unserializable(u8);
+
+impl serde::Serialize for Unserializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refuses to be serialized"))
+    }
+}
+
+async fn unserializable_value_is_refused_and_never_fails_a_load(cache: Cache) {
+    let err = cache
+        .set("k", &Unserializable(1), MINUTE)
+        .await
+        .expect_err("encode fails");
+    assert!(matches!(err, Error::Encode { .. }), "{err}");
+    assert!(
+        err.to_string().contains("refuses to be serialized"),
+        "{err}"
+    );
+
+    let got = cache
+        .get_or_load("k", MINUTE, || async {
+            Ok::<_, common::SourceDown>(Unserializable(2))
+        })
+        .await;
+    assert_eq!(got, Ok(Unserializable(2)));
+    assert_eq!(cache.stats().errors, 1, "the failed fill is counted");
+}
+
+#[tokio::test]
+async fn memory_backend_is_bounded_by_capacity() {
+    let cache = Cache::builder()
+        .in_memory()
+        .memory_capacity(64 * 1024)
+        .build()
+        .await
+        .expect("builds");
+    let value = vec![7u8; 1024];
+    for i in 0..1_000 {
+        cache
+            .set(&format!("k{i}"), &value, MINUTE)
+            .await
+            .expect("set");
+    }
+    // Eviction is applied by the store's housekeeping; poll until it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut present = 0;
+        for i in 0..1_000 {
+            if cache
+                .get::<Vec<u8>>(&format!("k{i}"))
+                .await
+                .expect("get")
+                .is_some()
+            {
+                present += 1;
+            }
+        }
+        if present <= 64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{present} entries of 1 KiB in 64 KiB"
+        );
+    }
 }
 
 #[tokio::test]

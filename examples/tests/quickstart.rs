@@ -1,0 +1,69 @@
+//! The README's first command works: the quick start runs with no services,
+//! and against Redis when `REDIS_URL` is set.
+
+use std::process::Command;
+
+use cachefw_tests::RedisServer;
+
+fn run_quickstart(redis_url: Option<&str>) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quickstart"));
+    command.env_remove("REDIS_URL");
+    if let Some(url) = redis_url {
+        command.env("REDIS_URL", url);
+    }
+    let output = command.output().expect("quickstart runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "quickstart failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn assert_tells_the_story(stdout: &str) {
+    for line in [
+        "1. first call   miss: from the source",
+        "2. second call  hit:  from the cache",
+        "3. evict user:42 (it existed: true)",
+        "   next call    miss: from the source",
+        "4. 100 concurrent callers of cold user:7 served",
+        "by 1 load(s) of the source",
+        "0 errors",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn runs_in_memory_with_no_services() {
+    let stdout = run_quickstart(None);
+    assert!(stdout.contains("backend: in-memory"), "{stdout}");
+    assert_tells_the_story(&stdout);
+}
+
+#[test]
+fn runs_against_redis_from_redis_url() {
+    let redis = RedisServer::start();
+    let stdout = run_quickstart(Some(&redis.url()));
+    assert!(
+        stdout.contains(&format!("backend: Redis at {}", redis.url())),
+        "{stdout}"
+    );
+    assert_tells_the_story(&stdout);
+    assert!(
+        redis.keys().contains(&"quickstart:v1:user:7".to_owned()),
+        "{:?}",
+        redis.keys()
+    );
+    // A second run finds the old entries and still tells the same story.
+    assert_tells_the_story(&run_quickstart(Some(&redis.url())));
+}
+
+#[test]
+fn survives_redis_being_down() {
+    let redis = RedisServer::reserved();
+    let stdout = run_quickstart(Some(&redis.url()));
+    assert!(stdout.contains("4. 100 concurrent callers"), "{stdout}");
+    assert!(stdout.contains("by 1 load(s) of the source"), "{stdout}");
+}
