@@ -170,7 +170,7 @@ impl Cache {
         ttl: Duration,
     ) -> Result<(), Error> {
         let inner = &self.inner;
-        inner.reported(inner.write(&inner.keys.full(key), value, ttl).await)
+        inner.observe(inner.write(&inner.keys.full(key), value, ttl).await)
     }
 
     /// Removes the entry at `key`; `true` if there was one.
@@ -180,7 +180,7 @@ impl Cache {
     /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         let inner = &self.inner;
-        inner.reported(inner.backend.delete(&inner.keys.full(key)).await)
+        inner.observe(inner.backend.delete(&inner.keys.full(key)).await)
     }
 
     /// The time `key` has left to live; `None` when it does not exist (or,
@@ -191,7 +191,7 @@ impl Cache {
     /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         let inner = &self.inner;
-        inner.reported(inner.backend.ttl(&inner.keys.full(key)).await)
+        inner.observe(inner.backend.ttl(&inner.keys.full(key)).await)
     }
 
     /// Removes every entry whose key starts with `prefix`, taken literally
@@ -219,7 +219,7 @@ impl Cache {
     /// entries removed before the failure stay removed.
     pub async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
         let inner = &self.inner;
-        inner.reported(inner.backend.evict_prefix(&inner.keys, prefix).await)
+        inner.observe(inner.backend.evict_prefix(&inner.keys, prefix).await)
     }
 
     /// Cache-aside: returns the value at `key`, or calls `loader`, stores its
@@ -259,12 +259,14 @@ impl Cache {
 }
 
 impl Inner {
-    /// Counts and logs a backend failure on its way to the caller.
-    fn reported<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
-        if let Err(error) = &result
-            && error.is_backend_failure()
-        {
-            self.failure(error);
+    /// Notes the backend's answer on its way to the caller: a failure is
+    /// counted and logged, an answer after failures logged as a recovery.
+    fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        match &result {
+            Ok(_) => self.reporter.answered(self.backend.name()),
+            Err(error) if error.is_backend_failure() => self.failure(error),
+            // A mistake in the call, returned to the caller as it is.
+            Err(_) => {}
         }
         result
     }
@@ -275,7 +277,7 @@ impl Inner {
     }
 
     async fn read<T: DeserializeOwned>(&self, full: &str) -> Result<Option<T>, Error> {
-        let bytes = match self.backend.get(full).await {
+        let bytes = match self.observe(self.backend.get(full).await) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 self.stats.miss();
@@ -283,7 +285,6 @@ impl Inner {
             }
             Err(error) => {
                 self.stats.miss();
-                self.failure(&error);
                 return Err(error);
             }
         };
@@ -320,7 +321,10 @@ impl Inner {
 
     /// Stores a loaded value; a failure is the cache's, never the caller's.
     async fn fill<T: Serialize>(&self, full: &str, value: &T, ttl: Duration) {
-        if let Err(error) = self.write(full, value, ttl).await {
+        if let Err(error) = self.observe(self.write(full, value, ttl).await)
+            && !error.is_backend_failure()
+        {
+            // Nobody sees this error but the log: count it like the others.
             self.failure(&error);
         }
     }

@@ -2,9 +2,10 @@
 //!
 //! A dead Redis fails every call; logging each would bury everything else.
 //! The first failure is logged at once, later ones at most once per
-//! interval, with how many were held back in between.
+//! interval, with how many were held back in between. When the backend
+//! answers again after failing, that is logged once too.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -17,6 +18,8 @@ pub(crate) struct Reporter {
     /// Milliseconds since `start` before which failures are only counted.
     quiet_until: AtomicU64,
     held_back: AtomicU64,
+    /// Whether the backend's last failure has not been followed by an answer.
+    failing: AtomicBool,
 }
 
 impl Reporter {
@@ -25,6 +28,22 @@ impl Reporter {
             start: Instant::now(),
             quiet_until: AtomicU64::new(0),
             held_back: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes that the backend answered; logs the recovery after failures.
+    pub(crate) fn answered(&self, backend: &str) {
+        // A plain load first: the hit path pays no write to a shared line.
+        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
+            let held_back = self.held_back.swap(0, Ordering::Relaxed);
+            // The next failure is news again: log it at once.
+            self.quiet_until.store(0, Ordering::Relaxed);
+            tracing::info!(
+                backend,
+                held_back,
+                "cachefw: the cache backend answers again (held_back counts failures not logged)"
+            );
         }
     }
 
@@ -32,6 +51,9 @@ impl Reporter {
     /// within the interval.
     pub(crate) fn failure(&self, stats: &Counters, backend: &str, error: &Error) {
         stats.error();
+        if error.is_backend_failure() {
+            self.failing.store(true, Ordering::Relaxed);
+        }
         let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         let quiet_until = self.quiet_until.load(Ordering::Relaxed);
         let next = now.saturating_add(INTERVAL.as_millis() as u64);

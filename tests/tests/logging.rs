@@ -27,6 +27,25 @@ impl std::io::Write for Log {
     }
 }
 
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("log lock").clone()).expect("utf-8")
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.text().matches(needle).count()
+    }
+}
+
+async fn burst(cache: &Cache, calls: usize) {
+    for _ in 0..calls {
+        let got = cache
+            .get_or_load("user:1", MINUTE, || async { Ok::<_, SourceDown>(user(1)) })
+            .await;
+        assert_eq!(got, Ok(user(1)));
+    }
+}
+
 #[test]
 fn failures_are_logged_without_flooding() {
     let log = Log::default();
@@ -40,25 +59,38 @@ fn failures_are_logged_without_flooding() {
         .enable_all()
         .build()
         .expect("runtime");
-    let stats = runtime.block_on(async {
-        let redis = RedisServer::reserved();
+    runtime.block_on(async {
+        let mut redis = RedisServer::reserved();
         let cache = Cache::builder()
             .redis(redis.url())
             .timeout(Duration::from_millis(100))
             .build()
             .await
             .expect("builds");
-        for _ in 0..50 {
-            let got = cache
-                .get_or_load("user:1", MINUTE, || async { Ok::<_, SourceDown>(user(1)) })
-                .await;
-            assert_eq!(got, Ok(user(1)));
+        assert_eq!(log.count("not reachable at start"), 1, "{}", log.text());
+
+        burst(&cache, 50).await;
+        assert!(cache.stats().errors >= 50, "{:?}", cache.stats());
+        assert_eq!(
+            log.count("cache operation failed"),
+            1,
+            "one report for a burst of failures:\n{}",
+            log.text()
+        );
+
+        redis.restart();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while log.count("answers again") == 0 {
+            assert!(std::time::Instant::now() < deadline, "{}", log.text());
+            burst(&cache, 1).await;
         }
-        cache.stats()
+        assert!(log.text().contains("held_back="), "{}", log.text());
+        burst(&cache, 50).await;
+        assert_eq!(log.count("answers again"), 1, "{}", log.text());
+
+        // A new outage is news: reported at once, not held back.
+        redis.stop();
+        burst(&cache, 50).await;
+        assert_eq!(log.count("cache operation failed"), 2, "{}", log.text());
     });
-    let text = String::from_utf8(log.0.lock().expect("log lock").clone()).expect("utf-8");
-    let reports = text.matches("cache operation failed").count();
-    assert!(stats.errors >= 50, "{stats:?}");
-    assert_eq!(reports, 1, "one report for a burst of failures:\n{text}");
-    assert!(text.contains("not reachable at start"), "{text}");
 }
