@@ -1,12 +1,12 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::Commands;
+use socket2::{Domain, Socket, Type};
 
 /// How long a server may take to answer its first `PING`.
 const READY_WITHIN: Duration = Duration::from_secs(15);
@@ -230,7 +230,7 @@ fn binary() -> String {
 /// refused, as to a stopped server.
 struct PortHold {
     port: u16,
-    _socket: OwnedFd,
+    _socket: Socket,
 }
 
 impl PortHold {
@@ -241,32 +241,15 @@ impl PortHold {
 
     /// Holds `port`, if it is free.
     fn on(port: u16) -> Option<Self> {
-        // SAFETY: plain socket calls on a descriptor we own; every pointer
-        // passed points to a live, correctly sized local.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-            if fd < 0 {
-                return None;
-            }
-            let socket = OwnedFd::from_raw_fd(fd);
-            let mut addr: libc::sockaddr_in = std::mem::zeroed();
-            addr.sin_family = libc::AF_INET as libc::sa_family_t;
-            addr.sin_port = port.to_be();
-            addr.sin_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
-            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            let bound_addr = (&raw const addr).cast::<libc::sockaddr>();
-            if libc::bind(fd, bound_addr, len) != 0 {
-                return None;
-            }
-            let mut len = len;
-            if libc::getsockname(fd, (&raw mut addr).cast::<libc::sockaddr>(), &mut len) != 0 {
-                return None;
-            }
-            Some(Self {
-                port: u16::from_be(addr.sin_port),
-                _socket: socket,
-            })
-        }
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+        socket
+            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
+            .ok()?;
+        let port = socket.local_addr().ok()?.as_socket()?.port();
+        Some(Self {
+            port,
+            _socket: socket,
+        })
     }
 }
 
