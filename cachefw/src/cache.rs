@@ -11,9 +11,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::Backend;
+use crate::codec::Entry;
 use crate::flight::{Flights, Join, Outcome};
 use crate::key::Keys;
 use crate::report::Reporter;
+use crate::shape::{Fallible, Shape};
 use crate::stats::Counters;
 use crate::{CacheBuilder, Codec, Error, Stats};
 
@@ -105,6 +107,11 @@ impl Cache {
         &self.inner
     }
 
+    /// The full key whose user part `render` appends, in one allocation.
+    pub(crate) fn render_key(&self, capacity: usize, render: impl FnOnce(&mut String)) -> String {
+        self.inner.keys.render(capacity, render)
+    }
+
     /// The namespace, the first part of every key.
     pub fn namespace(&self) -> &str {
         &self.inner.namespace
@@ -153,7 +160,21 @@ impl Cache {
     ///
     /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        self.inner.read(&self.inner.keys.full(key)).await
+        match self.inner.read(&self.inner.keys.full(key)).await {
+            Ok(Some(Entry::Value(value))) => {
+                self.inner.stats.hit();
+                Ok(Some(value))
+            }
+            // A cached "no value" is no value to return.
+            Ok(Some(Entry::Absent) | None) => {
+                self.inner.stats.miss();
+                Ok(None)
+            }
+            Err(error) => {
+                self.inner.stats.miss();
+                Err(error)
+            }
+        }
     }
 
     /// Stores `value` at `key` for `ttl`, replacing what was there.
@@ -248,14 +269,24 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let inner = &self.inner;
-        let full = inner.keys.full(key);
-        // A failed read was counted and logged; it is served like a miss.
-        if let Ok(Some(value)) = inner.read(&full).await {
-            return Ok(value);
-        }
-        inner.load(&full, ttl, loader).await
+        let policy = Policy {
+            ttl,
+            absent_ttl: None,
+        };
+        let full = self.inner.keys.full(key);
+        self.inner
+            .through::<Fallible<T, E>, _, _>(&full, &policy, |_| false, loader)
+            .await
     }
+}
+
+/// How long loaded entries are kept.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Policy {
+    /// For a value.
+    pub(crate) ttl: Duration,
+    /// For the record that the source had no value; `None`: not stored.
+    pub(crate) absent_ttl: Option<Duration>,
 }
 
 impl Inner {
@@ -276,25 +307,18 @@ impl Inner {
             .failure(&self.stats, self.backend.name(), error);
     }
 
-    async fn read<T: DeserializeOwned>(&self, full: &str) -> Result<Option<T>, Error> {
+    /// The entry at `full`. A miss, a failure and an entry that does not
+    /// decode are not counted here but as the caller interprets them; the
+    /// failure and the bad entry are reported.
+    async fn read<T: DeserializeOwned>(&self, full: &str) -> Result<Option<Entry<T>>, Error> {
         let bytes = match self.observe(self.backend.get(full).await) {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => {
-                self.stats.miss();
-                return Ok(None);
-            }
-            Err(error) => {
-                self.stats.miss();
-                return Err(error);
-            }
+            Ok(None) => return Ok(None),
+            Err(error) => return Err(error),
         };
         match self.codec.decode(&bytes) {
-            Ok(value) => {
-                self.stats.hit();
-                Ok(Some(value))
-            }
+            Ok(entry) => Ok(Some(entry)),
             Err(reason) => {
-                self.stats.miss();
                 self.failure(&Error::Decode {
                     key: full.to_owned(),
                     reason: reason.to_string(),
@@ -319,9 +343,24 @@ impl Inner {
         self.backend.set(full, Bytes::from(bytes), ttl_ms).await
     }
 
-    /// Stores a loaded value; a failure is the cache's, never the caller's.
-    async fn fill<T: Serialize>(&self, full: &str, value: &T, ttl: Duration) {
-        if let Err(error) = self.observe(self.write(full, value, ttl).await)
+    /// Stores a loaded entry as `policy` and `unless` say; a failure is
+    /// the cache's, never the caller's.
+    async fn fill<V: Serialize>(
+        &self,
+        full: &str,
+        entry: &Entry<V>,
+        policy: &Policy,
+        unless: impl FnOnce(&V) -> bool,
+    ) {
+        let written = match entry {
+            Entry::Value(value) if !unless(value) => self.write(full, value, policy.ttl).await,
+            Entry::Absent => match policy.absent_ttl {
+                Some(ttl) => self.write_absent(full, ttl).await,
+                None => return,
+            },
+            Entry::Value(_) => return,
+        };
+        if let Err(error) = self.observe(written)
             && !error.is_backend_failure()
         {
             // Nobody sees this error but the log: count it like the others.
@@ -329,39 +368,98 @@ impl Inner {
         }
     }
 
-    async fn load<T, E, F, Fut>(&self, full: &str, ttl: Duration, loader: F) -> Result<T, E>
+    async fn write_absent(&self, full: &str, ttl: Duration) -> Result<(), Error> {
+        let ttl_ms = crate::ttl::millis(full, ttl)?;
+        self.backend
+            .set(full, Bytes::from(Codec::encode_absent()), ttl_ms)
+            .await
+    }
+
+    /// Removes the entry at a full key; a failure is counted and logged.
+    pub(crate) async fn evict_full(&self, full: &str) -> Result<(), Error> {
+        self.observe(self.backend.delete(full).await).map(|_| ())
+    }
+
+    /// Stores `value` at a full key; a failure is counted and logged.
+    pub(crate) async fn put_full<V: Serialize>(&self, full: &str, value: &V, ttl: Duration) {
+        self.fill(
+            full,
+            &Entry::Value(value),
+            &Policy {
+                ttl,
+                absent_ttl: None,
+            },
+            |_| false,
+        )
+        .await;
+    }
+
+    /// Cache-aside for a function of shape `S`: the stored answer, or the
+    /// loader's, loaded once per key however many callers miss together.
+    pub(crate) async fn through<S, F, Fut>(
+        &self,
+        full: &str,
+        policy: &Policy,
+        unless: impl FnOnce(&S::Value) -> bool,
+        loader: F,
+    ) -> S::Output
     where
-        T: Serialize + Clone + Send + Sync + 'static,
+        S: Shape,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = S::Output>,
+    {
+        // A failed read was counted and logged; it is served like a miss.
+        if let Ok(Some(entry)) = self.read::<S::Value>(full).await
+            && let Some(output) = S::from_entry(entry)
+        {
+            self.stats.hit();
+            return output;
+        }
+        self.stats.miss();
+        self.load::<S, F, Fut>(full, policy, unless, loader).await
+    }
+
+    async fn load<S, F, Fut>(
+        &self,
+        full: &str,
+        policy: &Policy,
+        unless: impl FnOnce(&S::Value) -> bool,
+        loader: F,
+    ) -> S::Output
+    where
+        S: Shape,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = S::Output>,
     {
         loop {
             let follower = match self.flights.join(full) {
                 Join::Leader(leader) => {
                     self.stats.load();
-                    let value = match loader().await {
-                        Ok(value) => value,
-                        Err(error) => {
-                            leader.fail();
-                            return Err(error);
-                        }
+                    let output = loader().await;
+                    let Some(entry) = S::to_entry(&output) else {
+                        leader.fail();
+                        return output;
                     };
-                    leader.publish(Arc::new(value.clone()));
-                    // The flight stays registered until the value is stored,
+                    leader.publish(Arc::new(entry.clone()));
+                    // The flight stays registered until the entry is stored,
                     // so a caller that misses meanwhile joins it instead of
                     // loading again.
-                    self.fill(full, &value, ttl).await;
-                    return Ok(value);
+                    self.fill(full, &entry, policy, unless).await;
+                    return output;
                 }
                 Join::Follower(follower) => follower,
             };
             self.stats.coalesced();
             match follower.wait().await {
                 Outcome::Value(shared) => {
-                    if let Some(value) = shared.downcast_ref::<T>() {
-                        return Ok(value.clone());
+                    if let Some(output) = shared
+                        .downcast_ref::<Entry<S::Value>>()
+                        .and_then(|entry| S::from_entry(entry.clone()))
+                    {
+                        return output;
                     }
-                    // The key was loaded as another type: load our own.
+                    // Loaded as another type, or an absent entry this shape
+                    // cannot answer with: load our own.
                     break;
                 }
                 Outcome::Failed => break,
@@ -369,8 +467,10 @@ impl Inner {
             }
         }
         self.stats.load();
-        let value = loader().await?;
-        self.fill(full, &value, ttl).await;
-        Ok(value)
+        let output = loader().await;
+        if let Some(entry) = S::to_entry(&output) {
+            self.fill(full, &entry, policy, unless).await;
+        }
+        output
     }
 }

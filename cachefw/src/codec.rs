@@ -5,6 +5,9 @@
 //! values from anything else stored at the key: a value written by another
 //! codec, by an older format, or by a different program reads as a miss that
 //! the next load replaces, never as a wrong value or a panic.
+//!
+//! A header with the absent tag and no payload records "the source has no
+//! value" (a cached `None`), whatever the codec.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,6 +18,14 @@ const HEADER_LEN: usize = 3;
 const BINCODE_TAG: u8 = b'b';
 #[cfg(feature = "json")]
 const JSON_TAG: u8 = b'j';
+const ABSENT_TAG: u8 = b'-';
+
+/// What an entry holds: a value, or the record that the source had none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Entry<T> {
+    Value(T),
+    Absent,
+}
 
 /// How values are serialized. Chosen with
 /// [`CacheBuilder::codec`](crate::CacheBuilder::codec).
@@ -86,12 +97,20 @@ impl Codec {
         Ok(out)
     }
 
-    pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, DecodeError> {
+    /// The entry recording that the source had no value.
+    pub(crate) fn encode_absent() -> Vec<u8> {
+        vec![MAGIC, FORMAT, ABSENT_TAG]
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<Entry<T>, DecodeError> {
         let Some((header, payload)) = bytes.split_at_checked(HEADER_LEN) else {
             return Err(DecodeError::Foreign);
         };
         if header[0] != MAGIC {
             return Err(DecodeError::Foreign);
+        }
+        if header[1] == FORMAT && header[2] == ABSENT_TAG && payload.is_empty() {
+            return Ok(Entry::Absent);
         }
         if header[1] != FORMAT || header[2] != self.tag() {
             return Err(DecodeError::OtherFormat {
@@ -112,12 +131,12 @@ impl Codec {
                         payload.len() - read
                     )));
                 }
-                Ok(value)
+                Ok(Entry::Value(value))
             }
             #[cfg(feature = "json")]
-            Self::Json => {
-                serde_json::from_slice(payload).map_err(|e| DecodeError::Payload(e.to_string()))
-            }
+            Self::Json => serde_json::from_slice(payload)
+                .map(Entry::Value)
+                .map_err(|e| DecodeError::Payload(e.to_string())),
         }
     }
 }
@@ -146,7 +165,21 @@ mod tests {
     fn round_trips_with_header() {
         let bytes = Codec::Bincode.encode(&user()).expect("encodes");
         assert_eq!(&bytes[..3], &[MAGIC, FORMAT, BINCODE_TAG]);
-        assert_eq!(Codec::Bincode.decode::<User>(&bytes), Ok(user()));
+        assert_eq!(
+            Codec::Bincode.decode::<User>(&bytes),
+            Ok(Entry::Value(user()))
+        );
+    }
+
+    #[test]
+    fn absent_marker_reads_as_absent_in_every_codec() {
+        let bytes = Codec::encode_absent();
+        assert_eq!(Codec::Bincode.decode::<User>(&bytes), Ok(Entry::Absent));
+        #[cfg(feature = "json")]
+        assert_eq!(Codec::Json.decode::<User>(&bytes), Ok(Entry::Absent));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Codec::Bincode.decode::<User>(&longer).is_err());
     }
 
     #[test]
@@ -197,7 +230,7 @@ mod tests {
             std::str::from_utf8(&bytes[3..]).expect("utf-8"),
             r#"{"id":7,"name":"Ada","tags":["admin"]}"#
         );
-        assert_eq!(Codec::Json.decode::<User>(&bytes), Ok(user()));
+        assert_eq!(Codec::Json.decode::<User>(&bytes), Ok(Entry::Value(user())));
         assert!(matches!(
             Codec::Bincode.decode::<User>(&bytes),
             Err(DecodeError::OtherFormat { .. })

@@ -15,9 +15,15 @@ impl Keys {
 
     /// The full backend key of a user key: one allocation, exactly sized.
     pub(crate) fn full(&self, key: &str) -> String {
-        let mut full = String::with_capacity(self.prefix.len() + key.len());
+        self.render(key.len(), |full| full.push_str(key))
+    }
+
+    /// The full key whose user part `render` appends to the prefix: one
+    /// allocation when `capacity` covers the user part.
+    pub(crate) fn render(&self, capacity: usize, render: impl FnOnce(&mut String)) -> String {
+        let mut full = String::with_capacity(self.prefix.len() + capacity);
         full.push_str(&self.prefix);
-        full.push_str(key);
+        render(&mut full);
         full
     }
 

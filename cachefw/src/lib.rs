@@ -35,6 +35,9 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 mod backend;
 mod builder;
 mod cache;
@@ -44,6 +47,7 @@ mod flight;
 mod install;
 mod key;
 mod report;
+mod shape;
 mod stats;
 mod ttl;
 
