@@ -1,6 +1,43 @@
-//! Procedural macros of `cachefw`.
+//! Procedural macros of `cachefw`: `#[cacheable]`, `#[cache_evict]` and
+//! `#[cache_put]`.
 //!
-//! Use them through the `cachefw` crate, which re-exports them; the generated
-//! code names only `::cachefw::__private`. The `#[cacheable]`,
-//! `#[cache_evict]` and `#[cache_put]` attributes land in a later change.
+//! Use them through the `cachefw` crate, which re-exports and documents
+//! them; the generated code names only `::cachefw::__private`.
+//!
+//! Each macro keeps the function's signature as written and wraps its body
+//! in one call of the runtime. When the arguments are wrong, the function is
+//! emitted untouched beside the errors, so the rest of the crate still
+//! type-checks.
+
 #![warn(missing_docs)]
+
+mod args;
+mod errors;
+mod expand;
+mod signature;
+mod template;
+mod ttl;
+
+use proc_macro::TokenStream;
+
+use crate::args::Kind;
+
+/// Caches the function's result. Documented on `cachefw::cacheable`.
+#[proc_macro_attribute]
+pub fn cacheable(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(Kind::Cacheable, args.into(), item.into()).into()
+}
+
+/// Evicts cache entries when the function runs. Documented on
+/// `cachefw::cache_evict`.
+#[proc_macro_attribute]
+pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(Kind::Evict, args.into(), item.into()).into()
+}
+
+/// Stores the function's result in the cache. Documented on
+/// `cachefw::cache_put`.
+#[proc_macro_attribute]
+pub fn cache_put(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(Kind::Put, args.into(), item.into()).into()
+}
