@@ -6,36 +6,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cachefw::Cache;
 use cachefw_tests::RedisServer;
 use common::{MINUTE, SourceDown, user};
-
-/// Collects what the cache logs.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Log {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Log {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().expect("log lock").clone()).expect("utf-8")
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.text().matches(needle).count()
-    }
-}
 
 async fn burst(cache: &Cache, calls: usize) {
     for _ in 0..calls {
@@ -48,13 +23,7 @@ async fn burst(cache: &Cache, calls: usize) {
 
 #[test]
 fn failures_are_logged_without_flooding() {
-    let log = Log::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (log, _guard) = common::Log::capture();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

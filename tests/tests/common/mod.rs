@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses part of this module
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cachefw::Cache;
@@ -81,4 +82,43 @@ macro_rules! on_each_backend {
             }
         }
     )*};
+}
+
+/// Collects what the cache logs.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Collects this thread's `tracing` events until the guard drops.
+    ///
+    /// Use it in a test binary of its own: tracing caches per-callsite
+    /// interest process-wide, so a thread-local subscriber can miss events
+    /// that other tests' threads race through the same callsite.
+    pub fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let log = Self::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (log, tracing::subscriber::set_default(subscriber))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("log lock").clone()).expect("utf-8")
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.text().matches(needle).count()
+    }
 }
