@@ -10,7 +10,8 @@
 //! ```
 
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, quote};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Expr, Ident, ItemFn, LitStr};
 
 use crate::args::{Args, Kind};
@@ -37,7 +38,8 @@ fn cache_tokens(cache: Option<&Expr>) -> TokenStream {
     match cache {
         // Method-call syntax, so that `Arc<Cache>`, `&Cache` and statics
         // that dereference to a `Cache` work as they are.
-        Some(expr) => quote! {{
+        // Spanned on the expression, so a wrong type is reported there.
+        Some(expr) => quote_spanned! {expr.span()=> {
             use ::cachefw::__private::CacheRef as _;
             (#expr).__cachefw_cache()
         }},
@@ -87,14 +89,29 @@ pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenS
 
 /// The call the body is wrapped in; `None` after reporting an error.
 fn call_tokens(kind: Kind, args: &Args, analysis: &Analysis, errors: &mut Errors) -> Option<Call> {
-    let target = args.key.as_ref().or(args.prefix.as_ref())?;
-    let template = match Template::parse(target, &analysis.params) {
-        Ok(template) => template,
-        Err(error) => {
-            errors.push(error);
-            return None;
-        }
-    };
+    // Every check runs, so that all mistakes are reported at once.
+    let template = args
+        .key
+        .as_ref()
+        .or(args.prefix.as_ref())
+        .and_then(|target| match Template::parse(target, &analysis.params) {
+            Ok(template) => Some(template),
+            Err(error) => {
+                errors.push(error);
+                None
+            }
+        });
+    let ttl = ttl_tokens(args.ttl.as_ref(), errors);
+    if let Some(cache_none) = &args.cache_none
+        && analysis.shape != Shape::Option
+    {
+        errors.push(syn::Error::new_spanned(
+            cache_none,
+            "`cache_none` caches a `None` result, so it needs a function returning `Option<T>`",
+        ));
+    }
+    let none_ttl = ttl_tokens(args.cache_none.as_ref(), errors);
+    let template = template?;
     let writer = Ident::new("__cachefw_key", Span::mixed_site());
     let render = template.render(&writer);
     let capacity = template.capacity();
@@ -107,18 +124,8 @@ fn call_tokens(kind: Kind, args: &Args, analysis: &Analysis, errors: &mut Errors
     let new_call = quote! {
         ::cachefw::__private::Call::#constructor(#cache, #capacity, |#writer| { #render })
     };
-    let ttl = ttl_tokens(args.ttl.as_ref(), errors);
     let value = &analysis.value;
     let unless = unless_tokens(args.unless.as_ref(), value);
-    if let Some(cache_none) = &args.cache_none
-        && analysis.shape != Shape::Option
-    {
-        errors.push(syn::Error::new_spanned(
-            cache_none,
-            "`cache_none` caches a `None` result, so it needs a function returning `Option<T>`",
-        ));
-    }
-    let none_ttl = ttl_tokens(args.cache_none.as_ref(), errors);
     let make = match &args.condition {
         Some(condition) => quote! {
             let __cachefw_enabled: bool = #condition;

@@ -3,7 +3,7 @@
 //! and rendered with `Display` into one buffer.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::{Ident, Index, LitStr, Member};
 
 #[derive(Debug, PartialEq)]
@@ -81,9 +81,7 @@ impl Template {
                 };
                 return Err(syn::Error::new_spanned(
                     lit,
-                    format!(
-                        "no parameter named `{root}` for placeholder `<{root}…>` in {text:?}; {known}"
-                    ),
+                    format!("no parameter named `{root}` in key template {text:?}; {known}"),
                 ));
             }
         }
@@ -120,7 +118,9 @@ impl Template {
                         }),
                         Err(_) => Member::Named(Ident::new(field, self.span)),
                     });
-                    quote!(#writer.display(&(#root #(.#fields)*));)
+                    // Spanned on the template, where a type that is not
+                    // `Display` is then reported.
+                    quote_spanned!(self.span=> #writer.display(&(#root #(.#fields)*));)
                 }
             })
             .collect()

@@ -1,0 +1,14 @@
+//! The macros' compile-time contract: every misuse is a compile error
+//! spanned on the offending text (snapshots in `tests/ui/fail/*.stderr`),
+//! and every accepted form compiles and runs (`tests/ui/pass`).
+//!
+//! After changing a message on purpose, refresh the snapshots with
+//! `TRYBUILD=overwrite cargo test -p cachefw-tests --test ui` and review
+//! the diff.
+
+#[test]
+fn ui() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("ui/fail/*.rs");
+    cases.pass("ui/pass/*.rs");
+}
