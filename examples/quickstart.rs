@@ -1,5 +1,6 @@
-//! cachefw quick start: a miss, a hit, an eviction, and 100 concurrent
-//! callers that cause one load.
+//! cachefw quick start: a `#[cacheable]` repository function shows a miss,
+//! a hit, an eviction by `#[cache_evict]`, and 100 concurrent callers that
+//! cause one load.
 //!
 //! ```text
 //! cargo run --bin quickstart                                   # in-memory cache
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use cachefw::Cache;
+use cachefw::{Cache, cache_evict, cacheable};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -41,23 +42,31 @@ impl Database {
             email: format!("user{id}@example.com"),
         })
     }
+
+    async fn update_email(&self, id: u64, email: &str) -> Result<(), DbError> {
+        let _ = (id, email); // an UPDATE would go here
+        Ok(())
+    }
 }
 
-/// The repository function: cache-aside over the database.
-async fn get_user(cache: &Cache, db: &Database, id: u64) -> Result<User, DbError> {
-    cache
-        .get_or_load(&format!("user:{id}"), Duration::from_secs(600), || {
-            db.fetch_user(id)
-        })
-        .await
+/// The repository functions: the cache around the database is declared,
+/// not written.
+#[cacheable(key = "user:<id>", ttl = "10m")]
+async fn get_user(db: &Database, id: u64) -> Result<User, DbError> {
+    db.fetch_user(id).await
+}
+
+#[cache_evict(key = "user:<id>")]
+async fn update_email(db: &Database, id: u64, email: &str) -> Result<(), DbError> {
+    db.update_email(id, email).await
 }
 
 /// Calls `get_user` and describes what happened: where the user came from
 /// and how long it took.
-async fn timed(cache: &Cache, db: &Database, id: u64) -> Result<(User, String), DbError> {
+async fn timed(db: &Database, id: u64) -> Result<(User, String), DbError> {
     let queries = db.queries.load(Ordering::SeqCst);
     let started = Instant::now();
-    let user = get_user(cache, db, id).await?;
+    let user = get_user(db, id).await?;
     let took = started.elapsed();
     let what = if db.queries.load(Ordering::SeqCst) == queries {
         format!("hit:  from the cache in {took:.2?}")
@@ -86,6 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             builder.in_memory().build().await?
         }
     };
+    cachefw::install(cache.clone());
     // A clean slate for this demo's keys, in case an earlier run left some in Redis.
     if let Err(error) = cache.evict_prefix("user:").await {
         println!("(could not clear old demo entries: {error})");
@@ -93,24 +103,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = Arc::new(Database::default());
     println!("source latency: {:?}\n", Database::LATENCY);
 
-    let (user, what) = timed(&cache, &db, 42).await.map_err(|_| "source failed")?;
+    let (user, what) = timed(&db, 42).await.map_err(|_| "source failed")?;
     println!("1. first call   {what}  ({user:?})");
-    let (_, what) = timed(&cache, &db, 42).await.map_err(|_| "source failed")?;
+    let (_, what) = timed(&db, 42).await.map_err(|_| "source failed")?;
     println!("2. second call  {what}");
 
-    match cache.delete("user:42").await {
-        Ok(existed) => println!("3. evict user:42 (it existed: {existed})"),
-        Err(error) => println!("3. evict user:42 failed: {error}"),
-    }
-    let (_, what) = timed(&cache, &db, 42).await.map_err(|_| "source failed")?;
+    update_email(&db, 42, "ada@example.com")
+        .await
+        .map_err(|_| "source failed")?;
+    println!("3. update_email(42) evicted user:42");
+    let (_, what) = timed(&db, 42).await.map_err(|_| "source failed")?;
     println!("   next call    {what}");
 
     let before = db.queries.load(Ordering::SeqCst);
     let started = Instant::now();
     let callers: Vec<_> = (0..100)
         .map(|_| {
-            let (cache, db) = (cache.clone(), db.clone());
-            tokio::spawn(async move { get_user(&cache, &db, 7).await.is_ok() })
+            let db = db.clone();
+            tokio::spawn(async move { get_user(&db, 7).await.is_ok() })
         })
         .collect();
     let mut served = 0;

@@ -25,7 +25,7 @@ fn assert_tells_the_story(stdout: &str) {
     for line in [
         "1. first call   miss: from the source",
         "2. second call  hit:  from the cache",
-        "3. evict user:42 (it existed: true)",
+        "3. update_email(42) evicted user:42",
         "   next call    miss: from the source",
         "4. 100 concurrent callers of cold user:7 served",
         "by 1 load(s) of the source",
