@@ -173,6 +173,9 @@ struct Call {
 /// The function with its body wrapped; its signature stays as written.
 fn wrap(mut function: ItemFn, analysis: &Analysis, call: Call) -> TokenStream {
     let Call { make, method, args } = call;
+    // The method's bounds are on the value type: report them on the return
+    // type rather than on the attribute.
+    let method = Ident::new(&method.to_string(), analysis.output_span);
     if analysis.async_trait {
         if let Some(inner) = signature::async_trait_body(&mut function) {
             let body = inner.to_token_stream();

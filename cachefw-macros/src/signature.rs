@@ -33,6 +33,9 @@ pub(crate) struct Analysis {
     /// Whether `#[async_trait]` already rewrote the method: its body is then
     /// `Box::pin(async move { … })`, and that inner block is what is wrapped.
     pub(crate) async_trait: bool,
+    /// Where the value type is written (or the function's name): errors
+    /// about the value type point there.
+    pub(crate) output_span: proc_macro2::Span,
 }
 
 fn strip(ty: &Type) -> &Type {
@@ -174,6 +177,10 @@ pub(crate) fn analyze(item: &mut ItemFn, attribute: &str) -> syn::Result<Analysi
         }
     };
     let (shape, value) = shape_of(&output);
+    let output_span = match &item.sig.output {
+        ReturnType::Type(..) if !async_trait => syn::spanned::Spanned::span(&value),
+        _ => item.sig.ident.span(),
+    };
     let annotate = (!async_trait && !contains_impl_trait(&output)).then_some(output);
     Ok(Analysis {
         params,
@@ -181,5 +188,6 @@ pub(crate) fn analyze(item: &mut ItemFn, attribute: &str) -> syn::Result<Analysi
         value,
         annotate,
         async_trait,
+        output_span,
     })
 }

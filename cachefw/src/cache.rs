@@ -416,21 +416,6 @@ impl Inner {
             return output;
         }
         self.stats.miss();
-        self.load::<S, F, Fut>(full, policy, unless, loader).await
-    }
-
-    async fn load<S, F, Fut>(
-        &self,
-        full: &str,
-        policy: &Policy,
-        unless: impl FnOnce(&S::Value) -> bool,
-        loader: F,
-    ) -> S::Output
-    where
-        S: Shape,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = S::Output>,
-    {
         loop {
             let follower = match self.flights.join(full) {
                 Join::Leader(leader) => {

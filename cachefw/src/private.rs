@@ -6,12 +6,10 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 pub use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::Cache;
 use crate::cache::Policy;
 use crate::codec::Entry;
+pub use crate::shape::Value;
 use crate::shape::{Fallible, Optional, Plain, Shape};
 
 /// The cache installed with [`crate::install`]; warns once per process when
@@ -146,7 +144,7 @@ impl Call {
         body: impl Future<Output = Result<T, E>>,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Value,
     {
         self.through::<Fallible<T, E>>(ttl, None, unless, body)
             .await
@@ -162,7 +160,7 @@ impl Call {
         body: impl Future<Output = Option<T>>,
     ) -> Option<T>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Value,
     {
         self.through::<Optional<T>>(ttl, none_ttl, unless, body)
             .await
@@ -176,7 +174,7 @@ impl Call {
         body: impl Future<Output = T>,
     ) -> T
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Value,
     {
         self.through::<Plain<T>>(ttl, None, unless, body).await
     }
@@ -246,7 +244,7 @@ impl Call {
         body: impl Future<Output = Result<T, E>>,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Value,
     {
         self.put::<Fallible<T, E>>(ttl, unless, body).await
     }
@@ -259,7 +257,7 @@ impl Call {
         body: impl Future<Output = Option<T>>,
     ) -> Option<T>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Value,
     {
         self.put::<Optional<T>>(ttl, unless, body).await
     }
@@ -272,7 +270,7 @@ impl Call {
         body: impl Future<Output = T>,
     ) -> T
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Value,
     {
         self.put::<Plain<T>>(ttl, unless, body).await
     }

@@ -11,11 +11,13 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::Entry;
 
-/// The value types a cache can hold.
-pub(crate) trait Value:
-    Serialize + DeserializeOwned + Clone + Send + Sync + 'static
-{
-}
+/// The value types a cache can hold: what the macros' functions may return
+/// (inside `Result` or `Option`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached",
+    label = "a cached value must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`"
+)]
+pub trait Value: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Value for T {}
 
