@@ -26,7 +26,15 @@ impl Kind {
 
     fn accepts(self) -> &'static [&'static str] {
         match self {
-            Self::Cacheable => &["key", "ttl", "cache", "cache_none", "condition", "unless"],
+            Self::Cacheable => &[
+                "key",
+                "ttl",
+                "cache",
+                "cache_none",
+                "condition",
+                "unless",
+                "jitter",
+            ],
             Self::Evict => &["key", "prefix", "before", "cache"],
             Self::Put => &["key", "ttl", "cache", "unless"],
         }
@@ -55,6 +63,7 @@ pub(crate) struct Args {
     pub(crate) prefix: Option<LitStr>,
     pub(crate) ttl: Option<LitStr>,
     pub(crate) cache_none: Option<LitStr>,
+    pub(crate) jitter: Option<LitStr>,
     pub(crate) cache: Option<Expr>,
     pub(crate) condition: Option<Expr>,
     pub(crate) unless: Option<Expr>,
@@ -140,6 +149,7 @@ impl Args {
                 "prefix" => args.prefix = string(arg, errors),
                 "ttl" => args.ttl = string(arg, errors),
                 "cache_none" => args.cache_none = string(arg, errors),
+                "jitter" => args.jitter = string(arg, errors),
                 "before" => args.before = boolean(arg, errors),
                 "cache" => args.cache = Some(arg.value),
                 "condition" => args.condition = Some(arg.value),

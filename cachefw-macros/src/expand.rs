@@ -137,13 +137,28 @@ fn call_tokens(kind: Kind, args: &Args, analysis: &Analysis, errors: &mut Errors
         },
         None => quote!(let __cachefw_call = #new_call;),
     };
+    let jitter = match args
+        .jitter
+        .as_ref()
+        .map(|lit| (lit, ttl::parse_jitter(&lit.value())))
+    {
+        None => quote!(::core::option::Option::None),
+        Some((_, Ok(fraction))) => quote!(::core::option::Option::Some(#fraction)),
+        Some((lit, Err(message))) => {
+            errors.push(syn::Error::new_spanned(lit, message));
+            TokenStream::new()
+        }
+    };
+    let options = quote! {
+        &::cachefw::__private::Options { ttl: #ttl, none_ttl: #none_ttl, jitter: #jitter }
+    };
     let (name, args) = match (kind, analysis.shape) {
-        (Kind::Cacheable, Shape::Result) => ("cacheable_result", quote!(#ttl, #unless,)),
-        (Kind::Cacheable, Shape::Option) => ("cacheable_option", quote!(#ttl, #none_ttl, #unless,)),
-        (Kind::Cacheable, Shape::Plain) => ("cacheable_value", quote!(#ttl, #unless,)),
-        (Kind::Put, Shape::Result) => ("put_result", quote!(#ttl, #unless,)),
-        (Kind::Put, Shape::Option) => ("put_option", quote!(#ttl, #unless,)),
-        (Kind::Put, Shape::Plain) => ("put_value", quote!(#ttl, #unless,)),
+        (Kind::Cacheable, Shape::Result) => ("cacheable_result", quote!(#options, #unless,)),
+        (Kind::Cacheable, Shape::Option) => ("cacheable_option", quote!(#options, #unless,)),
+        (Kind::Cacheable, Shape::Plain) => ("cacheable_value", quote!(#options, #unless,)),
+        (Kind::Put, Shape::Result) => ("put_result", quote!(#options, #unless,)),
+        (Kind::Put, Shape::Option) => ("put_option", quote!(#options, #unless,)),
+        (Kind::Put, Shape::Plain) => ("put_value", quote!(#options, #unless,)),
         (Kind::Evict, shape) => {
             let before = args.before.as_ref().is_some_and(|b| b.value);
             let name = if shape == Shape::Result {

@@ -1,4 +1,5 @@
-//! TTL literals such as `"1h30m"`, turned into milliseconds at compile time.
+//! TTL literals such as `"1h30m"`, turned into milliseconds at compile time,
+//! and TTL jitter such as `"10%"`.
 
 const UNITS: [(&str, u64); 5] = [
     ("d", 86_400_000),
@@ -56,9 +57,34 @@ pub(crate) fn parse_millis(text: &str) -> Result<u64, String> {
     Ok(total)
 }
 
+/// Parses a jitter percentage such as `"10%"` into a fraction in `[0, 1)`.
+pub(crate) fn parse_jitter(text: &str) -> Result<f64, String> {
+    let malformed =
+        || format!("malformed jitter {text:?}: expected a percentage below 100%, such as \"10%\"");
+    let number = text.strip_suffix('%').ok_or_else(malformed)?;
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(malformed());
+    }
+    let percent: f64 = number.parse().map_err(|_| malformed())?;
+    if percent >= 100.0 {
+        return Err(malformed());
+    }
+    Ok(percent / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_millis;
+    use super::{parse_jitter, parse_millis};
+
+    #[test]
+    fn jitter_is_a_percentage_below_100() {
+        assert_eq!(parse_jitter("10%"), Ok(0.1));
+        assert_eq!(parse_jitter("0%"), Ok(0.0));
+        assert_eq!(parse_jitter("12.5%"), Ok(0.125));
+        for bad in ["10", "100%", "-5%", "%", "ten%", "1e2%", "5 %"] {
+            assert!(parse_jitter(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn accepts_the_documented_forms() {

@@ -10,12 +10,14 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::aside::Policy;
 use crate::backend::Backend;
+use crate::builder::Settings;
 use crate::codec::Entry;
-use crate::flight::{Flights, Join, Outcome};
+use crate::flight::Flights;
 use crate::key::Keys;
 use crate::report::Reporter;
-use crate::shape::{Fallible, Shape};
+use crate::shape::Fallible;
 use crate::stats::Counters;
 use crate::{CacheBuilder, Codec, Error, Stats};
 
@@ -49,14 +51,16 @@ pub struct Cache {
 }
 
 pub(crate) struct Inner {
-    backend: Backend,
-    keys: Keys,
+    pub(crate) backend: Backend,
+    pub(crate) keys: Keys,
     namespace: String,
     version: u32,
-    codec: Codec,
+    pub(crate) codec: Codec,
     default_ttl: Duration,
-    stats: Counters,
-    flights: Flights,
+    pub(crate) lease_time: Duration,
+    pub(crate) jitter: f64,
+    pub(crate) stats: Counters,
+    pub(crate) flights: Flights,
     reporter: Reporter,
 }
 
@@ -77,21 +81,17 @@ impl Cache {
         CacheBuilder::default()
     }
 
-    pub(crate) fn new(
-        backend: Backend,
-        namespace: &str,
-        version: u32,
-        codec: Codec,
-        default_ttl: Duration,
-    ) -> Self {
+    pub(crate) fn new(backend: Backend, settings: Settings) -> Self {
         Self {
             inner: Arc::new(Inner {
                 backend,
-                keys: Keys::new(namespace, version),
-                namespace: namespace.to_owned(),
-                version,
-                codec,
-                default_ttl,
+                keys: Keys::new(&settings.namespace, settings.version),
+                namespace: settings.namespace,
+                version: settings.version,
+                codec: settings.codec,
+                default_ttl: settings.default_ttl,
+                lease_time: settings.lease_time,
+                jitter: settings.jitter,
                 stats: Counters::default(),
                 flights: Flights::default(),
                 reporter: Reporter::new(),
@@ -147,7 +147,7 @@ impl Cache {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.inner.stats.snapshot()
+        self.inner.stats.snapshot(self.inner.backend.breaker())
     }
 
     /// Reads the value at `key`.
@@ -165,8 +165,9 @@ impl Cache {
                 self.inner.stats.hit();
                 Ok(Some(value))
             }
-            // A cached "no value" is no value to return.
-            Ok(Some(Entry::Absent) | None) => {
+            // A cached "no value" is no value to return, and a key being
+            // loaded has none yet.
+            Ok(Some(Entry::Absent | Entry::Leased) | None) => {
                 self.inner.stats.miss();
                 Ok(None)
             }
@@ -191,7 +192,11 @@ impl Cache {
         ttl: Duration,
     ) -> Result<(), Error> {
         let inner = &self.inner;
-        inner.observe(inner.write(&inner.keys.full(key), value, ttl).await)
+        let full = inner.keys.full(key);
+        // The write replaces any lease on the key, so a load that began
+        // before it cannot fill over it; loads joining now start afresh.
+        inner.flights.detach(&full);
+        inner.observe(inner.write(&full, value, ttl).await)
     }
 
     /// Removes the entry at `key`; `true` if there was one.
@@ -200,8 +205,7 @@ impl Cache {
     ///
     /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
-        let inner = &self.inner;
-        inner.observe(inner.backend.delete(&inner.keys.full(key)).await)
+        self.inner.delete_full(&self.inner.keys.full(key)).await
     }
 
     /// The time `key` has left to live; `None` when it does not exist (or,
@@ -240,6 +244,7 @@ impl Cache {
     /// entries removed before the failure stay removed.
     pub async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
         let inner = &self.inner;
+        inner.flights.detach_prefix(&inner.keys.full(prefix));
         inner.observe(inner.backend.evict_prefix(&inner.keys, prefix).await)
     }
 
@@ -248,9 +253,15 @@ impl Cache {
     ///
     /// - Concurrent misses of one key on this cache (and its clones) call the
     ///   loader once; the others wait and receive a clone of its value.
+    /// - Concurrent misses of one key on other caches (other processes) on
+    ///   the same Redis wait for the one load that holds the key's lease,
+    ///   up to the lease time ([`CacheBuilder::lease_time`]).
     /// - An `Err` from the loader is returned unchanged and never stored. It
     ///   reaches only the caller whose loader produced it; callers that were
-    ///   waiting on that load then call their own loaders.
+    ///   waiting on that load then try again: one loads, the others get its
+    ///   value.
+    /// - A value loaded before a `delete`, `set` or eviction of its key is
+    ///   returned but not stored (no stale fill).
     /// - A cache failure (Redis down or slow, an entry that does not decode,
     ///   a value that does not encode) never becomes an `Err`: it is counted
     ///   in [`Stats::errors`], logged, and the loader's value is returned.
@@ -272,6 +283,7 @@ impl Cache {
         let policy = Policy {
             ttl,
             absent_ttl: None,
+            jitter: self.inner.jitter,
         };
         let full = self.inner.keys.full(key);
         self.inner
@@ -280,19 +292,10 @@ impl Cache {
     }
 }
 
-/// How long loaded entries are kept.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Policy {
-    /// For a value.
-    pub(crate) ttl: Duration,
-    /// For the record that the source had no value; `None`: not stored.
-    pub(crate) absent_ttl: Option<Duration>,
-}
-
 impl Inner {
     /// Notes the backend's answer on its way to the caller: a failure is
     /// counted and logged, an answer after failures logged as a recovery.
-    fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+    pub(crate) fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
         match &result {
             Ok(_) => self.reporter.answered(self.backend.name()),
             Err(error) if error.is_backend_failure() => self.failure(error),
@@ -302,7 +305,7 @@ impl Inner {
         result
     }
 
-    fn failure(&self, error: &Error) {
+    pub(crate) fn failure(&self, error: &Error) {
         self.reporter
             .failure(&self.stats, self.backend.name(), error);
     }
@@ -310,7 +313,13 @@ impl Inner {
     /// The entry at `full`. A miss, a failure and an entry that does not
     /// decode are not counted here but as the caller interprets them; the
     /// failure and the bad entry are reported.
-    async fn read<T: DeserializeOwned>(&self, full: &str) -> Result<Option<Entry<T>>, Error> {
+    /// The entry at `full`. A miss, a failure and an entry that does not
+    /// decode are not counted here but as the caller interprets them; the
+    /// failure and the bad entry are reported.
+    pub(crate) async fn read<T: DeserializeOwned>(
+        &self,
+        full: &str,
+    ) -> Result<Option<Entry<T>>, Error> {
         let bytes = match self.observe(self.backend.get(full).await) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(None),
@@ -328,7 +337,7 @@ impl Inner {
         }
     }
 
-    async fn write<T: Serialize + ?Sized>(
+    pub(crate) async fn write<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
@@ -343,119 +352,21 @@ impl Inner {
         self.backend.set(full, Bytes::from(bytes), ttl_ms).await
     }
 
-    /// Stores a loaded entry as `policy` and `unless` say; a failure is
-    /// the cache's, never the caller's.
-    async fn fill<V: Serialize>(
-        &self,
-        full: &str,
-        entry: &Entry<V>,
-        policy: &Policy,
-        unless: impl FnOnce(&V) -> bool,
-    ) {
-        let written = match entry {
-            Entry::Value(value) if !unless(value) => self.write(full, value, policy.ttl).await,
-            Entry::Absent => match policy.absent_ttl {
-                Some(ttl) => self.write_absent(full, ttl).await,
-                None => return,
-            },
-            Entry::Value(_) => return,
-        };
-        if let Err(error) = self.observe(written)
+    /// Removes the entry at a full key, and with it any lease: a load that
+    /// began before cannot fill it, and later callers start a new load.
+    pub(crate) async fn delete_full(&self, full: &str) -> Result<bool, Error> {
+        self.flights.detach(full);
+        self.observe(self.backend.delete(full).await)
+    }
+
+    /// Stores `value` at a full key over whatever it holds (a `#[cache_put]`);
+    /// a failure is counted and logged.
+    pub(crate) async fn put_full<V: Serialize>(&self, full: &str, value: &V, ttl: Duration) {
+        self.flights.detach(full);
+        if let Err(error) = self.observe(self.write(full, value, ttl).await)
             && !error.is_backend_failure()
         {
-            // Nobody sees this error but the log: count it like the others.
             self.failure(&error);
         }
-    }
-
-    async fn write_absent(&self, full: &str, ttl: Duration) -> Result<(), Error> {
-        let ttl_ms = crate::ttl::millis(full, ttl)?;
-        self.backend
-            .set(full, Bytes::from(Codec::encode_absent()), ttl_ms)
-            .await
-    }
-
-    /// Removes the entry at a full key; a failure is counted and logged.
-    pub(crate) async fn evict_full(&self, full: &str) -> Result<(), Error> {
-        self.observe(self.backend.delete(full).await).map(|_| ())
-    }
-
-    /// Stores `value` at a full key; a failure is counted and logged.
-    pub(crate) async fn put_full<V: Serialize>(&self, full: &str, value: &V, ttl: Duration) {
-        self.fill(
-            full,
-            &Entry::Value(value),
-            &Policy {
-                ttl,
-                absent_ttl: None,
-            },
-            |_| false,
-        )
-        .await;
-    }
-
-    /// Cache-aside for a function of shape `S`: the stored answer, or the
-    /// loader's, loaded once per key however many callers miss together.
-    pub(crate) async fn through<S, F, Fut>(
-        &self,
-        full: &str,
-        policy: &Policy,
-        unless: impl FnOnce(&S::Value) -> bool,
-        loader: F,
-    ) -> S::Output
-    where
-        S: Shape,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = S::Output>,
-    {
-        // A failed read was counted and logged; it is served like a miss.
-        if let Ok(Some(entry)) = self.read::<S::Value>(full).await
-            && let Some(output) = S::from_entry(entry)
-        {
-            self.stats.hit();
-            return output;
-        }
-        self.stats.miss();
-        loop {
-            let follower = match self.flights.join(full) {
-                Join::Leader(leader) => {
-                    self.stats.load();
-                    let output = loader().await;
-                    let Some(entry) = S::to_entry(&output) else {
-                        leader.fail();
-                        return output;
-                    };
-                    leader.publish(Arc::new(entry.clone()));
-                    // The flight stays registered until the entry is stored,
-                    // so a caller that misses meanwhile joins it instead of
-                    // loading again.
-                    self.fill(full, &entry, policy, unless).await;
-                    return output;
-                }
-                Join::Follower(follower) => follower,
-            };
-            self.stats.coalesced();
-            match follower.wait().await {
-                Outcome::Value(shared) => {
-                    if let Some(output) = shared
-                        .downcast_ref::<Entry<S::Value>>()
-                        .and_then(|entry| S::from_entry(entry.clone()))
-                    {
-                        return output;
-                    }
-                    // Loaded as another type, or an absent entry this shape
-                    // cannot answer with: load our own.
-                    break;
-                }
-                Outcome::Failed => break,
-                Outcome::Abandoned => continue,
-            }
-        }
-        self.stats.load();
-        let output = loader().await;
-        if let Some(entry) = S::to_entry(&output) {
-            self.fill(full, &entry, policy, unless).await;
-        }
-        output
     }
 }

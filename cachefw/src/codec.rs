@@ -7,7 +7,8 @@
 //! the next load replaces, never as a wrong value or a panic.
 //!
 //! A header with the absent tag and no payload records "the source has no
-//! value" (a cached `None`), whatever the codec.
+//! value" (a cached `None`), whatever the codec. A header with the lease
+//! tag and a token marks a key that a caller is loading (see `lease.rs`).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,12 +20,28 @@ const BINCODE_TAG: u8 = b'b';
 #[cfg(feature = "json")]
 const JSON_TAG: u8 = b'j';
 const ABSENT_TAG: u8 = b'-';
+const LEASE_TAG: u8 = b'L';
 
-/// What an entry holds: a value, or the record that the source had none.
+/// What an entry holds: a value, the record that the source had none, or a
+/// lease: someone is loading it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Entry<T> {
     Value(T),
     Absent,
+    Leased,
+}
+
+/// The bytes that mark a key as leased by the holder of `token`.
+pub(crate) fn lease_marker(token: &[u8]) -> Vec<u8> {
+    let mut marker = Vec::with_capacity(HEADER_LEN + token.len());
+    marker.extend_from_slice(&[MAGIC, FORMAT, LEASE_TAG]);
+    marker.extend_from_slice(token);
+    marker
+}
+
+/// Whether stored bytes are a lease marker (anyone's).
+pub(crate) fn is_lease(bytes: &[u8]) -> bool {
+    bytes.len() > HEADER_LEN && bytes[..HEADER_LEN] == [MAGIC, FORMAT, LEASE_TAG]
 }
 
 /// How values are serialized. Chosen with
@@ -112,6 +129,9 @@ impl Codec {
         if header[1] == FORMAT && header[2] == ABSENT_TAG && payload.is_empty() {
             return Ok(Entry::Absent);
         }
+        if is_lease(bytes) {
+            return Ok(Entry::Leased);
+        }
         if header[1] != FORMAT || header[2] != self.tag() {
             return Err(DecodeError::OtherFormat {
                 format: header[1],
@@ -169,6 +189,15 @@ mod tests {
             Codec::Bincode.decode::<User>(&bytes),
             Ok(Entry::Value(user()))
         );
+    }
+
+    #[test]
+    fn lease_markers_read_as_leased() {
+        let marker = lease_marker(b"0123456789abcdef");
+        assert!(is_lease(&marker));
+        assert_eq!(Codec::Bincode.decode::<User>(&marker), Ok(Entry::Leased));
+        assert!(!is_lease(&Codec::encode_absent()));
+        assert!(!is_lease(&Codec::Bincode.encode(&user()).expect("encodes")));
     }
 
     #[test]

@@ -68,6 +68,21 @@ pub enum Error {
         after: Duration,
     },
 
+    /// The call skipped Redis: the circuit breaker is open after repeated
+    /// failures.
+    #[error(
+        "Redis {op}{} skipped: the circuit breaker is open after repeated failures (next probe in {retry_in:?})",
+        of_key(.key)
+    )]
+    Unavailable {
+        /// The command, such as `GET`.
+        op: &'static str,
+        /// The full Redis key (namespace and version included).
+        key: String,
+        /// Time until the breaker lets a call probe Redis again.
+        retry_in: std::time::Duration,
+    },
+
     /// A value could not be serialized with the cache's codec.
     #[error("could not encode the value for key {key:?} with {codec:?}: {reason}")]
     Encode {
@@ -95,7 +110,10 @@ pub enum Error {
 impl Error {
     /// Whether the backend failed (as opposed to a mistake in the call).
     pub(crate) fn is_backend_failure(&self) -> bool {
-        matches!(self, Self::Redis { .. } | Self::Timeout { .. })
+        matches!(
+            self,
+            Self::Redis { .. } | Self::Timeout { .. } | Self::Unavailable { .. }
+        )
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -33,9 +34,17 @@ pub(crate) enum Outcome {
     Abandoned,
 }
 
+/// A registered flight: its number (to tell it from a later flight of the
+/// same key) and where its outcome appears.
+struct Registered {
+    id: u64,
+    rx: watch::Receiver<State>,
+}
+
 #[derive(Default)]
 pub(crate) struct Flights {
-    running: Mutex<HashMap<String, watch::Receiver<State>>>,
+    running: Mutex<HashMap<String, Registered>>,
+    next_id: AtomicU64,
 }
 
 pub(crate) enum Join<'a> {
@@ -45,25 +54,42 @@ pub(crate) enum Join<'a> {
 
 impl Flights {
     pub(crate) fn join(&self, key: &str) -> Join<'_> {
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(rx) = running.get(key) {
-            return Join::Follower(Follower { rx: rx.clone() });
+        let mut running = self.lock();
+        if let Some(flight) = running.get(key) {
+            return Join::Follower(Follower {
+                rx: flight.rx.clone(),
+            });
         }
         let (tx, rx) = watch::channel(State::Running);
-        running.insert(key.to_owned(), rx);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        running.insert(key.to_owned(), Registered { id, rx });
         Join::Leader(Leader {
             flights: self,
             key: key.to_owned(),
+            id,
             tx,
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Registered>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Unregisters the flight of `key`, after a write or an eviction of the
+    /// key: its followers still get its value, but callers from now on start
+    /// a load of their own rather than take one that began before the write.
+    pub(crate) fn detach(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// [`detach`](Self::detach) for every key starting with `prefix`.
+    pub(crate) fn detach_prefix(&self, prefix: &str) {
+        self.lock().retain(|key, _| !key.starts_with(prefix));
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.lock().len()
     }
 }
 
@@ -72,6 +98,7 @@ impl Flights {
 pub(crate) struct Leader<'a> {
     flights: &'a Flights,
     key: String,
+    id: u64,
     tx: watch::Sender<State>,
 }
 
@@ -90,14 +117,14 @@ impl Leader<'_> {
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        let mut running = self
-            .flights
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // No other flight of this key can start while we are registered, so
-        // the entry is ours.
-        running.remove(&self.key);
+        let mut running = self.flights.lock();
+        // Unless it was detached, and perhaps replaced by a later flight.
+        if running
+            .get(&self.key)
+            .is_some_and(|flight| flight.id == self.id)
+        {
+            running.remove(&self.key);
+        }
     }
 }
 
@@ -176,6 +203,30 @@ mod tests {
         drop(leader);
         assert!(matches!(follower.wait().await, Outcome::Abandoned));
         assert!(matches!(flights.join("k"), Join::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn detached_flights_keep_their_followers_but_take_no_new_ones() {
+        let flights = Flights::default();
+        let Join::Leader(old) = flights.join("user:1") else {
+            panic!("first caller leads");
+        };
+        let Join::Follower(follower) = flights.join("user:1") else {
+            panic!("second caller follows");
+        };
+        flights.detach_prefix("user:");
+        let Join::Leader(new) = flights.join("user:1") else {
+            panic!("after a detach, a new flight starts");
+        };
+        old.publish(Arc::new(1u32));
+        drop(old);
+        assert_eq!(value(follower.wait().await), Some(1));
+        assert!(
+            matches!(flights.join("user:1"), Join::Follower(_)),
+            "the old leader did not unregister the new flight"
+        );
+        drop(new);
+        assert_eq!(flights.len(), 0);
     }
 
     #[tokio::test]

@@ -38,7 +38,9 @@
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+mod aside;
 mod backend;
+mod breaker;
 mod builder;
 mod cache;
 mod codec;
@@ -46,12 +48,14 @@ mod error;
 mod flight;
 mod install;
 mod key;
+mod lease;
 mod macros;
 mod report;
 mod shape;
 mod stats;
 mod ttl;
 
+pub use breaker::BreakerState;
 pub use builder::{
     CacheBuilder, DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, DEFAULT_TTL,
 };

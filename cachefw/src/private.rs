@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use std::time::Duration;
 
 use crate::Cache;
-use crate::cache::Policy;
+use crate::aside::Policy;
 use crate::codec::Entry;
 pub use crate::shape::Value;
 use crate::shape::{Fallible, Optional, Plain, Shape};
@@ -43,6 +43,17 @@ impl CacheRef for Option<Cache> {
     fn __cachefw_cache(&self) -> Option<Cache> {
         self.clone()
     }
+}
+
+/// What a macro's arguments say about storing, written as a constant.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// `ttl`; `None`: the cache's default TTL.
+    pub ttl: Option<Duration>,
+    /// `cache_none`: how long a `None` is cached; `None`: not at all.
+    pub none_ttl: Option<Duration>,
+    /// `jitter`, as a fraction; `None`: the cache's default.
+    pub jitter: Option<f64>,
 }
 
 /// Renders a key template into the key buffer.
@@ -118,65 +129,52 @@ impl Call {
 
     async fn through<S: Shape>(
         self,
-        ttl: Option<Duration>,
-        absent_ttl: Option<Duration>,
+        options: &Options,
         unless: impl FnOnce(&S::Value) -> bool,
         body: impl Future<Output = S::Output>,
     ) -> S::Output {
         let (Some(cache), Target::Key(key)) = (self.cache, self.target) else {
             return body.await;
         };
+        let inner = cache.inner();
         let policy = Policy {
-            ttl: ttl.unwrap_or_else(|| cache.default_ttl()),
-            absent_ttl,
+            ttl: options.ttl.unwrap_or_else(|| cache.default_ttl()),
+            absent_ttl: options.none_ttl,
+            jitter: options.jitter.unwrap_or(inner.jitter),
         };
-        cache
-            .inner()
+        inner
             .through::<S, _, _>(&key, &policy, unless, || body)
             .await
     }
 
     /// `#[cacheable]` on a fn returning `Result<T, E>`.
-    pub async fn cacheable_result<T, E>(
+    pub async fn cacheable_result<T: Value, E>(
         self,
-        ttl: Option<Duration>,
+        options: &Options,
         unless: impl FnOnce(&T) -> bool,
         body: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E>
-    where
-        T: Value,
-    {
-        self.through::<Fallible<T, E>>(ttl, None, unless, body)
-            .await
+    ) -> Result<T, E> {
+        self.through::<Fallible<T, E>>(options, unless, body).await
     }
 
-    /// `#[cacheable]` on a fn returning `Option<T>`; `none_ttl` from
-    /// `cache_none`.
-    pub async fn cacheable_option<T>(
+    /// `#[cacheable]` on a fn returning `Option<T>`.
+    pub async fn cacheable_option<T: Value>(
         self,
-        ttl: Option<Duration>,
-        none_ttl: Option<Duration>,
+        options: &Options,
         unless: impl FnOnce(&T) -> bool,
         body: impl Future<Output = Option<T>>,
-    ) -> Option<T>
-    where
-        T: Value,
-    {
-        self.through::<Optional<T>>(ttl, none_ttl, unless, body)
-            .await
+    ) -> Option<T> {
+        self.through::<Optional<T>>(options, unless, body).await
     }
 
     /// `#[cacheable]` on a fn returning any other `T`.
-    pub async fn cacheable_value<T>(
+    pub async fn cacheable_value<T: Value>(
         self,
-        ttl: Option<Duration>,
+        options: &Options,
         unless: impl FnOnce(&T) -> bool,
         body: impl Future<Output = T>,
-    ) -> T
-    where
-        T: Value,
-    {
-        self.through::<Plain<T>>(ttl, None, unless, body).await
+    ) -> T {
+        self.through::<Plain<T>>(options, unless, body).await
     }
 
     async fn evict_now(&self) {
@@ -184,7 +182,7 @@ impl Call {
         // Failures are counted and logged by the cache; they never reach
         // the caller.
         let _ = match &self.target {
-            Target::Key(key) => cache.inner().evict_full(key).await,
+            Target::Key(key) => cache.inner().delete_full(key).await.map(|_| ()),
             Target::Prefix(prefix) => cache.evict_prefix(prefix).await.map(|_| ()),
         };
     }
@@ -221,7 +219,7 @@ impl Call {
 
     async fn put<S: Shape>(
         self,
-        ttl: Option<Duration>,
+        options: &Options,
         unless: impl FnOnce(&S::Value) -> bool,
         body: impl Future<Output = S::Output>,
     ) -> S::Output {
@@ -230,48 +228,39 @@ impl Call {
             && let Some(Entry::Value(value)) = S::to_entry(&output)
             && !unless(&value)
         {
-            let ttl = ttl.unwrap_or_else(|| cache.default_ttl());
+            let ttl = options.ttl.unwrap_or_else(|| cache.default_ttl());
             cache.inner().put_full(key, &value, ttl).await;
         }
         output
     }
 
     /// `#[cache_put]` on a fn returning `Result`: stores `Ok`.
-    pub async fn put_result<T, E>(
+    pub async fn put_result<T: Value, E>(
         self,
-        ttl: Option<Duration>,
+        options: &Options,
         unless: impl FnOnce(&T) -> bool,
         body: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E>
-    where
-        T: Value,
-    {
-        self.put::<Fallible<T, E>>(ttl, unless, body).await
+    ) -> Result<T, E> {
+        self.put::<Fallible<T, E>>(options, unless, body).await
     }
 
     /// `#[cache_put]` on a fn returning `Option`: stores `Some`.
-    pub async fn put_option<T>(
+    pub async fn put_option<T: Value>(
         self,
-        ttl: Option<Duration>,
+        options: &Options,
         unless: impl FnOnce(&T) -> bool,
         body: impl Future<Output = Option<T>>,
-    ) -> Option<T>
-    where
-        T: Value,
-    {
-        self.put::<Optional<T>>(ttl, unless, body).await
+    ) -> Option<T> {
+        self.put::<Optional<T>>(options, unless, body).await
     }
 
     /// `#[cache_put]` on a fn returning any other `T`: stores it.
-    pub async fn put_value<T>(
+    pub async fn put_value<T: Value>(
         self,
-        ttl: Option<Duration>,
+        options: &Options,
         unless: impl FnOnce(&T) -> bool,
         body: impl Future<Output = T>,
-    ) -> T
-    where
-        T: Value,
-    {
-        self.put::<Plain<T>>(ttl, unless, body).await
+    ) -> T {
+        self.put::<Plain<T>>(options, unless, body).await
     }
 }

@@ -51,6 +51,9 @@ impl Reporter {
     /// within the interval.
     pub(crate) fn failure(&self, stats: &Counters, backend: &str, error: &Error) {
         stats.error();
+        if matches!(error, Error::Unavailable { .. }) {
+            stats.short_circuited();
+        }
         if error.is_backend_failure() {
             self.failing.store(true, Ordering::Relaxed);
         }

@@ -46,7 +46,7 @@ impl<T: Value, E> Shape for Fallible<T, E> {
     fn from_entry(entry: Entry<T>) -> Option<Result<T, E>> {
         match entry {
             Entry::Value(value) => Some(Ok(value)),
-            Entry::Absent => None,
+            Entry::Absent | Entry::Leased => None,
         }
     }
 
@@ -69,6 +69,7 @@ impl<T: Value> Shape for Optional<T> {
         match entry {
             Entry::Value(value) => Some(Some(value)),
             Entry::Absent => Some(None),
+            Entry::Leased => None,
         }
     }
 
@@ -91,7 +92,7 @@ impl<T: Value> Shape for Plain<T> {
     fn from_entry(entry: Entry<T>) -> Option<T> {
         match entry {
             Entry::Value(value) => Some(value),
-            Entry::Absent => None,
+            Entry::Absent | Entry::Leased => None,
         }
     }
 

@@ -1,5 +1,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::BreakerState;
+
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
 /// Counters start at zero when the cache is built and are shared by its clones.
@@ -26,6 +28,11 @@ pub struct Stats {
     /// Misses that waited for a load already running on this cache instead of
     /// calling their own loader.
     pub coalesced: u64,
+    /// Of `errors`, the calls that skipped Redis because the circuit breaker
+    /// was open.
+    pub short_circuited: u64,
+    /// The circuit breaker's state now.
+    pub breaker: BreakerState,
 }
 
 impl Stats {
@@ -45,6 +52,7 @@ pub(crate) struct Counters {
     loads: AtomicU64,
     errors: AtomicU64,
     coalesced: AtomicU64,
+    short_circuited: AtomicU64,
 }
 
 impl Counters {
@@ -68,13 +76,19 @@ impl Counters {
         self.coalesced.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> Stats {
+    pub(crate) fn short_circuited(&self) {
+        self.short_circuited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, breaker: BreakerState) -> Stats {
         Stats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             loads: self.loads.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             coalesced: self.coalesced.load(Ordering::Relaxed),
+            short_circuited: self.short_circuited.load(Ordering::Relaxed),
+            breaker,
         }
     }
 }

@@ -47,7 +47,7 @@ async fn redis_down_at_build_degrades_then_recovers() {
     assert!(stats.errors >= 3, "{stats:?}");
     assert!(matches!(
         cache.get::<User>("user:1").await,
-        Err(Error::Redis { .. } | Error::Timeout { .. })
+        Err(Error::Redis { .. } | Error::Timeout { .. } | Error::Unavailable { .. })
     ));
 
     redis.restart();

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use moka::Expiry;
+use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache as Moka;
 
 #[derive(Clone)]
@@ -11,6 +12,16 @@ struct Entry {
     bytes: Bytes,
     ttl: Duration,
     expires_at: Instant,
+}
+
+impl Entry {
+    fn new(bytes: Bytes, ttl: Duration) -> Self {
+        Self {
+            bytes,
+            ttl,
+            expires_at: Instant::now() + ttl,
+        }
+    }
 }
 
 struct PerEntryTtl;
@@ -49,24 +60,29 @@ impl MemoryBackend {
         Self { entries }
     }
 
+    // Every write goes through `and_compute_with`, which moka serialises per
+    // key: a fill's compare-and-set then cannot interleave with a delete.
+
     pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
         self.entries.get(key).map(|entry| entry.bytes)
     }
 
     pub(crate) fn set(&self, key: &str, bytes: Bytes, ttl: Duration) {
-        let expires_at = Instant::now() + ttl;
-        self.entries.insert(
-            key.to_owned(),
-            Entry {
-                bytes,
-                ttl,
-                expires_at,
-            },
-        );
+        let entry = Entry::new(bytes, ttl);
+        self.entries
+            .entry_by_ref(key)
+            .and_compute_with(|_| Op::Put(entry));
     }
 
     pub(crate) fn delete(&self, key: &str) -> bool {
-        self.entries.remove(key).is_some()
+        let result = self
+            .entries
+            .entry_by_ref(key)
+            .and_compute_with(|existing| match existing {
+                Some(_) => Op::Remove,
+                None => Op::Nop,
+            });
+        matches!(result, CompResult::Removed(_))
     }
 
     pub(crate) fn ttl(&self, key: &str) -> Option<Duration> {
@@ -81,10 +97,51 @@ impl MemoryBackend {
             .filter(|(key, _)| matches(key))
             .map(|(key, _)| key)
             .collect();
-        doomed
-            .iter()
-            .filter(|key| self.entries.remove(key.as_str()).is_some())
-            .count() as u64
+        doomed.iter().filter(|key| self.delete(key)).count() as u64
+    }
+
+    /// Writes `marker` into the key if it is empty or holds exactly `over`;
+    /// otherwise returns what it holds.
+    pub(crate) fn acquire(
+        &self,
+        key: &str,
+        marker: &Bytes,
+        lease: Duration,
+        over: Option<&Bytes>,
+    ) -> Option<Bytes> {
+        let result = self
+            .entries
+            .entry_by_ref(key)
+            .and_compute_with(|existing| match existing {
+                Some(held) if Some(&held.value().bytes) != over => Op::Nop,
+                _ => Op::Put(Entry::new(marker.clone(), lease)),
+            });
+        match result {
+            CompResult::Unchanged(existing) => Some(existing.into_value().bytes),
+            _ => None,
+        }
+    }
+
+    /// Stores `bytes` only over `marker`.
+    pub(crate) fn fill(&self, key: &str, marker: &Bytes, bytes: Bytes, ttl: Duration) -> bool {
+        let result = self
+            .entries
+            .entry_by_ref(key)
+            .and_compute_with(|existing| match existing {
+                Some(held) if held.value().bytes == *marker => Op::Put(Entry::new(bytes, ttl)),
+                _ => Op::Nop,
+            });
+        matches!(result, CompResult::ReplacedWith(_))
+    }
+
+    /// Removes the key only while it holds `marker`.
+    pub(crate) fn release(&self, key: &str, marker: &Bytes) {
+        self.entries
+            .entry_by_ref(key)
+            .and_compute_with(|existing| match existing {
+                Some(held) if held.value().bytes == *marker => Op::Remove,
+                _ => Op::Nop,
+            });
     }
 }
 

@@ -60,6 +60,54 @@ impl Backend {
         }
     }
 
+    /// See [`crate::lease`]: `None` when `marker` was written into the key
+    /// (empty, or holding exactly `over`), else what the key holds.
+    pub(crate) async fn acquire(
+        &self,
+        key: &str,
+        marker: &Bytes,
+        lease_ms: u64,
+        over: Option<&Bytes>,
+    ) -> Result<Option<Bytes>, Error> {
+        match self {
+            Self::Redis(b) => b.acquire(key, marker, lease_ms, over).await,
+            Self::Memory(b) => Ok(b.acquire(key, marker, Duration::from_millis(lease_ms), over)),
+        }
+    }
+
+    /// Stores `value` only while `key` holds `marker`; `true` if it did.
+    pub(crate) async fn fill(
+        &self,
+        key: &str,
+        marker: &Bytes,
+        value: Bytes,
+        ttl_ms: u64,
+    ) -> Result<bool, Error> {
+        match self {
+            Self::Redis(b) => b.fill(key, marker, &value, ttl_ms).await,
+            Self::Memory(b) => Ok(b.fill(key, marker, value, Duration::from_millis(ttl_ms))),
+        }
+    }
+
+    /// Removes `key` only while it holds `marker`.
+    pub(crate) async fn release(&self, key: &str, marker: &Bytes) -> Result<(), Error> {
+        match self {
+            Self::Redis(b) => b.release(key, marker).await,
+            Self::Memory(b) => {
+                b.release(key, marker);
+                Ok(())
+            }
+        }
+    }
+
+    /// The circuit breaker's state; memory never fails, so it stays closed.
+    pub(crate) fn breaker(&self) -> crate::BreakerState {
+        match self {
+            Self::Redis(b) => b.breaker.state(),
+            Self::Memory(_) => crate::BreakerState::Closed,
+        }
+    }
+
     /// Removes every entry of this cache whose user key starts with `prefix`.
     pub(crate) async fn evict_prefix(&self, keys: &Keys, prefix: &str) -> Result<u64, Error> {
         match self {

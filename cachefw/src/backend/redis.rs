@@ -1,13 +1,17 @@
 //! The Redis backend: one auto-reconnecting multiplexed connection, every
-//! command bounded by the operation timeout.
+//! command bounded by the operation timeout and guarded by the circuit
+//! breaker.
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, FromRedisValue};
+use redis::{Client, Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, Script};
 
 use crate::Error;
+use crate::breaker::Breaker;
+use crate::lease::scripts;
 
 /// Keys removed per `UNLINK` during a prefix eviction, and the `COUNT` hint
 /// of each `SCAN` step.
@@ -16,6 +20,19 @@ const EVICT_BATCH: usize = 500;
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
     timeout: Duration,
+    pub(crate) breaker: Breaker,
+    acquire: Script,
+    fill: Script,
+    release: Script,
+}
+
+/// Whether an error says Redis is unreachable or unwell, as opposed to an
+/// answer it gave (a wrong type, a reply that does not convert).
+fn is_outage(error: &RedisError) -> bool {
+    !matches!(
+        error.kind(),
+        ErrorKind::Server(_) | ErrorKind::Parse | ErrorKind::UnexpectedReturnType
+    )
 }
 
 impl RedisBackend {
@@ -39,19 +56,32 @@ impl RedisBackend {
                 reason: source.to_string(),
             }
         })?;
-        Ok(Self { conn, timeout })
+        Ok(Self {
+            conn,
+            timeout,
+            breaker: Breaker::new(),
+            acquire: Script::new(scripts::ACQUIRE),
+            fill: Script::new(scripts::FILL),
+            release: Script::new(scripts::RELEASE),
+        })
     }
 
-    /// Sends `command`, bounded by the operation timeout. `key` is for the
-    /// error's context.
-    async fn query<T: FromRedisValue>(
+    /// Runs `command` unless the breaker is open, bounded by the operation
+    /// timeout. `key` is for the error's context.
+    async fn run<T>(
         &self,
         op: &'static str,
         key: &str,
-        command: &Cmd,
+        command: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, Error> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, command.query_async(&mut conn)).await {
+        if let Err(refused) = self.breaker.admit() {
+            return Err(Error::Unavailable {
+                op,
+                key: key.to_owned(),
+                retry_in: refused.retry_in,
+            });
+        }
+        let result = match tokio::time::timeout(self.timeout, command).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(source)) if !source.is_timeout() => Err(Error::Redis {
                 op,
@@ -65,7 +95,68 @@ impl RedisBackend {
                 key: key.to_owned(),
                 after: self.timeout,
             }),
+        };
+        match &result {
+            Err(Error::Redis { source, .. }) if is_outage(source) => self.breaker.failure(),
+            Err(Error::Timeout { .. }) => self.breaker.failure(),
+            _ => self.breaker.success(),
         }
+        result
+    }
+
+    async fn query<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &str,
+        command: &Cmd,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.clone();
+        self.run(op, key, command.query_async(&mut conn)).await
+    }
+
+    /// Takes the lease on `key` if it is empty or holds exactly `over`;
+    /// otherwise returns what it holds (a value or someone else's lease).
+    pub(crate) async fn acquire(
+        &self,
+        key: &str,
+        marker: &[u8],
+        lease_ms: u64,
+        over: Option<&Bytes>,
+    ) -> Result<Option<Bytes>, Error> {
+        let mut conn = self.conn.clone();
+        let mut call = self.acquire.key(key);
+        call.arg(marker).arg(lease_ms);
+        if let Some(over) = over {
+            call.arg(over.as_ref());
+        }
+        let held: Option<Vec<u8>> = self
+            .run("ACQUIRE", key, call.invoke_async(&mut conn))
+            .await?;
+        Ok(held.map(Bytes::from))
+    }
+
+    /// Stores `value` if `key` still holds our lease `marker`.
+    pub(crate) async fn fill(
+        &self,
+        key: &str,
+        marker: &[u8],
+        value: &[u8],
+        ttl_ms: u64,
+    ) -> Result<bool, Error> {
+        let mut conn = self.conn.clone();
+        let mut call = self.fill.key(key);
+        call.arg(marker).arg(value).arg(ttl_ms);
+        let stored: u8 = self.run("FILL", key, call.invoke_async(&mut conn)).await?;
+        Ok(stored == 1)
+    }
+
+    /// Drops our lease `marker` on `key`, if it is still there.
+    pub(crate) async fn release(&self, key: &str, marker: &[u8]) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        let mut call = self.release.key(key);
+        call.arg(marker);
+        self.run("RELEASE", key, call.invoke_async::<()>(&mut conn))
+            .await
     }
 
     /// Opens the connection now rather than on the first command.
