@@ -1,5 +1,6 @@
 //! The cachefw test kit: private `redis-server` processes on free loopback
-//! ports, which tests stop and restart to inject faults.
+//! ports, which tests stop and restart to inject faults, and a proxy that
+//! makes a server slow.
 //!
 //! Every server has its own port and directory, persists nothing, and is
 //! killed when its [`RedisServer`] is dropped (and, on Linux, when the test
@@ -9,6 +10,8 @@
 
 #![warn(missing_docs)]
 
+mod proxy;
 mod redis_server;
 
+pub use proxy::DelayProxy;
 pub use redis_server::RedisServer;

@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cachefw::{Cache, Error};
-use cachefw_tests::RedisServer;
+use cachefw::{BreakerState, Cache, Error};
+use cachefw_tests::{DelayProxy, RedisServer};
 use common::{MINUTE, SourceDown, User, load_user, user};
 
 const TIMEOUT: Duration = Duration::from_millis(100);
@@ -171,4 +171,119 @@ async fn concurrent_misses_stay_coalesced_while_redis_is_down() {
         assert_eq!(caller.await.expect("task"), Ok(7));
     }
     assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+async fn cache_at(url: String) -> Cache {
+    Cache::builder()
+        .redis(url)
+        .namespace("t")
+        .timeout(TIMEOUT)
+        .build()
+        .await
+        .expect("builds")
+}
+
+/// Runs 1,000 cache-aside calls of one key and returns how long they took.
+async fn thousand_calls(cache: &Cache) -> Duration {
+    let started = Instant::now();
+    for _ in 0..1_000 {
+        assert_eq!(load_user(cache, 1).await, user(1));
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_redis_costs_close_to_nothing_and_caching_resumes() {
+    let mut redis = RedisServer::start();
+    let cache = cache_on(&redis).await;
+    load_user(&cache, 1).await;
+    redis.stop();
+
+    let took = thousand_calls(&cache).await;
+    let stats = cache.stats();
+    println!("1,000 calls with Redis stopped: {took:?}; {stats:?}");
+    assert!(took < TIMEOUT * 1_000 / 20, "{took:?}");
+    assert!(
+        stats.short_circuited > 900,
+        "the breaker skipped Redis: {stats:?}"
+    );
+    assert_eq!(stats.breaker, BreakerState::Open);
+
+    redis.restart();
+    let restarted = Instant::now();
+    wait_for_caching(&cache, &redis).await;
+    println!(
+        "caching resumed {:?} after the restart",
+        restarted.elapsed()
+    );
+    assert_eq!(cache.stats().breaker, BreakerState::Closed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_redis_costs_a_few_timeouts_not_one_per_call() {
+    let redis = RedisServer::start();
+    let proxy = DelayProxy::start(redis.port());
+    let cache = cache_at(proxy.url()).await;
+    load_user(&cache, 1).await;
+    // Replies now never come within any timeout.
+    proxy.set_delay(Duration::from_secs(3_600));
+
+    let took = thousand_calls(&cache).await;
+    let stats = cache.stats();
+    println!("1,000 calls with Redis hanging: {took:?}; {stats:?}");
+    // Without the breaker this would take 1,000 × 2 timeouts = 200 s.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(stats.short_circuited > 900, "{stats:?}");
+    assert_eq!(stats.loads, 1_001, "every call served by the loader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_costs_about_the_timeout() {
+    let redis = RedisServer::start();
+    let proxy = DelayProxy::start(redis.port());
+    let cache = cache_at(proxy.url()).await;
+    load_user(&cache, 1).await;
+    proxy.set_delay(Duration::from_secs(2));
+    let started = Instant::now();
+    assert_eq!(load_user(&cache, 1).await, user(1));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}, not the 2 s delay");
+    assert!(cache.stats().errors >= 1);
+
+    // Once Redis is fast again, the cache is too.
+    proxy.set_delay(Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let loads = loop {
+        let loads = cache.stats().loads;
+        load_user(&cache, 1).await;
+        if cache.stats().loads == loads {
+            break loads;
+        }
+        assert!(Instant::now() < deadline, "never served from Redis again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(loads >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushed_scripts_and_a_restart_are_survived() {
+    let mut redis = RedisServer::start();
+    let cache = cache_on(&redis).await;
+    load_user(&cache, 1).await;
+    redis.cmd::<()>("SCRIPT", &[b"FLUSH"]);
+    load_user(&cache, 2).await;
+    assert!(
+        redis.raw_get("t:v1:user:2").is_some(),
+        "filled after SCRIPT FLUSH"
+    );
+    assert_eq!(cache.stats().errors, 0, "NOSCRIPT is answered by reloading");
+
+    redis.stop();
+    redis.restart();
+    wait_for_caching(&cache, &redis).await;
+    load_user(&cache, 3).await;
+    assert!(
+        redis.raw_get("t:v1:user:3").is_some(),
+        "filled after a restart"
+    );
 }

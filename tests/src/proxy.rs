@@ -1,0 +1,146 @@
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// A loopback TCP proxy in front of a server that can hold back every reply
+/// for a while: a slow Redis, for timeout and circuit-breaker tests.
+///
+/// ```no_run
+/// let redis = cachefw_tests::RedisServer::start();
+/// let proxy = cachefw_tests::DelayProxy::start(redis.port());
+/// proxy.set_delay(std::time::Duration::from_secs(2)); // replies now take 2 s
+/// # drop(proxy.url());
+/// ```
+pub struct DelayProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+struct Shared {
+    delay_ms: AtomicU64,
+    stopping: AtomicBool,
+    /// Every socket the proxy holds, to close them when it stops.
+    streams: Mutex<Vec<TcpStream>>,
+}
+
+impl DelayProxy {
+    /// Starts a proxy on a free loopback port in front of `upstream_port`,
+    /// passing bytes through with no delay.
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port can be bound.
+    pub fn start(upstream_port: u16) -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap_or_else(|e| panic!("proxy cannot bind: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("proxy has no address: {e}"))
+            .port();
+        let shared = Arc::new(Shared {
+            delay_ms: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            streams: Mutex::new(Vec::new()),
+        });
+        let accept = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                for client in listener.incoming() {
+                    if shared.stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(client) = client else { continue };
+                    let Ok(server) = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream_port))
+                    else {
+                        let _ = client.shutdown(Shutdown::Both);
+                        continue;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    shared.track(&client);
+                    shared.track(&server);
+                    pump(&shared, &client, &server, false);
+                    pump(&shared, &server, &client, true);
+                }
+            })
+        };
+        Self {
+            port,
+            shared,
+            accept: Some(accept),
+        }
+    }
+
+    /// The proxy's URL, `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Holds back each reply chunk for `delay` from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    fn track(&self, stream: &TcpStream) {
+        if let Ok(clone) = stream.try_clone() {
+            self.streams
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(clone);
+        }
+    }
+}
+
+/// Copies `from` to `to` on a thread of its own, delaying each chunk when
+/// `delayed`, until either side closes.
+fn pump(shared: &Arc<Shared>, from: &TcpStream, to: &TcpStream, delayed: bool) {
+    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+        return;
+    };
+    let shared = shared.clone();
+    thread::spawn(move || {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            let read = match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            let delay = shared.delay_ms.load(Ordering::SeqCst);
+            if delayed && delay > 0 {
+                thread::sleep(Duration::from_millis(delay));
+            }
+            if shared.stopping.load(Ordering::SeqCst) || to.write_all(&buffer[..read]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+    });
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for stream in self
+            .shared
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        // Wake the accept loop so that it sees `stopping`.
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
