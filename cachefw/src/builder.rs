@@ -33,6 +33,7 @@ pub(crate) struct Settings {
 enum Store {
     Memory,
     Redis(String),
+    Cluster(Vec<String>),
 }
 
 /// Configures and builds a [`Cache`]; start from [`Cache::builder`].
@@ -96,6 +97,20 @@ impl CacheBuilder {
     /// `build()`, the cache serves from the loaders until Redis answers.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.store = Store::Redis(url.into());
+        self
+    }
+
+    /// Stores entries in a Redis Cluster, found from these seed nodes
+    /// (`redis://host:port` each). Keys are spread over the cluster's slots;
+    /// every script touches one key, and prefix eviction scans each primary.
+    /// Like [`redis`](Self::redis), a cluster that is down at start does not
+    /// fail `build()`.
+    pub fn redis_cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.store = Store::Cluster(nodes.into_iter().map(Into::into).collect());
         self
     }
 
@@ -213,16 +228,17 @@ impl CacheBuilder {
                 }
                 Backend::Memory(MemoryBackend::new(self.memory_capacity))
             }
-            Store::Redis(url) => {
-                let redis = RedisBackend::new(url, self.timeout)?;
-                if let Err(error) = redis.ping().await {
-                    tracing::warn!(
-                        url = %crate::backend::redis::mask_password(url),
-                        %error,
-                        "cachefw: Redis is not reachable at start; serving from the source until it is"
-                    );
+            Store::Redis(url) => Self::started(RedisBackend::new(url, self.timeout)?, url).await,
+            Store::Cluster(nodes) => {
+                if nodes.is_empty() {
+                    return Err(config("redis_cluster", "needs at least one seed node URL"));
                 }
-                Backend::Redis(redis)
+                let backend = RedisBackend::cluster(nodes, self.timeout)?;
+                let masked: Vec<_> = nodes
+                    .iter()
+                    .map(|node| crate::backend::redis::mask_password(node))
+                    .collect();
+                Self::started(backend, &masked.join(", ")).await
             }
         };
         Ok(Cache::new(
@@ -236,6 +252,21 @@ impl CacheBuilder {
                 jitter: self.jitter,
             },
         ))
+    }
+}
+
+impl CacheBuilder {
+    /// Opens the connection now, so the first call does not wait for it; a
+    /// Redis that does not answer is logged, not an error.
+    async fn started(redis: RedisBackend, url: &str) -> Backend {
+        if let Err(error) = redis.ping().await {
+            tracing::warn!(
+                url = %crate::backend::redis::mask_password(url),
+                %error,
+                "cachefw: Redis is not reachable at start; serving from the source until it is"
+            );
+        }
+        Backend::Redis(redis)
     }
 }
 

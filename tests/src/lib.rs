@@ -10,8 +10,10 @@
 
 #![warn(missing_docs)]
 
+mod cluster;
 mod proxy;
 mod redis_server;
 
+pub use cluster::RedisCluster;
 pub use proxy::DelayProxy;
 pub use redis_server::RedisServer;

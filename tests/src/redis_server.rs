@@ -27,6 +27,8 @@ pub struct RedisServer {
     /// Holds the port while no server runs, so that no other test's server
     /// takes it and answers in its place.
     hold: Option<PortHold>,
+    /// Arguments beyond the kit's own, such as cluster mode.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -37,10 +39,20 @@ impl RedisServer {
     /// When `redis-server` cannot be found or does not come up; the message
     /// says how to install it.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with more `redis-server` arguments.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(args: &[&str]) -> Self {
         // Another process may take the port between our probe and the
         // server's bind; a server that exits at once gets another port.
         for _ in 0..5 {
             let mut server = Self::reserved();
+            server.extra = args.iter().map(|arg| (*arg).to_owned()).collect();
             if server.spawn().is_ok() {
                 return server;
             }
@@ -59,6 +71,7 @@ impl RedisServer {
             dir: scratch_dir(port),
             child: None,
             hold: Some(hold),
+            extra: Vec::new(),
         }
     }
 
@@ -174,6 +187,7 @@ impl RedisServer {
             .arg(&self.dir)
             .arg("--logfile")
             .arg(self.dir.join("redis.log"))
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -1,13 +1,19 @@
-//! The Redis backend: one auto-reconnecting multiplexed connection, every
-//! command bounded by the operation timeout and guarded by the circuit
-//! breaker.
+//! The Redis backend: one auto-reconnecting multiplexed connection (or a
+//! Redis Cluster connection), every command bounded by the operation timeout
+//! and guarded by the circuit breaker.
 
 use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{
+    Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Script,
+    ScriptInvocation, Value,
+};
 
 use crate::Error;
 use crate::breaker::Breaker;
@@ -17,8 +23,53 @@ use crate::lease::scripts;
 /// of each `SCAN` step.
 const EVICT_BATCH: usize = 500;
 
+/// Where commands go.
+enum Target {
+    Single(ConnectionManager),
+    /// Connected on first use, and again after a failed attempt, so that a
+    /// cluster that is down at start does not fail `build()`.
+    Cluster {
+        client: ClusterClient,
+        conn: tokio::sync::OnceCell<ClusterConnection>,
+    },
+}
+
+/// A connection to either target, for one command.
+enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
 pub(crate) struct RedisBackend {
-    conn: ConnectionManager,
+    target: Target,
     timeout: Duration,
     pub(crate) breaker: Breaker,
     acquire: Script,
@@ -56,14 +107,52 @@ impl RedisBackend {
                 reason: source.to_string(),
             }
         })?;
-        Ok(Self {
-            conn,
+        Ok(Self::with_target(Target::Single(conn), timeout))
+    }
+
+    /// Parses the cluster's seed node URLs; connects on first use.
+    pub(crate) fn cluster(nodes: &[String], timeout: Duration) -> Result<Self, Error> {
+        let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(1)
+            .build()
+            .map_err(|source| Error::InvalidUrl {
+                url: nodes
+                    .iter()
+                    .map(|node| mask_password(node))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source,
+            })?;
+        let target = Target::Cluster {
+            client,
+            conn: tokio::sync::OnceCell::new(),
+        };
+        Ok(Self::with_target(target, timeout))
+    }
+
+    fn with_target(target: Target, timeout: Duration) -> Self {
+        Self {
+            target,
             timeout,
             breaker: Breaker::new(),
             acquire: Script::new(scripts::ACQUIRE),
             fill: Script::new(scripts::FILL),
             release: Script::new(scripts::RELEASE),
-        })
+        }
+    }
+
+    async fn link(&self) -> RedisResult<Link> {
+        match &self.target {
+            Target::Single(conn) => Ok(Link::Single(conn.clone())),
+            Target::Cluster { client, conn } => {
+                let conn = conn
+                    .get_or_try_init(|| client.get_async_connection())
+                    .await?;
+                Ok(Link::Cluster(conn.clone()))
+            }
+        }
     }
 
     /// Runs `command` unless the breaker is open, bounded by the operation
@@ -110,8 +199,24 @@ impl RedisBackend {
         key: &str,
         command: &Cmd,
     ) -> Result<T, Error> {
-        let mut conn = self.conn.clone();
-        self.run(op, key, command.query_async(&mut conn)).await
+        self.run(op, key, async {
+            command.query_async(&mut self.link().await?).await
+        })
+        .await
+    }
+
+    /// Runs a script: `EVALSHA`, loading it on `NOSCRIPT` (after a restart
+    /// or a `SCRIPT FLUSH`).
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &str,
+        call: &ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        self.run(op, key, async {
+            call.invoke_async(&mut self.link().await?).await
+        })
+        .await
     }
 
     /// Takes the lease on `key` if it is empty or holds exactly `over`;
@@ -123,15 +228,12 @@ impl RedisBackend {
         lease_ms: u64,
         over: Option<&Bytes>,
     ) -> Result<Option<Bytes>, Error> {
-        let mut conn = self.conn.clone();
         let mut call = self.acquire.key(key);
         call.arg(marker).arg(lease_ms);
         if let Some(over) = over {
             call.arg(over.as_ref());
         }
-        let held: Option<Vec<u8>> = self
-            .run("ACQUIRE", key, call.invoke_async(&mut conn))
-            .await?;
+        let held: Option<Vec<u8>> = self.invoke("ACQUIRE", key, &call).await?;
         Ok(held.map(Bytes::from))
     }
 
@@ -143,20 +245,17 @@ impl RedisBackend {
         value: &[u8],
         ttl_ms: u64,
     ) -> Result<bool, Error> {
-        let mut conn = self.conn.clone();
         let mut call = self.fill.key(key);
         call.arg(marker).arg(value).arg(ttl_ms);
-        let stored: u8 = self.run("FILL", key, call.invoke_async(&mut conn)).await?;
+        let stored: u8 = self.invoke("FILL", key, &call).await?;
         Ok(stored == 1)
     }
 
     /// Drops our lease `marker` on `key`, if it is still there.
     pub(crate) async fn release(&self, key: &str, marker: &[u8]) -> Result<(), Error> {
-        let mut conn = self.conn.clone();
         let mut call = self.release.key(key);
         call.arg(marker);
-        self.run("RELEASE", key, call.invoke_async::<()>(&mut conn))
-            .await
+        self.invoke("RELEASE", key, &call).await
     }
 
     /// Opens the connection now rather than on the first command.
@@ -191,6 +290,39 @@ impl RedisBackend {
     /// `SCAN`s for `pattern` and `UNLINK`s what it finds, batch by batch, so a
     /// large keyspace never blocks Redis the way `KEYS` would.
     pub(crate) async fn evict_matching(&self, pattern: &str) -> Result<u64, Error> {
+        let Target::Cluster { .. } = &self.target else {
+            return self.evict_on(pattern, None).await;
+        };
+        let mut removed = 0;
+        for node in self.primaries().await? {
+            removed += self.evict_on(pattern, Some(node)).await?;
+        }
+        Ok(removed)
+    }
+
+    /// The addresses of a cluster's primaries, where its keys live.
+    async fn primaries(&self) -> Result<Vec<(String, u16)>, Error> {
+        let nodes: String = self
+            .query("CLUSTER NODES", "", redis::cmd("CLUSTER").arg("NODES"))
+            .await?;
+        Ok(nodes
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split(' ');
+                let address = fields.nth(1)?;
+                let flags = fields.next()?;
+                if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                    return None;
+                }
+                let (host, port) = address.split('@').next()?.rsplit_once(':')?;
+                Some((host.to_owned(), port.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// `SCAN`s one node (all of a single Redis when `node` is `None`) and
+    /// `UNLINK`s what it finds, batch by batch.
+    async fn evict_on(&self, pattern: &str, node: Option<(String, u16)>) -> Result<u64, Error> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
@@ -200,7 +332,29 @@ impl RedisBackend {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(EVICT_BATCH);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.query("SCAN", pattern, &scan).await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) = match &node {
+                None => self.query("SCAN", pattern, &scan).await?,
+                Some((host, port)) => {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    });
+                    let reply = self
+                        .run("SCAN", pattern, async {
+                            match self.link().await? {
+                                Link::Cluster(mut conn) => conn.route_command(scan, routing).await,
+                                Link::Single(mut conn) => scan.query_async(&mut conn).await,
+                            }
+                        })
+                        .await?;
+                    redis::from_redis_value(reply).map_err(|source| Error::Redis {
+                        op: "SCAN",
+                        key: pattern.to_owned(),
+                        source: source.into(),
+                    })?
+                }
+            };
+            // In a cluster, UNLINK of keys in several slots is split by slot.
             for batch in keys.chunks(EVICT_BATCH) {
                 let count: u64 = self
                     .query("UNLINK", pattern, redis::cmd("UNLINK").arg(batch))
