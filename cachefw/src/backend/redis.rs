@@ -24,6 +24,9 @@ use crate::lease::scripts;
 const EVICT_BATCH: usize = 500;
 
 /// Where commands go.
+// One per cache, behind its `Arc`: the size of the larger variant costs
+// nothing, and boxing it would add a pointer chase to every command.
+#[allow(clippy::large_enum_variant)]
 enum Target {
     Single(ConnectionManager),
     /// Connected on first use, and again after a failed attempt, so that a
