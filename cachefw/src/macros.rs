@@ -35,6 +35,7 @@
 /// | `cache_none = "30s"` | for `Option<T>` returns: also cache `None`, for this long |
 /// | `condition = <bool expr>` | over the parameters; when false the call bypasses the cache (no read, no store) |
 /// | `unless = <bool expr>` | over `result: &T`, the value about to be stored; when true it is returned but not stored |
+/// | `jitter = "10%"` | take up to this share off each TTL at random, so entries loaded together do not expire together; default [`CacheBuilder::ttl_jitter`](crate::CacheBuilder::ttl_jitter) |
 ///
 /// # What is cached
 ///
@@ -46,9 +47,10 @@
 /// Every form stores the bare `T`, so functions of different return shapes
 /// over one key share entries.
 ///
-/// Concurrent misses of one key run the body once; a cache failure (Redis
-/// down or slow, a bad entry) never fails the call: the body runs and its
-/// answer is returned. With no cache installed and no `cache = …`, the
+/// Concurrent misses of one key run the body once, in this process and, through
+/// the key's Redis lease, across processes; a value loaded before an eviction
+/// of its key is not stored. A cache failure (Redis down or slow, a bad entry)
+/// never fails the call: the body runs and its answer is returned. With no cache installed and no `cache = …`, the
 /// function runs uncached and one warning is logged for the process.
 ///
 /// It works on free functions and methods (`&self`, `&mut self`), generic

@@ -20,6 +20,12 @@ async fn not_a_string(id: u64) -> u64 {
     id
 }
 
+#[cacheable(key = "e:<id>", ttl = "1m", jitter = "10")]
+async fn jitter_without_percent(id: u64) -> u64 {
+    id
+}
+
 fn main() {
+    let _ = jitter_without_percent(1);
     let _ = (unknown_unit(1), wrong_order(1), zero(1), not_a_string(1));
 }
