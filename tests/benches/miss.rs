@@ -50,45 +50,73 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await;
     }
 
-    let mut plain = Vec::with_capacity(ROUNDS);
-    for i in 0..ROUNDS {
-        let key = format!("plain:{i}");
-        let started = Instant::now();
-        let hit: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-        if hit.is_none() {
-            let bytes = bincode::serde::encode_to_vec(&value, bincode::config::standard())?;
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(bytes)
-                .arg("PX")
-                .arg(600_000)
-                .query_async::<()>(&mut conn)
-                .await?;
+    // Three rounds in rotation; each row reports its best round (lowest
+    // p50), so that the noise of a shared machine hits every row alike.
+    let script = redis::Script::new("return redis.call('GET', KEYS[1])");
+    let mut best: [Option<Vec<Duration>>; 4] = [None, None, None, None];
+    for round in 0..3 {
+        let mut plain = Vec::with_capacity(ROUNDS);
+        for i in 0..ROUNDS {
+            let key = format!("plain:{round}:{i}");
+            let started = Instant::now();
+            let hit: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            if hit.is_none() {
+                let bytes = bincode::serde::encode_to_vec(&value, bincode::config::standard())?;
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(600_000)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
+            plain.push(started.elapsed());
         }
-        plain.push(started.elapsed());
-    }
 
-    let mut leased = Vec::with_capacity(ROUNDS);
-    for i in 0..ROUNDS {
-        let key = format!("leased:{i}");
-        let started = Instant::now();
-        let _ = cache
-            .get_or_load(&key, ttl, || async { Ok::<_, NoError>(value.clone()) })
-            .await;
-        leased.push(started.elapsed());
-    }
+        let mut leased = Vec::with_capacity(ROUNDS);
+        for i in 0..ROUNDS {
+            let key = format!("leased:{round}:{i}");
+            let started = Instant::now();
+            let _ = cache
+                .get_or_load(&key, ttl, || async { Ok::<_, NoError>(value.clone()) })
+                .await;
+            leased.push(started.elapsed());
+        }
 
-    let mut ping = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let started = Instant::now();
-        redis::cmd("PING").query_async::<()>(&mut conn).await?;
-        ping.push(started.elapsed());
+        let mut ping = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            redis::cmd("PING").query_async::<()>(&mut conn).await?;
+            ping.push(started.elapsed());
+        }
+        let mut eval = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            script
+                .key("absent")
+                .invoke_async::<Option<Vec<u8>>>(&mut conn)
+                .await?;
+            eval.push(started.elapsed());
+        }
+        for (slot, mut samples) in best.iter_mut().zip([plain, leased, ping, eval]) {
+            samples.sort_unstable();
+            if slot
+                .as_ref()
+                .is_none_or(|kept| samples[ROUNDS / 2] < kept[ROUNDS / 2])
+            {
+                *slot = Some(samples);
+            }
+        }
     }
+    let [Some(plain), Some(leased), Some(ping), Some(eval)] = best else {
+        return Err("every row is measured".into());
+    };
 
     println!("miss path, {ROUNDS} cold keys, one task, loopback redis-server");
     let plain = summary("redis-rs GET + SET (anchor)", plain);
     let leased = summary("cachefw get_or_load (GET+lease+fill)", leased);
     let rtt = summary("one round trip (PING)", ping);
+    summary("one script round trip (EVALSHA GET)", eval);
     println!(
         "ratio to anchor: {:.2}x; added by the lease: {:.1?} = {:.2} round trips",
         leased.as_secs_f64() / plain.as_secs_f64(),

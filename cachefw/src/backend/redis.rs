@@ -173,15 +173,20 @@ impl RedisBackend {
                 retry_in: refused.retry_in,
             });
         }
-        let result = match tokio::time::timeout(self.timeout, command).await {
+        // One Redis's client bounds the connect and each reply by the
+        // timeout itself: a second timer here would only cost the hit path.
+        // The cluster client's slot discovery is not bounded that way.
+        let replied = match &self.target {
+            Target::Single(_) => Ok(command.await),
+            Target::Cluster { .. } => tokio::time::timeout(self.timeout, command).await,
+        };
+        let result = match replied {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(source)) if !source.is_timeout() => Err(Error::Redis {
                 op,
                 key: key.to_owned(),
                 source,
             }),
-            // The client's own response or connect timeout (set to ours)
-            // may fire first; either way the command took too long.
             Ok(Err(_)) | Err(_) => Err(Error::Timeout {
                 op,
                 key: key.to_owned(),
