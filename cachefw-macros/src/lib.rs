@@ -1,5 +1,5 @@
 //! Procedural macros of `cachefw`: `#[cacheable]`, `#[cache_evict]` and
-//! `#[cache_put]`.
+//! `#[cache_put]`, and `#[derive(Entity)]` for `cachefw-cassandra`.
 //!
 //! Use them through the `cachefw` crate, which re-exports and documents
 //! them; the generated code names only `::cachefw::__private`.
@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod args;
+mod entity;
 mod errors;
 mod expand;
 mod signature;
@@ -40,4 +41,11 @@ pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn cache_put(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::Put, args.into(), item.into()).into()
+}
+
+/// Derives a Cassandra repository entity. Documented on
+/// `cachefw_cassandra::Entity`.
+#[proc_macro_derive(Entity, attributes(entity, partition_key, clustering_key, column))]
+pub fn derive_entity(input: TokenStream) -> TokenStream {
+    entity::derive(input.into()).into()
 }

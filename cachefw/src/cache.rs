@@ -17,7 +17,7 @@ use crate::codec::Entry;
 use crate::flight::Flights;
 use crate::key::Keys;
 use crate::report::Reporter;
-use crate::shape::Fallible;
+use crate::shape::{Fallible, FallibleOptional};
 use crate::stats::Counters;
 use crate::{CacheBuilder, Codec, Error, Stats};
 
@@ -288,6 +288,52 @@ impl Cache {
         let full = self.inner.keys.full(key);
         self.inner
             .through::<Fallible<T, E>, _, _>(&full, &policy, |_| false, loader)
+            .await
+    }
+
+    /// [`get_or_load`](Self::get_or_load) for a source that may have no
+    /// value: `Ok(Some(T))` is stored for `ttl`; `Ok(None)` is stored for
+    /// `none_ttl` when given (so absent rows are not looked up again and
+    /// again), otherwise not at all; an `Err` never.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().build().await?;
+    /// let minute = Duration::from_secs(60);
+    /// let found = cache
+    ///     .get_or_load_optional("user:7", minute, Some(minute), || async {
+    ///         Ok::<Option<String>, std::io::Error>(None) // no such user
+    ///     })
+    ///     .await;
+    /// assert!(matches!(found, Ok(None)));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only the loader's own error.
+    pub async fn get_or_load_optional<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        none_ttl: Option<Duration>,
+        loader: F,
+    ) -> Result<Option<T>, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+    {
+        let policy = Policy {
+            ttl,
+            absent_ttl: none_ttl,
+            jitter: self.inner.jitter,
+        };
+        let full = self.inner.keys.full(key);
+        self.inner
+            .through::<FallibleOptional<T, E>, _, _>(&full, &policy, |_| false, loader)
             .await
     }
 }

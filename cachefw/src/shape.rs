@@ -58,6 +58,23 @@ impl<T: Value, E> Shape for Fallible<T, E> {
     }
 }
 
+/// `Result<Option<T>, E>`: `Some` is the value, `None` the absent entry;
+/// errors are never cached.
+pub(crate) struct FallibleOptional<T, E>(std::marker::PhantomData<fn() -> (T, E)>);
+
+impl<T: Value, E> Shape for FallibleOptional<T, E> {
+    type Output = Result<Option<T>, E>;
+    type Value = T;
+
+    fn from_entry(entry: Entry<T>) -> Option<Result<Option<T>, E>> {
+        Optional::<T>::from_entry(entry).map(Ok)
+    }
+
+    fn to_entry(output: &Result<Option<T>, E>) -> Option<Entry<T>> {
+        output.as_ref().ok().and_then(Optional::<T>::to_entry)
+    }
+}
+
 /// `Option<T>`: `Some` is the value; `None` is the absent entry.
 pub(crate) struct Optional<T>(std::marker::PhantomData<fn() -> T>);
 
