@@ -51,6 +51,10 @@ impl Entity {
     }
 }
 
+/// The driver binds at most 16 values; `save_with_ttl` binds one more than
+/// the columns.
+const MAX_COLUMNS: usize = 15;
+
 const SUPPORTED: &str = "String, i8, i16, i32, i64, f32, f64, bool, uuid::Uuid, \
      chrono::DateTime<Utc>, Vec<u8>, Vec<T>, HashSet<T>, BTreeSet<T>, HashMap<K, V>, \
      BTreeMap<K, V>, Option<T>";
@@ -242,15 +246,17 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
                 }
             }
         }
-        let Some(cql_type) = cql_type(&field.ty) else {
+        // A field whose type has no column is still a field: its role counts
+        // in the checks below, and expansion stops at the error anyway.
+        let cql_type = cql_type(&field.ty).unwrap_or_else(|| {
             errors.push(syn::Error::new_spanned(
                 &field.ty,
                 format!(
                     "field `{ident}` has a type with no CQL column type; supported types: {SUPPORTED}"
                 ),
             ));
-            continue;
-        };
+            String::new()
+        });
         if role != Role::Regular && is_option(&field.ty) {
             errors.push(syn::Error::new_spanned(
                 &field.ty,
@@ -264,6 +270,15 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
             cql_type,
             role,
         });
+    }
+    if named.named.len() > MAX_COLUMNS {
+        errors.push(syn::Error::new_spanned(
+            &input.ident,
+            format!(
+                "an entity has at most {MAX_COLUMNS} fields: the scylla driver binds up to 16 \
+                 values, the TTL of `save_with_ttl` included"
+            ),
+        ));
     }
     if !fields.iter().any(|f| f.role == Role::Partition) && !named.named.is_empty() {
         errors.push(syn::Error::new_spanned(

@@ -1,0 +1,18 @@
+use cachefw_cassandra::Entity;
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+#[entity(keyspace = "shop", tabel = "users", ttl = "10 minutes")]
+pub struct Misspelt {
+    #[partition_key]
+    pub id: i64,
+    #[clustering_key(order = "descending")]
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+pub struct NoEntityAttribute {
+    #[partition_key]
+    pub id: i64,
+}
+
+fn main() {}
