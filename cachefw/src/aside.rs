@@ -49,8 +49,7 @@ struct LeaseGuard {
 impl LeaseGuard {
     async fn release(mut self) {
         self.armed = false;
-        let result = self.inner.backend.release(&self.full, &self.marker).await;
-        let _ = self.inner.observe(result);
+        self.inner.release(&self.full, &self.marker).await;
     }
 }
 
@@ -67,10 +66,7 @@ impl Drop for LeaseGuard {
             std::mem::take(&mut self.full),
             self.marker.clone(),
         );
-        runtime.spawn(async move {
-            let result = inner.backend.release(&full, &marker).await;
-            let _ = inner.observe(result);
-        });
+        runtime.spawn(async move { inner.release(&full, &marker).await });
     }
 }
 
@@ -218,8 +214,8 @@ impl Inner {
         policy: &Policy,
         unless: impl FnOnce(&V) -> bool,
     ) {
-        let encoded = match entry {
-            Entry::Value(value) if !unless(value) => self
+        let encoded = match (entry, policy.absent_ttl) {
+            (Entry::Value(value), _) if !unless(value) => self
                 .codec
                 .encode(value)
                 .map(|bytes| (bytes, policy.ttl))
@@ -228,37 +224,36 @@ impl Inner {
                     codec: self.codec,
                     reason,
                 }),
-            Entry::Absent if policy.absent_ttl.is_some() => Ok((
-                Codec::encode_absent(),
-                policy.absent_ttl.unwrap_or(policy.ttl),
-            )),
-            _ => {
-                let result = self.backend.release(full, marker).await;
-                let _ = self.observe(result);
-                return;
-            }
+            (Entry::Absent, Some(absent_ttl)) => Ok((Codec::encode_absent(), absent_ttl)),
+            // Nothing to store: let the waiting callers load.
+            _ => return self.release(full, marker).await,
         };
-        let stored = match encoded.and_then(|(bytes, ttl)| {
+        let ready = encoded.and_then(|(bytes, ttl)| {
             crate::ttl::millis(full, policy.jittered(ttl)).map(|ms| (bytes, ms))
-        }) {
-            Ok((bytes, ttl_ms)) => self.observe(
-                self.backend
-                    .fill(full, marker, Bytes::from(bytes), ttl_ms)
-                    .await,
-            ),
+        });
+        let (bytes, ttl_ms) = match ready {
+            Ok(ready) => ready,
             Err(error) => {
                 // Nobody sees this error but the log: count it like the others.
                 self.failure(&error);
-                let result = self.backend.release(full, marker).await;
-                let _ = self.observe(result);
-                return;
+                return self.release(full, marker).await;
             }
         };
-        if let Ok(false) = stored {
+        let stored = self
+            .backend
+            .fill(full, marker, Bytes::from(bytes), ttl_ms)
+            .await;
+        if let Ok(false) = self.observe(stored) {
             tracing::debug!(
                 key = full,
                 "cachefw: fill dropped: the key was written or evicted while it loaded"
             );
         }
+    }
+
+    /// Gives up our lease on `full`; a failure is counted and logged.
+    async fn release(&self, full: &str, marker: &Bytes) {
+        let result = self.backend.release(full, marker).await;
+        let _ = self.observe(result);
     }
 }
