@@ -29,9 +29,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The attribute macros [`cacheable`], [`cache_evict`] and [`cache_put`]
+//! declare the same cache-aside on async functions, with keys and TTLs
+//! checked at compile time.
+//!
 //! Keys are laid out as `{namespace}:v{version}:{key}`; bumping the version
 //! makes every old entry unreachable at once. Values carry a small header
 //! naming their codec ([`Codec`]), so foreign or corrupt bytes read as a miss.
+//!
+//! Over Redis (one server or a cluster), a miss takes a lease written into
+//! the key itself: callers in other processes wait for its value instead of
+//! loading, and a load that began before a `delete`, `set` or eviction of
+//! the key cannot store its stale value afterwards. A circuit breaker keeps a
+//! dead Redis from costing each call a timeout; [`Stats`] reports it.
 
 #![warn(missing_docs)]
 
