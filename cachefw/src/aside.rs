@@ -215,15 +215,9 @@ impl Inner {
         unless: impl FnOnce(&V) -> bool,
     ) {
         let encoded = match (entry, policy.absent_ttl) {
-            (Entry::Value(value), _) if !unless(value) => self
-                .codec
-                .encode(value)
-                .map(|bytes| (bytes, policy.ttl))
-                .map_err(|reason| crate::Error::Encode {
-                    key: full.to_owned(),
-                    codec: self.codec,
-                    reason,
-                }),
+            (Entry::Value(value), _) if !unless(value) => {
+                self.encode(full, value).map(|bytes| (bytes, policy.ttl))
+            }
             (Entry::Absent, Some(absent_ttl)) => Ok((Codec::encode_absent(), absent_ttl)),
             // Nothing to store: let the waiting callers load.
             _ => return self.release(full, marker).await,

@@ -191,12 +191,9 @@ impl Cache {
         value: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let inner = &self.inner;
-        let full = inner.keys.full(key);
-        // The write replaces any lease on the key, so a load that began
-        // before it cannot fill over it; loads joining now start afresh.
-        inner.flights.detach(&full);
-        inner.observe(inner.write(&full, value, ttl).await)
+        self.inner
+            .set_full(&self.inner.keys.full(key), value, ttl)
+            .await
     }
 
     /// Removes the entry at `key`; `true` if there was one.
@@ -359,17 +356,12 @@ impl Inner {
     /// The entry at `full`. A miss, a failure and an entry that does not
     /// decode are not counted here but as the caller interprets them; the
     /// failure and the bad entry are reported.
-    /// The entry at `full`. A miss, a failure and an entry that does not
-    /// decode are not counted here but as the caller interprets them; the
-    /// failure and the bad entry are reported.
     pub(crate) async fn read<T: DeserializeOwned>(
         &self,
         full: &str,
     ) -> Result<Option<Entry<T>>, Error> {
-        let bytes = match self.observe(self.backend.get(full).await) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(None),
-            Err(error) => return Err(error),
+        let Some(bytes) = self.observe(self.backend.get(full).await)? else {
+            return Ok(None);
         };
         match self.codec.decode(&bytes) {
             Ok(entry) => Ok(Some(entry)),
@@ -383,19 +375,36 @@ impl Inner {
         }
     }
 
-    pub(crate) async fn write<T: Serialize + ?Sized>(
+    /// The bytes that store `value`: header and payload.
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        &self,
+        full: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, Error> {
+        self.codec.encode(value).map_err(|reason| Error::Encode {
+            key: full.to_owned(),
+            codec: self.codec,
+            reason,
+        })
+    }
+
+    /// Stores `value` at a full key over whatever it holds. The write
+    /// replaces any lease on the key, so a load that began before it cannot
+    /// fill over it; loads joining now start afresh. A backend failure is
+    /// counted and logged.
+    async fn set_full<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let ttl_ms = crate::ttl::millis(full, ttl)?;
-        let bytes = self.codec.encode(value).map_err(|reason| Error::Encode {
-            key: full.to_owned(),
-            codec: self.codec,
-            reason,
-        })?;
-        self.backend.set(full, Bytes::from(bytes), ttl_ms).await
+        self.flights.detach(full);
+        let written = async {
+            let ttl_ms = crate::ttl::millis(full, ttl)?;
+            let bytes = self.encode(full, value)?;
+            self.backend.set(full, Bytes::from(bytes), ttl_ms).await
+        };
+        self.observe(written.await)
     }
 
     /// Removes the entry at a full key, and with it any lease: a load that
@@ -405,11 +414,10 @@ impl Inner {
         self.observe(self.backend.delete(full).await)
     }
 
-    /// Stores `value` at a full key over whatever it holds (a `#[cache_put]`);
-    /// a failure is counted and logged.
+    /// [`set_full`](Self::set_full) for a `#[cache_put]`: every failure is
+    /// counted and logged, none returned.
     pub(crate) async fn put_full<V: Serialize>(&self, full: &str, value: &V, ttl: Duration) {
-        self.flights.detach(full);
-        if let Err(error) = self.observe(self.write(full, value, ttl).await)
+        if let Err(error) = self.set_full(full, value, ttl).await
             && !error.is_backend_failure()
         {
             self.failure(&error);
