@@ -3,72 +3,16 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::cache::Inner;
 use crate::codec::{Codec, Entry};
 use crate::flight::{Join, Leader, Outcome};
-use crate::lease::{self, Claim};
+use crate::inner::Inner;
+use crate::lease::{self, Claim, LeaseGuard};
+use crate::policy::Policy;
 use crate::shape::Shape;
-
-/// How long loaded entries are kept.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Policy {
-    /// For a value.
-    pub(crate) ttl: Duration,
-    /// For the record that the source had no value; `None`: not stored.
-    pub(crate) absent_ttl: Option<Duration>,
-    /// Up to this fraction of a TTL is taken off at random, so entries
-    /// loaded together do not expire together.
-    pub(crate) jitter: f64,
-}
-
-impl Policy {
-    fn jittered(&self, ttl: Duration) -> Duration {
-        if self.jitter <= 0.0 {
-            return ttl;
-        }
-        ttl.mul_f64(1.0 - self.jitter * fastrand::f64())
-            .max(Duration::from_millis(1))
-    }
-}
-
-/// Our lease on a key until it is filled or released; dropped early (the
-/// caller cancelled, the loader panicked) it releases the lease in the
-/// background, so others need not wait out the lease time.
-struct LeaseGuard {
-    inner: Arc<Inner>,
-    full: String,
-    marker: Bytes,
-    armed: bool,
-}
-
-impl LeaseGuard {
-    async fn release(mut self) {
-        self.armed = false;
-        self.inner.release(&self.full, &self.marker).await;
-    }
-}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (inner, full, marker) = (
-            self.inner.clone(),
-            std::mem::take(&mut self.full),
-            self.marker.clone(),
-        );
-        runtime.spawn(async move { inner.release(&full, &marker).await });
-    }
-}
 
 impl Inner {
     /// Cache-aside for a function of shape `S`: the stored answer, or the
@@ -90,12 +34,12 @@ impl Inner {
         if let Ok(Some(entry)) = self.read::<S::Value>(full).await
             && let Some(output) = S::from_entry(entry)
         {
-            self.stats.hit();
+            self.stats().hit();
             return output;
         }
-        self.stats.miss();
+        self.stats().miss();
         loop {
-            let follower = match self.flights.join(full) {
+            let follower = match self.flights().join(full) {
                 Join::Leader(leader) => {
                     return self
                         .lead::<S, _, _>(Some(leader), full, policy, unless, loader)
@@ -103,7 +47,7 @@ impl Inner {
                 }
                 Join::Follower(follower) => follower,
             };
-            self.stats.coalesced();
+            self.stats().coalesced();
             match follower.wait().await {
                 Outcome::Value(shared) => {
                     if let Some(output) = shared
@@ -116,8 +60,10 @@ impl Inner {
                     // cannot answer with: load our own.
                     break;
                 }
-                Outcome::Failed => break,
-                Outcome::Abandoned => continue,
+                // The leader's error went to its own caller. Join again: one
+                // of the followers loads next, the others wait for it,
+                // rather than all of them calling the source at once.
+                Outcome::Failed | Outcome::Abandoned => continue,
             }
         }
         self.lead::<S, _, _>(None, full, policy, unless, loader)
@@ -139,55 +85,21 @@ impl Inner {
         F: FnOnce() -> Fut,
         Fut: Future<Output = S::Output>,
     {
-        let marker = lease::new_marker();
-        let mut over = None;
-        let guard = loop {
-            let claim = lease::claim(
-                &self.backend,
-                full,
-                &marker,
-                over.as_ref(),
-                self.lease_time,
-                |e| self.failure(&e),
-            )
-            .await;
-            match claim {
-                Claim::Found(bytes) => {
-                    if let Ok(entry) = self.codec.decode::<S::Value>(&bytes)
-                        && let Some(output) = S::from_entry(entry.clone())
-                    {
-                        if let Some(leader) = &leader {
-                            leader.publish(Arc::new(entry));
-                        }
-                        return output;
-                    }
-                    // An entry we cannot use (garbage, another type's, a
-                    // cached `None` for a `Result`): take the lease over it,
-                    // once, so that the load replaces it.
-                    if over.is_some() {
-                        break None;
-                    }
-                    over = Some(bytes);
-                }
-                Claim::Owned => {
-                    break Some(LeaseGuard {
-                        inner: self.clone(),
-                        full: full.to_owned(),
-                        marker,
-                        armed: true,
-                    });
-                }
-                Claim::Unguarded => break None,
-            }
+        let guard = self.lease_for::<S>(full, leader.as_ref()).await;
+        let guard = match guard {
+            Ok(guard) => guard,
+            Err(output) => return output,
         };
-        self.stats.load();
+        self.stats().load();
         let output = loader().await;
         let Some(entry) = S::to_entry(&output) else {
-            if let Some(leader) = leader {
-                leader.fail();
-            }
+            // Release first, then tell the followers: the one that loads
+            // next must find the lease free, not wait it out.
             if let Some(guard) = guard {
                 guard.release().await;
+            }
+            if let Some(leader) = leader {
+                leader.fail();
             }
             return output;
         };
@@ -195,12 +107,51 @@ impl Inner {
             leader.publish(Arc::new(entry.clone()));
         }
         // Without the lease, storing could overwrite a newer value: only the
-        // lease holder fills.
-        if let Some(mut guard) = guard {
-            guard.armed = false;
-            self.fill(full, &guard.marker, &entry, policy, unless).await;
+        // lease holder fills. The guard stays armed until the fill settles,
+        // so a caller cancelled mid-fill still releases the lease.
+        if let Some(guard) = guard {
+            self.fill(full, guard, &entry, policy, unless).await;
         }
         output
+    }
+
+    /// Takes the lease for a load of `full`: `Ok(Some(guard))` to load and
+    /// fill, `Ok(None)` to load without storing, or `Err(output)` with the
+    /// value another caller stored meanwhile.
+    async fn lease_for<S: Shape>(
+        self: &Arc<Self>,
+        full: &str,
+        leader: Option<&Leader<'_>>,
+    ) -> Result<Option<LeaseGuard>, S::Output> {
+        // An eviction of this key that has not reached Redis yet: whatever
+        // Redis holds may be stale, and a fill could not be trusted either.
+        if self.bypasses(full) {
+            return Ok(None);
+        }
+        let mut over = None;
+        loop {
+            match lease::claim(self, full, over.as_ref()).await {
+                Claim::Found(bytes) => {
+                    if let Ok(entry) = self.codec().decode::<S::Value>(&bytes)
+                        && let Some(output) = S::from_entry(entry.clone())
+                    {
+                        if let Some(leader) = leader {
+                            leader.publish(Arc::new(entry));
+                        }
+                        return Err(output);
+                    }
+                    // An entry we cannot use (garbage, another type's, a
+                    // cached `None` for a `Result`): take the lease over it,
+                    // once, so that the load replaces it.
+                    if over.is_some() {
+                        return Ok(None);
+                    }
+                    over = Some(bytes);
+                }
+                Claim::Owned(guard) => return Ok(Some(guard)),
+                Claim::Unguarded => return Ok(None),
+            }
+        }
     }
 
     /// Stores a loaded entry over our lease, as `policy` and `unless` say,
@@ -209,7 +160,7 @@ impl Inner {
     async fn fill<V: Serialize>(
         &self,
         full: &str,
-        marker: &Bytes,
+        guard: LeaseGuard,
         entry: &Entry<V>,
         policy: &Policy,
         unless: impl FnOnce(&V) -> bool,
@@ -220,34 +171,42 @@ impl Inner {
             }
             (Entry::Absent, Some(absent_ttl)) => Ok((Codec::encode_absent(), absent_ttl)),
             // Nothing to store: let the waiting callers load.
-            _ => return self.release(full, marker).await,
+            _ => return guard.release().await,
         };
         let ready = encoded.and_then(|(bytes, ttl)| {
-            crate::ttl::millis(full, policy.jittered(ttl)).map(|ms| (bytes, ms))
+            let ttl = policy.jittered(ttl);
+            crate::ttl::millis(ttl)
+                .map(|ms| (bytes, ms))
+                .ok_or_else(|| crate::error::Error::InvalidTtl {
+                    key: full.to_owned(),
+                    ttl,
+                })
         });
         let (bytes, ttl_ms) = match ready {
             Ok(ready) => ready,
             Err(error) => {
                 // Nobody sees this error but the log: count it like the others.
                 self.failure(&error);
-                return self.release(full, marker).await;
+                return guard.release().await;
             }
         };
         let stored = self
-            .backend
-            .fill(full, marker, Bytes::from(bytes), ttl_ms)
+            .backend()
+            .fill(full, guard.marker(), Bytes::from(bytes), ttl_ms)
             .await;
-        if let Ok(false) = self.observe(stored) {
-            tracing::debug!(
-                key = full,
-                "cachefw: fill dropped: the key was written or evicted while it loaded"
-            );
+        match self.observe(stored) {
+            Ok(true) => guard.filled(),
+            Ok(false) => {
+                guard.filled();
+                tracing::debug!(
+                    key = full,
+                    "cachefw: fill dropped: the key was written or evicted while it loaded"
+                );
+            }
+            // The marker may still be there: dropping the armed guard
+            // releases it once Redis answers, so waiters need not wait out
+            // the lease time.
+            Err(_) => drop(guard),
         }
-    }
-
-    /// Gives up our lease on `full`; a failure is counted and logged.
-    async fn release(&self, full: &str, marker: &Bytes) {
-        let result = self.backend.release(full, marker).await;
-        let _ = self.observe(result);
     }
 }

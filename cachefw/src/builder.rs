@@ -2,10 +2,17 @@
 
 use std::time::Duration;
 
+use std::fmt;
+
 use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
-use crate::backend::redis::RedisBackend;
-use crate::{Cache, Codec, Error};
+use crate::backend::redis::{RedisBackend, mask_password};
+use crate::cache::Cache;
+use crate::codec::Codec;
+use crate::error::Error;
+use crate::inner::{Inner, Settings};
+use crate::journal::DEFAULT_JOURNAL_CAPACITY;
+use crate::policy::Defaults;
 
 /// The default namespace, the first part of every key.
 pub const DEFAULT_NAMESPACE: &str = "cachefw";
@@ -19,17 +26,7 @@ pub const DEFAULT_MEMORY_CAPACITY: u64 = 128 * 1024 * 1024;
 /// waiting for it.
 pub const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(3);
 
-/// What a built cache keeps of its builder.
-pub(crate) struct Settings {
-    pub(crate) namespace: String,
-    pub(crate) version: u32,
-    pub(crate) codec: Codec,
-    pub(crate) default_ttl: Duration,
-    pub(crate) lease_time: Duration,
-    pub(crate) jitter: f64,
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Store {
     Memory,
     Redis(String),
@@ -48,7 +45,7 @@ enum Store {
 ///     .in_memory()
 ///     .namespace("shop")
 ///     .version(2)
-///     .codec(Codec::Bincode)
+///     .codec(Codec::MessagePack)
 ///     .timeout(Duration::from_millis(100))
 ///     .default_ttl(Duration::from_secs(60))
 ///     .build()
@@ -71,6 +68,28 @@ pub struct CacheBuilder {
     memory_capacity: u64,
     lease_time: Duration,
     jitter: f64,
+    journal_capacity: usize,
+}
+
+/// URLs are shown with their passwords masked.
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Redis(url) => f.debug_tuple("Redis").field(&mask_password(url)).finish(),
+            Self::Cluster(nodes) => f
+                .debug_tuple("Cluster")
+                .field(&nodes.iter().map(|n| mask_password(n)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+impl Cache {
+    /// Starts configuring a cache. With no backend named, it is in memory.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
 }
 
 impl Default for CacheBuilder {
@@ -85,6 +104,7 @@ impl Default for CacheBuilder {
             memory_capacity: DEFAULT_MEMORY_CAPACITY,
             lease_time: DEFAULT_LEASE_TIME,
             jitter: 0.0,
+            journal_capacity: DEFAULT_JOURNAL_CAPACITY,
         }
     }
 }
@@ -141,7 +161,7 @@ impl CacheBuilder {
         self
     }
 
-    /// How values are serialized (default [`Codec::Bincode`]).
+    /// How values are serialized (default [`Codec::MessagePack`]).
     pub fn codec(mut self, codec: Codec) -> Self {
         self.codec = codec;
         self
@@ -177,6 +197,18 @@ impl CacheBuilder {
         self
     }
 
+    /// How many evictions may wait for an unreachable Redis (default
+    /// 10,000). An eviction that cannot reach Redis (it is down, frozen,
+    /// the breaker is open, or the caller was cancelled) is kept and
+    /// replayed when Redis answers; meanwhile reads of its key bypass
+    /// Redis. Beyond this many, the cache bypasses Redis for every read
+    /// until it has cleared its whole namespace and version, which it does
+    /// as soon as Redis answers: no eviction is ever dropped.
+    pub fn eviction_journal_capacity(mut self, evictions: usize) -> Self {
+        self.journal_capacity = evictions;
+        self
+    }
+
     /// Checks every setting and builds the cache.
     ///
     /// # Errors
@@ -192,7 +224,7 @@ impl CacheBuilder {
         if self.timeout.is_zero() {
             return Err(config("timeout", "must be greater than zero"));
         }
-        if crate::ttl::millis("", self.default_ttl).is_err() {
+        if crate::ttl::millis(self.default_ttl).is_none() {
             return Err(config(
                 "default_ttl",
                 format!(
@@ -202,7 +234,7 @@ impl CacheBuilder {
                 ),
             ));
         }
-        if crate::ttl::millis("", self.lease_time).is_err() {
+        if crate::ttl::millis(self.lease_time).is_none() {
             return Err(config(
                 "lease_time",
                 format!(
@@ -234,24 +266,30 @@ impl CacheBuilder {
                     return Err(config("redis_cluster", "needs at least one seed node URL"));
                 }
                 let backend = RedisBackend::cluster(nodes, self.timeout)?;
-                let masked: Vec<_> = nodes
-                    .iter()
-                    .map(|node| crate::backend::redis::mask_password(node))
-                    .collect();
+                let masked: Vec<_> = nodes.iter().map(|node| mask_password(node)).collect();
                 Self::started(backend, &masked.join(", ")).await
             }
         };
-        Ok(Cache::new(
+        if self.journal_capacity == 0 {
+            return Err(config(
+                "eviction_journal_capacity",
+                "must be greater than zero: evictions Redis missed are kept there",
+            ));
+        }
+        Ok(Cache::from_inner(Inner::new(
             backend,
             Settings {
                 namespace: self.namespace,
                 version: self.version,
                 codec: self.codec,
-                default_ttl: self.default_ttl,
+                defaults: Defaults {
+                    ttl: self.default_ttl,
+                    jitter: self.jitter,
+                },
                 lease_time: self.lease_time,
-                jitter: self.jitter,
+                journal_capacity: self.journal_capacity,
             },
-        ))
+        )))
     }
 }
 
@@ -261,7 +299,7 @@ impl CacheBuilder {
     async fn started(redis: RedisBackend, url: &str) -> Backend {
         if let Err(error) = redis.ping().await {
             tracing::warn!(
-                url = %crate::backend::redis::mask_password(url),
+                url = %mask_password(url),
                 %error,
                 "cachefw: Redis is not reachable at start; serving from the source until it is"
             );

@@ -1,31 +1,25 @@
-//! [`Cache`]: the handle, its low-level operations, and the cache-aside
-//! orchestration of [`Cache::get_or_load`].
+//! [`Cache`]: the public handle and its operations; the work is `Inner`'s.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aside::Policy;
-use crate::backend::Backend;
-use crate::builder::Settings;
 use crate::codec::Entry;
-use crate::flight::Flights;
-use crate::key::Keys;
-use crate::report::Reporter;
+use crate::error::Error;
+use crate::inner::Inner;
+use crate::policy::Policy;
 use crate::shape::{Fallible, FallibleOptional};
-use crate::stats::Counters;
-use crate::{CacheBuilder, Codec, Error, Stats};
+use crate::stats::Stats;
 
 /// A cache: a cheap, cloneable handle over one backend (Redis or memory).
 ///
 /// Clones share everything: the connection, the counters, and the
 /// single-flight state that coalesces concurrent loads of one key. Caches
-/// built by separate [`CacheBuilder::build`] calls share none of it.
+/// built by separate [`CacheBuilder::build`](crate::CacheBuilder::build) calls share none of it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -50,55 +44,18 @@ pub struct Cache {
     inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) backend: Backend,
-    pub(crate) keys: Keys,
-    namespace: String,
-    version: u32,
-    pub(crate) codec: Codec,
-    default_ttl: Duration,
-    pub(crate) lease_time: Duration,
-    pub(crate) jitter: f64,
-    pub(crate) stats: Counters,
-    pub(crate) flights: Flights,
-    reporter: Reporter,
-}
-
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
-            .field("backend", &self.inner.backend.name())
-            .field("namespace", &self.inner.namespace)
-            .field("version", &self.inner.version)
-            .field("codec", &self.inner.codec)
+            .field("backend", &self.inner.backend().name())
+            .field("namespace", &self.inner.namespace())
+            .field("version", &self.inner.version())
+            .field("codec", &self.inner.codec())
             .finish_non_exhaustive()
     }
 }
 
 impl Cache {
-    /// Starts configuring a cache. With no backend named, it is in memory.
-    pub fn builder() -> CacheBuilder {
-        CacheBuilder::default()
-    }
-
-    pub(crate) fn new(backend: Backend, settings: Settings) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                backend,
-                keys: Keys::new(&settings.namespace, settings.version),
-                namespace: settings.namespace,
-                version: settings.version,
-                codec: settings.codec,
-                default_ttl: settings.default_ttl,
-                lease_time: settings.lease_time,
-                jitter: settings.jitter,
-                stats: Counters::default(),
-                flights: Flights::default(),
-                reporter: Reporter::new(),
-            }),
-        }
-    }
-
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
         Self { inner }
     }
@@ -109,27 +66,27 @@ impl Cache {
 
     /// The full key whose user part `render` appends, in one allocation.
     pub(crate) fn render_key(&self, capacity: usize, render: impl FnOnce(&mut String)) -> String {
-        self.inner.keys.render(capacity, render)
+        self.inner.keys().render(capacity, render)
     }
 
     /// The namespace, the first part of every key.
     pub fn namespace(&self) -> &str {
-        &self.inner.namespace
+        self.inner.namespace()
     }
 
     /// The key version, the second part of every key.
     pub fn version(&self) -> u32 {
-        self.inner.version
+        self.inner.version()
     }
 
     /// The TTL for callers that give none.
     pub fn default_ttl(&self) -> Duration {
-        self.inner.default_ttl
+        self.inner.defaults().ttl
     }
 
     /// `"redis"` or `"memory"`.
     pub fn backend_name(&self) -> &'static str {
-        self.inner.backend.name()
+        self.inner.backend().name()
     }
 
     /// The backend key of `key`: `{namespace}:v{version}:{key}`.
@@ -142,67 +99,97 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub fn full_key(&self, key: &str) -> String {
-        self.inner.keys.full(key)
+        self.inner.keys().full(key)
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.inner.stats.snapshot(self.inner.backend.breaker())
+        let pending = u64::try_from(self.inner.pending_evictions()).unwrap_or(u64::MAX);
+        self.inner
+            .stats()
+            .snapshot(self.inner.backend().breaker(), pending)
     }
 
     /// Reads the value at `key`.
     ///
     /// An entry that does not decode as `T` (garbage, another codec's, or
     /// another type's) reads as `None`; it is counted in [`Stats::errors`]
-    /// and logged.
+    /// and logged. So does a key whose eviction has not reached Redis yet
+    /// (see [`delete`](Self::delete)).
     ///
     /// # Errors
     ///
     /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        match self.inner.read(&self.inner.keys.full(key)).await {
+        match self.inner.read(&self.inner.keys().full(key)).await {
             Ok(Some(Entry::Value(value))) => {
-                self.inner.stats.hit();
+                self.inner.stats().hit();
                 Ok(Some(value))
             }
             // A cached "no value" is no value to return, and a key being
             // loaded has none yet.
             Ok(Some(Entry::Absent | Entry::Leased) | None) => {
-                self.inner.stats.miss();
+                self.inner.stats().miss();
                 Ok(None)
             }
             Err(error) => {
-                self.inner.stats.miss();
+                self.inner.stats().miss();
                 Err(error)
             }
         }
     }
 
-    /// Stores `value` at `key` for `ttl`, replacing what was there.
+    /// Stores `value` at `key` for `ttl` (less the builder's
+    /// [`ttl_jitter`](crate::CacheBuilder::ttl_jitter), if set), replacing
+    /// what was there. A write that does not reach Redis leaves the old
+    /// value there: it is then evicted as a failed [`delete`](Self::delete)
+    /// is.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidTtl`] for a TTL under a millisecond, [`Error::Encode`]
-    /// when `value` does not serialize, [`Error::Redis`] or
-    /// [`Error::Timeout`] when Redis fails.
+    /// when `value` does not serialize, [`Error::Redis`],
+    /// [`Error::Timeout`] or [`Error::Unavailable`] (the breaker is open)
+    /// when Redis fails.
     pub async fn set<T: Serialize + ?Sized>(
         &self,
         key: &str,
         value: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
+        let ttl = Policy::with_ttl(ttl, None, self.inner.defaults()).jittered(ttl);
         self.inner
-            .set_full(&self.inner.keys.full(key), value, ttl)
+            .set_full(&self.inner.keys().full(key), value, ttl)
             .await
     }
 
     /// Removes the entry at `key`; `true` if there was one.
     ///
+    /// An eviction that cannot reach Redis (down, frozen, the breaker open,
+    /// or this future dropped before Redis confirmed it) is not forgotten:
+    /// it is kept and replayed as soon as Redis answers again, and until
+    /// then reads of `key` through this cache bypass Redis. The journal
+    /// lives in this process: a failover to a replica that never saw the
+    /// delete is covered only while the process lives.
+    ///
     /// # Errors
     ///
-    /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
+    /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
+    /// Redis fails (the eviction is then pending, as above).
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
-        self.inner.delete_full(&self.inner.keys.full(key)).await
+        self.inner.delete_full(&self.inner.keys().full(key)).await
+    }
+
+    /// [`delete`](Self::delete) for many keys at once, in one round trip per
+    /// batch (per node, on a cluster); how many existed.
+    ///
+    /// # Errors
+    ///
+    /// As [`delete`](Self::delete); every key whose eviction failed is
+    /// pending.
+    pub async fn delete_many(&self, keys: &[&str]) -> Result<u64, Error> {
+        let fulls: Vec<String> = keys.iter().map(|key| self.inner.keys().full(key)).collect();
+        self.inner.delete_many_full(&fulls).await
     }
 
     /// The time `key` has left to live; `None` when it does not exist (or,
@@ -213,13 +200,17 @@ impl Cache {
     /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         let inner = &self.inner;
-        inner.observe(inner.backend.ttl(&inner.keys.full(key)).await)
+        inner.observe(inner.backend().ttl(&inner.keys().full(key)).await)
     }
 
     /// Removes every entry whose key starts with `prefix`, taken literally
     /// (`*`, `?`, `[` and `\` match only themselves), and returns how many
     /// were removed. Over Redis this is `SCAN` + `UNLINK` in batches, never
-    /// `KEYS`; entries written while it runs may survive it.
+    /// `KEYS`: it walks the whole keyspace of the server (every primary of
+    /// a cluster), on the caller's time, so keep it off hot request paths.
+    /// Entries written while it runs may survive it. In memory it runs on
+    /// the blocking pool. A failed eviction is kept and replayed, as for
+    /// [`delete`](Self::delete).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -237,12 +228,25 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails part-way;
-    /// entries removed before the failure stay removed.
+    /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
+    /// Redis fails part-way (entries removed before the failure stay
+    /// removed); [`Error::PartialEviction`] when a cluster primary could not
+    /// be reached.
     pub async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
         let inner = &self.inner;
-        inner.flights.detach_prefix(&inner.keys.full(prefix));
-        inner.observe(inner.backend.evict_prefix(&inner.keys, prefix).await)
+        inner.evict_prefix_full(&inner.keys().full(prefix)).await
+    }
+
+    /// Removes every entry of this namespace and version (what
+    /// `evict_prefix("")` removes); how many. It also settles every eviction
+    /// that was waiting for Redis, and lets reads use Redis again after the
+    /// pending evictions overflowed their bound.
+    ///
+    /// # Errors
+    ///
+    /// As [`evict_prefix`](Self::evict_prefix).
+    pub async fn clear(&self) -> Result<u64, Error> {
+        self.inner.clear().await
     }
 
     /// Cache-aside: returns the value at `key`, or calls `loader`, stores its
@@ -252,7 +256,7 @@ impl Cache {
     ///   loader once; the others wait and receive a clone of its value.
     /// - Concurrent misses of one key on other caches (other processes) on
     ///   the same Redis wait for the one load that holds the key's lease,
-    ///   up to the lease time ([`CacheBuilder::lease_time`]).
+    ///   up to the lease time ([`CacheBuilder::lease_time`](crate::CacheBuilder::lease_time)).
     /// - An `Err` from the loader is returned unchanged and never stored. It
     ///   reaches only the caller whose loader produced it; callers that were
     ///   waiting on that load then try again: one loads, the others get its
@@ -277,12 +281,8 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let policy = Policy {
-            ttl,
-            absent_ttl: None,
-            jitter: self.inner.jitter,
-        };
-        let full = self.inner.keys.full(key);
+        let policy = Policy::with_ttl(ttl, None, self.inner.defaults());
+        let full = self.inner.keys().full(key);
         self.inner
             .through::<Fallible<T, E>, _, _>(&full, &policy, |_| false, loader)
             .await
@@ -323,104 +323,10 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
-        let policy = Policy {
-            ttl,
-            absent_ttl: none_ttl,
-            jitter: self.inner.jitter,
-        };
-        let full = self.inner.keys.full(key);
+        let policy = Policy::with_ttl(ttl, none_ttl, self.inner.defaults());
+        let full = self.inner.keys().full(key);
         self.inner
             .through::<FallibleOptional<T, E>, _, _>(&full, &policy, |_| false, loader)
             .await
-    }
-}
-
-impl Inner {
-    /// Notes the backend's answer on its way to the caller: a failure is
-    /// counted and logged, an answer after failures logged as a recovery.
-    pub(crate) fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
-        match &result {
-            Ok(_) => self.reporter.answered(self.backend.name()),
-            Err(error) if error.is_backend_failure() => self.failure(error),
-            // A mistake in the call, returned to the caller as it is.
-            Err(_) => {}
-        }
-        result
-    }
-
-    pub(crate) fn failure(&self, error: &Error) {
-        self.reporter
-            .failure(&self.stats, self.backend.name(), error);
-    }
-
-    /// The entry at `full`. A miss, a failure and an entry that does not
-    /// decode are not counted here but as the caller interprets them; the
-    /// failure and the bad entry are reported.
-    pub(crate) async fn read<T: DeserializeOwned>(
-        &self,
-        full: &str,
-    ) -> Result<Option<Entry<T>>, Error> {
-        let Some(bytes) = self.observe(self.backend.get(full).await)? else {
-            return Ok(None);
-        };
-        match self.codec.decode(&bytes) {
-            Ok(entry) => Ok(Some(entry)),
-            Err(reason) => {
-                self.failure(&Error::Decode {
-                    key: full.to_owned(),
-                    reason: reason.to_string(),
-                });
-                Ok(None)
-            }
-        }
-    }
-
-    /// The bytes that store `value`: header and payload.
-    pub(crate) fn encode<T: Serialize + ?Sized>(
-        &self,
-        full: &str,
-        value: &T,
-    ) -> Result<Vec<u8>, Error> {
-        self.codec.encode(value).map_err(|reason| Error::Encode {
-            key: full.to_owned(),
-            codec: self.codec,
-            reason,
-        })
-    }
-
-    /// Stores `value` at a full key over whatever it holds. The write
-    /// replaces any lease on the key, so a load that began before it cannot
-    /// fill over it; loads joining now start afresh. A backend failure is
-    /// counted and logged.
-    async fn set_full<T: Serialize + ?Sized>(
-        &self,
-        full: &str,
-        value: &T,
-        ttl: Duration,
-    ) -> Result<(), Error> {
-        self.flights.detach(full);
-        let written = async {
-            let ttl_ms = crate::ttl::millis(full, ttl)?;
-            let bytes = self.encode(full, value)?;
-            self.backend.set(full, Bytes::from(bytes), ttl_ms).await
-        };
-        self.observe(written.await)
-    }
-
-    /// Removes the entry at a full key, and with it any lease: a load that
-    /// began before cannot fill it, and later callers start a new load.
-    pub(crate) async fn delete_full(&self, full: &str) -> Result<bool, Error> {
-        self.flights.detach(full);
-        self.observe(self.backend.delete(full).await)
-    }
-
-    /// [`set_full`](Self::set_full) for a `#[cache_put]`: every failure is
-    /// counted and logged, none returned.
-    pub(crate) async fn put_full<V: Serialize>(&self, full: &str, value: &V, ttl: Duration) {
-        if let Err(error) = self.set_full(full, value, ttl).await
-            && !error.is_backend_failure()
-        {
-            self.failure(&error);
-        }
     }
 }

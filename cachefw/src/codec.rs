@@ -6,6 +6,17 @@
 //! codec, by an older format, or by a different program reads as a miss that
 //! the next load replaces, never as a wrong value or a panic.
 //!
+//! Payloads are self-describing (MessagePack with field names by default), so
+//! an entry written by another shape of the cached type (a deploy that adds,
+//! removes, reorders or retypes a field without bumping the version) is read
+//! by field name: either as exactly the value the new type would have (a
+//! field removed or reordered, an added `#[serde(default)]` field), or not at
+//! all (a miss). Decoding reads only the payload's own bytes: a length prefix
+//! that claims more than the payload holds fails instead of allocating it.
+//! Format 1 (bincode, positional) read a reordered field as another field's
+//! value and allocated whatever a stray length prefix claimed; its entries
+//! now read as another format: a miss.
+//!
 //! A header with the absent tag and no payload records "the source has no
 //! value" (a cached `None`), whatever the codec. A header with the lease
 //! tag and a token marks a key that a caller is loading (see `lease.rs`).
@@ -14,13 +25,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 const MAGIC: u8 = 0xCF;
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 const HEADER_LEN: usize = 3;
-const BINCODE_TAG: u8 = b'b';
+const MSGPACK_TAG: u8 = b'm';
 #[cfg(feature = "json")]
 const JSON_TAG: u8 = b'j';
 const ABSENT_TAG: u8 = b'-';
 const LEASE_TAG: u8 = b'L';
+/// Nesting deeper than this is refused rather than risking the stack of a
+/// task on hostile bytes.
+const MAX_DEPTH: usize = 256;
 
 /// What an entry holds: a value, the record that the source had none, or a
 /// lease: someone is loading it.
@@ -48,13 +62,16 @@ pub(crate) fn is_lease(bytes: &[u8]) -> bool {
 /// [`CacheBuilder::codec`](crate::CacheBuilder::codec).
 ///
 /// Every entry carries the tag of the codec that wrote it; a cache reading an
-/// entry written with another codec treats it as a miss.
+/// entry written with another codec treats it as a miss. Both codecs are
+/// self-describing: fields are stored by name, so a changed type reads old
+/// entries by name or not at all, never as a wrong value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Codec {
-    /// bincode 2 through serde: compact and fast. The default.
+    /// MessagePack with field names (`rmp-serde`): compact, fast, and
+    /// self-describing. The default.
     #[default]
-    Bincode,
+    MessagePack,
     /// JSON, readable with `redis-cli GET` (after the 3-byte header).
     /// Needs the `json` feature.
     #[cfg(feature = "json")]
@@ -86,27 +103,22 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
-
 impl Codec {
     fn tag(self) -> u8 {
         match self {
-            Self::Bincode => BINCODE_TAG,
+            Self::MessagePack => MSGPACK_TAG,
             #[cfg(feature = "json")]
             Self::Json => JSON_TAG,
         }
     }
 
-    /// Header and payload, in one exactly-grown buffer.
+    /// Header and payload, in one buffer.
     pub(crate) fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, String> {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&[MAGIC, FORMAT, self.tag()]);
         match self {
-            Self::Bincode => {
-                bincode::serde::encode_into_std_write(value, &mut out, bincode_config())
-                    .map_err(|e| e.to_string())?;
+            Self::MessagePack => {
+                rmp_serde::encode::write_named(&mut out, value).map_err(|e| e.to_string())?;
             }
             #[cfg(feature = "json")]
             Self::Json => serde_json::to_writer(&mut out, value).map_err(|e| e.to_string())?,
@@ -139,26 +151,33 @@ impl Codec {
             });
         }
         match self {
-            Self::Bincode => {
-                let (value, read) =
-                    bincode::serde::decode_from_slice::<T, _>(payload, bincode_config())
-                        .map_err(|e| DecodeError::Payload(e.to_string()))?;
-                // bincode is not self-describing: trailing bytes mean the
-                // entry was written for a different type.
-                if read != payload.len() {
-                    return Err(DecodeError::Payload(format!(
-                        "{} trailing bytes after the value",
-                        payload.len() - read
-                    )));
-                }
-                Ok(Entry::Value(value))
-            }
+            Self::MessagePack => decode_msgpack(payload).map(Entry::Value),
             #[cfg(feature = "json")]
             Self::Json => serde_json::from_slice(payload)
                 .map(Entry::Value)
                 .map_err(|e| DecodeError::Payload(e.to_string())),
         }
     }
+}
+
+/// One MessagePack value that spans the whole payload. Reading through
+/// `Read` (not a borrowed slice) lets us see what is left, and reads only
+/// bytes that are there: a claimed length beyond the payload is an error,
+/// not an allocation.
+fn decode_msgpack<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
+    let mut rest = payload;
+    let mut deserializer = rmp_serde::Deserializer::new(&mut rest);
+    deserializer.set_max_depth(MAX_DEPTH);
+    let value =
+        T::deserialize(&mut deserializer).map_err(|e| DecodeError::Payload(e.to_string()))?;
+    drop(deserializer);
+    if !rest.is_empty() {
+        return Err(DecodeError::Payload(format!(
+            "{} trailing bytes after the value",
+            rest.len()
+        )));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -183,39 +202,173 @@ mod tests {
 
     #[test]
     fn round_trips_with_header() {
-        let bytes = Codec::Bincode.encode(&user()).expect("encodes");
-        assert_eq!(&bytes[..3], &[MAGIC, FORMAT, BINCODE_TAG]);
+        let bytes = Codec::MessagePack.encode(&user()).expect("encodes");
+        assert_eq!(&bytes[..3], &[MAGIC, FORMAT, MSGPACK_TAG]);
         assert_eq!(
-            Codec::Bincode.decode::<User>(&bytes),
+            Codec::MessagePack.decode::<User>(&bytes),
             Ok(Entry::Value(user()))
         );
+    }
+
+    #[test]
+    fn fields_are_read_by_name() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Reordered {
+            tags: Vec<String>,
+            name: String,
+            id: u64,
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Added {
+            id: u64,
+            name: String,
+            tags: Vec<String>,
+            #[serde(default)]
+            note: String,
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Required {
+            id: u64,
+            name: String,
+            tags: Vec<String>,
+            total: u64,
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Retyped {
+            id: String,
+            name: String,
+            tags: Vec<String>,
+        }
+        let bytes = Codec::MessagePack.encode(&user()).expect("encodes");
+        assert_eq!(
+            Codec::MessagePack.decode::<Reordered>(&bytes),
+            Ok(Entry::Value(Reordered {
+                tags: vec!["admin".into()],
+                name: "Ada".into(),
+                id: 7
+            }))
+        );
+        assert!(matches!(
+            Codec::MessagePack.decode::<Added>(&bytes),
+            Ok(Entry::Value(Added { id: 7, ref note, .. })) if note.is_empty()
+        ));
+        assert!(matches!(
+            Codec::MessagePack.decode::<Required>(&bytes),
+            Err(DecodeError::Payload(_))
+        ));
+        assert!(matches!(
+            Codec::MessagePack.decode::<Retyped>(&bytes),
+            Err(DecodeError::Payload(_))
+        ));
+    }
+
+    #[test]
+    fn enum_variants_are_read_by_name() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        enum Before {
+            Open,
+            Closed(u32),
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        enum After {
+            Closed(u32),
+            Pending,
+            Open,
+        }
+        let open = Codec::MessagePack.encode(&Before::Open).expect("encodes");
+        let closed = Codec::MessagePack
+            .encode(&Before::Closed(3))
+            .expect("encodes");
+        assert_eq!(
+            Codec::MessagePack.decode::<After>(&open),
+            Ok(Entry::Value(After::Open))
+        );
+        assert_eq!(
+            Codec::MessagePack.decode::<After>(&closed),
+            Ok(Entry::Value(After::Closed(3)))
+        );
+    }
+
+    #[test]
+    fn hostile_lengths_fail_without_allocating_them() {
+        // A str32 claiming 4 GiB, an array32 claiming 4 billion items, a
+        // bin32 claiming 4 GiB: each header alone, in a 10-byte payload.
+        for claim in [0xdb_u8, 0xdd, 0xc6] {
+            let mut bytes = vec![MAGIC, FORMAT, MSGPACK_TAG, claim, 0xff, 0xff, 0xff, 0xff];
+            bytes.extend_from_slice(&[0, 0]);
+            assert!(Codec::MessagePack.decode::<Vec<String>>(&bytes).is_err());
+            assert!(Codec::MessagePack.decode::<String>(&bytes).is_err());
+            assert!(Codec::MessagePack.decode::<User>(&bytes).is_err());
+        }
+        // Nesting beyond the depth limit is refused, not recursed into.
+        let mut deep = vec![MAGIC, FORMAT, MSGPACK_TAG];
+        deep.extend(std::iter::repeat_n(0x91u8, 100_000));
+        deep.push(0xc0);
+        assert!(
+            Codec::MessagePack
+                .decode::<serde_json_like::Any>(&deep)
+                .is_err()
+        );
+    }
+
+    /// A type that accepts any nesting, to drive the depth limit.
+    mod serde_json_like {
+        use serde::Deserialize;
+        use serde::de::{Deserializer, SeqAccess, Visitor};
+
+        pub(super) struct Any;
+
+        impl<'de> Deserialize<'de> for Any {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Any;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("anything")
+                    }
+                    fn visit_unit<E>(self) -> Result<Any, E> {
+                        Ok(Any)
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Any, A::Error> {
+                        while seq.next_element::<Any>()?.is_some() {}
+                        Ok(Any)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
     }
 
     #[test]
     fn lease_markers_read_as_leased() {
         let marker = lease_marker(b"0123456789abcdef");
         assert!(is_lease(&marker));
-        assert_eq!(Codec::Bincode.decode::<User>(&marker), Ok(Entry::Leased));
+        assert_eq!(
+            Codec::MessagePack.decode::<User>(&marker),
+            Ok(Entry::Leased)
+        );
         assert!(!is_lease(&Codec::encode_absent()));
-        assert!(!is_lease(&Codec::Bincode.encode(&user()).expect("encodes")));
+        assert!(!is_lease(
+            &Codec::MessagePack.encode(&user()).expect("encodes")
+        ));
     }
 
     #[test]
     fn absent_marker_reads_as_absent_in_every_codec() {
         let bytes = Codec::encode_absent();
-        assert_eq!(Codec::Bincode.decode::<User>(&bytes), Ok(Entry::Absent));
+        assert_eq!(Codec::MessagePack.decode::<User>(&bytes), Ok(Entry::Absent));
         #[cfg(feature = "json")]
         assert_eq!(Codec::Json.decode::<User>(&bytes), Ok(Entry::Absent));
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(Codec::Bincode.decode::<User>(&longer).is_err());
+        assert!(Codec::MessagePack.decode::<User>(&longer).is_err());
     }
 
     #[test]
     fn foreign_bytes_are_refused() {
         for garbage in [&b""[..], b"\xCF", b"hello world", b"{\"id\":7}"] {
             assert_eq!(
-                Codec::Bincode.decode::<User>(garbage),
+                Codec::MessagePack.decode::<User>(garbage),
                 Err(DecodeError::Foreign)
             );
         }
@@ -223,30 +376,35 @@ mod tests {
 
     #[test]
     fn other_format_or_codec_is_refused() {
-        let mut bytes = Codec::Bincode.encode(&user()).expect("encodes");
-        bytes[1] = FORMAT + 1;
+        let mut bytes = Codec::MessagePack.encode(&user()).expect("encodes");
+        bytes[1] = 1; // format 1: bincode, before field names
         assert!(matches!(
-            Codec::Bincode.decode::<User>(&bytes),
+            Codec::MessagePack.decode::<User>(&bytes),
             Err(DecodeError::OtherFormat { .. })
         ));
         bytes[1] = FORMAT;
         bytes[2] = b'x';
         assert!(matches!(
-            Codec::Bincode.decode::<User>(&bytes),
+            Codec::MessagePack.decode::<User>(&bytes),
             Err(DecodeError::OtherFormat { .. })
         ));
     }
 
     #[test]
     fn truncated_or_mistyped_payload_is_refused() {
-        let bytes = Codec::Bincode.encode(&user()).expect("encodes");
+        let bytes = Codec::MessagePack.encode(&user()).expect("encodes");
         assert!(matches!(
-            Codec::Bincode.decode::<User>(&bytes[..bytes.len() - 2]),
+            Codec::MessagePack.decode::<User>(&bytes[..bytes.len() - 2]),
             Err(DecodeError::Payload(_))
         ));
-        // A u8 decodes from the first payload byte; the rest is left over.
         assert!(matches!(
-            Codec::Bincode.decode::<u8>(&bytes),
+            Codec::MessagePack.decode::<u8>(&bytes),
+            Err(DecodeError::Payload(_))
+        ));
+        let mut trailing = Codec::MessagePack.encode(&7u8).expect("encodes");
+        trailing.push(0);
+        assert!(matches!(
+            Codec::MessagePack.decode::<u8>(&trailing),
             Err(DecodeError::Payload(_))
         ));
     }
@@ -261,7 +419,7 @@ mod tests {
         );
         assert_eq!(Codec::Json.decode::<User>(&bytes), Ok(Entry::Value(user())));
         assert!(matches!(
-            Codec::Bincode.decode::<User>(&bytes),
+            Codec::MessagePack.decode::<User>(&bytes),
             Err(DecodeError::OtherFormat { .. })
         ));
     }

@@ -1,3 +1,6 @@
+//! [`Error`]: everything that can go wrong inside the cache.
+
+use std::fmt;
 use std::time::Duration;
 
 /// Everything that can go wrong inside the cache.
@@ -5,23 +8,25 @@ use std::time::Duration;
 /// The low-level operations ([`Cache::get`](crate::Cache::get),
 /// [`Cache::set`](crate::Cache::set), …) return it so that manual cache-aside
 /// code can decide what to do. [`Cache::get_or_load`](crate::Cache::get_or_load)
-/// never does: there a cache error is counted in
+/// and the macros never do: there a cache error is counted in
 /// [`Stats::errors`](crate::Stats::errors), logged, and the loader's value is
 /// returned.
+///
+/// Messages never contain a password: URLs are shown with it masked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The Redis URL given to [`CacheBuilder::redis`](crate::CacheBuilder::redis)
-    /// could not be parsed. The password, if any, is masked in `url`.
+    /// A Redis URL given to the builder could not be used. The password, if
+    /// any, is masked in `url`.
     #[error(
-        "invalid Redis URL {url:?}: {source} (expected redis://[user:password@]host[:port][/db] or unix:///path)"
+        "invalid Redis URL {url:?}: {reason} (expected redis://[user:password@]host[:port][/db], \
+         rediss://… or redis+unix:///path)"
     )]
     InvalidUrl {
         /// The URL as given, with any password replaced by `***`.
         url: String,
-        /// What the Redis client said about it.
-        #[source]
-        source: redis::RedisError,
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// A builder setting that cannot work, such as a zero timeout.
@@ -51,9 +56,9 @@ pub enum Error {
         /// The full Redis key (namespace and version included), or the
         /// pattern of a `SCAN`; empty for commands on no key.
         key: String,
-        /// The error from the Redis client.
+        /// What Redis or the connection said.
         #[source]
-        source: redis::RedisError,
+        source: RedisFailure,
     },
 
     /// Redis did not answer within the operation timeout.
@@ -69,7 +74,7 @@ pub enum Error {
     },
 
     /// The call skipped Redis: the circuit breaker is open after repeated
-    /// failures.
+    /// failures (or the Redis node holding the key is known to be down).
     #[error(
         "Redis {op}{} skipped: the circuit breaker is open after repeated failures (next probe in {retry_in:?})",
         of_key(.key)
@@ -80,7 +85,24 @@ pub enum Error {
         /// The full Redis key (namespace and version included).
         key: String,
         /// Time until the breaker lets a call probe Redis again.
-        retry_in: std::time::Duration,
+        retry_in: Duration,
+    },
+
+    /// A prefix eviction on a Redis Cluster could not reach every primary:
+    /// entries on the nodes named may survive it. The eviction is kept and
+    /// replayed when they answer; until then reads under the prefix bypass
+    /// the cache.
+    #[error(
+        "evicting {prefix:?} removed {removed} entries but could not reach {}: entries there may survive",
+        unreachable.join(", ")
+    )]
+    PartialEviction {
+        /// The full key prefix.
+        prefix: String,
+        /// Entries removed on the nodes that answered.
+        removed: u64,
+        /// The nodes (`host:port`) that did not answer.
+        unreachable: Vec<String>,
     },
 
     /// A value could not be serialized with the cache's codec.
@@ -89,7 +111,7 @@ pub enum Error {
         /// The key being written.
         key: String,
         /// The codec in use.
-        codec: crate::Codec,
+        codec: crate::codec::Codec,
         /// What the serializer said.
         reason: String,
     },
@@ -107,13 +129,50 @@ pub enum Error {
     },
 }
 
+/// What Redis, or the connection to it, said: the source of
+/// [`Error::Redis`]. Opaque, so that the Redis client can change without
+/// changing this crate's API.
+#[derive(Debug)]
+pub struct RedisFailure(pub(crate) redis::RedisError);
+
+impl RedisFailure {
+    /// The error code Redis answered with, such as `READONLY`, `WRONGTYPE`
+    /// or `OOM`; `None` for a failure of the connection.
+    pub fn code(&self) -> Option<&str> {
+        self.0.code()
+    }
+}
+
+impl fmt::Display for RedisFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for RedisFailure {}
+
 impl Error {
     /// Whether the backend failed (as opposed to a mistake in the call).
     pub(crate) fn is_backend_failure(&self) -> bool {
         matches!(
             self,
-            Self::Redis { .. } | Self::Timeout { .. } | Self::Unavailable { .. }
+            Self::Redis { .. }
+                | Self::Timeout { .. }
+                | Self::Unavailable { .. }
+                | Self::PartialEviction { .. }
         )
+    }
+
+    /// A short name for the kind of failure, for logs and metrics.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Redis { .. } | Self::PartialEviction { .. } => "redis",
+            Self::Decode { .. } => "decode",
+            Self::Encode { .. } => "encode",
+            Self::InvalidUrl { .. } | Self::Config { .. } | Self::InvalidTtl { .. } => "usage",
+        }
     }
 }
 

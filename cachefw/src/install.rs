@@ -2,8 +2,8 @@
 
 use arc_swap::ArcSwapOption;
 
-use crate::Cache;
-use crate::cache::Inner;
+use crate::cache::Cache;
+use crate::inner::Inner;
 
 static INSTALLED: ArcSwapOption<Inner> = ArcSwapOption::const_empty();
 

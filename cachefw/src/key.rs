@@ -1,4 +1,13 @@
-//! The Redis key layout `{namespace}:v{version}:{key}`.
+//! The Redis key layout `{namespace}:v{version}:{key}`, and how a value
+//! becomes part of a key.
+//!
+//! A placeholder's value is rendered with `Display`, and inside it `%`
+//! becomes `%25` and `:` becomes `%3A`: `:` separates the parts of a key, so
+//! without the escape `a:<x>:<y>` would render `x = "1:2", y = "3"` and
+//! `x = "1", y = "2:3"` both as `a:1:2:3`. Values without `:` or `%`
+//! (numbers, UUIDs, most names) render unchanged.
+
+use std::fmt::{self, Display, Write as _};
 
 /// The `{namespace}:v{version}:` prefix shared by every entry of one cache.
 #[derive(Clone, Debug)]
@@ -11,6 +20,11 @@ impl Keys {
         Self {
             prefix: format!("{namespace}:v{version}:"),
         }
+    }
+
+    /// The prefix of every key of this cache.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The full backend key of a user key: one allocation, exactly sized.
@@ -26,25 +40,32 @@ impl Keys {
         render(&mut full);
         full
     }
+}
 
-    /// The user key of a full backend key, if it belongs to this cache.
-    pub(crate) fn user_key<'a>(&self, full: &'a str) -> Option<&'a str> {
-        full.strip_prefix(&self.prefix)
-    }
+/// Appends `value`, rendered with `Display`, to a key, escaping `%` and `:`.
+pub fn push_part<D: Display + ?Sized>(key: &mut String, value: &D) {
+    // Writing to a String cannot fail; a Display impl that reports an error
+    // leaves what it wrote, where `format!` would panic instead.
+    let _ = write!(Escaped(key), "{value}");
+}
 
-    /// A Redis `SCAN MATCH` pattern for every entry whose user key starts
-    /// with `prefix`, taken literally: glob characters in the namespace or
-    /// the prefix only match themselves.
-    pub(crate) fn scan_pattern(&self, prefix: &str) -> String {
-        let mut pattern = String::with_capacity(self.prefix.len() + prefix.len() + 8);
-        for c in self.prefix.chars().chain(prefix.chars()) {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
+/// A writer that escapes what passes through it.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        if !text.contains([':', '%']) {
+            self.0.push_str(text);
+            return Ok(());
         }
-        pattern.push('*');
-        pattern
+        for c in text.chars() {
+            match c {
+                '%' => self.0.push_str("%25"),
+                ':' => self.0.push_str("%3A"),
+                c => self.0.push(c),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -56,14 +77,24 @@ mod tests {
     fn lays_out_namespace_version_key() {
         let keys = Keys::new("shop", 1);
         assert_eq!(keys.full("user:42"), "shop:v1:user:42");
-        assert_eq!(keys.user_key("shop:v1:user:42"), Some("user:42"));
-        assert_eq!(keys.user_key("shop:v2:user:42"), None);
+        assert_eq!(keys.prefix(), "shop:v1:");
+    }
+
+    fn part(value: &str) -> String {
+        let mut key = String::new();
+        push_part(&mut key, value);
+        key
     }
 
     #[test]
-    fn scan_pattern_escapes_globs() {
-        let keys = Keys::new("s*p", 3);
-        assert_eq!(keys.scan_pattern("a*b?[c]\\"), r"s\*p:v3:a\*b\?\[c\]\\*");
-        assert_eq!(keys.scan_pattern(""), r"s\*p:v3:*");
+    fn parts_escape_separators() {
+        assert_eq!(part("42"), "42");
+        assert_eq!(part("1:2"), "1%3A2");
+        assert_eq!(part("100%"), "100%25");
+        assert_eq!(part("%3A"), "%253A");
+        assert_eq!(part("é:ü"), "é%3Aü");
+        let render = |x: &str, y: &str| format!("a:{}:{}", part(x), part(y));
+        assert_ne!(render("1:2", "3"), render("1", "2:3"));
+        assert_eq!(render("1:2", "3"), "a:1%3A2:3");
     }
 }

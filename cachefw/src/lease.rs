@@ -8,58 +8,26 @@
 //! eviction or put of the key in the meantime replaces or removes the
 //! marker, so a load that read the source before a write cannot store its
 //! old value after it. If another caller holds the lease, the leader polls
-//! the key until the value arrives, and loads itself only after the lease
-//! time. Every script touches one key, so it runs unchanged on Redis
-//! Cluster.
+//! the key until the value arrives. When a lease ends without a value (its
+//! holder failed, or it expired), one waiter takes it over at once and the
+//! others wait on the new holder, so the waiters never all load together.
+//! The scripts that do this on Redis are in `backend/scripts.rs`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::Error;
-use crate::backend::Backend;
 use crate::codec::{is_lease, lease_marker};
-
-/// The Lua scripts of the Redis backend. Each touches only `KEYS[1]`.
-pub(crate) mod scripts {
-    /// `ARGV`: marker, lease ms, and optionally bytes to replace. Returns
-    /// what the key holds, or nil after writing the marker into the key:
-    /// when it was empty, held exactly the bytes to replace (an entry the
-    /// caller cannot use), or held a key of another Redis type.
-    pub(crate) const ACQUIRE: &str = r"
-local held = redis.pcall('GET', KEYS[1])
-if type(held) == 'table' and held.err then
-  redis.call('DEL', KEYS[1])
-  held = false
-end
-if held and held ~= ARGV[3] then return held end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
-";
-
-    /// `ARGV`: marker, value, ttl ms. Stores the value only over our own
-    /// marker; returns 1 if it did.
-    pub(crate) const FILL: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-return 0
-";
-
-    /// `ARGV`: marker. Removes the key only while it holds our marker.
-    pub(crate) const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-end
-return 0
-";
-}
+use crate::inner::Inner;
 
 /// Polling a leased key starts at this pause and doubles up to `MAX_POLL`.
 const FIRST_POLL: Duration = Duration::from_millis(2);
 const MAX_POLL: Duration = Duration::from_millis(50);
+/// How many holders in a row a waiter waits on before it loads itself: a
+/// chain of holders that each fail or die must not hold a caller forever.
+const MAX_HOLDERS: u32 = 3;
 
 /// A fresh lease marker: a token unique to this process and call.
 pub(crate) fn new_marker() -> Bytes {
@@ -73,36 +41,52 @@ pub(crate) fn new_marker() -> Bytes {
 
 /// What a miss may do with the key.
 pub(crate) enum Claim {
-    /// We hold the lease: load, then fill with our marker.
-    Owned,
+    /// We hold the lease: load, then fill through the guard.
+    Owned(LeaseGuard),
     /// Someone else filled the key while we waited: these bytes.
     Found(Bytes),
-    /// The lease could not be settled (the backend failed, or its holder
+    /// The lease could not be settled (the backend failed, or its holders
     /// outlasted the lease time): load without storing.
     Unguarded,
 }
 
 /// Takes the lease on `full` (also over exactly the bytes `over`, an entry
-/// the caller cannot use), or waits for the holder's value up to
-/// `lease_time`. Backend failures go to `failed` and end in `Unguarded`.
-pub(crate) async fn claim(
-    backend: &Backend,
-    full: &str,
-    marker: &Bytes,
-    over: Option<&Bytes>,
-    lease_time: Duration,
-    failed: impl Fn(Error),
-) -> Claim {
-    let lease_ms = u64::try_from(lease_time.as_millis()).unwrap_or(u64::MAX);
-    let deadline = Instant::now() + lease_time;
+/// the caller cannot use), or waits for the holder's value, up to the lease
+/// time per holder. Backend failures are counted and end in `Unguarded`.
+pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) -> Claim {
+    let marker = new_marker();
+    let lease_time = inner.lease_time();
+    // Validated by the builder with the same rounding: never `PX 0`.
+    let lease_ms = crate::ttl::millis(lease_time).unwrap_or(1);
+    let backend = inner.backend();
+    let mut holder: Option<Bytes> = None;
+    let mut holders = 0;
+    let mut deadline = Instant::now() + lease_time;
     let mut pause = FIRST_POLL;
     loop {
-        match backend.acquire(full, marker, lease_ms, over).await {
-            Ok(None) => return Claim::Owned,
+        match backend.acquire(full, &marker, lease_ms, over).await {
+            Ok(None) => {
+                return Claim::Owned(LeaseGuard {
+                    inner: inner.clone(),
+                    full: full.to_owned(),
+                    marker,
+                    armed: true,
+                });
+            }
             Ok(Some(held)) if !is_lease(&held) => return Claim::Found(held),
-            Ok(Some(_)) => {}
+            Ok(Some(held)) => {
+                // Each new holder gets its own lease time, up to a few.
+                if holder.as_ref() != Some(&held) {
+                    holders += 1;
+                    if holders > MAX_HOLDERS {
+                        return Claim::Unguarded;
+                    }
+                    deadline = Instant::now() + lease_time;
+                    holder = Some(held);
+                }
+            }
             Err(error) => {
-                failed(error);
+                inner.failure(&error);
                 return Claim::Unguarded;
             }
         }
@@ -116,15 +100,65 @@ pub(crate) async fn claim(
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(MAX_POLL);
             match backend.get(full).await {
-                Ok(Some(held)) if is_lease(&held) => {}
+                Ok(Some(held)) if is_lease(&held) => {
+                    if holder.as_ref() != Some(&held) {
+                        // Taken over by another waiter: try for it again,
+                        // which also restarts the clock for the new holder.
+                        break;
+                    }
+                }
                 Ok(Some(held)) => return Claim::Found(held),
                 // Released or evicted: try to take it ourselves.
                 Ok(None) => break,
                 Err(error) => {
-                    failed(error);
+                    inner.failure(&error);
                     return Claim::Unguarded;
                 }
             }
         }
+    }
+}
+
+/// Our lease on a key until it is filled or released. Dropped while armed
+/// (the caller was cancelled, the loader panicked), it releases the lease
+/// in the background, so others need not wait out the lease time.
+pub(crate) struct LeaseGuard {
+    inner: Arc<Inner>,
+    full: String,
+    marker: Bytes,
+    armed: bool,
+}
+
+impl LeaseGuard {
+    pub(crate) fn marker(&self) -> &Bytes {
+        &self.marker
+    }
+
+    /// Gives the lease up now.
+    pub(crate) async fn release(mut self) {
+        self.inner.release(&self.full, &self.marker).await;
+        self.armed = false;
+    }
+
+    /// The lease ends by a fill that replaced the marker (or failed to).
+    pub(crate) fn filled(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (inner, full, marker) = (
+            self.inner.clone(),
+            std::mem::take(&mut self.full),
+            self.marker.clone(),
+        );
+        runtime.spawn(async move { inner.release(&full, &marker).await });
     }
 }

@@ -35,43 +35,54 @@
 //!
 //! Keys are laid out as `{namespace}:v{version}:{key}`; bumping the version
 //! makes every old entry unreachable at once. Values carry a small header
-//! naming their codec ([`Codec`]), so foreign or corrupt bytes read as a miss.
+//! naming their codec ([`Codec`]), so foreign or corrupt bytes read as a
+//! miss, and are stored with their field names, so a deploy that changes a
+//! cached type reads old entries by name or as a miss, never as a wrong
+//! value.
 //!
 //! Over Redis (one server or a cluster), a miss takes a lease written into
 //! the key itself: callers in other processes wait for its value instead of
 //! loading, and a load that began before a `delete`, `set` or eviction of
 //! the key cannot store its stale value afterwards. A circuit breaker keeps a
-//! dead Redis from costing each call a timeout; [`Stats`] reports it.
+//! dead Redis from costing each call a timeout; [`Stats`] reports it. An
+//! eviction that cannot reach Redis is kept and replayed when Redis answers,
+//! and until then reads of its key bypass Redis.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 mod aside;
 mod backend;
-mod breaker;
 mod builder;
 mod cache;
+mod call;
 mod codec;
 mod error;
 mod flight;
+mod inner;
 mod install;
+mod journal;
 mod key;
 mod lease;
 mod macros;
+mod policy;
 mod report;
 mod shape;
 mod stats;
 mod ttl;
 
-pub use breaker::BreakerState;
+pub use backend::breaker::BreakerState;
 pub use builder::{
-    CacheBuilder, DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, DEFAULT_TTL,
+    CacheBuilder, DEFAULT_LEASE_TIME, DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT,
+    DEFAULT_TTL,
 };
 pub use cache::Cache;
 pub use codec::Codec;
-pub use error::Error;
+pub use error::{Error, RedisFailure};
 pub use install::{install, installed};
+pub use journal::DEFAULT_JOURNAL_CAPACITY;
 pub use macros::{cache_evict, cache_put, cacheable};
 pub use stats::Stats;

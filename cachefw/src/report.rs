@@ -1,54 +1,64 @@
 //! Counting and logging cache failures without flooding the log.
 //!
 //! A dead Redis fails every call; logging each would bury everything else.
-//! The first failure is logged at once, later ones at most once per
-//! interval, with how many were held back in between. When the backend
-//! answers again after failing, that is logged once too.
+//! Each kind of failure (timeout, unavailable, redis, decode, …) is logged
+//! at most once per window, with how many of that kind were held back
+//! since its last line. A success does not reset the window, so a fault
+//! that comes and goes logs a few lines a minute, not one per flap. When
+//! the backend answers again after failing, that is logged too, at most
+//! once per window.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::Error;
+use crate::error::Error;
 use crate::stats::Counters;
 
-const INTERVAL: Duration = Duration::from_secs(5);
+/// The least time between two lines about one kind of failure.
+pub(crate) const WINDOW: Duration = Duration::from_secs(15);
+
+/// The log state of one kind of failure.
+struct Kind {
+    name: &'static str,
+    last_line: Option<Instant>,
+    held_back: u64,
+}
 
 pub(crate) struct Reporter {
-    start: Instant,
-    /// Milliseconds since `start` before which failures are only counted.
-    quiet_until: AtomicU64,
-    held_back: AtomicU64,
+    kinds: Mutex<Vec<Kind>>,
     /// Whether the backend's last failure has not been followed by an answer.
     failing: AtomicBool,
+    last_recovery: Mutex<Option<Instant>>,
 }
 
 impl Reporter {
     pub(crate) fn new() -> Self {
         Self {
-            start: Instant::now(),
-            quiet_until: AtomicU64::new(0),
-            held_back: AtomicU64::new(0),
+            kinds: Mutex::new(Vec::new()),
             failing: AtomicBool::new(false),
+            last_recovery: Mutex::new(None),
         }
     }
 
     /// Notes that the backend answered; logs the recovery after failures.
     pub(crate) fn answered(&self, backend: &str) {
         // A plain load first: the hit path pays no write to a shared line.
-        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
-            let held_back = self.held_back.swap(0, Ordering::Relaxed);
-            // The next failure is news again: log it at once.
-            self.quiet_until.store(0, Ordering::Relaxed);
-            tracing::info!(
-                backend,
-                held_back,
-                "cachefw: the cache backend answers again (held_back counts failures not logged)"
-            );
+        if !self.failing.load(Ordering::Relaxed) || !self.failing.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let mut last = self
+            .last_recovery
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|at| at.elapsed() >= WINDOW) {
+            *last = Some(Instant::now());
+            tracing::info!(backend, "cachefw: the cache backend answers again");
         }
     }
 
-    /// Counts `error` in `stats` and logs it unless a failure was logged
-    /// within the interval.
+    /// Counts `error` in `stats` and logs it unless its kind was logged
+    /// within the window.
     pub(crate) fn failure(&self, stats: &Counters, backend: &str, error: &Error) {
         stats.error();
         if matches!(error, Error::Unavailable { .. }) {
@@ -57,25 +67,38 @@ impl Reporter {
         if error.is_backend_failure() {
             self.failing.store(true, Ordering::Relaxed);
         }
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let quiet_until = self.quiet_until.load(Ordering::Relaxed);
-        let next = now.saturating_add(INTERVAL.as_millis() as u64);
-        if now < quiet_until
-            || self
-                .quiet_until
-                .compare_exchange(quiet_until, next, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            self.held_back.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let held_back = self.held_back.swap(0, Ordering::Relaxed);
+        let name = error.kind();
+        let held_back = {
+            let mut kinds = self
+                .kinds
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let index = match kinds.iter().position(|kind| kind.name == name) {
+                Some(index) => index,
+                None => {
+                    kinds.push(Kind {
+                        name,
+                        last_line: None,
+                        held_back: 0,
+                    });
+                    kinds.len() - 1
+                }
+            };
+            let kind = &mut kinds[index];
+            if kind.last_line.is_some_and(|at| at.elapsed() < WINDOW) {
+                kind.held_back += 1;
+                return;
+            }
+            kind.last_line = Some(Instant::now());
+            std::mem::take(&mut kind.held_back)
+        };
         tracing::warn!(
             backend,
+            kind = name,
             %error,
             held_back,
             "cachefw: cache operation failed; callers are served from the source \
-             (held_back counts failures not logged since the last report)"
+             (held_back: failures of this kind not logged since its last line)"
         );
     }
 }

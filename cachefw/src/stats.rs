@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::BreakerState;
+use crate::backend::breaker::BreakerState;
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
@@ -15,6 +15,7 @@ use crate::BreakerState;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Stats {
     /// Reads that found a usable value.
     pub hits: u64,
@@ -31,8 +32,13 @@ pub struct Stats {
     /// Of `errors`, the calls that skipped Redis because the circuit breaker
     /// was open.
     pub short_circuited: u64,
-    /// The circuit breaker's state now.
+    /// The circuit breaker's state now (on a Redis Cluster, `Open` while
+    /// any node's breaker is open).
     pub breaker: BreakerState,
+    /// Evictions that have not reached Redis yet (it was down, slow, or the
+    /// caller was cancelled); they are replayed when Redis answers, and
+    /// reads of their keys bypass Redis until then.
+    pub pending_evictions: u64,
 }
 
 impl Stats {
@@ -80,7 +86,7 @@ impl Counters {
         self.short_circuited.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, breaker: BreakerState) -> Stats {
+    pub(crate) fn snapshot(&self, breaker: BreakerState, pending_evictions: u64) -> Stats {
         Stats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
@@ -89,6 +95,7 @@ impl Counters {
             coalesced: self.coalesced.load(Ordering::Relaxed),
             short_circuited: self.short_circuited.load(Ordering::Relaxed),
             breaker,
+            pending_evictions,
         }
     }
 }

@@ -11,12 +11,13 @@ use common::{MINUTE, User, load_user, user};
 async fn garbage_reads_as_a_miss_that_is_replaced() {
     let redis = RedisServer::start();
     let cache = common::redis_cache(&redis, "t").await;
-    let cases: [(&str, &[u8]); 5] = [
+    let cases: [(&str, &[u8]); 6] = [
         ("empty", b""),
         ("text", b"not a cachefw value"),
         ("json", br#"{"id":1,"name":"x"}"#),
-        ("truncated", b"\xCF\x01b\x01"),
-        ("other-codec", b"\xCF\x01z\x00\x00"),
+        ("truncated", b"\xCF\x02m\x85\xa2id"),
+        ("other-codec", b"\xCF\x02z\x00\x00"),
+        ("format-1-bincode", b"\xCF\x01b\x01\x05user1"),
     ];
     for (i, (name, bytes)) in cases.iter().enumerate() {
         let key = format!("t:v1:user:{i}");
@@ -30,7 +31,7 @@ async fn garbage_reads_as_a_miss_that_is_replaced() {
         let stored = redis.raw_get(&key).expect("replaced");
         assert_eq!(
             &stored[..3],
-            b"\xCF\x01b",
+            b"\xCF\x02m",
             "{name} replaced by a cachefw value"
         );
         assert_eq!(
@@ -68,7 +69,7 @@ async fn a_value_of_another_type_is_not_misread() {
 }
 
 #[tokio::test]
-async fn json_codec_is_readable_with_redis_cli_and_isolated_from_bincode() {
+async fn json_codec_is_readable_with_redis_cli_and_isolated_from_msgpack() {
     let redis = RedisServer::start();
     let json = Cache::builder()
         .redis(redis.url())
@@ -79,14 +80,14 @@ async fn json_codec_is_readable_with_redis_cli_and_isolated_from_bincode() {
         .expect("builds");
     json.set("user:7", &user(7), MINUTE).await.expect("set");
     let raw = redis.raw_get("t:v1:user:7").expect("stored");
-    assert_eq!(&raw[..3], b"\xCF\x01j");
+    assert_eq!(&raw[..3], b"\xCF\x02j");
     let text = std::str::from_utf8(&raw[3..]).expect("utf-8");
     assert!(text.starts_with(r#"{"id":7,"name":"user 7""#), "{text}");
 
-    // A bincode cache on the same keys reads the JSON entry as a miss.
-    let bincode = common::redis_cache(&redis, "t").await;
-    assert_eq!(bincode.get::<User>("user:7").await.expect("get"), None);
-    assert_eq!(bincode.stats().errors, 1);
+    // A MessagePack cache on the same keys reads the JSON entry as a miss.
+    let msgpack = common::redis_cache(&redis, "t").await;
+    assert_eq!(msgpack.get::<User>("user:7").await.expect("get"), None);
+    assert_eq!(msgpack.stats().errors, 1);
     assert_eq!(
         json.get::<User>("user:7").await.expect("get"),
         Some(user(7))

@@ -75,14 +75,7 @@ impl MemoryBackend {
     }
 
     pub(crate) fn delete(&self, key: &str) -> bool {
-        let result = self
-            .entries
-            .entry_by_ref(key)
-            .and_compute_with(|existing| match existing {
-                Some(_) => Op::Remove,
-                None => Op::Nop,
-            });
-        matches!(result, CompResult::Removed(_))
+        remove(&self.entries, key)
     }
 
     pub(crate) fn ttl(&self, key: &str) -> Option<Duration> {
@@ -90,14 +83,27 @@ impl MemoryBackend {
         Some(entry.expires_at.saturating_duration_since(Instant::now()))
     }
 
-    pub(crate) fn evict_where(&self, matches: impl Fn(&str) -> bool) -> u64 {
-        let doomed: Vec<_> = self
-            .entries
-            .iter()
-            .filter(|(key, _)| matches(key))
-            .map(|(key, _)| key)
-            .collect();
-        doomed.iter().filter(|key| self.delete(key)).count() as u64
+    /// Removes every key starting with `prefix`. Walking the whole cache is
+    /// blocking work: it runs on the blocking pool, so it never stalls the
+    /// runtime's workers, and it finishes even if its caller is cancelled.
+    pub(crate) async fn evict_prefix(&self, prefix: &str) -> u64 {
+        let (entries, prefix) = (self.entries.clone(), prefix.to_owned());
+        let walk = move || {
+            let doomed: Vec<_> = entries
+                .iter()
+                .filter(|(key, _)| key.starts_with(&prefix))
+                .map(|(key, _)| key)
+                .collect();
+            doomed.iter().filter(|key| remove(&entries, key)).count() as u64
+        };
+        match tokio::task::spawn_blocking(walk).await {
+            Ok(removed) => removed,
+            // Only a panic inside moka, or a runtime shutting down.
+            Err(error) => {
+                tracing::error!(%error, "cachefw: in-memory prefix eviction did not finish");
+                0
+            }
+        }
     }
 
     /// Writes `marker` into the key if it is empty or holds exactly `over`;
@@ -145,6 +151,16 @@ impl MemoryBackend {
     }
 }
 
+fn remove(entries: &Moka<String, Entry>, key: &str) -> bool {
+    let result = entries
+        .entry_by_ref(key)
+        .and_compute_with(|existing| match existing {
+            Some(_) => Op::Remove,
+            None => Op::Nop,
+        });
+    matches!(result, CompResult::Removed(_))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +189,16 @@ mod tests {
         }
         backend.entries.run_pending_tasks();
         assert!(backend.entries.weighted_size() <= 10_000);
+    }
+
+    #[tokio::test]
+    async fn prefix_eviction_runs_off_the_runtime() {
+        let backend = MemoryBackend::new(1 << 20);
+        for key in ["a:1", "a:2", "ab", "b:1"] {
+            backend.set(key, Bytes::from_static(b"x"), Duration::from_secs(60));
+        }
+        assert_eq!(backend.evict_prefix("a:").await, 2);
+        assert_eq!(backend.get("ab"), Some(Bytes::from_static(b"x")));
+        assert_eq!(backend.get("a:1"), None);
     }
 }

@@ -5,15 +5,21 @@
 //! An enum rather than a trait object: the hit path is one direct call with
 //! no boxed future.
 
+pub(crate) mod breaker;
 pub(crate) mod memory;
 pub(crate) mod redis;
+pub(crate) mod scripts;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::Error;
-use crate::key::Keys;
+use crate::backend::breaker::BreakerState;
+use crate::error::Error;
+
+/// Keys per `UNLINK` in batch and prefix evictions, and the `COUNT` hint of
+/// each `SCAN` step.
+pub(crate) const BATCH: usize = 500;
 
 // One per cache, behind its `Arc`: the size of the Redis variant costs
 // nothing, and boxing it would add a pointer chase to every hit.
@@ -56,6 +62,14 @@ impl Backend {
         }
     }
 
+    /// Removes every key given; how many existed.
+    pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64, Error> {
+        match self {
+            Self::Redis(b) => b.delete_many(keys).await,
+            Self::Memory(b) => Ok(keys.iter().filter(|key| b.delete(key)).count() as u64),
+        }
+    }
+
     pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         match self {
             Self::Redis(b) => b.ttl(key).await,
@@ -63,8 +77,8 @@ impl Backend {
         }
     }
 
-    /// See [`crate::lease`]: `None` when `marker` was written into the key
-    /// (empty, or holding exactly `over`), else what the key holds.
+    /// See `lease.rs`: `None` when `marker` was written into the key (empty,
+    /// or holding exactly `over`), else what the key holds.
     pub(crate) async fn acquire(
         &self,
         key: &str,
@@ -103,22 +117,21 @@ impl Backend {
         }
     }
 
-    /// The circuit breaker's state; memory never fails, so it stays closed.
-    pub(crate) fn breaker(&self) -> crate::BreakerState {
+    /// The circuit breaker's state (on a cluster, the worst node's); memory
+    /// never fails, so it stays closed.
+    pub(crate) fn breaker(&self) -> BreakerState {
         match self {
-            Self::Redis(b) => b.breaker.state(),
-            Self::Memory(_) => crate::BreakerState::Closed,
+            Self::Redis(b) => b.breaker_state(),
+            Self::Memory(_) => BreakerState::Closed,
         }
     }
 
-    /// Removes every entry of this cache whose user key starts with `prefix`.
-    pub(crate) async fn evict_prefix(&self, keys: &Keys, prefix: &str) -> Result<u64, Error> {
+    /// Removes every entry whose full key starts with `prefix`, taken
+    /// literally; how many were removed.
+    pub(crate) async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
         match self {
-            Self::Redis(b) => b.evict_matching(&keys.scan_pattern(prefix)).await,
-            Self::Memory(b) => Ok(b.evict_where(|full| {
-                keys.user_key(full)
-                    .is_some_and(|user| user.starts_with(prefix))
-            })),
+            Self::Redis(b) => b.evict_prefix(prefix).await,
+            Self::Memory(b) => Ok(b.evict_prefix(prefix).await),
         }
     }
 }

@@ -1,45 +1,296 @@
-//! The Redis backend: one auto-reconnecting multiplexed connection (or a
-//! Redis Cluster connection), every command bounded by the operation timeout
-//! and guarded by the circuit breaker.
+//! The Redis backend: commands, connections, and what their errors mean.
+//!
+//! One Redis is reached through one multiplexed connection, shared by every
+//! command and replaced as soon as it fails: after a restart, a failover
+//! (the old primary answers `READONLY`; a fresh connection finds whatever
+//! the URL's host now names), or a timeout (a frozen server's connection may
+//! hold a backlog of stale replies). A Redis Cluster is reached through the
+//! client's cluster connection, rebuilt from the seed nodes when it stays
+//! unhealthy across probes.
+//!
+//! Every command goes through the circuit breaker of the node that holds its
+//! key (one for a single Redis, one per primary on a cluster), so one dead
+//! primary sends only its own keys to the loaders.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
-    Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Script,
-    ScriptInvocation, Value,
+    AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError,
+    RedisFuture, RedisResult, Script, ServerErrorKind, Value,
 };
 
-use crate::Error;
-use crate::breaker::Breaker;
-use crate::lease::scripts;
+use crate::backend::BATCH;
+use crate::backend::breaker::{Breaker, BreakerState, Outcome};
+use crate::backend::scripts;
+use crate::error::{Error, RedisFailure};
 
-/// Keys removed per `UNLINK` during a prefix eviction, and the `COUNT` hint
-/// of each `SCAN` step.
-const EVICT_BATCH: usize = 500;
+/// Cluster slots.
+const SLOTS: usize = 16_384;
+/// Probes of one node that fail in a row before the cluster connection is
+/// rebuilt from the seed nodes.
+const REBUILD_AFTER: u32 = 2;
+/// The least time between two rebuilds, or two reads of the slot layout.
+const REBUILD_EVERY: Duration = Duration::from_secs(5);
+
+/// What the server's answer or the connection's failure means for the
+/// breaker.
+fn outcome_of(error: &RedisError) -> Outcome {
+    match error.kind() {
+        // This server cannot serve us now: it became a replica in a
+        // failover, is loading its data, or lost its primary.
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown,
+        ) => Outcome::Refused,
+        ErrorKind::Server(ServerErrorKind::ClusterDown | ServerErrorKind::TryAgain)
+        | ErrorKind::Io
+        | ErrorKind::ClusterConnectionNotFound
+        | ErrorKind::AuthenticationFailed => Outcome::Failed,
+        // An answer about the command itself (`WRONGTYPE`, `OOM`, `NOSCRIPT`
+        // after its reload failed, a reply that does not convert): Redis is
+        // up, and the breaker stays out of it.
+        _ if error.is_timeout() || error.is_connection_dropped() => Outcome::Failed,
+        _ => Outcome::Answered,
+    }
+}
+
+/// A server the breaker guards: one Redis, or one cluster primary.
+struct Node {
+    /// `host:port`, for errors and logs.
+    name: String,
+    breaker: Breaker,
+}
+
+impl Node {
+    fn new(name: String) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            breaker: Breaker::new(),
+        })
+    }
+}
+
+/// A connection every command shares, made on first use and again after
+/// it is discarded. One caller connects at a time; the others wait for it,
+/// no longer than the timeout.
+struct Shared<C> {
+    current: ArcSwapOption<C>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl<C> Shared<C> {
+    fn new() -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    async fn get<F: Future<Output = RedisResult<C>>>(
+        &self,
+        timeout: Duration,
+        connect: impl FnOnce() -> F,
+    ) -> RedisResult<Arc<C>> {
+        if let Some(conn) = self.current.load_full() {
+            return Ok(conn);
+        }
+        let _turn = tokio::time::timeout(timeout, self.connecting.lock())
+            .await
+            .map_err(|_| timed_out())?;
+        if let Some(conn) = self.current.load_full() {
+            return Ok(conn);
+        }
+        let conn = Arc::new(
+            tokio::time::timeout(timeout, connect())
+                .await
+                .map_err(|_| timed_out())??,
+        );
+        self.current.store(Some(conn.clone()));
+        Ok(conn)
+    }
+
+    /// Drops `failed` so that the next command connects afresh, unless it
+    /// was replaced already.
+    fn discard(&self, failed: &Arc<C>) {
+        let current = Some(failed.clone());
+        self.current.compare_and_swap(&current, None);
+    }
+
+    fn discard_any(&self) {
+        self.current.store(None);
+    }
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
+/// One Redis server.
+struct Single {
+    client: Client,
+    config: AsyncConnectionConfig,
+    conn: Shared<MultiplexedConnection>,
+    node: Arc<Node>,
+}
+
+/// Which primary serves each slot, as far as we know it.
+struct Topology {
+    nodes: Vec<Arc<Node>>,
+    /// Per slot, an index into `nodes`.
+    slots: Vec<u16>,
+}
+
+impl Topology {
+    /// Before the layout is known: one node stands for the whole cluster.
+    fn unknown() -> Self {
+        Self {
+            nodes: vec![Node::new("cluster".to_owned())],
+            slots: vec![0; SLOTS],
+        }
+    }
+
+    fn node(&self, slot: u16) -> &Arc<Node> {
+        let index = self.slots.get(usize::from(slot)).copied().unwrap_or(0);
+        self.nodes.get(usize::from(index)).unwrap_or(&self.nodes[0])
+    }
+}
+
+/// A Redis Cluster.
+struct Cluster {
+    client: ClusterClient,
+    conn: Shared<ClusterConnection>,
+    topology: ArcSwap<Topology>,
+    /// Probes that failed in a row, over all nodes.
+    failed_probes: AtomicU32,
+    clock: Instant,
+    /// Milliseconds since `clock` of the last rebuild and layout read.
+    last_rebuild: AtomicU64,
+    last_layout: AtomicU64,
+}
+
+impl Cluster {
+    fn since(&self, last: &AtomicU64) -> Duration {
+        let now = self.clock.elapsed();
+        now.saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)))
+    }
+
+    /// Claims a periodic task (a rebuild, a layout read) if it is due.
+    fn due(&self, last: &AtomicU64) -> bool {
+        let previous = last.load(Ordering::Relaxed);
+        let now = u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        (previous == 0 || self.since(last) >= REBUILD_EVERY)
+            && last
+                .compare_exchange(previous, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Reads the slot layout and maps it onto nodes, keeping each known
+    /// node's breaker.
+    async fn read_layout(&self, conn: &ClusterConnection) {
+        let mut conn = conn.clone();
+        let reply = conn
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await;
+        let Some(ranges) = reply.ok().and_then(parse_slots) else {
+            return;
+        };
+        let old = self.topology.load();
+        let mut nodes: Vec<Arc<Node>> = Vec::new();
+        let mut slots = vec![0u16; SLOTS];
+        for (start, end, name) in ranges {
+            let index = match nodes.iter().position(|n| n.name == name) {
+                Some(index) => index,
+                None => {
+                    let node = old
+                        .nodes
+                        .iter()
+                        .find(|n| n.name == name)
+                        .cloned()
+                        .unwrap_or_else(|| Node::new(name));
+                    nodes.push(node);
+                    nodes.len() - 1
+                }
+            };
+            let index = u16::try_from(index).unwrap_or(0);
+            if let Some(range) = slots.get_mut(start..=end.min(SLOTS - 1)) {
+                range.fill(index);
+            }
+        }
+        if !nodes.is_empty() {
+            self.topology.store(Arc::new(Topology { nodes, slots }));
+        }
+    }
+}
+
+/// `CLUSTER SLOTS`: `[start, end, [host, port, id…], replicas…]` per range.
+fn parse_slots(reply: Value) -> Option<Vec<(usize, usize, String)>> {
+    let Value::Array(ranges) = reply else {
+        return None;
+    };
+    let mut parsed = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        let Value::Array(fields) = range else {
+            return None;
+        };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
+            (fields.first(), fields.get(1), fields.get(2))
+        else {
+            return None;
+        };
+        let host = match primary.first() {
+            Some(Value::BulkString(host)) => String::from_utf8_lossy(host).into_owned(),
+            Some(Value::SimpleString(host)) => host.clone(),
+            _ => return None,
+        };
+        let Some(Value::Int(port)) = primary.get(1) else {
+            return None;
+        };
+        parsed.push((
+            usize::try_from(*start).ok()?,
+            usize::try_from(*end).ok()?,
+            format!("{host}:{port}"),
+        ));
+    }
+    Some(parsed)
+}
+
+/// The cluster slot of a key (CRC16 of the key or its `{hash tag}`).
+fn slot_of(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|b| *b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|b| *b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(tagged) % SLOTS as u16
+}
 
 /// Where commands go.
 // One per cache, behind its `Arc`: the size of the larger variant costs
 // nothing, and boxing it would add a pointer chase to every command.
 #[allow(clippy::large_enum_variant)]
 enum Target {
-    Single(ConnectionManager),
-    /// Connected on first use, and again after a failed attempt, so that a
-    /// cluster that is down at start does not fail `build()`.
-    Cluster {
-        client: ClusterClient,
-        conn: tokio::sync::OnceCell<ClusterConnection>,
-    },
+    Single(Single),
+    Cluster(Arc<Cluster>),
 }
 
 /// A connection to either target, for one command.
 enum Link {
-    Single(ConnectionManager),
+    Single(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
 
@@ -71,50 +322,59 @@ impl ConnectionLike for Link {
     }
 }
 
+/// The node a command goes to: borrowed for one Redis, counted for a
+/// cluster (whose layout may be replaced meanwhile).
+enum NodeRef<'a> {
+    Single(&'a Arc<Node>),
+    Cluster(Arc<Node>),
+}
+
+impl std::ops::Deref for NodeRef<'_> {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        match self {
+            Self::Single(node) => node,
+            Self::Cluster(node) => node,
+        }
+    }
+}
+
 pub(crate) struct RedisBackend {
     target: Target,
     timeout: Duration,
-    pub(crate) breaker: Breaker,
     acquire: Script,
     fill: Script,
     release: Script,
 }
 
-/// Whether an error says Redis is unreachable or unwell, as opposed to an
-/// answer it gave (a wrong type, a reply that does not convert).
-fn is_outage(error: &RedisError) -> bool {
-    !matches!(
-        error.kind(),
-        ErrorKind::Server(_) | ErrorKind::Parse | ErrorKind::UnexpectedReturnType
-    )
-}
-
 impl RedisBackend {
-    /// Parses `url` and prepares a connection without opening it, so a Redis
-    /// that is down at start leaves the cache degraded rather than failing.
+    /// Prepares a connection to the Redis at `url` without opening it, so a
+    /// Redis that is down at start leaves the cache degraded rather than
+    /// failing.
     pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, Error> {
+        let name = node_name(url)?;
         let client = Client::open(url).map_err(|source| Error::InvalidUrl {
             url: mask_password(url),
-            source,
+            reason: source.to_string(),
         })?;
-        // Reconnection is driven by use: a failed attempt is not retried in
-        // the background, the next command starts a fresh one. Each attempt
-        // and each reply is bounded like the commands themselves.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|source| {
-            Error::Config {
-                setting: "redis",
-                reason: source.to_string(),
-            }
-        })?;
-        Ok(Self::with_target(Target::Single(conn), timeout))
+        let single = Single {
+            client,
+            config,
+            conn: Shared::new(),
+            node: Node::new(name),
+        };
+        Ok(Self::with_target(Target::Single(single), timeout))
     }
 
     /// Parses the cluster's seed node URLs; connects on first use.
     pub(crate) fn cluster(nodes: &[String], timeout: Duration) -> Result<Self, Error> {
+        for node in nodes {
+            node_name(node)?;
+        }
         let client = ClusterClient::builder(nodes.iter().map(String::as_str))
             .connection_timeout(timeout)
             .response_timeout(timeout)
@@ -126,79 +386,179 @@ impl RedisBackend {
                     .map(|node| mask_password(node))
                     .collect::<Vec<_>>()
                     .join(", "),
-                source,
+                reason: source.to_string(),
             })?;
-        let target = Target::Cluster {
+        let cluster = Cluster {
             client,
-            conn: tokio::sync::OnceCell::new(),
+            conn: Shared::new(),
+            topology: ArcSwap::from_pointee(Topology::unknown()),
+            failed_probes: AtomicU32::new(0),
+            clock: Instant::now(),
+            last_rebuild: AtomicU64::new(0),
+            last_layout: AtomicU64::new(0),
         };
-        Ok(Self::with_target(target, timeout))
+        Ok(Self::with_target(
+            Target::Cluster(Arc::new(cluster)),
+            timeout,
+        ))
     }
 
     fn with_target(target: Target, timeout: Duration) -> Self {
         Self {
             target,
             timeout,
-            breaker: Breaker::new(),
             acquire: Script::new(scripts::ACQUIRE),
             fill: Script::new(scripts::FILL),
             release: Script::new(scripts::RELEASE),
         }
     }
 
-    async fn link(&self) -> RedisResult<Link> {
+    /// The breakers' state: the worst node's.
+    pub(crate) fn breaker_state(&self) -> BreakerState {
         match &self.target {
-            Target::Single(conn) => Ok(Link::Single(conn.clone())),
-            Target::Cluster { client, conn } => {
-                let conn = conn
-                    .get_or_try_init(|| client.get_async_connection())
-                    .await?;
-                Ok(Link::Cluster(conn.clone()))
+            Target::Single(single) => single.node.breaker.state(),
+            Target::Cluster(cluster) => {
+                let topology = cluster.topology.load();
+                let states = topology.nodes.iter().map(|node| node.breaker.state());
+                states.fold(BreakerState::Closed, |worst, state| match (worst, state) {
+                    (BreakerState::Open, _) | (_, BreakerState::Open) => BreakerState::Open,
+                    (BreakerState::HalfOpen, _) | (_, BreakerState::HalfOpen) => {
+                        BreakerState::HalfOpen
+                    }
+                    _ => BreakerState::Closed,
+                })
             }
         }
     }
 
-    /// Runs `command` unless the breaker is open, bounded by the operation
-    /// timeout. `key` is for the error's context.
+    fn node_for(&self, key: &str) -> NodeRef<'_> {
+        match &self.target {
+            Target::Single(single) => NodeRef::Single(&single.node),
+            Target::Cluster(cluster) => NodeRef::Cluster(
+                cluster
+                    .topology
+                    .load()
+                    .node(slot_of(key.as_bytes()))
+                    .clone(),
+            ),
+        }
+    }
+
+    /// Runs `command` on the node holding `key`, unless its breaker is
+    /// open, bounded by the operation timeout. The breaker learns the
+    /// outcome; a connection that failed is replaced.
     async fn run<T>(
         &self,
         op: &'static str,
         key: &str,
-        command: impl Future<Output = RedisResult<T>>,
+        node: &Node,
+        command: impl AsyncFnOnce(&mut Link) -> RedisResult<T>,
     ) -> Result<T, Error> {
-        if let Err(refused) = self.breaker.admit() {
-            return Err(Error::Unavailable {
-                op,
-                key: key.to_owned(),
-                retry_in: refused.retry_in,
-            });
-        }
-        // One Redis's client bounds the connect and each reply by the
-        // timeout itself: a second timer here would only cost the hit path.
-        // The cluster client's slot discovery is not bounded that way.
-        let replied = match &self.target {
-            Target::Single(_) => Ok(command.await),
-            Target::Cluster { .. } => tokio::time::timeout(self.timeout, command).await,
+        let pass = node.breaker.admit().map_err(|refused| Error::Unavailable {
+            op,
+            key: key.to_owned(),
+            retry_in: refused.retry_in,
+        })?;
+        let probing = matches!(pass, crate::backend::breaker::Pass::Probe(_));
+        let result = match &self.target {
+            Target::Single(single) => {
+                // The client bounds the connect and each reply by the
+                // timeout itself: a second timer here would only cost the
+                // hit path.
+                match single
+                    .conn
+                    .get(self.timeout, || {
+                        single
+                            .client
+                            .get_multiplexed_async_connection_with_config(&single.config)
+                    })
+                    .await
+                {
+                    Ok(conn) => {
+                        let mut link = Link::Single((*conn).clone());
+                        let result = command(&mut link).await;
+                        if let Err(error) = &result
+                            && outcome_of(error) != Outcome::Answered
+                        {
+                            single.conn.discard(&conn);
+                        }
+                        result
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            Target::Cluster(cluster) => {
+                let attempt = async {
+                    let conn = cluster
+                        .conn
+                        .get(self.timeout, || async {
+                            let conn = cluster.client.get_async_connection().await?;
+                            cluster.read_layout(&conn).await;
+                            Ok(conn)
+                        })
+                        .await?;
+                    command(&mut Link::Cluster((*conn).clone())).await
+                };
+                // The cluster client's slot discovery is not bounded by its
+                // response timeout.
+                tokio::time::timeout(self.timeout, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out()))
+            }
         };
-        let result = match replied {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) if !source.is_timeout() => Err(Error::Redis {
-                op,
-                key: key.to_owned(),
-                source,
-            }),
-            Ok(Err(_)) | Err(_) => Err(Error::Timeout {
-                op,
-                key: key.to_owned(),
-                after: self.timeout,
-            }),
+        let outcome = match &result {
+            Ok(_) => Outcome::Answered,
+            Err(error) => outcome_of(error),
         };
-        match &result {
-            Err(Error::Redis { source, .. }) if is_outage(source) => self.breaker.failure(),
-            Err(Error::Timeout { .. }) => self.breaker.failure(),
-            _ => self.breaker.success(),
+        pass.settle(outcome);
+        if let Target::Cluster(cluster) = &self.target
+            && probing
+        {
+            self.after_probe(cluster, outcome);
         }
-        result
+        result.map_err(|source| {
+            if source.is_timeout() {
+                Error::Timeout {
+                    op,
+                    key: key.to_owned(),
+                    after: self.timeout,
+                }
+            } else {
+                Error::Redis {
+                    op,
+                    key: key.to_owned(),
+                    source: RedisFailure(source),
+                }
+            }
+        })
+    }
+
+    /// A cluster probe's outcome: a connection whose probes keep failing is
+    /// rebuilt from the seeds (its slot discovery may be stuck); one that
+    /// recovered reads the slot layout again, which a failover changed.
+    fn after_probe(&self, cluster: &Arc<Cluster>, outcome: Outcome) {
+        if outcome == Outcome::Answered {
+            cluster.failed_probes.store(0, Ordering::Relaxed);
+            if cluster.due(&cluster.last_layout)
+                && let Some(conn) = cluster.conn.current.load_full()
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                let cluster = cluster.clone();
+                runtime.spawn(async move {
+                    let timeout = Duration::from_secs(5);
+                    let _ = tokio::time::timeout(timeout, cluster.read_layout(&conn)).await;
+                });
+            }
+            return;
+        }
+        let failed = cluster.failed_probes.fetch_add(1, Ordering::Relaxed) + 1;
+        if failed >= REBUILD_AFTER && cluster.due(&cluster.last_rebuild) {
+            cluster.failed_probes.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                "cachefw: Redis Cluster probes keep failing; reconnecting from the seed nodes"
+            );
+            cluster.conn.discard_any();
+        }
     }
 
     async fn query<T: FromRedisValue>(
@@ -207,24 +567,9 @@ impl RedisBackend {
         key: &str,
         command: &Cmd,
     ) -> Result<T, Error> {
-        self.run(op, key, async {
-            command.query_async(&mut self.link().await?).await
-        })
-        .await
-    }
-
-    /// Runs a script: `EVALSHA`, loading it on `NOSCRIPT` (after a restart
-    /// or a `SCRIPT FLUSH`).
-    async fn invoke<T: FromRedisValue>(
-        &self,
-        op: &'static str,
-        key: &str,
-        call: &ScriptInvocation<'_>,
-    ) -> Result<T, Error> {
-        self.run(op, key, async {
-            call.invoke_async(&mut self.link().await?).await
-        })
-        .await
+        let node = self.node_for(key);
+        self.run(op, key, &node, async |link| command.query_async(link).await)
+            .await
     }
 
     /// Takes the lease on `key` if it is empty or holds exactly `over`;
@@ -241,7 +586,12 @@ impl RedisBackend {
         if let Some(over) = over {
             call.arg(over.as_ref());
         }
-        let held: Option<Vec<u8>> = self.invoke("ACQUIRE", key, &call).await?;
+        let node = self.node_for(key);
+        let held: Option<Vec<u8>> = self
+            .run("ACQUIRE", key, &node, async |link| {
+                call.invoke_async(link).await
+            })
+            .await?;
         Ok(held.map(Bytes::from))
     }
 
@@ -255,7 +605,12 @@ impl RedisBackend {
     ) -> Result<bool, Error> {
         let mut call = self.fill.key(key);
         call.arg(marker).arg(value).arg(ttl_ms);
-        let stored: u8 = self.invoke("FILL", key, &call).await?;
+        let node = self.node_for(key);
+        let stored: u8 = self
+            .run("FILL", key, &node, async |link| {
+                call.invoke_async(link).await
+            })
+            .await?;
         Ok(stored == 1)
     }
 
@@ -263,10 +618,15 @@ impl RedisBackend {
     pub(crate) async fn release(&self, key: &str, marker: &[u8]) -> Result<(), Error> {
         let mut call = self.release.key(key);
         call.arg(marker);
-        self.invoke("RELEASE", key, &call).await
+        let node = self.node_for(key);
+        self.run("RELEASE", key, &node, async |link| {
+            call.invoke_async(link).await
+        })
+        .await
     }
 
-    /// Opens the connection now rather than on the first command.
+    /// One round trip, to open the connection now rather than on the first
+    /// command.
     pub(crate) async fn ping(&self) -> Result<(), Error> {
         self.query("PING", "", &redis::cmd("PING")).await
     }
@@ -289,48 +649,106 @@ impl RedisBackend {
         Ok(removed > 0)
     }
 
+    /// `UNLINK`s every key, in batches; on a cluster, one batch per node
+    /// through that node's breaker. The first failure is returned after
+    /// every batch was tried.
+    pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64, Error> {
+        let mut groups: Vec<(NodeRef<'_>, Vec<&String>)> = Vec::new();
+        for key in keys {
+            let node = self.node_for(key);
+            match groups.iter_mut().find(|(n, _)| n.name == node.name) {
+                Some((_, group)) => group.push(key),
+                None => groups.push((node, vec![key])),
+            }
+        }
+        let mut removed = 0;
+        let mut failure = None;
+        for (node, group) in &groups {
+            for batch in group.chunks(BATCH) {
+                let mut command = redis::cmd("UNLINK");
+                command.arg(batch);
+                let first = batch.first().map_or("", |key| key.as_str());
+                match self
+                    .run("UNLINK", first, node, async |link| {
+                        command.query_async::<u64>(link).await
+                    })
+                    .await
+                {
+                    Ok(count) => removed += count,
+                    Err(error) => failure = failure.or(Some(error)),
+                }
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(removed),
+        }
+    }
+
     /// `None` when the key is missing or has no expiry.
     pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         let ms: i64 = self.query("PTTL", key, redis::cmd("PTTL").arg(key)).await?;
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
     }
 
-    /// `SCAN`s for `pattern` and `UNLINK`s what it finds, batch by batch, so a
-    /// large keyspace never blocks Redis the way `KEYS` would.
-    pub(crate) async fn evict_matching(&self, pattern: &str) -> Result<u64, Error> {
-        let Target::Cluster { .. } = &self.target else {
-            return self.evict_on(pattern, None).await;
+    /// `SCAN`s for every key starting with `prefix` and `UNLINK`s what it
+    /// finds, batch by batch, so a large keyspace never blocks Redis the way
+    /// `KEYS` would. On a cluster every primary that holds slots is scanned;
+    /// one that cannot be reached makes the result a
+    /// [`Error::PartialEviction`] naming it.
+    pub(crate) async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        let pattern = scan_pattern(prefix);
+        let Target::Cluster(_) = &self.target else {
+            return self.evict_on(&pattern, None).await;
         };
         let mut removed = 0;
-        for node in self.primaries().await? {
-            removed += self.evict_on(pattern, Some(node)).await?;
+        let mut unreachable = Vec::new();
+        for (name, reachable) in self.primaries(&pattern).await? {
+            if !reachable {
+                unreachable.push(name);
+                continue;
+            }
+            match self.evict_on(&pattern, Some(&name)).await {
+                Ok(count) => removed += count,
+                Err(_) => unreachable.push(name),
+            }
         }
-        Ok(removed)
+        if unreachable.is_empty() {
+            Ok(removed)
+        } else {
+            Err(Error::PartialEviction {
+                prefix: prefix.to_owned(),
+                removed,
+                unreachable,
+            })
+        }
     }
 
-    /// The addresses of a cluster's primaries, where its keys live.
-    async fn primaries(&self) -> Result<Vec<(String, u16)>, Error> {
+    /// The cluster's primaries that serve slots, `host:port`, and whether
+    /// the cluster believes each reachable (not flagged `fail`).
+    async fn primaries(&self, pattern: &str) -> Result<Vec<(String, bool)>, Error> {
         let nodes: String = self
-            .query("CLUSTER NODES", "", redis::cmd("CLUSTER").arg("NODES"))
+            .query("CLUSTER NODES", pattern, redis::cmd("CLUSTER").arg("NODES"))
             .await?;
         Ok(nodes
             .lines()
             .filter_map(|line| {
-                let mut fields = line.split(' ');
-                let address = fields.nth(1)?;
-                let flags = fields.next()?;
-                if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let address = fields.get(1)?.split('@').next()?;
+                let flags = fields.get(2)?;
+                let serves_slots = fields.len() > 8;
+                if !flags.split(',').any(|f| f == "master") || !serves_slots {
                     return None;
                 }
-                let (host, port) = address.split('@').next()?.rsplit_once(':')?;
-                Some((host.to_owned(), port.parse().ok()?))
+                let failed = flags.split(',').any(|f| f == "fail" || f == "fail?");
+                Some((address.to_owned(), !failed))
             })
             .collect())
     }
 
     /// `SCAN`s one node (all of a single Redis when `node` is `None`) and
     /// `UNLINK`s what it finds, batch by batch.
-    async fn evict_on(&self, pattern: &str, node: Option<(String, u16)>) -> Result<u64, Error> {
+    async fn evict_on(&self, pattern: &str, node: Option<&str>) -> Result<u64, Error> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
@@ -339,35 +757,32 @@ impl RedisBackend {
                 .arg("MATCH")
                 .arg(pattern)
                 .arg("COUNT")
-                .arg(EVICT_BATCH);
-            let (next, keys): (u64, Vec<Vec<u8>>) = match &node {
+                .arg(BATCH);
+            let (next, keys): (u64, Vec<String>) = match node {
                 None => self.query("SCAN", pattern, &scan).await?,
-                Some((host, port)) => {
-                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                        host: host.clone(),
-                        port: *port,
-                    });
+                Some(address) => {
+                    let (host, port) = address
+                        .rsplit_once(':')
+                        .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+                        .unwrap_or_default();
+                    let routing =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    let guard = self.node_named(address);
                     let reply = self
-                        .run("SCAN", pattern, async {
-                            match self.link().await? {
-                                Link::Cluster(mut conn) => conn.route_command(scan, routing).await,
-                                Link::Single(mut conn) => scan.query_async(&mut conn).await,
-                            }
+                        .run("SCAN", pattern, &guard, async |link| match link {
+                            Link::Cluster(conn) => conn.route_command(scan, routing).await,
+                            Link::Single(conn) => scan.query_async(conn).await,
                         })
                         .await?;
                     redis::from_redis_value(reply).map_err(|source| Error::Redis {
                         op: "SCAN",
                         key: pattern.to_owned(),
-                        source: source.into(),
+                        source: RedisFailure(source.into()),
                     })?
                 }
             };
-            // In a cluster, UNLINK of keys in several slots is split by slot.
-            for batch in keys.chunks(EVICT_BATCH) {
-                let count: u64 = self
-                    .query("UNLINK", pattern, redis::cmd("UNLINK").arg(batch))
-                    .await?;
-                removed += count;
+            if !keys.is_empty() {
+                removed += self.delete_many(&keys).await?;
             }
             if next == 0 {
                 return Ok(removed);
@@ -375,26 +790,87 @@ impl RedisBackend {
             cursor = next;
         }
     }
+
+    /// The node of that name, for commands routed by address.
+    fn node_named(&self, name: &str) -> NodeRef<'_> {
+        match &self.target {
+            Target::Single(single) => NodeRef::Single(&single.node),
+            Target::Cluster(cluster) => {
+                let topology = cluster.topology.load();
+                let node = topology
+                    .nodes
+                    .iter()
+                    .find(|node| node.name == name)
+                    .unwrap_or(&topology.nodes[0]);
+                NodeRef::Cluster(node.clone())
+            }
+        }
+    }
 }
 
-/// The URL with any password replaced, fit for error messages and logs.
-pub(crate) fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-        None => url.to_owned(),
+/// A `SCAN MATCH` pattern for every key starting with `prefix`, taken
+/// literally: glob characters in it only match themselves.
+fn scan_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 8);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
     }
+    pattern.push('*');
+    pattern
+}
+
+/// `host:port` of a Redis URL, or why the URL cannot be used. Parsed with
+/// the `url` crate; the scheme must be one Redis speaks.
+fn node_name(raw: &str) -> Result<String, Error> {
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: mask_password(raw),
+        reason,
+    };
+    let url = url::Url::parse(raw).map_err(|e| invalid(e.to_string()))?;
+    match url.scheme() {
+        "redis" | "valkey" => {}
+        "unix" | "redis+unix" | "valkey+unix" => return Ok(url.path().to_owned()),
+        "rediss" | "valkeys" => {
+            return Err(invalid(
+                "TLS (rediss://) is not supported by this build".to_owned(),
+            ));
+        }
+        other => return Err(invalid(format!("unknown scheme `{other}`"))),
+    }
+    let host = url
+        .host_str()
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| invalid("no host".to_owned()))?;
+    Ok(format!("{host}:{}", url.port().unwrap_or(6379)))
+}
+
+/// The URL with any password replaced by `***`, fit for errors and logs.
+///
+/// Works on the raw text, so that a URL the `url` crate cannot parse (a
+/// password with an unescaped `/`, `?` or `#`, say) is masked too:
+/// everything between the user name and the last `@` is hidden.
+pub(crate) fn mask_password(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let Some(at) = url.rfind('@').filter(|at| *at >= start) else {
+        return url.to_owned();
+    };
+    let userinfo = &url[start..at];
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    if user.len() == userinfo.len() {
+        // A user name and no password.
+        return url.to_owned();
+    }
+    format!("{}{user}:***{}", &url[..start], &url[at..])
 }
 
 #[cfg(test)]
 mod tests {
-    use super::mask_password;
+    use super::*;
 
     #[test]
     fn masks_passwords_only() {
@@ -410,7 +886,58 @@ mod tests {
             mask_password("rediss://app:hunter2@host/1"),
             "rediss://app:***@host/1"
         );
+        assert_eq!(mask_password("redis://:pa/ss@h"), "redis://:***@h");
+        assert_eq!(mask_password("redis://u:p@ss@h:1"), "redis://u:***@h:1");
+        assert_eq!(mask_password("redis://:pa?ss#x@h"), "redis://:***@h");
         assert_eq!(mask_password("redis://app@host"), "redis://app@host");
         assert_eq!(mask_password("not a url"), "not a url");
+    }
+
+    #[test]
+    fn urls_are_checked_with_their_password_masked() {
+        assert_eq!(node_name("redis://h").ok().as_deref(), Some("h:6379"));
+        assert_eq!(
+            node_name("redis://:pw@10.0.0.1:7000/2").ok().as_deref(),
+            Some("10.0.0.1:7000")
+        );
+        for bad in ["http://h", "127.0.0.1:6379", "redis://:pa/ss@h", "redis://"] {
+            let error = node_name(bad).expect_err(bad).to_string();
+            assert!(!error.contains("ss@"), "{error}");
+            assert!(error.contains("expected redis://"), "{error}");
+        }
+    }
+
+    #[test]
+    fn scan_patterns_escape_globs() {
+        assert_eq!(scan_pattern(r"s*p:v3:a*b?[c]\"), r"s\*p:v3:a\*b\?\[c\]\\*");
+        assert_eq!(scan_pattern(""), "*");
+    }
+
+    #[test]
+    fn slots_follow_hash_tags() {
+        assert_eq!(slot_of(b"123456789"), 0x31C3 % SLOTS as u16);
+        assert_eq!(slot_of(b"{user1000}.following"), slot_of(b"user1000"));
+        assert_eq!(slot_of(b"foo{}{bar}"), slot_of(b"foo{}{bar}"));
+    }
+
+    #[test]
+    fn errors_are_classified_by_meaning() {
+        let server = |code: &str| {
+            let reply = format!("-{code} detail\r\n");
+            redis::parse_redis_value(reply.as_bytes())
+                .and_then(Value::extract_error)
+                .expect_err("an error reply")
+        };
+        assert_eq!(outcome_of(&server("READONLY")), Outcome::Refused);
+        assert_eq!(outcome_of(&server("LOADING")), Outcome::Refused);
+        assert_eq!(outcome_of(&server("MASTERDOWN")), Outcome::Refused);
+        assert_eq!(outcome_of(&server("CLUSTERDOWN")), Outcome::Failed);
+        assert_eq!(outcome_of(&server("TRYAGAIN")), Outcome::Failed);
+        assert_eq!(outcome_of(&server("OOM")), Outcome::Answered);
+        assert_eq!(outcome_of(&server("WRONGTYPE")), Outcome::Answered);
+        assert_eq!(outcome_of(&server("NOSCRIPT")), Outcome::Answered);
+        assert_eq!(outcome_of(&timed_out()), Outcome::Failed);
+        let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(outcome_of(&reset), Outcome::Failed);
     }
 }

@@ -1,0 +1,352 @@
+//! The circuit breaker around one Redis server: after repeated failures it
+//! stops calling the server for an interval that grows (with jitter, up to a
+//! cap) while the server stays down, then lets one call probe it. A dead
+//! Redis then costs a caller one atomic load instead of a timeout.
+//!
+//! The probe is a guard ([`Probe`]): if the probing call is cancelled before
+//! its command settles, dropping the guard hands the probe to the next call,
+//! so the breaker can never stay half-open. Failures of calls admitted
+//! before the breaker opened (stragglers) are counted but neither extend the
+//! open interval nor fail the probe: only the probe's own outcome decides.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Consecutive failures that open the breaker.
+const THRESHOLD: u32 = 5;
+/// The first open interval; it doubles at each failed probe.
+const FIRST_INTERVAL: Duration = Duration::from_millis(200);
+/// The longest open interval: Redis is probed at least this often.
+const MAX_INTERVAL: Duration = Duration::from_secs(5);
+/// Each interval is drawn from ±this share around its nominal length, so
+/// that many processes do not probe a recovering server in lockstep.
+const JITTER: f64 = 0.2;
+
+/// The breaker's state, as [`Stats::breaker`](crate::Stats::breaker) reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BreakerState {
+    /// Calls go to the backend.
+    #[default]
+    Closed,
+    /// Calls skip the backend until the next probe.
+    Open,
+    /// The interval is over: the next call probes the backend.
+    HalfOpen,
+}
+
+/// How a call through the breaker ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The server answered (a value, or an error about the command itself).
+    Answered,
+    /// The server is unreachable or unwell: counts toward opening.
+    Failed,
+    /// The server said it cannot serve us (`READONLY` after a failover,
+    /// `LOADING`, `MASTERDOWN`): open at once.
+    Refused,
+}
+
+pub(crate) struct Breaker {
+    clock: Instant,
+    failures: AtomicU32,
+    /// Milliseconds since `clock` until which calls are refused; 0: closed.
+    open_until: AtomicU64,
+    /// The current nominal open interval, in milliseconds.
+    interval: AtomicU64,
+    /// Whether a probe is out.
+    probing: AtomicBool,
+}
+
+/// Why the breaker refused a call: how long until it probes again.
+pub(crate) struct Refused {
+    pub(crate) retry_in: Duration,
+}
+
+/// Leave to call the server, to be settled with the call's [`Outcome`].
+pub(crate) enum Pass<'a> {
+    /// The breaker is closed.
+    Closed(&'a Breaker),
+    /// This call probes an open breaker.
+    Probe(Probe<'a>),
+}
+
+/// The one call that probes an open breaker. Dropped unsettled (the caller
+/// was cancelled), it gives the probe back so that the next call probes.
+pub(crate) struct Probe<'a> {
+    breaker: &'a Breaker,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.breaker.probing.store(false, Ordering::Release);
+    }
+}
+
+impl Pass<'_> {
+    /// Records how the call ended.
+    pub(crate) fn settle(self, outcome: Outcome) {
+        match self {
+            Self::Closed(breaker) => breaker.settle_closed(outcome),
+            Self::Probe(probe) => {
+                let breaker = probe.breaker;
+                match outcome {
+                    Outcome::Answered => breaker.close(),
+                    Outcome::Failed | Outcome::Refused => breaker.reopen(),
+                }
+                // Dropping the guard lets the next interval's probe out.
+                drop(probe);
+            }
+        }
+    }
+}
+
+impl Breaker {
+    pub(crate) fn new() -> Self {
+        Self {
+            clock: Instant::now(),
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            interval: AtomicU64::new(millis(FIRST_INTERVAL)),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        // Never 0, which means "closed".
+        millis(self.clock.elapsed()).max(1)
+    }
+
+    /// Whether a call may go to the backend now.
+    pub(crate) fn admit(&self) -> Result<Pass<'_>, Refused> {
+        let open_until = self.open_until.load(Ordering::Acquire);
+        if open_until == 0 {
+            return Ok(Pass::Closed(self));
+        }
+        let now = self.now();
+        if now < open_until {
+            return Err(Refused {
+                retry_in: Duration::from_millis(open_until - now),
+            });
+        }
+        // Half open: one caller probes, the others keep skipping.
+        if self
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            Ok(Pass::Probe(Probe { breaker: self }))
+        } else {
+            Err(Refused {
+                retry_in: Duration::ZERO,
+            })
+        }
+    }
+
+    fn settle_closed(&self, outcome: Outcome) {
+        if self.open_until.load(Ordering::Acquire) != 0 {
+            // A straggler admitted before the breaker opened: its outcome
+            // is old news; only the probe decides now.
+            return;
+        }
+        match outcome {
+            Outcome::Answered => {
+                // A plain load first: the hit path writes nothing while all
+                // is well.
+                if self.failures.load(Ordering::Relaxed) != 0 {
+                    self.failures.store(0, Ordering::Relaxed);
+                }
+            }
+            Outcome::Failed => {
+                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures >= THRESHOLD {
+                    self.open(failures);
+                }
+            }
+            Outcome::Refused => {
+                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                self.open(failures);
+            }
+        }
+    }
+
+    /// Opens a closed breaker; racing callers open it once.
+    fn open(&self, failures: u32) {
+        let interval = self.interval.load(Ordering::Relaxed);
+        let until = self.now() + jittered(interval);
+        if self
+            .open_until
+            .compare_exchange(0, until, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            tracing::warn!(
+                failures,
+                "cachefw: Redis keeps failing; circuit breaker open, calls skip Redis and \
+                 probe it again after about {interval}ms"
+            );
+        }
+    }
+
+    fn close(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.interval
+            .store(millis(FIRST_INTERVAL), Ordering::Relaxed);
+        if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+            tracing::info!("cachefw: circuit breaker closed: a probe of Redis succeeded");
+        }
+    }
+
+    fn reopen(&self) {
+        let interval = (self.interval.load(Ordering::Relaxed) * 2).min(millis(MAX_INTERVAL));
+        self.interval.store(interval, Ordering::Relaxed);
+        self.open_until
+            .store(self.now() + jittered(interval), Ordering::Release);
+    }
+
+    pub(crate) fn state(&self) -> BreakerState {
+        match self.open_until.load(Ordering::Acquire) {
+            0 => BreakerState::Closed,
+            until if self.now() < until => BreakerState::Open,
+            _ => BreakerState::HalfOpen,
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `interval` ± [`JITTER`], at least 1 ms.
+fn jittered(interval: u64) -> u64 {
+    let factor = 1.0 - JITTER + 2.0 * JITTER * fastrand::f64();
+    ((interval as f64 * factor) as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail(breaker: &Breaker) {
+        if let Ok(pass) = breaker.admit() {
+            pass.settle(Outcome::Failed);
+        }
+    }
+
+    /// Makes the open interval end now.
+    fn expire(breaker: &Breaker) {
+        breaker.open_until.store(1, Ordering::Release);
+    }
+
+    #[test]
+    fn opens_at_the_threshold_and_probes_once() {
+        let breaker = Breaker::new();
+        for _ in 0..THRESHOLD - 1 {
+            fail(&breaker);
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        fail(&breaker);
+        assert_eq!(breaker.state(), BreakerState::Open);
+        assert!(breaker.admit().is_err());
+
+        expire(&breaker);
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        let probe = breaker.admit().ok().expect("one probe");
+        assert!(breaker.admit().is_err(), "only one");
+        probe.settle(Outcome::Failed);
+        assert_eq!(breaker.state(), BreakerState::Open);
+        assert_eq!(
+            breaker.interval.load(Ordering::Relaxed),
+            2 * millis(FIRST_INTERVAL),
+            "a failed probe doubles the interval"
+        );
+    }
+
+    #[test]
+    fn racing_failures_never_skip_the_threshold() {
+        let breaker = Breaker::new();
+        // Passes taken while closed, settled after the count passed the
+        // threshold: `>=`, not `==`, opens it.
+        let passes: Vec<_> = (0..THRESHOLD + 3)
+            .map(|_| breaker.admit().ok().expect("closed"))
+            .collect();
+        breaker.failures.store(THRESHOLD + 1, Ordering::Relaxed);
+        for pass in passes {
+            pass.settle(Outcome::Failed);
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_cancelled_probe_hands_the_probe_on() {
+        let breaker = Breaker::new();
+        for _ in 0..THRESHOLD {
+            fail(&breaker);
+        }
+        expire(&breaker);
+        let probe = breaker.admit().ok().expect("probe");
+        drop(probe); // the probing caller was cancelled
+        let probe = breaker.admit().ok().expect("the next call probes");
+        probe.settle(Outcome::Answered);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn stragglers_neither_fail_nor_consume_the_probe() {
+        let breaker = Breaker::new();
+        let straggler = breaker.admit().ok().expect("closed");
+        for _ in 0..THRESHOLD {
+            fail(&breaker);
+        }
+        expire(&breaker);
+        let probe = breaker.admit().ok().expect("probe");
+        straggler.settle(Outcome::Failed);
+        assert_eq!(breaker.state(), BreakerState::HalfOpen, "still probing");
+        probe.settle(Outcome::Answered);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn refusals_open_at_once_and_answers_reset_the_count() {
+        let breaker = Breaker::new();
+        for _ in 0..THRESHOLD - 1 {
+            fail(&breaker);
+        }
+        breaker
+            .admit()
+            .ok()
+            .expect("closed")
+            .settle(Outcome::Answered);
+        for _ in 0..THRESHOLD - 1 {
+            fail(&breaker);
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed, "the count restarted");
+        breaker
+            .admit()
+            .ok()
+            .expect("closed")
+            .settle(Outcome::Refused);
+        assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn intervals_grow_to_a_cap_with_jitter() {
+        let breaker = Breaker::new();
+        for _ in 0..THRESHOLD {
+            fail(&breaker);
+        }
+        for _ in 0..20 {
+            expire(&breaker);
+            breaker.admit().ok().expect("probe").settle(Outcome::Failed);
+        }
+        assert_eq!(
+            breaker.interval.load(Ordering::Relaxed),
+            millis(MAX_INTERVAL)
+        );
+        let left = breaker.open_until.load(Ordering::Acquire) - breaker.now();
+        let max = millis(MAX_INTERVAL) as f64;
+        assert!(
+            (left as f64) <= max * (1.0 + JITTER) && (left as f64) >= max * (1.0 - JITTER) - 5.0,
+            "{left}"
+        );
+    }
+}

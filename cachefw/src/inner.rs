@@ -1,0 +1,416 @@
+//! [`Inner`]: what one built cache holds (shared by its clones), and the
+//! operations every public call and macro is made of: read, encode, write,
+//! evict, and the replay of evictions that did not reach Redis.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::backend::Backend;
+use crate::codec::{Codec, Entry};
+use crate::error::Error;
+use crate::flight::Flights;
+use crate::journal::{Journal, Pending, Target};
+use crate::key::Keys;
+use crate::policy::Defaults;
+use crate::report::Reporter;
+use crate::stats::Counters;
+
+/// The replay waits this long after a pass that made no progress, doubling
+/// up to `MAX_REPLAY_PAUSE`; an answer from Redis wakes it at once.
+const FIRST_REPLAY_PAUSE: Duration = Duration::from_millis(50);
+const MAX_REPLAY_PAUSE: Duration = Duration::from_secs(1);
+
+/// What a built cache keeps of its builder.
+pub(crate) struct Settings {
+    pub(crate) namespace: String,
+    pub(crate) version: u32,
+    pub(crate) codec: Codec,
+    pub(crate) defaults: Defaults,
+    pub(crate) lease_time: Duration,
+    pub(crate) journal_capacity: usize,
+}
+
+pub(crate) struct Inner {
+    me: Weak<Inner>,
+    backend: Backend,
+    keys: Keys,
+    settings: Settings,
+    stats: Counters,
+    flights: Flights,
+    reporter: Reporter,
+    journal: Journal,
+    /// Whether a replay task runs; `wake` hurries it when Redis answers.
+    replaying: AtomicBool,
+    wake: Arc<Notify>,
+}
+
+/// An eviction in flight: struck off the journal by [`done`](Self::done);
+/// dropped without it (failed, or cancelled at an await), it stays there
+/// and the replay is started.
+struct Evicting<'a> {
+    inner: &'a Inner,
+    pending: Option<Pending<'a>>,
+}
+
+impl Evicting<'_> {
+    fn done(mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.done();
+        }
+    }
+}
+
+impl Drop for Evicting<'_> {
+    fn drop(&mut self) {
+        if self.pending.take().is_some() {
+            self.inner.schedule_replay();
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn new(backend: Backend, settings: Settings) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            keys: Keys::new(&settings.namespace, settings.version),
+            journal: Journal::new(settings.journal_capacity),
+            backend,
+            settings,
+            stats: Counters::default(),
+            flights: Flights::default(),
+            reporter: Reporter::new(),
+            replaying: AtomicBool::new(false),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub(crate) fn namespace(&self) -> &str {
+        &self.settings.namespace
+    }
+
+    pub(crate) fn version(&self) -> u32 {
+        self.settings.version
+    }
+
+    pub(crate) fn codec(&self) -> Codec {
+        self.settings.codec
+    }
+
+    pub(crate) fn defaults(&self) -> Defaults {
+        self.settings.defaults
+    }
+
+    pub(crate) fn lease_time(&self) -> Duration {
+        self.settings.lease_time
+    }
+
+    pub(crate) fn stats(&self) -> &Counters {
+        &self.stats
+    }
+
+    pub(crate) fn flights(&self) -> &Flights {
+        &self.flights
+    }
+
+    /// How many evictions wait for Redis.
+    pub(crate) fn pending_evictions(&self) -> usize {
+        self.journal.len()
+    }
+
+    /// Notes the backend's answer on its way to the caller: a failure is
+    /// counted and logged, an answer after failures logged as a recovery
+    /// (and hurries the replay of pending evictions).
+    pub(crate) fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        match &result {
+            Ok(_) => {
+                self.reporter.answered(self.backend.name());
+                if !self.journal.is_settled() {
+                    self.schedule_replay();
+                }
+            }
+            Err(error) if error.is_backend_failure() => self.failure(error),
+            // A mistake in the call, returned to the caller as it is.
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Counts and logs a failure that no caller sees.
+    pub(crate) fn failure(&self, error: &Error) {
+        self.reporter
+            .failure(&self.stats, self.backend.name(), error);
+    }
+
+    /// Whether reads of `full` must bypass the backend: an eviction of it
+    /// has not reached Redis yet.
+    pub(crate) fn bypasses(&self, full: &str) -> bool {
+        self.journal.bypasses(full)
+    }
+
+    /// The entry at `full`. A miss, a failure and an entry that does not
+    /// decode are not counted here but as the caller interprets them; the
+    /// failure and the bad entry are reported. A key with a pending eviction
+    /// reads as missing.
+    pub(crate) async fn read<T: DeserializeOwned>(
+        &self,
+        full: &str,
+    ) -> Result<Option<Entry<T>>, Error> {
+        if self.bypasses(full) {
+            return Ok(None);
+        }
+        let Some(bytes) = self.observe(self.backend.get(full).await)? else {
+            return Ok(None);
+        };
+        match self.settings.codec.decode(&bytes) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(reason) => {
+                self.failure(&Error::Decode {
+                    key: full.to_owned(),
+                    reason: reason.to_string(),
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    /// The bytes that store `value`: header and payload.
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        &self,
+        full: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, Error> {
+        self.settings
+            .codec
+            .encode(value)
+            .map_err(|reason| Error::Encode {
+                key: full.to_owned(),
+                codec: self.settings.codec,
+                reason,
+            })
+    }
+
+    fn evicting(&self, target: Target) -> Evicting<'_> {
+        Evicting {
+            inner: self,
+            pending: Some(self.journal.record(target)),
+        }
+    }
+
+    /// Stores `value` at a full key over whatever it holds, for `ttl` (which
+    /// the caller has jittered). The write replaces any lease on the key, so
+    /// a load that began before it cannot fill over it; loads joining now
+    /// start afresh. A write that does not reach Redis leaves the old entry
+    /// there: it is then evicted as soon as Redis answers. A backend failure
+    /// is counted and logged.
+    pub(crate) async fn set_full<T: Serialize + ?Sized>(
+        &self,
+        full: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        self.flights.detach(full);
+        let ttl_ms = crate::ttl::millis(ttl).ok_or_else(|| Error::InvalidTtl {
+            key: full.to_owned(),
+            ttl,
+        })?;
+        let bytes = self.encode(full, value)?;
+        let evicting = self.evicting(Target::Key(full.to_owned()));
+        let written = self.observe(self.backend.set(full, Bytes::from(bytes), ttl_ms).await);
+        if written.is_ok() {
+            evicting.done();
+        }
+        written
+    }
+
+    /// [`set_full`](Self::set_full) for a `#[cache_put]`: every failure is
+    /// counted and logged, none returned.
+    pub(crate) async fn put_full<V: Serialize>(&self, full: &str, value: &V, ttl: Duration) {
+        if let Err(error) = self.set_full(full, value, ttl).await
+            && !error.is_backend_failure()
+        {
+            self.failure(&error);
+        }
+    }
+
+    /// Removes the entry at a full key, and with it any lease: a load that
+    /// began before cannot fill it, and later callers start a new load.
+    pub(crate) async fn delete_full(&self, full: &str) -> Result<bool, Error> {
+        self.flights.detach(full);
+        let evicting = self.evicting(Target::Key(full.to_owned()));
+        let removed = self.observe(self.backend.delete(full).await);
+        if removed.is_ok() {
+            evicting.done();
+        }
+        removed
+    }
+
+    /// [`delete_full`](Self::delete_full) for many keys, in one round trip
+    /// per batch; how many existed.
+    pub(crate) async fn delete_many_full(&self, fulls: &[String]) -> Result<u64, Error> {
+        let evictions: Vec<_> = fulls
+            .iter()
+            .map(|full| {
+                self.flights.detach(full);
+                self.evicting(Target::Key(full.clone()))
+            })
+            .collect();
+        let removed = self.observe(self.backend.delete_many(fulls).await);
+        if removed.is_ok() {
+            evictions.into_iter().for_each(Evicting::done);
+        }
+        removed
+    }
+
+    /// Removes every entry under a full key prefix.
+    pub(crate) async fn evict_prefix_full(&self, prefix: &str) -> Result<u64, Error> {
+        self.flights.detach_prefix(prefix);
+        let evicting = self.evicting(Target::Prefix(prefix.to_owned()));
+        let removed = self.observe(self.backend.evict_prefix(prefix).await);
+        if removed.is_ok() {
+            evicting.done();
+        }
+        removed
+    }
+
+    /// Removes every entry of this namespace and version; evictions pending
+    /// before it are covered by it.
+    pub(crate) async fn clear(&self) -> Result<u64, Error> {
+        let up_to = self.journal.next_seq();
+        let removed = self.evict_prefix_full(self.keys.prefix()).await?;
+        self.journal.cleared(up_to);
+        Ok(removed)
+    }
+
+    /// Gives up our lease on `full`; a failure is counted and logged.
+    pub(crate) async fn release(&self, full: &str, marker: &Bytes) {
+        let result = self.backend.release(full, marker).await;
+        let _ = self.observe(result);
+    }
+
+    /// Makes sure a replay of pending evictions runs, or hurries it.
+    fn schedule_replay(&self) {
+        if self.replaying.swap(true, Ordering::AcqRel) {
+            self.wake.notify_one();
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.replaying.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(replay(self.me.clone()));
+    }
+
+    /// One pass over the pending evictions; whether any reached Redis. A
+    /// failure is not counted again: it is the same outage the original
+    /// eviction met.
+    async fn replay_pass(&self) -> bool {
+        let backlog = self.journal.backlog();
+        if backlog.overflowed {
+            self.flights.detach_prefix(self.keys.prefix());
+            return match self.backend.evict_prefix(self.keys.prefix()).await {
+                Ok(_) => {
+                    self.journal.cleared(backlog.up_to);
+                    true
+                }
+                Err(_) => false,
+            };
+        }
+        let mut progressed = false;
+        let (keys, prefixes): (Vec<_>, Vec<_>) = backlog
+            .targets
+            .into_iter()
+            .partition(|(target, _)| matches!(target, Target::Key(_)));
+        for (target, seq) in prefixes {
+            if let Target::Prefix(prefix) = &target
+                && self.backend.evict_prefix(prefix).await.is_ok()
+            {
+                self.journal.replayed(&target, seq);
+                progressed = true;
+            }
+        }
+        for batch in keys.chunks(crate::backend::BATCH) {
+            let fulls: Vec<String> = batch
+                .iter()
+                .filter_map(|(target, _)| match target {
+                    Target::Key(key) => Some(key.clone()),
+                    Target::Prefix(_) => None,
+                })
+                .collect();
+            if self.backend.delete_many(&fulls).await.is_ok() {
+                for (target, seq) in batch {
+                    self.journal.replayed(target, *seq);
+                }
+                progressed = true;
+            }
+        }
+        if progressed {
+            tracing::info!(
+                left = self.journal.len(),
+                "cachefw: replayed evictions that had not reached Redis"
+            );
+        }
+        progressed
+    }
+}
+
+/// Clears the replay flag however the task ends (done, or dropped with
+/// its runtime), and restarts it when evictions arrived meanwhile.
+struct Replaying(Weak<Inner>);
+
+impl Drop for Replaying {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.replaying.store(false, Ordering::Release);
+            if !inner.journal.is_settled() {
+                inner.schedule_replay();
+            }
+        }
+    }
+}
+
+/// Replays pending evictions until none is left or the cache is dropped.
+/// Holds the cache only while a pass runs.
+async fn replay(me: Weak<Inner>) {
+    let _flag = Replaying(me.clone());
+    let mut pause = FIRST_REPLAY_PAUSE;
+    loop {
+        let Some(inner) = me.upgrade() else { return };
+        if inner.journal.is_settled() {
+            return;
+        }
+        if inner.replay_pass().await {
+            pause = FIRST_REPLAY_PAUSE;
+        } else {
+            pause = (pause * 2).min(MAX_REPLAY_PAUSE);
+        }
+        if inner.journal.is_settled() {
+            return;
+        }
+        let wake = inner.wake.clone();
+        drop(inner);
+        // Woken by an answer from Redis, the next pass still waits a
+        // moment: a Redis that answers for some keys but not others must
+        // not spin this loop.
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = async {
+                wake.notified().await;
+                tokio::time::sleep(FIRST_REPLAY_PAUSE).await;
+            } => {}
+        }
+    }
+}

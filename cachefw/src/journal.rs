@@ -1,0 +1,309 @@
+//! Pending invalidations: evictions that have not reached Redis yet.
+//!
+//! Every eviction (a `delete`, a `set` or put, a prefix eviction) is
+//! written here before its command is sent and struck off when Redis
+//! confirms it. One that fails, times out, is skipped by the open breaker,
+//! or whose caller is cancelled mid-flight is stranded: it stays, and is
+//! replayed when Redis answers again (see `inner.rs`). Until Redis confirms
+//! it, in flight or stranded, reads of the keys it covers bypass Redis: the
+//! value there may be the one the eviction is meant to remove.
+//!
+//! The journal is bounded. When it overflows, no eviction is dropped:
+//! instead the whole cache bypasses Redis until a clear of its namespace
+//! and version succeeds, which the replay does first.
+//!
+//! What it cannot cover: the journal lives in this process. A failover to a
+//! replica that never saw a delete the old primary acknowledged, or a
+//! process that dies with evictions pending, leaves the old value in Redis
+//! until its TTL ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// The default bound on pending evictions (keys and prefixes).
+pub const DEFAULT_JOURNAL_CAPACITY: usize = 10_000;
+
+/// What an eviction removes: one full key, or every key under a full prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    Key(String),
+    Prefix(String),
+}
+
+/// One pending target.
+struct Record {
+    /// The sequence number of its latest record.
+    seq: u64,
+    /// Whether an attempt ended without Redis confirming it: it waits for
+    /// the replay (and is not replayed while its first attempt is still in
+    /// flight).
+    stranded: bool,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<Target, Record>,
+    /// How many records are stranded.
+    stranded: usize,
+    /// Set when a record found the journal full: the sequence number then.
+    overflowed_at: Option<u64>,
+}
+
+pub(crate) struct Journal {
+    capacity: usize,
+    /// Whether anything is pending or the journal overflowed: the one load
+    /// the hit path pays while all is well.
+    active: AtomicBool,
+    next: AtomicU64,
+    state: Mutex<State>,
+}
+
+/// A snapshot of what to replay.
+pub(crate) struct Backlog {
+    /// Whether the journal overflowed: a clear comes first.
+    pub(crate) overflowed: bool,
+    pub(crate) targets: Vec<(Target, u64)>,
+    /// Every record up to this number is covered by a clear now.
+    pub(crate) up_to: u64,
+}
+
+/// An eviction on its way to Redis. [`done`](Self::done) strikes it off;
+/// dropped without that (the command failed, or the caller was cancelled),
+/// it is stranded in the journal for the replay.
+pub(crate) struct Pending<'a> {
+    journal: &'a Journal,
+    target: Option<Target>,
+    seq: u64,
+}
+
+impl Pending<'_> {
+    /// Redis confirmed the eviction.
+    pub(crate) fn done(mut self) {
+        if let Some(target) = self.target.take() {
+            self.journal.settle(&target, self.seq);
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(target) = self.target.take() {
+            tracing::debug!(?target, "cachefw: eviction kept for replay");
+            self.journal.strand(&target);
+        }
+    }
+}
+
+impl Journal {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            active: AtomicBool::new(false),
+            next: AtomicU64::new(1),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records an eviction about to be sent.
+    pub(crate) fn record(&self, target: Target) -> Pending<'_> {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        if state.pending.len() >= self.capacity && !state.pending.contains_key(&target) {
+            if state.overflowed_at.is_none() {
+                tracing::warn!(
+                    capacity = self.capacity,
+                    "cachefw: too many evictions are waiting for Redis; reads bypass Redis \
+                     until the whole namespace is cleared"
+                );
+            }
+            state.overflowed_at = Some(seq);
+        } else {
+            let stranded = state.pending.get(&target).is_some_and(|r| r.stranded);
+            state
+                .pending
+                .insert(target.clone(), Record { seq, stranded });
+        }
+        self.active.store(true, Ordering::Release);
+        Pending {
+            journal: self,
+            target: Some(target),
+            seq,
+        }
+    }
+
+    fn settle(&self, target: &Target, seq: u64) {
+        let mut state = self.lock();
+        if state.pending.get(target).is_some_and(|r| r.seq <= seq)
+            && let Some(record) = state.pending.remove(target)
+            && record.stranded
+        {
+            state.stranded -= 1;
+        }
+        self.refresh(&state);
+    }
+
+    fn strand(&self, target: &Target) {
+        let mut state = self.lock();
+        if let Some(record) = state.pending.get_mut(target)
+            && !record.stranded
+        {
+            record.stranded = true;
+            state.stranded += 1;
+        }
+    }
+
+    fn refresh(&self, state: &State) {
+        if state.pending.is_empty() && state.overflowed_at.is_none() {
+            self.active.store(false, Ordering::Release);
+        }
+    }
+
+    /// Whether a read of `full` must bypass Redis: an eviction covering it
+    /// is pending, or the journal overflowed.
+    pub(crate) fn bypasses(&self, full: &str) -> bool {
+        if !self.active.load(Ordering::Acquire) {
+            return false;
+        }
+        let state = self.lock();
+        state.overflowed_at.is_some()
+            || state.pending.keys().any(|target| match target {
+                Target::Key(key) => key == full,
+                Target::Prefix(prefix) => full.starts_with(prefix.as_str()),
+            })
+    }
+
+    /// Whether nothing waits for the replay: no stranded eviction and no
+    /// overflow. The first check is one atomic load.
+    pub(crate) fn is_settled(&self) -> bool {
+        if !self.active.load(Ordering::Acquire) {
+            return true;
+        }
+        let state = self.lock();
+        state.stranded == 0 && state.overflowed_at.is_none()
+    }
+
+    /// What to replay now: the stranded evictions.
+    pub(crate) fn backlog(&self) -> Backlog {
+        let up_to = self.next.load(Ordering::Relaxed);
+        let state = self.lock();
+        Backlog {
+            overflowed: state.overflowed_at.is_some(),
+            targets: state
+                .pending
+                .iter()
+                .filter(|(_, record)| record.stranded)
+                .map(|(target, record)| (target.clone(), record.seq))
+                .collect(),
+            up_to,
+        }
+    }
+
+    /// The sequence number the next record gets: a clear that starts now
+    /// covers every record before it.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// A replayed eviction reached Redis.
+    pub(crate) fn replayed(&self, target: &Target, seq: u64) {
+        self.settle(target, seq);
+    }
+
+    /// Every entry of the namespace was removed by a clear that began after
+    /// record `up_to - 1`: everything recorded before is covered.
+    pub(crate) fn cleared(&self, up_to: u64) {
+        let mut state = self.lock();
+        state.pending.retain(|_, record| record.seq >= up_to);
+        state.stranded = state.pending.values().filter(|r| r.stranded).count();
+        if state.overflowed_at.is_some_and(|at| at < up_to) {
+            state.overflowed_at = None;
+            tracing::info!("cachefw: namespace cleared; reads use Redis again");
+        }
+        self.refresh(&state);
+    }
+
+    /// The number of evictions Redis has not confirmed.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: &str) -> Target {
+        Target::Key(k.to_owned())
+    }
+
+    #[test]
+    fn confirmed_evictions_leave_nothing() {
+        let journal = Journal::new(10);
+        let pending = journal.record(key("a"));
+        assert!(journal.bypasses("a"), "in flight");
+        assert!(journal.is_settled(), "nothing to replay while in flight");
+        assert!(journal.backlog().targets.is_empty());
+        pending.done();
+        assert!(journal.is_settled());
+        assert!(!journal.bypasses("a"));
+        assert_eq!(journal.len(), 0);
+    }
+
+    #[test]
+    fn failed_or_cancelled_evictions_stay_and_block_reads() {
+        let journal = Journal::new(10);
+        drop(journal.record(key("ns:v1:user:1")));
+        drop(journal.record(Target::Prefix("ns:v1:order:".into())));
+        assert!(journal.bypasses("ns:v1:user:1"));
+        assert!(journal.bypasses("ns:v1:order:9"));
+        assert!(!journal.bypasses("ns:v1:user:2"));
+        let backlog = journal.backlog();
+        assert_eq!(backlog.targets.len(), 2);
+        assert!(!journal.is_settled());
+        for (target, seq) in &backlog.targets {
+            journal.replayed(target, *seq);
+        }
+        assert!(journal.is_settled());
+        assert!(!journal.bypasses("ns:v1:user:1"));
+    }
+
+    #[test]
+    fn an_older_confirmation_does_not_strike_a_newer_record() {
+        let journal = Journal::new(10);
+        let old = journal.record(key("a"));
+        drop(journal.record(key("a"))); // a later eviction failed
+        old.done();
+        assert!(journal.bypasses("a"), "the later eviction is still pending");
+    }
+
+    #[test]
+    fn overflow_bypasses_everything_until_a_clear() {
+        let journal = Journal::new(2);
+        for k in ["a", "b", "c"] {
+            drop(journal.record(key(k)));
+        }
+        assert!(journal.bypasses("anything"));
+        let backlog = journal.backlog();
+        assert!(backlog.overflowed);
+        journal.cleared(backlog.up_to);
+        assert!(!journal.bypasses("anything"));
+        assert!(journal.is_settled());
+        drop(journal.record(key("d")));
+        assert!(journal.bypasses("d"));
+        assert!(!journal.bypasses("e"));
+        assert_eq!(journal.len(), 1);
+
+        // A record that overflows after a clear began is not covered by it.
+        let journal = Journal::new(1);
+        drop(journal.record(key("a")));
+        let backlog = journal.backlog();
+        drop(journal.record(key("b")));
+        journal.cleared(backlog.up_to);
+        assert!(journal.bypasses("anything"));
+    }
+}
