@@ -54,7 +54,16 @@ pub(crate) enum Claim {
 /// the caller cannot use), or waits for the holder's value, up to the lease
 /// time per holder. Backend failures are counted and end in `Unguarded`.
 pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) -> Claim {
-    let marker = new_marker();
+    // Armed before each attempt: a caller cancelled while its ACQUIRE is in
+    // flight may hold the lease without knowing it, and dropping the guard
+    // then releases it (RELEASE removes the key only if it holds our
+    // marker, so a lease we did not get is left alone).
+    let mut guard = LeaseGuard {
+        inner: inner.clone(),
+        full: full.to_owned(),
+        marker: new_marker(),
+        armed: false,
+    };
     let lease_time = inner.lease_time();
     // Validated by the builder with the same rounding: never `PX 0`.
     let lease_ms = crate::ttl::millis(lease_time).unwrap_or(1);
@@ -64,17 +73,16 @@ pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) 
     let mut deadline = Instant::now() + lease_time;
     let mut pause = FIRST_POLL;
     loop {
-        match backend.acquire(full, &marker, lease_ms, over).await {
-            Ok(None) => {
-                return Claim::Owned(LeaseGuard {
-                    inner: inner.clone(),
-                    full: full.to_owned(),
-                    marker,
-                    armed: true,
-                });
+        guard.armed = true;
+        let acquired = backend.acquire(full, &guard.marker, lease_ms, over).await;
+        match acquired {
+            Ok(None) => return Claim::Owned(guard),
+            Ok(Some(held)) if !is_lease(&held) => {
+                guard.armed = false;
+                return Claim::Found(held);
             }
-            Ok(Some(held)) if !is_lease(&held) => return Claim::Found(held),
             Ok(Some(held)) => {
+                guard.armed = false;
                 // Each new holder gets its own lease time, up to a few.
                 if holder.as_ref() != Some(&held) {
                     holders += 1;
@@ -85,6 +93,8 @@ pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) 
                     holder = Some(held);
                 }
             }
+            // The ACQUIRE may have run without our hearing back: the armed
+            // guard, dropped here, releases whatever it took.
             Err(error) => {
                 inner.failure(&error);
                 return Claim::Unguarded;

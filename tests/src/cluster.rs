@@ -3,22 +3,37 @@ use std::time::{Duration, Instant};
 
 use crate::RedisServer;
 
+/// How long a cluster may take to form, or to settle after a fault.
+const SETTLE_WITHIN: Duration = Duration::from_secs(30);
+
 /// A private Redis Cluster: primaries on free loopback ports, every slot
-/// assigned, no replicas.
+/// assigned, optionally with replicas that take over when a primary fails.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
-    /// Starts `primaries` cluster-mode servers, joins them with
-    /// `redis-cli --cluster create`, and waits until the cluster is up.
+    /// Starts `primaries` cluster-mode servers with no replicas, joins them
+    /// with `redis-cli --cluster create`, and waits until the cluster is up.
     ///
     /// # Panics
     ///
     /// When a server does not start or the cluster does not form; set
     /// `REDIS_CLI` to use a `redis-cli` that is not on `PATH`.
     pub fn start(primaries: usize) -> Self {
-        let nodes: Vec<_> = (0..primaries)
+        Self::start_with_replicas(primaries, 0)
+    }
+
+    /// [`start`](Self::start) with `replicas` replicas per primary, and a
+    /// short node timeout (1 s), so that a failed primary is replaced by its
+    /// replica within a few seconds.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with_replicas(primaries: usize, replicas: usize) -> Self {
+        let timeout = if replicas > 0 { "1000" } else { "2000" };
+        let nodes: Vec<_> = (0..primaries * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -26,21 +41,20 @@ impl RedisCluster {
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
-                    "2000",
+                    timeout,
                 ])
             })
             .collect();
-        let cli = std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_owned());
-        let output = Command::new(&cli)
+        let output = Command::new(cli())
             .args(["--cluster", "create"])
             .args(
                 nodes
                     .iter()
                     .map(|node| format!("127.0.0.1:{}", node.port())),
             )
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
-            .unwrap_or_else(|e| panic!("cannot run {cli}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", cli()));
         assert!(
             output.status.success(),
             "redis-cli --cluster create failed: {}{}",
@@ -48,19 +62,45 @@ impl RedisCluster {
             String::from_utf8_lossy(&output.stderr)
         );
         let cluster = Self { nodes };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster.is_up() {
-            assert!(Instant::now() < deadline, "the cluster did not come up");
-            std::thread::sleep(Duration::from_millis(50));
+        cluster.wait_until("the cluster to come up", |c| {
+            c.is_up() && c.primaries().len() == primaries
+        });
+        if replicas > 0 {
+            cluster.wait_until("every replica to sync", |c| {
+                c.nodes.iter().all(|node| {
+                    let info: String = node.cmd("INFO", &[b"replication"]);
+                    info.contains("role:master") || info.contains("master_link_status:up")
+                })
+            });
         }
         cluster
     }
 
-    fn is_up(&self) -> bool {
-        self.nodes.iter().all(|node| {
-            let info: String = node.cmd("CLUSTER", &[b"INFO"]);
-            info.contains("cluster_state:ok")
+    /// Whether every running node reports `cluster_state:ok`.
+    pub fn is_up(&self) -> bool {
+        self.nodes.iter().filter(|n| n.is_running()).all(|node| {
+            let mut command = redis::cmd("CLUSTER");
+            command.arg("INFO");
+            node.try_cmd::<String>(&command)
+                .is_some_and(|info| info.contains("cluster_state:ok"))
         })
+    }
+
+    /// Polls `done` every 50 ms until it holds.
+    ///
+    /// # Panics
+    ///
+    /// When it does not hold within 30 s; the message names `what`.
+    pub fn wait_until(&self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + SETTLE_WITHIN;
+        while !done(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {}",
+                self.describe()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The seed URLs of every node.
@@ -73,10 +113,150 @@ impl RedisCluster {
         &self.nodes
     }
 
+    /// The nodes, to stop, freeze or restart them.
+    pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.nodes
+    }
+
+    /// The indexes (into [`nodes`](Self::nodes)) of the running nodes that
+    /// are primaries serving slots, as the running nodes see it.
+    pub fn primaries(&self) -> Vec<usize> {
+        let running: Vec<_> = self.nodes.iter().filter(|n| n.is_running()).collect();
+        let Some(view) = running.iter().find_map(|node| {
+            let mut command = redis::cmd("CLUSTER");
+            command.arg("NODES");
+            node.try_cmd::<String>(&command)
+        }) else {
+            return Vec::new();
+        };
+        let mut primaries: Vec<usize> = view
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let flags = fields.get(2)?;
+                let serves = fields.len() > 8;
+                if !flags.contains("master") || flags.contains("fail") || !serves {
+                    return None;
+                }
+                let port: u16 = fields
+                    .get(1)?
+                    .split('@')
+                    .next()?
+                    .rsplit_once(':')?
+                    .1
+                    .parse()
+                    .ok()?;
+                self.nodes.iter().position(|node| node.port() == port)
+            })
+            .collect();
+        primaries.sort_unstable();
+        primaries
+    }
+
+    /// The index of a running replica of the primary at `primary`.
+    pub fn replica_of(&self, primary: usize) -> Option<usize> {
+        let id: String = self.nodes[primary].cmd("CLUSTER", &[b"MYID"]);
+        self.nodes.iter().position(|node| {
+            if !node.is_running() {
+                return false;
+            }
+            let mut command = redis::cmd("INFO");
+            command.arg("replication");
+            let Some(info) = node.try_cmd::<String>(&command) else {
+                return false;
+            };
+            let mut nodes = redis::cmd("CLUSTER");
+            nodes.arg("NODES");
+            node.try_cmd::<String>(&nodes).is_some_and(|view| {
+                info.contains("role:slave")
+                    && view
+                        .lines()
+                        .any(|line| line.contains("myself") && line.contains(id.as_str()))
+            })
+        })
+    }
+
+    /// A manual failover (`CLUSTER FAILOVER`, what rolling upgrades do): the
+    /// replica at `replica` becomes the primary of its shard. Waits until it
+    /// is, and the cluster is up.
+    ///
+    /// # Panics
+    ///
+    /// When the failover does not complete within 30 s.
+    pub fn failover_to(&self, replica: usize) {
+        self.nodes[replica].cmd::<()>("CLUSTER", &[b"FAILOVER"]);
+        self.wait_until("a manual failover", |c| {
+            c.primaries().contains(&replica) && c.is_up()
+        });
+    }
+
+    /// Waits until the running primaries serve every slot again (after a
+    /// primary was stopped, its replica is promoted).
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within 30 s.
+    pub fn wait_for_promotion(&self, failed: usize) {
+        self.wait_until("a replica to be promoted", |c| {
+            !c.primaries().contains(&failed) && c.is_up()
+        });
+    }
+
     /// Every key of the cluster, sorted.
     pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<_> = self.nodes.iter().flat_map(RedisServer::keys).collect();
+        let mut keys: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|node| node.is_running() && node_is_primary(node))
+            .flat_map(RedisServer::keys)
+            .collect();
         keys.sort();
+        keys.dedup();
         keys
     }
+
+    /// The value of `key`, read from the primary that serves its slot.
+    pub fn raw_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.nodes
+            .iter()
+            .filter(|node| node.is_running() && node_is_primary(node))
+            .find_map(|node| {
+                let mut command = redis::cmd("GET");
+                command.arg(key);
+                // MOVED (another primary serves it) reads as `None`.
+                node.try_cmd::<Option<Vec<u8>>>(&command)
+            })
+            .flatten()
+    }
+
+    fn describe(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let mut command = redis::cmd("CLUSTER");
+                command.arg("NODES");
+                format!(
+                    "{}: {}",
+                    node.port(),
+                    if node.is_running() {
+                        node.try_cmd::<String>(&command)
+                            .unwrap_or_else(|| "no answer".to_owned())
+                    } else {
+                        "stopped".to_owned()
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn node_is_primary(node: &RedisServer) -> bool {
+    node.try_cmd::<Vec<redis::Value>>(&redis::cmd("ROLE"))
+        .and_then(|role| role.into_iter().next())
+        .is_some_and(|role| matches!(role, redis::Value::BulkString(ref r) if r == b"master"))
+}
+
+fn cli() -> String {
+    std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_owned())
 }

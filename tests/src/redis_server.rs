@@ -90,8 +90,9 @@ impl RedisServer {
         self.child.is_some()
     }
 
-    /// Kills the server (like a crash: nothing is saved). Open connections
-    /// break and new ones are refused until [`restart`](Self::restart).
+    /// Kills the server (like a crash: nothing more is saved). Open
+    /// connections break and new ones are refused until
+    /// [`restart`](Self::restart).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -100,7 +101,71 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port, with no data.
+    /// Freezes the server with `SIGSTOP`: connections stay open, the kernel
+    /// still accepts new ones, and nothing is answered until
+    /// [`thaw`](Self::thaw). A frozen server is killed as usual on drop.
+    ///
+    /// # Panics
+    ///
+    /// When the server is not running or the signal cannot be sent.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Resumes a frozen server (`SIGCONT`); it then answers what it was sent
+    /// meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// As [`freeze`](Self::freeze).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let child = self
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("redis-server on {} is not running", self.port));
+        let pid = libc::pid_t::try_from(child.id()).unwrap_or_else(|e| panic!("pid: {e}"));
+        // SAFETY: kill(2) with a pid of our own child and a valid signal.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Writes a snapshot (`SAVE`): the data a later
+    /// [`restart`](Self::restart) comes back with, as a server restarted
+    /// from its RDB file after a crash would.
+    ///
+    /// # Panics
+    ///
+    /// When `SAVE` fails.
+    pub fn snapshot(&self) {
+        self.cmd::<()>("SAVE", &[]);
+    }
+
+    /// Makes this server a replica of `primary` (`REPLICAOF`); from then on
+    /// it answers writes with `READONLY`.
+    ///
+    /// # Panics
+    ///
+    /// When the command fails.
+    pub fn replicate(&self, primary: &RedisServer) {
+        let port = primary.port.to_string();
+        self.cmd::<()>("REPLICAOF", &[b"127.0.0.1", port.as_bytes()]);
+    }
+
+    /// Makes a replica a primary again (`REPLICAOF NO ONE`).
+    ///
+    /// # Panics
+    ///
+    /// When the command fails.
+    pub fn promote(&self) {
+        self.cmd::<()>("REPLICAOF", &[b"NO", b"ONE"]);
+    }
+
+    /// Starts the server again on the same port, with the data of its last
+    /// [`snapshot`](Self::snapshot), if any, and none otherwise.
     ///
     /// # Panics
     ///
@@ -129,6 +194,19 @@ impl RedisServer {
         redis::Client::open(self.url())
             .and_then(|client| client.get_connection())
             .unwrap_or_else(|e| panic!("cannot connect to test redis on {}: {e}", self.port))
+    }
+
+    /// Runs `command` on a fresh connection, waiting at most a second for
+    /// the connection and the reply (a frozen or stopped server answers
+    /// `None`, as does an error reply).
+    pub fn try_cmd<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
+        let client = redis::Client::open(self.url()).ok()?;
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        conn.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
+        command.query(&mut conn).ok()
     }
 
     /// Runs one command and returns its reply.
