@@ -76,14 +76,18 @@ impl RedisCluster {
         cluster
     }
 
-    /// Whether every running node reports `cluster_state:ok`.
+    /// Whether every node that answers reports `cluster_state:ok` (a
+    /// frozen or stopped node answers nothing, and is not asked).
     pub fn is_up(&self) -> bool {
-        self.nodes.iter().filter(|n| n.is_running()).all(|node| {
-            let mut command = redis::cmd("CLUSTER");
-            command.arg("INFO");
-            node.try_cmd::<String>(&command)
-                .is_some_and(|info| info.contains("cluster_state:ok"))
-        })
+        let mut command = redis::cmd("CLUSTER");
+        command.arg("INFO");
+        let answers: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .filter_map(|node| node.try_cmd::<String>(&command))
+            .collect();
+        !answers.is_empty() && answers.iter().all(|info| info.contains("cluster_state:ok"))
     }
 
     /// Polls `done` every 50 ms until it holds.
@@ -184,10 +188,33 @@ impl RedisCluster {
     ///
     /// When the failover does not complete within 30 s.
     pub fn failover_to(&self, replica: usize) {
-        self.nodes[replica].cmd::<()>("CLUSTER", &[b"FAILOVER"]);
-        self.wait_until("a manual failover", |c| {
-            c.primaries().contains(&replica) && c.is_up()
+        // A manual failover waits for the replica to catch up with its
+        // primary; one whose link is not up yet (a primary demoted a moment
+        // ago, still syncing) never does, and the failover lapses.
+        self.wait_until("the replica to sync", |c| {
+            let mut command = redis::cmd("INFO");
+            command.arg("replication");
+            c.nodes[replica]
+                .try_cmd::<String>(&command)
+                .is_some_and(|info| info.contains("master_link_status:up"))
         });
+        let deadline = Instant::now() + SETTLE_WITHIN;
+        loop {
+            self.nodes[replica].cmd::<()>("CLUSTER", &[b"FAILOVER"]);
+            let attempt = Instant::now() + Duration::from_secs(8);
+            while Instant::now() < attempt {
+                if self.primaries().contains(&replica) && self.is_up() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the manual failover to {} did not happen: {}",
+                self.nodes[replica].port(),
+                self.describe()
+            );
+        }
     }
 
     /// Waits until the running primaries serve every slot again (after a

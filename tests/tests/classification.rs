@@ -39,9 +39,16 @@ async fn a_primary_turned_replica_opens_the_breaker_and_calls_still_succeed() {
         assert_eq!(load_user(&cache, 100 + calls).await, user(100 + calls));
         calls += 1;
     }
-    assert!(calls <= 3, "READONLY opens the breaker at once, took {calls} calls");
+    assert!(
+        calls <= 3,
+        "READONLY opens the breaker at once, took {calls} calls"
+    );
     for id in 0..50 {
-        assert_eq!(load_user(&cache, id).await, user(id), "served by the loader");
+        assert_eq!(
+            load_user(&cache, id).await,
+            user(id),
+            "served by the loader"
+        );
     }
     let stats = cache.stats();
     assert!(stats.errors >= 1, "{stats:?}");
@@ -77,7 +84,10 @@ async fn out_of_memory_is_not_an_outage() {
         assert_eq!(cache.stats().loads, loads, "a hit while writes fail");
     }
     let stats = cache.stats();
-    assert!(stats.errors >= 38, "each refused write is counted: {stats:?}");
+    assert!(
+        stats.errors >= 38,
+        "each refused write is counted: {stats:?}"
+    );
     assert_eq!(stats.breaker, BreakerState::Closed, "{stats:?}");
     assert_eq!(stats.short_circuited, 0, "{stats:?}");
     let error = cache.set("k", &1u8, MINUTE).await.expect_err("OOM");
@@ -102,8 +112,5 @@ async fn a_key_of_another_type_is_not_an_outage() {
     let stats = cache.stats();
     assert!(stats.errors >= 20, "{stats:?}");
     assert_eq!(stats.breaker, BreakerState::Closed, "{stats:?}");
-    assert_eq!(
-        cache.get::<i32>("list:3").await.expect("replaced"),
-        Some(3)
-    );
+    assert_eq!(cache.get::<i32>("list:3").await.expect("replaced"), Some(3));
 }

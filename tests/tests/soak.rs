@@ -153,6 +153,10 @@ async fn soak_with_freezes_serves_no_stale_value() {
         stats.iter().all(|s| s.hits > 0),
         "the cache served hits between the freezes: {stats:?}"
     );
-    assert_eq!(wrong, [], "keys that differ from the source after the faults");
+    assert_eq!(
+        wrong,
+        [],
+        "keys that differ from the source after the faults"
+    );
     assert_eq!(stale.load(Ordering::Relaxed), 0, "stale reads");
 }

@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -27,6 +27,7 @@ use redis::{
     AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError,
     RedisFuture, RedisResult, Script, ServerErrorKind, Value,
 };
+use tokio::sync::Notify;
 
 use crate::backend::BATCH;
 use crate::backend::breaker::{Breaker, BreakerState, Outcome};
@@ -123,10 +124,6 @@ impl<C> Shared<C> {
         let current = Some(failed.clone());
         self.current.compare_and_swap(&current, None);
     }
-
-    fn discard_any(&self) {
-        self.current.store(None);
-    }
 }
 
 fn timed_out() -> RedisError {
@@ -166,7 +163,10 @@ impl Topology {
 /// A Redis Cluster.
 struct Cluster {
     client: ClusterClient,
-    conn: Shared<ClusterConnection>,
+    /// The cluster connection, made in the background (see `connection`).
+    conn: ArcSwapOption<ClusterConnection>,
+    connecting: AtomicBool,
+    connected: Notify,
     topology: ArcSwap<Topology>,
     /// Probes that failed in a row, over all nodes.
     failed_probes: AtomicU32,
@@ -176,7 +176,66 @@ struct Cluster {
     last_layout: AtomicU64,
 }
 
+/// How long a cluster connection may take to form: it meets every seed and
+/// reads the slot layout, and a frozen seed costs a connect timeout.
+const CLUSTER_CONNECT_BUDGET: Duration = Duration::from_secs(10);
+
 impl Cluster {
+    /// The cluster connection. Forming one can take longer than a command
+    /// may (a seed is frozen, slots move), so it is formed in the
+    /// background, once at a time; a caller waits for it no longer than
+    /// `timeout`.
+    async fn connection(
+        self: &Arc<Self>,
+        timeout: Duration,
+    ) -> RedisResult<Arc<ClusterConnection>> {
+        if let Some(conn) = self.conn.load_full() {
+            return Ok(conn);
+        }
+        let ready = self.connected.notified();
+        self.connect_in_background();
+        let wait = async {
+            let mut ready = std::pin::pin!(ready);
+            loop {
+                if let Some(conn) = self.conn.load_full() {
+                    return conn;
+                }
+                ready.as_mut().await;
+                ready.set(self.connected.notified());
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| timed_out())
+    }
+
+    fn connect_in_background(self: &Arc<Self>) {
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.connecting.store(false, Ordering::Release);
+            return;
+        };
+        let cluster = self.clone();
+        runtime.spawn(async move {
+            let connect = async {
+                let conn = cluster.client.get_async_connection().await?;
+                cluster.read_layout(&conn).await;
+                Ok::<_, RedisError>(conn)
+            };
+            match tokio::time::timeout(CLUSTER_CONNECT_BUDGET, connect).await {
+                Ok(Ok(conn)) => cluster.conn.store(Some(Arc::new(conn))),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "cachefw: Redis Cluster connection failed");
+                }
+                Err(_) => tracing::debug!("cachefw: Redis Cluster connection timed out"),
+            }
+            cluster.connecting.store(false, Ordering::Release);
+            cluster.connected.notify_waiters();
+        });
+    }
+
     fn since(&self, last: &AtomicU64) -> Duration {
         let now = self.clock.elapsed();
         now.saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)))
@@ -390,7 +449,9 @@ impl RedisBackend {
             })?;
         let cluster = Cluster {
             client,
-            conn: Shared::new(),
+            conn: ArcSwapOption::empty(),
+            connecting: AtomicBool::new(false),
+            connected: Notify::new(),
             topology: ArcSwap::from_pointee(Topology::unknown()),
             failed_probes: AtomicU32::new(0),
             clock: Instant::now(),
@@ -489,14 +550,7 @@ impl RedisBackend {
             }
             Target::Cluster(cluster) => {
                 let attempt = async {
-                    let conn = cluster
-                        .conn
-                        .get(self.timeout, || async {
-                            let conn = cluster.client.get_async_connection().await?;
-                            cluster.read_layout(&conn).await;
-                            Ok(conn)
-                        })
-                        .await?;
+                    let conn = cluster.connection(self.timeout).await?;
                     command(&mut Link::Cluster((*conn).clone())).await
                 };
                 // The cluster client's slot discovery is not bounded by its
@@ -540,7 +594,7 @@ impl RedisBackend {
         if outcome == Outcome::Answered {
             cluster.failed_probes.store(0, Ordering::Relaxed);
             if cluster.due(&cluster.last_layout)
-                && let Some(conn) = cluster.conn.current.load_full()
+                && let Some(conn) = cluster.conn.load_full()
                 && let Ok(runtime) = tokio::runtime::Handle::try_current()
             {
                 let cluster = cluster.clone();
@@ -557,7 +611,7 @@ impl RedisBackend {
             tracing::warn!(
                 "cachefw: Redis Cluster probes keep failing; reconnecting from the seed nodes"
             );
-            cluster.conn.discard_any();
+            cluster.conn.store(None);
         }
     }
 
