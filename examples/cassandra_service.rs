@@ -55,7 +55,8 @@ async fn run(node: String, real_cassandra: bool) -> Result<(), Failure> {
     let builder = Cache::builder().namespace("service");
     let cache = match std::env::var("REDIS_URL") {
         Ok(url) => {
-            println!("cache: Redis at {url}");
+            // The URL may hold a password: never print it.
+            println!("cache: Redis (from REDIS_URL)");
             builder.redis(url).build().await?
         }
         Err(_) => {

@@ -87,7 +87,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let builder = Cache::builder().namespace("quickstart");
     let cache = match std::env::var("REDIS_URL") {
         Ok(url) => {
-            println!("backend: Redis at {url} (from REDIS_URL)");
+            // The URL may hold a password: never print it.
+            println!("backend: Redis (from REDIS_URL)");
             builder.redis(url).build().await?
         }
         Err(_) => {

@@ -25,6 +25,9 @@ use crate::stats::Counters;
 /// up to `MAX_REPLAY_PAUSE`; an answer from Redis wakes it at once.
 const FIRST_REPLAY_PAUSE: Duration = Duration::from_millis(50);
 const MAX_REPLAY_PAUSE: Duration = Duration::from_secs(1);
+/// Keys per replayed batch: a batch that reaches Redis is struck off even
+/// if a later one does not.
+const REPLAY_BATCH: usize = 500;
 
 /// What a built cache keeps of its builder.
 pub(crate) struct Settings {
@@ -342,7 +345,7 @@ impl Inner {
                 progressed = true;
             }
         }
-        for batch in keys.chunks(crate::backend::BATCH) {
+        for batch in keys.chunks(REPLAY_BATCH) {
             let fulls: Vec<String> = batch
                 .iter()
                 .filter_map(|(target, _)| match target {

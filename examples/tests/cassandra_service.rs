@@ -42,7 +42,7 @@ fn runs_with_no_services() {
 #[test]
 fn runs_with_redis() {
     let redis = RedisServer::start();
-    assert!(run(Some(&redis.url())).contains("cache: Redis at"));
+    assert!(run(Some(&redis.url())).contains("cache: Redis (from REDIS_URL)"));
     assert!(
         redis
             .keys()

@@ -6,19 +6,24 @@ use std::process::Command;
 use cachefw_tests::RedisServer;
 
 fn run_quickstart(redis_url: Option<&str>) -> String {
+    run_quickstart_with_stderr(redis_url).0
+}
+
+/// Runs the quick start with `RUST_LOG=debug`; its stdout and stderr.
+fn run_quickstart_with_stderr(redis_url: Option<&str>) -> (String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quickstart"));
-    command.env_remove("REDIS_URL");
+    command.env_remove("REDIS_URL").env("RUST_LOG", "debug");
     if let Some(url) = redis_url {
         command.env("REDIS_URL", url);
     }
     let output = command.output().expect("quickstart runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
-        "quickstart failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "quickstart failed:\n{stdout}\n{stderr}"
     );
-    stdout
+    (stdout, stderr)
 }
 
 fn assert_tells_the_story(stdout: &str) {
@@ -46,10 +51,7 @@ fn runs_in_memory_with_no_services() {
 fn runs_against_redis_from_redis_url() {
     let redis = RedisServer::start();
     let stdout = run_quickstart(Some(&redis.url()));
-    assert!(
-        stdout.contains(&format!("backend: Redis at {}", redis.url())),
-        "{stdout}"
-    );
+    assert!(stdout.contains("backend: Redis (from REDIS_URL)"), "{stdout}");
     assert_tells_the_story(&stdout);
     assert!(
         redis.keys().contains(&"quickstart:v1:user:7".to_owned()),
@@ -66,4 +68,15 @@ fn survives_redis_being_down() {
     let stdout = run_quickstart(Some(&redis.url()));
     assert!(stdout.contains("4. 100 concurrent callers"), "{stdout}");
     assert!(stdout.contains("by 1 load(s) of the source"), "{stdout}");
+}
+
+#[test]
+fn never_prints_the_password_of_redis_url() {
+    let redis = RedisServer::start();
+    let url = redis.url().replace("redis://", "redis://:pa%2Fss-s3cret@");
+    let (stdout, stderr) = run_quickstart_with_stderr(Some(&url));
+    assert!(stdout.contains("4. 100 concurrent callers"), "{stdout}");
+    for output in [&stdout, &stderr] {
+        assert!(!output.contains("s3cret"), "the password leaked:\n{output}");
+    }
 }

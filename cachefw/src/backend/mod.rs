@@ -17,10 +17,6 @@ use bytes::Bytes;
 use crate::backend::breaker::BreakerState;
 use crate::error::Error;
 
-/// Keys per `UNLINK` in batch and prefix evictions, and the `COUNT` hint of
-/// each `SCAN` step.
-pub(crate) const BATCH: usize = 500;
-
 // One per cache, behind its `Arc`: the size of the Redis variant costs
 // nothing, and boxing it would add a pointer chase to every hit.
 #[allow(clippy::large_enum_variant)]

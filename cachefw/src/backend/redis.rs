@@ -29,11 +29,13 @@ use redis::{
 };
 use tokio::sync::Notify;
 
-use crate::backend::BATCH;
 use crate::backend::breaker::{Breaker, BreakerState, Outcome};
 use crate::backend::scripts;
 use crate::error::{Error, RedisFailure};
 
+/// Keys per `UNLINK` in batch and prefix evictions, and the `COUNT` hint of
+/// each `SCAN` step.
+const BATCH: usize = 500;
 /// Cluster slots.
 const SLOTS: usize = 16_384;
 /// Probes of one node that fail in a row before the cluster connection is
