@@ -113,7 +113,9 @@ async fn callers_during_a_restart_all_get_values() {
     redis.stop();
     // Let the callers run into the outage before Redis comes back.
     let errors = cache.stats().errors;
+    let deadline = Instant::now() + Duration::from_secs(10);
     while cache.stats().errors < errors + 50 {
+        assert!(Instant::now() < deadline, "{:?}", cache.stats());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     redis.restart();

@@ -105,14 +105,17 @@ impl<C> Shared<C> {
         if let Some(conn) = self.current.load_full() {
             return Ok(conn);
         }
-        let _turn = tokio::time::timeout(timeout, self.connecting.lock())
+        // Waiting for another caller's connect and making our own share
+        // one deadline.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let _turn = tokio::time::timeout_at(deadline, self.connecting.lock())
             .await
             .map_err(|_| timed_out())?;
         if let Some(conn) = self.current.load_full() {
             return Ok(conn);
         }
         let conn = Arc::new(
-            tokio::time::timeout(timeout, connect())
+            tokio::time::timeout_at(deadline, connect())
                 .await
                 .map_err(|_| timed_out())??,
         );
