@@ -64,12 +64,10 @@ pub trait Shape: Returns {
 
     /// The function's answer for a stored entry, or `None` when the entry
     /// does not answer for this shape (it is then a miss).
-    #[doc(hidden)]
     fn from_entry(entry: Entry<Self::Value>) -> Option<Self::Output>;
 
     /// The entry that stands for `output`, or `None` for an error, which is
     /// neither stored nor shared.
-    #[doc(hidden)]
     fn to_entry(output: &Self::Output) -> Option<Entry<Self::Value>>;
 }
 

@@ -650,6 +650,30 @@ async fn cache_put_of_none_evicts_and_of_err_does_nothing() {
     assert!(redis.keys().is_empty(), "Ok(None) evicts");
 }
 
+#[cache_put(key = "j:<id>", ttl = "100s", jitter = "50%", cache = cache)]
+async fn put_jittered(cache: &Cache, id: u64) -> u64 {
+    let _ = cache;
+    id
+}
+
+#[tokio::test]
+async fn cache_put_takes_jitter_off_its_ttl() {
+    let (redis, cache) = redis_cache().await;
+    let mut ttls = Vec::new();
+    for id in 0..8 {
+        assert_eq!(put_jittered(&cache, id).await, id);
+        let pttl = redis.pttl(&format!("m:v1:j:{id}"));
+        assert!(
+            pttl > 45_000 && pttl <= 100_000,
+            "100s less up to 50%: {pttl}"
+        );
+        ttls.push(pttl / 1_000);
+    }
+    ttls.sort_unstable();
+    ttls.dedup();
+    assert!(ttls.len() > 1, "eight puts, one TTL: no jitter ({ttls:?})");
+}
+
 #[cacheable(key = "a:<x>:<y>", ttl = "1m", cache = cache)]
 async fn joined(cache: &Cache, calls: &Calls, x: &str, y: &str) -> String {
     calls.tick();
