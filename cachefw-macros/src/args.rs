@@ -1,12 +1,16 @@
-//! Attribute arguments: `name = value` pairs, each checked against what the
-//! macro accepts, with unknown and repeated names reported on their span.
+//! Attribute arguments: `name = value` pairs. One table ([`arguments!`])
+//! lists every argument with the type its value parses into and the macros
+//! that take it; the accepted names, the parse and the fields of [`Args`]
+//! all come from it. Every mistake is reported on its own span, all at once:
+//! an unknown or repeated name, a value of the wrong kind, a malformed TTL.
 
-use proc_macro2::{Span, TokenStream};
-use syn::parse::{Parse, ParseStream, Parser};
-use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitStr, Token};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::ext::IdentExt as _;
+use syn::parse::{ParseStream, Parser};
+use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitStr, Path, Token};
 
 use crate::errors::Errors;
+use crate::ttl;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -23,83 +27,281 @@ impl Kind {
             Self::Put => "#[cache_put]",
         }
     }
+}
 
-    fn accepts(self) -> &'static [&'static str] {
+/// The keyword of one argument, named as its field: a `syn` custom keyword,
+/// except `crate`, which is a Rust keyword with its own token.
+macro_rules! keyword {
+    ($field:ident(crate)) => {
+        pub(super) use syn::token::Crate as $field;
+    };
+    ($field:ident($keyword:ident)) => {
+        syn::custom_keyword!($keyword);
+    };
+}
+
+/// Declares the arguments: each row is `Variant field(name): ValueType =>
+/// [the macros that take it];`.
+macro_rules! arguments {
+    ($($variant:ident $field:ident($name:tt): $value:ty => [$($kind:ident),+];)+) => {
+        mod kw {
+            $(keyword!($field($name));)+
+        }
+
+        /// The name of an argument.
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum Name {
+            $($variant,)+
+        }
+
+        impl Name {
+            const ALL: &[Name] = &[$(Name::$variant),+];
+
+            fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($name),)+
+                }
+            }
+
+            fn taken_by(self, kind: Kind) -> bool {
+                match self {
+                    $(Self::$variant => matches!(kind, $(Kind::$kind)|+),)+
+                }
+            }
+
+            /// Reads an argument name, or `None` when the next token is not one.
+            fn parse(input: ParseStream<'_>) -> syn::Result<Option<(Self, Span)>> {
+                $(
+                    if input.peek(kw::$field) {
+                        let keyword: kw::$field = input.parse()?;
+                        return Ok(Some((Self::$variant, keyword.span)));
+                    }
+                )+
+                Ok(None)
+            }
+        }
+
+        /// The arguments of one attribute, each checked and typed.
+        #[derive(Default)]
+        pub(crate) struct Args {
+            $(pub(crate) $field: Option<$value>,)+
+        }
+
+        impl Args {
+            fn set(&mut self, name: Name, value: Expr) -> syn::Result<()> {
+                match name {
+                    $(Name::$variant => self.$field = Some(from_arg(name, value)?),)+
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+// A new argument is one row here (and its value type, if new).
+arguments! {
+    Key key(key): KeyText => [Cacheable, Put, Evict];
+    Prefix prefix(prefix): KeyText => [Evict];
+    Ttl ttl(ttl): Ttl => [Cacheable, Put];
+    Cache cache(cache): Expr => [Cacheable, Put, Evict];
+    CacheNone cache_none(cache_none): Ttl => [Cacheable];
+    Condition condition(condition): Expr => [Cacheable];
+    Unless unless(unless): Expr => [Cacheable, Put];
+    Jitter jitter(jitter): Jitter => [Cacheable, Put];
+    Before before(before): LitBool => [Evict];
+    Shape shape(shape): DeclaredShape => [Cacheable, Put, Evict];
+    Crate krate(crate): Path => [Cacheable, Put, Evict];
+}
+
+/// A value an argument takes, read from the expression after `name =`.
+trait FromArg: Sized {
+    /// What a valid value looks like, completing "`name` takes …".
+    const EXPECTED: &'static str;
+
+    /// `None` when `expr` is not of this kind at all; an error when it is
+    /// but is still wrong (a malformed TTL).
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>>;
+}
+
+fn from_arg<V: FromArg>(name: Name, value: Expr) -> syn::Result<V> {
+    V::from_expr(&value).unwrap_or_else(|| {
+        Err(syn::Error::new_spanned(
+            &value,
+            format!("`{}` takes {}", name.as_str(), V::EXPECTED),
+        ))
+    })
+}
+
+/// The literal `expr` is, seen through the invisible groups that
+/// `macro_rules!` wraps around its fragments.
+fn literal(expr: &Expr) -> Option<&Lit> {
+    match expr {
+        Expr::Lit(ExprLit { lit, attrs }) if attrs.is_empty() => Some(lit),
+        Expr::Group(group) => literal(&group.expr),
+        _ => None,
+    }
+}
+
+fn string(expr: &Expr) -> Option<&LitStr> {
+    match literal(expr) {
+        Some(Lit::Str(lit)) => Some(lit),
+        _ => None,
+    }
+}
+
+/// A key template or prefix as written; its placeholders are checked once
+/// the function's parameters are known.
+pub(crate) struct KeyText(pub(crate) LitStr);
+
+impl FromArg for KeyText {
+    const EXPECTED: &'static str =
+        "a string literal with `<param>` placeholders, such as `\"user:<id>\"`";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        string(expr).map(|lit| Ok(Self(lit.clone())))
+    }
+}
+
+/// A TTL, parsed at compile time.
+pub(crate) struct Ttl {
+    pub(crate) millis: u64,
+    pub(crate) lit: LitStr,
+}
+
+impl FromArg for Ttl {
+    const EXPECTED: &'static str =
+        "a duration in a string literal, such as `\"45s\"`, `\"10m\"` or `\"1h30m\"`";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        let lit = string(expr)?;
+        Some(
+            ttl::parse_millis(&lit.value())
+                .map(|millis| Self {
+                    millis,
+                    lit: lit.clone(),
+                })
+                .map_err(|message| syn::Error::new_spanned(lit, message)),
+        )
+    }
+}
+
+/// A TTL jitter, as a fraction in `[0, 1)`.
+pub(crate) struct Jitter(pub(crate) f64);
+
+impl FromArg for Jitter {
+    const EXPECTED: &'static str = "a percentage in a string literal, such as `\"10%\"`";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        let lit = string(expr)?;
+        Some(
+            ttl::parse_jitter(&lit.value())
+                .map(Self)
+                .map_err(|message| syn::Error::new_spanned(lit, message)),
+        )
+    }
+}
+
+impl FromArg for LitBool {
+    const EXPECTED: &'static str = "`true` or `false`";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        match literal(expr) {
+            Some(Lit::Bool(lit)) => Some(Ok(lit.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// Any expression: its type is checked where the expansion uses it.
+impl FromArg for Expr {
+    const EXPECTED: &'static str = "an expression";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        Some(Ok(expr.clone()))
+    }
+}
+
+impl FromArg for Path {
+    const EXPECTED: &'static str =
+        "a path to the `cachefw` crate or a re-export of it, such as `my_crate::cachefw`";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        match expr {
+            Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => {
+                Some(Ok(path.path.clone()))
+            }
+            Expr::Group(group) => Self::from_expr(&group.expr),
+            _ => None,
+        }
+    }
+}
+
+/// A return shape, as `shape = "…"` names it. The names are the runtime's:
+/// `cachefw::__private::declare::{result, option, result_option, plain}`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Shape {
+    Result,
+    Option,
+    ResultOption,
+    Plain,
+}
+
+impl Shape {
+    const ALL: [Self; 4] = [Self::Result, Self::Option, Self::ResultOption, Self::Plain];
+
+    pub(crate) fn name(self) -> &'static str {
         match self {
-            Self::Cacheable => &[
-                "key",
-                "ttl",
-                "cache",
-                "cache_none",
-                "condition",
-                "unless",
-                "jitter",
-            ],
-            Self::Evict => &["key", "prefix", "before", "cache"],
-            Self::Put => &["key", "ttl", "cache", "unless"],
+            Self::Result => "result",
+            Self::Option => "option",
+            Self::ResultOption => "result_option",
+            Self::Plain => "plain",
         }
     }
 }
 
-/// One `name = value`.
-struct Arg {
-    name: Ident,
-    value: Expr,
+/// `shape = "…"`: the shape the function declares.
+pub(crate) struct DeclaredShape {
+    pub(crate) shape: Shape,
+    pub(crate) lit: LitStr,
 }
 
-impl Parse for Arg {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let name: Ident = input.parse()?;
-        input.parse::<Token![=]>()?;
-        let value = input.parse()?;
-        Ok(Self { name, value })
+/// The valid shapes, for messages.
+macro_rules! shapes {
+    () => {
+        "`\"result\"` (`Result<T, E>`), `\"option\"` (`Option<T>`), `\"result_option\"` \
+         (`Result<Option<T>, E>`) or `\"plain\"` (any other value)"
+    };
+}
+
+impl FromArg for DeclaredShape {
+    const EXPECTED: &'static str = concat!("a shape in a string literal: ", shapes!());
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        let lit = string(expr)?;
+        let value = lit.value();
+        Some(
+            Shape::ALL
+                .into_iter()
+                .find(|shape| shape.name() == value)
+                .map(|shape| Self {
+                    shape,
+                    lit: lit.clone(),
+                })
+                .ok_or_else(|| {
+                    syn::Error::new_spanned(
+                        lit,
+                        format!("unknown shape {value:?}: expected {}", shapes!()),
+                    )
+                }),
+        )
     }
 }
 
-/// The arguments of one attribute, as given.
-#[derive(Default)]
-pub(crate) struct Args {
-    pub(crate) key: Option<LitStr>,
-    pub(crate) prefix: Option<LitStr>,
-    pub(crate) ttl: Option<LitStr>,
-    pub(crate) cache_none: Option<LitStr>,
-    pub(crate) jitter: Option<LitStr>,
-    pub(crate) cache: Option<Expr>,
-    pub(crate) condition: Option<Expr>,
-    pub(crate) unless: Option<Expr>,
-    pub(crate) before: Option<LitBool>,
-}
-
-fn string(arg: Arg, errors: &mut Errors) -> Option<LitStr> {
-    match arg.value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(lit), ..
-        }) => Some(lit),
-        other => {
-            errors.push(syn::Error::new_spanned(
-                other,
-                format!(
-                    "`{}` takes a string literal, like `{} = \"…\"`",
-                    arg.name, arg.name
-                ),
-            ));
-            None
-        }
-    }
-}
-
-fn boolean(arg: Arg, errors: &mut Errors) -> Option<LitBool> {
-    match arg.value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Bool(lit),
-            ..
-        }) => Some(lit),
-        other => {
-            errors.push(syn::Error::new_spanned(
-                other,
-                format!("`{}` takes `true` or `false`", arg.name),
-            ));
-            None
+/// Skips the rest of a malformed argument, up to the next top-level comma.
+fn skip_argument(input: ParseStream<'_>) {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        if input.parse::<TokenTree>().is_err() {
+            return;
         }
     }
 }
@@ -107,68 +309,90 @@ fn boolean(arg: Arg, errors: &mut Errors) -> Option<LitBool> {
 impl Args {
     /// Parses the attribute's tokens, reporting every problem to `errors`.
     pub(crate) fn parse(kind: Kind, tokens: TokenStream, errors: &mut Errors) -> Self {
-        let valid = kind.accepts().join(", ");
-        let parsed = Punctuated::<Arg, Token![,]>::parse_terminated.parse2(tokens);
-        let list = match parsed {
-            Ok(list) => list,
-            Err(error) => {
-                errors.push(syn::Error::new(
-                    error.span(),
-                    format!(
-                        "{error}: {} takes `name = value` arguments: {valid}",
-                        kind.attribute()
-                    ),
-                ));
-                return Self::default();
-            }
-        };
+        let valid: Vec<&str> = Name::ALL
+            .iter()
+            .filter(|name| name.taken_by(kind))
+            .map(|name| name.as_str())
+            .collect();
+        let valid = valid.join(", ");
         let mut args = Self::default();
-        let mut seen: Vec<String> = Vec::new();
-        for arg in list {
-            let name = arg.name.to_string();
-            if !kind.accepts().contains(&name.as_str()) {
-                errors.push(syn::Error::new_spanned(
-                    &arg.name,
-                    format!(
-                        "unknown argument `{name}` of {}; valid arguments are: {valid}",
-                        kind.attribute()
-                    ),
-                ));
-                continue;
+        let mut seen = Vec::new();
+        let parser = |input: ParseStream<'_>| {
+            while !input.is_empty() {
+                if let Err(error) = args.parse_one(kind, input, &mut seen, &valid) {
+                    errors.push(error);
+                    skip_argument(input);
+                }
+                if !input.is_empty()
+                    && let Err(error) = input.parse::<Token![,]>()
+                {
+                    errors.push(syntax(kind, &error, &valid));
+                    skip_argument(input);
+                    let _ = input.parse::<Option<Token![,]>>();
+                }
             }
-            if seen.contains(&name) {
-                errors.push(syn::Error::new_spanned(
-                    &arg.name,
-                    format!("`{name}` is given more than once"),
-                ));
-                continue;
-            }
-            seen.push(name.clone());
-            match name.as_str() {
-                "key" => args.key = string(arg, errors),
-                "prefix" => args.prefix = string(arg, errors),
-                "ttl" => args.ttl = string(arg, errors),
-                "cache_none" => args.cache_none = string(arg, errors),
-                "jitter" => args.jitter = string(arg, errors),
-                "before" => args.before = boolean(arg, errors),
-                "cache" => args.cache = Some(arg.value),
-                "condition" => args.condition = Some(arg.value),
-                _ => args.unless = Some(arg.value),
-            }
+            Ok(())
+        };
+        if let Err(error) = parser.parse2(tokens) {
+            errors.push(syntax(kind, &error, &valid));
         }
-        args.check_target(kind, errors, &seen);
+        args.check_target(kind, &seen, errors);
         args
     }
 
+    fn parse_one(
+        &mut self,
+        kind: Kind,
+        input: ParseStream<'_>,
+        seen: &mut Vec<Name>,
+        valid: &str,
+    ) -> syn::Result<()> {
+        let unknown = |name: &dyn std::fmt::Display, span: Span| {
+            syn::Error::new(
+                span,
+                format!(
+                    "unknown argument `{name}` of {}; valid arguments are: {valid}",
+                    kind.attribute()
+                ),
+            )
+        };
+        let Some((name, span)) = Name::parse(input)? else {
+            let ident = input
+                .call(Ident::parse_any)
+                .map_err(|error| syntax(kind, &error, valid))?;
+            return Err(unknown(&ident, ident.span()));
+        };
+        if !name.taken_by(kind) {
+            return Err(unknown(&name.as_str(), span));
+        }
+        if seen.contains(&name) {
+            return Err(syn::Error::new(
+                span,
+                format!("`{}` is given more than once", name.as_str()),
+            ));
+        }
+        seen.push(name);
+        input
+            .parse::<Token![=]>()
+            .map_err(|error| syntax(kind, &error, valid))?;
+        let value: Expr = input.parse()?;
+        self.set(name, value)
+    }
+
     /// `key` is required, except that `#[cache_evict]` takes `key` or
-    /// `prefix`, not both.
-    fn check_target(&self, kind: Kind, errors: &mut Errors, seen: &[String]) {
-        let given = |name: &str| seen.iter().any(|s| s == name);
-        match (kind, given("key"), given("prefix")) {
-            (Kind::Evict, true, true) => errors.push(syn::Error::new_spanned(
-                &self.prefix,
-                "#[cache_evict] takes `key = …` or `prefix = …`, not both",
-            )),
+    /// `prefix`, not both. One given with a wrong value was reported already.
+    fn check_target(&self, kind: Kind, given: &[Name], errors: &mut Errors) {
+        let key = given.contains(&Name::Key);
+        let prefix = given.contains(&Name::Prefix);
+        match (kind, key, prefix) {
+            (Kind::Evict, true, true) => {
+                if let Some(prefix) = &self.prefix {
+                    errors.push(syn::Error::new_spanned(
+                        &prefix.0,
+                        "#[cache_evict] takes `key = …` or `prefix = …`, not both",
+                    ));
+                }
+            }
             (Kind::Evict, false, false) => errors.push(syn::Error::new(
                 Span::call_site(),
                 "#[cache_evict] needs `key = \"…\"` (one entry) or `prefix = \"…\"` (every entry whose key starts with it)",
@@ -179,5 +403,136 @@ impl Args {
             )),
             _ => {}
         }
+    }
+}
+
+/// A malformed argument list, said with what the attribute takes.
+fn syntax(kind: Kind, error: &syn::Error, valid: &str) -> syn::Error {
+    syn::Error::new(
+        error.span(),
+        format!(
+            "{error}: {} takes `name = value` arguments: {valid}",
+            kind.attribute()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn parse(kind: Kind, tokens: TokenStream) -> (Args, Vec<String>) {
+        let mut errors = Errors::default();
+        let args = Args::parse(kind, tokens, &mut errors);
+        (args, errors.messages())
+    }
+
+    #[test]
+    fn every_name_is_a_keyword_and_taken_by_some_macro() {
+        for name in Name::ALL {
+            let text = name.as_str();
+            assert!(
+                [Kind::Cacheable, Kind::Evict, Kind::Put]
+                    .into_iter()
+                    .any(|kind| name.taken_by(kind)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_typed_values() {
+        let (args, errors) = parse(
+            Kind::Cacheable,
+            quote!(
+                key = "u:<id>",
+                ttl = "1m",
+                cache_none = "5s",
+                jitter = "10%",
+                cache = self.cache,
+                condition = id > 0,
+                unless = result.is_empty(),
+                shape = "result_option",
+                crate = my::cachefw
+            ),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(args.key.map(|k| k.0.value()).as_deref(), Some("u:<id>"));
+        assert_eq!(args.ttl.map(|t| t.millis), Some(60_000));
+        assert_eq!(args.cache_none.map(|t| t.millis), Some(5_000));
+        assert_eq!(args.jitter.map(|j| j.0), Some(0.1));
+        assert!(args.cache.is_some() && args.condition.is_some() && args.unless.is_some());
+        assert_eq!(args.shape.map(|s| s.shape), Some(Shape::ResultOption));
+        let path = args.krate.expect("crate");
+        assert_eq!(quote!(#path).to_string(), "my :: cachefw");
+    }
+
+    #[test]
+    fn reports_every_mistake_and_keeps_the_rest() {
+        let (args, errors) = parse(
+            Kind::Cacheable,
+            quote!(
+                key = user,
+                ttl = 10,
+                bogus = 1,
+                ttl = "1m",
+                shape = "either",
+                before = true,
+                jitter = "10%",
+                crate = "cachefw",
+                cache_none = "1x"
+            ),
+        );
+        let expected = [
+            "`key` takes a string literal",
+            "`ttl` takes a duration",
+            "unknown argument `bogus` of #[cacheable]",
+            "`ttl` is given more than once",
+            "unknown shape \"either\"",
+            "unknown argument `before` of #[cacheable]",
+            "`crate` takes a path",
+            "malformed TTL \"1x\"",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (error, expected) in errors.iter().zip(expected) {
+            assert!(error.starts_with(expected), "{error} / {expected}");
+        }
+        assert_eq!(
+            args.jitter.map(|j| j.0),
+            Some(0.1),
+            "the valid ones are kept"
+        );
+    }
+
+    #[test]
+    fn a_repeated_name_is_reported_once_the_first_kept() {
+        let (args, errors) = parse(Kind::Put, quote!(key = "a", ttl = "1m", ttl = "2m"));
+        assert_eq!(errors, ["`ttl` is given more than once"]);
+        assert_eq!(args.ttl.map(|t| t.millis), Some(60_000));
+    }
+
+    #[test]
+    fn recovers_from_malformed_syntax() {
+        let (args, errors) = parse(Kind::Evict, quote!(key "a", before = true false, prefix));
+        let expected = ["expected `=`", "expected `,`", "expected `=`"];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (error, expected) in errors.iter().zip(expected) {
+            assert!(error.contains(expected), "{error} / {expected}");
+        }
+        assert_eq!(args.before.map(|b| b.value), Some(true));
+    }
+
+    #[test]
+    fn names_the_valid_arguments_of_each_macro() {
+        let (_, errors) = parse(Kind::Evict, quote!(key = "a", ttl = "1m"));
+        assert_eq!(
+            errors,
+            [
+                "unknown argument `ttl` of #[cache_evict]; valid arguments are: \
+              key, prefix, cache, before, shape, crate"
+            ]
+        );
     }
 }

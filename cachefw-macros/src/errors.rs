@@ -16,6 +16,11 @@ impl Errors {
         self.list.is_empty()
     }
 
+    #[cfg(test)]
+    pub(crate) fn messages(&self) -> Vec<String> {
+        self.list.iter().map(ToString::to_string).collect()
+    }
+
     pub(crate) fn to_compile_errors(&self) -> TokenStream {
         self.list.iter().map(syn::Error::to_compile_error).collect()
     }

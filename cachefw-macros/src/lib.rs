@@ -10,6 +10,7 @@
 //! type-checks.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod args;
 mod entity;

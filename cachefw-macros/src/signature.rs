@@ -1,41 +1,36 @@
 //! What the macros need to know about the annotated function: its parameter
-//! names, the shape of its return type, and whether it is a plain `async fn`
-//! or a method that `#[async_trait]` has already rewritten.
+//! names, its return type, and whether it is a plain `async fn` or a method
+//! that `#[async_trait]` has already rewritten.
+//!
+//! The return type's shape is not read here: the generated code finds it
+//! from the type itself (see `cachefw/src/shape.rs`), so aliases keep
+//! theirs. What the macro can see is whether the type hangs on a type
+//! parameter, which that dispatch cannot see through.
 
+use proc_macro2::Span;
 use syn::visit_mut::VisitMut;
 use syn::{
-    Expr, ExprAsync, FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Stmt, Type,
-    TypeImplTrait, TypeParamBound,
+    Expr, ExprAsync, FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Stmt,
+    Type, TypeImplTrait, TypeParamBound, TypePath,
 };
-
-/// How the return type maps to cache entries.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Shape {
-    /// `Result<T, E>` (by its last path segment, so `io::Result<T>` too).
-    Result,
-    /// `Option<T>`.
-    Option,
-    /// Anything else.
-    Plain,
-}
 
 pub(crate) struct Analysis {
     /// Parameter names a key may name: `self`, and parameters bound to a
     /// plain identifier.
     pub(crate) params: Vec<String>,
-    pub(crate) shape: Shape,
-    /// The cached value type: `T` of `Result<T, E>` or `Option<T>`, or the
-    /// return type itself.
-    pub(crate) value: Type,
     /// The return type, to annotate the body with, when it can be written
     /// in a `let` (no `impl Trait`).
     pub(crate) annotate: Option<Type>,
+    /// The return type when it is a type parameter of the function (`R`)
+    /// or one of its associated types (`R::Output`): its shape cannot be
+    /// found from the type, so it has to be declared.
+    pub(crate) generic_output: Option<Type>,
     /// Whether `#[async_trait]` already rewrote the method: its body is then
     /// `Box::pin(async move { … })`, and that inner block is what is wrapped.
     pub(crate) async_trait: bool,
-    /// Where the value type is written (or the function's name): errors
+    /// Where the return type is written (or the function's name): errors
     /// about the value type point there.
-    pub(crate) output_span: proc_macro2::Span,
+    pub(crate) output_span: Span,
 }
 
 fn strip(ty: &Type) -> &Type {
@@ -46,22 +41,19 @@ fn strip(ty: &Type) -> &Type {
     }
 }
 
-/// The shape of `ty` and the type that would be cached.
-fn shape_of(ty: &Type) -> (Shape, Type) {
-    if let Type::Path(path) = strip(ty)
-        && path.qself.is_none()
-        && let Some(last) = path.path.segments.last()
-        && let PathArguments::AngleBracketed(args) = &last.arguments
-        && let Some(GenericArgument::Type(first)) = args.args.first()
-    {
-        if last.ident == "Result" {
-            return (Shape::Result, first.clone());
-        }
-        if last.ident == "Option" {
-            return (Shape::Option, first.clone());
-        }
+/// Whether `ty` is one of `params` (`R`) or a projection from one
+/// (`R::Output`, `<R as Trait>::Output`).
+fn hangs_on(ty: &Type, params: &[&Ident]) -> bool {
+    let Type::Path(TypePath { qself, path }) = strip(ty) else {
+        return false;
+    };
+    if let Some(qself) = qself {
+        return hangs_on(&qself.ty, params);
     }
-    (Shape::Plain, ty.clone())
+    path.leading_colon.is_none()
+        && path.segments.first().is_some_and(|first| {
+            first.arguments.is_none() && params.iter().any(|param| first.ident == **param)
+        })
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {
@@ -176,18 +168,54 @@ pub(crate) fn analyze(item: &mut ItemFn, attribute: &str) -> syn::Result<Analysi
             }
         }
     };
-    let (shape, value) = shape_of(&output);
+    let type_params: Vec<&Ident> = item.sig.generics.type_params().map(|p| &p.ident).collect();
+    let generic_output = hangs_on(&output, &type_params).then(|| output.clone());
     let output_span = match &item.sig.output {
-        ReturnType::Type(..) if !async_trait => syn::spanned::Spanned::span(&value),
+        ReturnType::Type(_, ty) if !async_trait => syn::spanned::Spanned::span(ty),
         _ => item.sig.ident.span(),
     };
     let annotate = (!async_trait && !contains_impl_trait(&output)).then_some(output);
     Ok(Analysis {
         params,
-        shape,
-        value,
         annotate,
+        generic_output,
         async_trait,
         output_span,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic_output(item: &str) -> Option<String> {
+        let mut item: ItemFn = syn::parse_str(item).expect("a fn");
+        let analysis = analyze(&mut item, "#[cacheable]").expect("analysed");
+        analysis
+            .generic_output
+            .map(|ty| quote::ToTokens::to_token_stream(&ty).to_string())
+    }
+
+    #[test]
+    fn finds_returns_that_hang_on_a_type_parameter() {
+        for item in [
+            "async fn f<R>() -> R {}",
+            "async fn f<R: Tr>() -> R::Output {}",
+            "async fn f<R: Tr>() -> <R as Tr>::Output {}",
+            "async fn f<'a, R>() -> (R) {}",
+        ] {
+            assert!(generic_output(item).is_some(), "{item}");
+        }
+        for item in [
+            "async fn f<R>() -> Result<R, E> {}",
+            "async fn f<R>() -> Option<R> {}",
+            "async fn f<T>() -> R {}",
+            "async fn f<R>() -> ::R {}",
+            "async fn f<R>() -> Vec<R> {}",
+            "async fn f() -> ApiResult<u8> {}",
+            "async fn f() {}",
+        ] {
+            assert_eq!(generic_output(item), None, "{item}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use crate::codec::Entry;
 use crate::error::Error;
 use crate::inner::Inner;
 use crate::policy::Policy;
-use crate::shape::{Fallible, FallibleOptional};
+use crate::shape::{ResultOptionShape, ResultShape};
 use crate::stats::Stats;
 
 /// A cache: a cheap, cloneable handle over one backend (Redis or memory).
@@ -284,7 +284,7 @@ impl Cache {
         let policy = Policy::with_ttl(ttl, None, self.inner.defaults());
         let full = self.inner.keys().full(key);
         self.inner
-            .through::<Fallible<T, E>, _, _>(&full, &policy, |_| false, loader)
+            .through::<ResultShape<T, E>, _, _>(&full, &policy, |_| false, loader)
             .await
     }
 
@@ -326,7 +326,7 @@ impl Cache {
         let policy = Policy::with_ttl(ttl, none_ttl, self.inner.defaults());
         let full = self.inner.keys().full(key);
         self.inner
-            .through::<FallibleOptional<T, E>, _, _>(&full, &policy, |_| false, loader)
+            .through::<ResultOptionShape<T, E>, _, _>(&full, &policy, |_| false, loader)
             .await
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::cache::Cache;
 use crate::codec::Entry;
 use crate::policy::{Options, Policy};
-use crate::shape::{Fallible, Optional, Plain, Shape, Value};
+use crate::shape::{Returns, Shape};
 
 /// The cache installed with [`crate::install`]; warns once per process when
 /// there is none, since every annotated call then runs uncached.
@@ -113,8 +113,11 @@ impl Call {
         }
     }
 
-    async fn through<S: Shape>(
+    /// `#[cacheable]`: the stored answer, or the body's, stored as the
+    /// shape `S` says (`unless` holding back a value).
+    pub async fn cacheable<S: Shape>(
         self,
+        _: S,
         options: &Options,
         unless: impl FnOnce(&S::Value) -> bool,
         body: impl Future<Output = S::Output>,
@@ -129,36 +132,6 @@ impl Call {
             .await
     }
 
-    /// `#[cacheable]` on a fn returning `Result<T, E>`.
-    pub async fn cacheable_result<T: Value, E>(
-        self,
-        options: &Options,
-        unless: impl FnOnce(&T) -> bool,
-        body: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
-        self.through::<Fallible<T, E>>(options, unless, body).await
-    }
-
-    /// `#[cacheable]` on a fn returning `Option<T>`.
-    pub async fn cacheable_option<T: Value>(
-        self,
-        options: &Options,
-        unless: impl FnOnce(&T) -> bool,
-        body: impl Future<Output = Option<T>>,
-    ) -> Option<T> {
-        self.through::<Optional<T>>(options, unless, body).await
-    }
-
-    /// `#[cacheable]` on a fn returning any other `T`.
-    pub async fn cacheable_value<T: Value>(
-        self,
-        options: &Options,
-        unless: impl FnOnce(&T) -> bool,
-        body: impl Future<Output = T>,
-    ) -> T {
-        self.through::<Plain<T>>(options, unless, body).await
-    }
-
     async fn evict_now(&self) {
         let Some(cache) = &self.cache else { return };
         // Failures are counted and logged by the cache; they never reach
@@ -169,80 +142,50 @@ impl Call {
         };
     }
 
-    /// `#[cache_evict]` on a fn returning `Result`: evicts after it returns
-    /// `Ok`; with `before`, before the body and again after it, whatever it
-    /// returns, so a reader that filled the key in between does not win.
-    pub async fn evict_result<T, E>(
+    /// `#[cache_evict]`: evicts after the body succeeds (`Ok` of a
+    /// `Result`, any value of a shape without errors); with `before`,
+    /// before the body and again after it, whatever it returns, so a reader
+    /// that filled the key in between does not win.
+    pub async fn evict<S: Returns>(
         self,
+        _: S,
         before: bool,
-        body: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
+        body: impl Future<Output = S::Output>,
+    ) -> S::Output {
         if before {
             self.evict_now().await;
         }
         let output = body.await;
-        if before || output.is_ok() {
+        if before || S::succeeded(&output) {
             self.evict_now().await;
         }
         output
     }
 
-    /// `#[cache_evict]` on a fn returning anything else: evicts after it
-    /// returns; with `before`, before the body too.
-    pub async fn evict<R>(self, before: bool, body: impl Future<Output = R>) -> R {
-        if before {
-            self.evict_now().await;
-        }
-        let output = body.await;
-        self.evict_now().await;
-        output
-    }
-
-    async fn put<S: Shape>(
+    /// `#[cache_put]`: stores the body's value (`Ok`, `Some`, or a plain
+    /// value) unless `unless` holds it back; a `None` (`Ok(None)`) evicts
+    /// the key instead, since the source no longer has a value; an `Err`
+    /// changes nothing.
+    pub async fn put<S: Shape>(
         self,
+        _: S,
         options: &Options,
         unless: impl FnOnce(&S::Value) -> bool,
         body: impl Future<Output = S::Output>,
     ) -> S::Output {
         let output = body.await;
-        if let (Some(cache), Target::Key(key)) = (&self.cache, &self.target)
-            && let Some(Entry::Value(value)) = S::to_entry(&output)
-            && !unless(&value)
-        {
-            let policy = Policy::resolve(options, cache.inner().defaults());
-            let ttl = policy.jittered(policy.ttl);
-            cache.inner().put_full(key, &value, ttl).await;
+        let (Some(cache), Target::Key(key)) = (&self.cache, &self.target) else {
+            return output;
+        };
+        match S::to_entry(&output) {
+            Some(Entry::Value(value)) if !unless(&value) => {
+                let policy = Policy::resolve(options, cache.inner().defaults());
+                let ttl = policy.jittered(policy.ttl);
+                cache.inner().put_full(key, &value, ttl).await;
+            }
+            Some(Entry::Absent) => self.evict_now().await,
+            Some(Entry::Value(_) | Entry::Leased) | None => {}
         }
         output
-    }
-
-    /// `#[cache_put]` on a fn returning `Result`: stores `Ok`.
-    pub async fn put_result<T: Value, E>(
-        self,
-        options: &Options,
-        unless: impl FnOnce(&T) -> bool,
-        body: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
-        self.put::<Fallible<T, E>>(options, unless, body).await
-    }
-
-    /// `#[cache_put]` on a fn returning `Option`: stores `Some`.
-    pub async fn put_option<T: Value>(
-        self,
-        options: &Options,
-        unless: impl FnOnce(&T) -> bool,
-        body: impl Future<Output = Option<T>>,
-    ) -> Option<T> {
-        self.put::<Optional<T>>(options, unless, body).await
-    }
-
-    /// `#[cache_put]` on a fn returning any other `T`: stores it.
-    pub async fn put_value<T: Value>(
-        self,
-        options: &Options,
-        unless: impl FnOnce(&T) -> bool,
-        body: impl Future<Output = T>,
-    ) -> T {
-        self.put::<Plain<T>>(options, unless, body).await
     }
 }

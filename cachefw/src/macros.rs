@@ -29,23 +29,110 @@
 ///
 /// | argument | meaning |
 /// | --- | --- |
-/// | `key = "user:<id>"` | required: literal text with `<param>` or `<param.field.path>` placeholders, each checked against the parameters at compile time and rendered with `Display` |
+/// | `key = "user:<id>"` | required: literal text with `<param>` or `<param.field.path>` placeholders, each checked against the parameters at compile time and rendered with `Display` (see [Keys](#keys)) |
 /// | `ttl = "10m"` | how long a value lives: `"500ms"`, `"45s"`, `"10m"`, `"1h30m"`, `"1d"`; default [`Cache::default_ttl`](crate::Cache::default_ttl) |
 /// | `cache = <expr>` | the cache to use, evaluated in the function's scope (`self.cache`, a static, a call): a [`Cache`](crate::Cache), an `Option<Cache>`, or anything that dereferences to one; default: the one given to [`install`](crate::install) |
-/// | `cache_none = "30s"` | for `Option<T>` returns: also cache `None`, for this long |
+/// | `cache_none = "30s"` | for `Option<T>` and `Result<Option<T>, E>` returns: also cache `None` (`Ok(None)`), for this long; a compile error on any other shape |
 /// | `condition = <bool expr>` | over the parameters; when false the call bypasses the cache (no read, no store) |
 /// | `unless = <bool expr>` | over `result: &T`, the value about to be stored; when true it is returned but not stored |
 /// | `jitter = "10%"` | take up to this share off each TTL at random, so entries loaded together do not expire together; default [`CacheBuilder::ttl_jitter`](crate::CacheBuilder::ttl_jitter) |
+/// | `shape = "result"` | the return shape: `"result"`, `"option"`, `"result_option"` or `"plain"`; required when the return type is a type parameter, checked against the type otherwise (see [Return shapes](#return-shapes)) |
+/// | `crate = my_crate::cachefw` | the path to this crate, for a crate that re-exports it: every path the expansion names starts there instead of `::cachefw` |
 ///
-/// # What is cached
+/// Each value is checked at compile time: a value of the wrong kind
+/// (`ttl = 10`, `key = user`), a malformed TTL, an unknown or repeated
+/// argument, or a placeholder that names no parameter is an error on that
+/// text, saying what would be valid, and all of them are reported at once.
 ///
-/// - `Result<T, E>`: `Ok(T)` only; an `Err` is returned and never stored.
-/// - `Option<T>`: `Some(T)`; `None` only with `cache_none`.
-/// - any other `T`: always.
+/// # Return shapes
+///
+/// | shape | return type | stored |
+/// | --- | --- | --- |
+/// | `result` | `Result<T, E>` | `Ok(T)` only; an `Err` is returned and never stored |
+/// | `option` | `Option<T>` | `Some(T)`; `None` only with `cache_none` |
+/// | `result_option` | `Result<Option<T>, E>` | `Ok(Some(T))`; `Ok(None)` only with `cache_none`; never an `Err` |
+/// | `plain` | any other `T` | always |
 ///
 /// `T` must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`.
-/// Every form stores the bare `T`, so functions of different return shapes
+/// Every shape stores the bare `T`, so functions of different return shapes
 /// over one key share entries.
+///
+/// The shape is found from the type, not from how it is written: an alias
+/// keeps the shape of what it names, and an `impl Trait` return has the
+/// shape of the body's type.
+///
+/// ```
+/// use cachefw::cacheable;
+/// # #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// # struct User { id: u64 }
+/// # #[derive(Debug, PartialEq)] struct ApiError;
+///
+/// type ApiResult<T> = Result<T, ApiError>;
+///
+/// #[cacheable(key = "user:<id>", ttl = "10m")]
+/// async fn fetch(id: u64) -> ApiResult<User> {  // the shape of a Result: Err never stored
+///     if id == 0 { Err(ApiError) } else { Ok(User { id }) }
+/// }
+///
+/// #[cacheable(key = "row:<id>", ttl = "10m", cache_none = "30s")]
+/// async fn lookup(id: u64) -> Result<Option<User>, ApiError> {
+///     Ok((id > 1).then(|| User { id }))          // Ok(None) stored for 30s
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachefw::Error> {
+/// let cache = cachefw::Cache::builder().build().await?;
+/// cachefw::install(cache.clone());
+/// assert_eq!(fetch(0).await, Err(ApiError));
+/// assert_eq!(cache.get::<User>("user:0").await?, None);
+/// assert_eq!(lookup(1).await, Ok(None));
+/// assert_eq!(cache.stats().loads, 2);
+/// assert_eq!(lookup(1).await, Ok(None));       // the cached None
+/// assert_eq!(cache.stats().loads, 2);
+/// # Ok(()) }
+/// ```
+///
+/// Inside a generic function a type parameter `R` is just `R`, whatever a
+/// caller makes it, so a return type that is one (or one of its associated
+/// types, `R::Output`) has no shape the macro or the compiler can see: such
+/// a function must say `shape = "…"`. For a bare `R` that is `"plain"`
+/// (every value stored: a caller's `Err` too); return `Result<T, E>` or
+/// `Option<T>` over a generic `T` instead to store only `Ok` or `Some`.
+/// A declared shape that does not match the return type is a compile error
+/// on the `shape` argument.
+///
+/// ```
+/// use cachefw::{Cache, cacheable};
+/// use serde::{Serialize, de::DeserializeOwned};
+///
+/// #[cacheable(key = "config:<name>", ttl = "1m", cache = cache, shape = "plain")]
+/// async fn config<R>(cache: &Cache, name: &str, parse: fn(&str) -> R) -> R
+/// where
+///     R: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+/// {
+///     parse(name)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachefw::Error> {
+/// let cache = Cache::builder().build().await?;
+/// assert_eq!(config(&cache, "retries", |_| 3u8).await, 3);
+/// assert_eq!(config(&cache, "retries", |_| 9u8).await, 3); // cached
+/// # Ok(()) }
+/// ```
+///
+/// # Keys
+///
+/// A placeholder's value is rendered with `Display`, and inside it `%`
+/// becomes `%25` and `:` becomes `%3A`, so two calls with different
+/// arguments never share an entry through a value that holds the
+/// separator: with `key = "a:<x>:<y>"`, `x = "1:2", y = "3"` is stored at
+/// `a:1%3A2:3` and `x = "1", y = "2:3"` at `a:1:2%3A3`. Values that render
+/// the same under `Display` (a type whose `Display` leaves out a field, or
+/// two types printed alike) do share an entry: what a key tells apart is
+/// the user's choice, made by the placeholders and their `Display`.
+///
+/// # Behaviour
 ///
 /// Concurrent misses of one key run the body once, in this process and, through
 /// the key's Redis lease, across processes; a value loaded before an eviction
@@ -79,11 +166,30 @@
 /// assert_eq!(prices.cache.get::<u64>("price:A1:XXX").await?, None);
 /// # Ok(()) }
 /// ```
+///
+/// A crate that re-exports `cachefw` lets its users name it through
+/// `crate = …`, so they need no dependency on `cachefw` of their own:
+///
+/// ```
+/// mod framework {
+///     pub use cachefw; // in a real crate: `pub use cachefw;` at its root
+/// }
+///
+/// #[framework::cachefw::cacheable(crate = framework::cachefw, key = "n:<n>")]
+/// async fn double(n: u32) -> u32 { n * 2 }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() { assert_eq!(double(2).await, 4); }
+/// ```
 pub use cachefw_macros::cacheable;
 
-/// Evicts cache entries when an `async fn` runs: after it returns `Ok` (or
-/// after any return, for a function not returning `Result`), or before its
-/// body with `before = true`.
+/// Evicts cache entries when an `async fn` runs: after it succeeds, or
+/// before its body with `before = true`.
+///
+/// Success follows the [return shape](cacheable#return-shapes): `Ok` of a
+/// `Result<T, E>` or `Result<Option<T>, E>` (aliases included), any return
+/// of an `Option<T>` or a plain value. The returned value need not be
+/// cacheable. A return type that is a type parameter counts as a plain
+/// value (evicting after any return) unless `shape = "…"` says otherwise.
 ///
 /// ```
 /// use cachefw::{cache_evict, cacheable};
@@ -120,15 +226,20 @@ pub use cachefw_macros::cacheable;
 /// | --- | --- |
 /// | `key = "user:<id>"` | the one entry to evict (placeholders as in [`cacheable`]) |
 /// | `prefix = "user:"` | instead of `key`: every entry whose key starts with it, taken literally (may hold placeholders) |
-/// | `before = true` | evict before the body runs, whatever it returns (default `false`) |
+/// | `before = true` | evict before the body runs, and again after it, whatever it returns (default `false`) |
 /// | `cache = <expr>` | the cache to use, as in [`cacheable`] |
+/// | `shape = "result"` | the return shape, as in [`cacheable`]; never required |
+/// | `crate = my_crate::cachefw` | as in [`cacheable`] |
 ///
 /// Several `#[cache_evict]` may stack on one function. A failed eviction
 /// (Redis down) is counted and logged, never returned to the caller.
 pub use cachefw_macros::cache_evict;
 
-/// Write-through: stores an `async fn`'s result under its key (`Ok` of a
-/// `Result`, `Some` of an `Option`, any other value always).
+/// Write-through: stores an `async fn`'s result under its key, as its
+/// [return shape](cacheable#return-shapes) says: `Ok(T)`, `Some(T)`,
+/// `Ok(Some(T))` or a plain value is stored; `None` or `Ok(None)` removes
+/// the entry of that key (the source has no value any more); an `Err`
+/// changes nothing.
 ///
 /// ```
 /// use cachefw::cache_put;
@@ -157,5 +268,8 @@ pub use cachefw_macros::cache_evict;
 /// | `key = "user:<u.id>"` | required, as in [`cacheable`] |
 /// | `ttl = "10m"` | as in [`cacheable`] |
 /// | `cache = <expr>` | as in [`cacheable`] |
-/// | `unless = <bool expr>` | over `result: &T`; when true the value is not stored |
+/// | `unless = <bool expr>` | over `result: &T`; when true the value is not stored (the entry is left as it was) |
+/// | `jitter = "10%"` | as in [`cacheable`] |
+/// | `shape = "result"` | as in [`cacheable`]: required when the return type is a type parameter |
+/// | `crate = my_crate::cachefw` | as in [`cacheable`] |
 pub use cachefw_macros::cache_put;

@@ -1,10 +1,12 @@
-//! The items the macros' generated code names, as `::cachefw::__private::…`.
-//! Not a public API: it changes in lockstep with `cachefw-macros`.
-//! Re-exports only: the behaviour lives in the modules named.
+//! The items the macros' generated code names, as `::cachefw::__private::…`
+//! (or through the path given as `crate = …`). Not a public API: it changes
+//! in lockstep with `cachefw-macros`. Re-exports only: the behaviour lives
+//! in the modules named.
 
+pub use std::option::Option;
 pub use std::time::Duration;
 
 pub use crate::call::{CacheRef, Call, KeyWriter, installed};
 pub use crate::key::push_part;
 pub use crate::policy::Options;
-pub use crate::shape::Value;
+pub use crate::shape::{Dispatch, Tag, caching_none, declare};

@@ -1,10 +1,35 @@
-//! How a cached function's return type maps to cache entries.
+//! Return shapes: how a cached function's return type maps to cache entries,
+//! and how the macros' generated code finds the shape of a return type.
 //!
-//! `Result<T, E>` stores `Ok` only, `Option<T>` stores `Some` (and `None`
-//! only when asked to), any other `T` is always stored. Every shape stores
-//! the bare `T`, so functions of different shapes over one key share
-//! entries: a `find_user -> Option<User>` reads what a
-//! `get_user -> Result<User, _>` stored.
+//! There are four, named alike everywhere (the macros' `shape = "…"`, the
+//! marker types here, the `declare` checks):
+//!
+//! | shape | return type | stored | a success, for eviction |
+//! | --- | --- | --- | --- |
+//! | `result` ([`ResultShape`]) | `Result<T, E>` | `Ok(T)` | `Ok` |
+//! | `option` ([`OptionShape`]) | `Option<T>` | `Some(T)`; `None` with `cache_none` | any |
+//! | `result_option` ([`ResultOptionShape`]) | `Result<Option<T>, E>` | `Ok(Some(T))`; `Ok(None)` with `cache_none` | `Ok` |
+//! | `plain` ([`PlainShape`]) | anything else | the value | any |
+//!
+//! Every shape stores the bare `T` (or the absent record), so functions of
+//! different shapes over one key share entries: a `find_user -> Option<User>`
+//! reads what a `get_user -> Result<User, _>` stored.
+//!
+//! The shape is found from the type, not from how it is spelled, so aliases
+//! (`type ApiResult<T> = Result<T, ApiError>`) keep theirs: the generated code
+//! calls [`Dispatch::shape`] on `&&&Tag<R>`, and method resolution takes the
+//! first impl that matches while it strips references, the most specific
+//! first (autoref specialization). That works for every concrete type, but
+//! a type parameter `R` matches only the last impl: the macros require
+//! `shape = "…"` when the return type is one.
+
+// `Shape` is public because generated code names it in bounds, but its
+// entry methods speak the crate-private `Entry`: that keeps them internal,
+// and no other crate can implement `Shape`.
+#![allow(private_interfaces)]
+
+use std::future::Future;
+use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,9 +46,19 @@ pub trait Value: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Value for T {}
 
-pub(crate) trait Shape {
+/// What a function of a shape returns, and which of its returns succeeded:
+/// all that eviction needs, so it asks nothing of the value type.
+pub trait Returns {
     /// What the function returns.
     type Output;
+
+    /// Whether `output` is a success (`Ok`, or any value of a shape without
+    /// errors).
+    fn succeeded(output: &Self::Output) -> bool;
+}
+
+/// A shape whose values can be cached.
+pub trait Shape: Returns {
     /// What the cache stores.
     type Value: Value;
 
@@ -37,10 +72,17 @@ pub(crate) trait Shape {
 }
 
 /// `Result<T, E>`: `Ok` is the value; errors are never cached.
-pub(crate) struct Fallible<T, E>(std::marker::PhantomData<fn() -> (T, E)>);
+pub struct ResultShape<T, E>(PhantomData<fn() -> (T, E)>);
 
-impl<T: Value, E> Shape for Fallible<T, E> {
+impl<T, E> Returns for ResultShape<T, E> {
     type Output = Result<T, E>;
+
+    fn succeeded(output: &Result<T, E>) -> bool {
+        output.is_ok()
+    }
+}
+
+impl<T: Value, E> Shape for ResultShape<T, E> {
     type Value = T;
 
     fn from_entry(entry: Entry<T>) -> Option<Result<T, E>> {
@@ -58,28 +100,18 @@ impl<T: Value, E> Shape for Fallible<T, E> {
     }
 }
 
-/// `Result<Option<T>, E>`: `Some` is the value, `None` the absent entry;
-/// errors are never cached.
-pub(crate) struct FallibleOptional<T, E>(std::marker::PhantomData<fn() -> (T, E)>);
+/// `Option<T>`: `Some` is the value; `None` is the absent entry.
+pub struct OptionShape<T>(PhantomData<fn() -> T>);
 
-impl<T: Value, E> Shape for FallibleOptional<T, E> {
-    type Output = Result<Option<T>, E>;
-    type Value = T;
+impl<T> Returns for OptionShape<T> {
+    type Output = Option<T>;
 
-    fn from_entry(entry: Entry<T>) -> Option<Result<Option<T>, E>> {
-        Optional::<T>::from_entry(entry).map(Ok)
-    }
-
-    fn to_entry(output: &Result<Option<T>, E>) -> Option<Entry<T>> {
-        output.as_ref().ok().and_then(Optional::<T>::to_entry)
+    fn succeeded(_: &Option<T>) -> bool {
+        true
     }
 }
 
-/// `Option<T>`: `Some` is the value; `None` is the absent entry.
-pub(crate) struct Optional<T>(std::marker::PhantomData<fn() -> T>);
-
-impl<T: Value> Shape for Optional<T> {
-    type Output = Option<T>;
+impl<T: Value> Shape for OptionShape<T> {
     type Value = T;
 
     fn from_entry(entry: Entry<T>) -> Option<Option<T>> {
@@ -99,11 +131,42 @@ impl<T: Value> Shape for Optional<T> {
     }
 }
 
-/// Any other `T`: always a value.
-pub(crate) struct Plain<T>(std::marker::PhantomData<fn() -> T>);
+/// `Result<Option<T>, E>`: `Some` is the value, `None` the absent entry;
+/// errors are never cached.
+pub struct ResultOptionShape<T, E>(PhantomData<fn() -> (T, E)>);
 
-impl<T: Value> Shape for Plain<T> {
+impl<T, E> Returns for ResultOptionShape<T, E> {
+    type Output = Result<Option<T>, E>;
+
+    fn succeeded(output: &Result<Option<T>, E>) -> bool {
+        output.is_ok()
+    }
+}
+
+impl<T: Value, E> Shape for ResultOptionShape<T, E> {
+    type Value = T;
+
+    fn from_entry(entry: Entry<T>) -> Option<Result<Option<T>, E>> {
+        OptionShape::<T>::from_entry(entry).map(Ok)
+    }
+
+    fn to_entry(output: &Result<Option<T>, E>) -> Option<Entry<T>> {
+        output.as_ref().ok().and_then(OptionShape::<T>::to_entry)
+    }
+}
+
+/// Any other `T`: always a value.
+pub struct PlainShape<T>(PhantomData<fn() -> T>);
+
+impl<T> Returns for PlainShape<T> {
     type Output = T;
+
+    fn succeeded(_: &T) -> bool {
+        true
+    }
+}
+
+impl<T: Value> Shape for PlainShape<T> {
     type Value = T;
 
     fn from_entry(entry: Entry<T>) -> Option<T> {
@@ -115,5 +178,214 @@ impl<T: Value> Shape for Plain<T> {
 
     fn to_entry(output: &T) -> Option<Entry<T>> {
         Some(Entry::Value(output.clone()))
+    }
+}
+
+/// The return type `R` of a function, as a value that [`Dispatch`] maps to
+/// the marker of its shape.
+pub struct Tag<R>(PhantomData<fn() -> R>);
+
+impl<R> Tag<R> {
+    /// The tag of the output of `body`: it names the return type where the
+    /// function's signature cannot (`impl Trait`).
+    pub fn of<F: Future<Output = R>>(_: &F) -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<R> Clone for Tag<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for Tag<R> {}
+
+/// The shape of a [`Tag`]'s type: called as `(&&&tag).shape()`, it resolves
+/// to the impl with the most references that matches, so the most specific
+/// shape wins. The impls are at different depths, so they never overlap.
+pub trait Dispatch {
+    /// The shape marker.
+    type Shape;
+
+    /// The shape marker, a zero-sized value.
+    fn shape(self) -> Self::Shape;
+}
+
+impl<T, E> Dispatch for &&&Tag<Result<Option<T>, E>> {
+    type Shape = ResultOptionShape<T, E>;
+
+    fn shape(self) -> Self::Shape {
+        ResultOptionShape(PhantomData)
+    }
+}
+
+impl<T, E> Dispatch for &&Tag<Result<T, E>> {
+    type Shape = ResultShape<T, E>;
+
+    fn shape(self) -> Self::Shape {
+        ResultShape(PhantomData)
+    }
+}
+
+impl<T> Dispatch for &Tag<Option<T>> {
+    type Shape = OptionShape<T>;
+
+    fn shape(self) -> Self::Shape {
+        OptionShape(PhantomData)
+    }
+}
+
+impl<R> Dispatch for Tag<R> {
+    type Shape = PlainShape<R>;
+
+    fn shape(self) -> Self::Shape {
+        PlainShape(PhantomData)
+    }
+}
+
+/// The shapes that have a `None` to cache.
+#[diagnostic::on_unimplemented(
+    message = "`cache_none` needs a function that can return `None`",
+    label = "the return type has the shape `{Self}`, which has no `None`",
+    note = "`cache_none` applies to `Option<T>` and `Result<Option<T>, E>` (or aliases of them)"
+)]
+pub trait HasNone: Shape {}
+
+impl<T: Value> HasNone for OptionShape<T> {}
+
+impl<T: Value, E> HasNone for ResultOptionShape<T, E> {}
+
+/// `cache_none = "…"`: checks at compile time that the shape has a `None`.
+pub fn caching_none<S: HasNone>(shape: S) -> S {
+    shape
+}
+
+/// `shape = "…"`: each function checks at compile time that the detected
+/// shape is the declared one, and returns it.
+pub mod declare {
+    use super::{OptionShape, PlainShape, ResultOptionShape, ResultShape};
+
+    /// The `result` shape.
+    #[diagnostic::on_unimplemented(
+        message = "`shape = \"result\"` does not match the function's return type",
+        label = "the return type has the shape `{Self}`",
+        note = "\"result\" is for `Result<T, E>` (or an alias of it)"
+    )]
+    pub trait IsResult {}
+
+    impl<T, E> IsResult for ResultShape<T, E> {}
+
+    /// The `option` shape.
+    #[diagnostic::on_unimplemented(
+        message = "`shape = \"option\"` does not match the function's return type",
+        label = "the return type has the shape `{Self}`",
+        note = "\"option\" is for `Option<T>` (or an alias of it)"
+    )]
+    pub trait IsOption {}
+
+    impl<T> IsOption for OptionShape<T> {}
+
+    /// The `result_option` shape.
+    #[diagnostic::on_unimplemented(
+        message = "`shape = \"result_option\"` does not match the function's return type",
+        label = "the return type has the shape `{Self}`",
+        note = "\"result_option\" is for `Result<Option<T>, E>` (or an alias of it)"
+    )]
+    pub trait IsResultOption {}
+
+    impl<T, E> IsResultOption for ResultOptionShape<T, E> {}
+
+    /// The `plain` shape.
+    #[diagnostic::on_unimplemented(
+        message = "`shape = \"plain\"` does not match the function's return type",
+        label = "the return type has the shape `{Self}`",
+        note = "\"plain\" caches every value returned, so it is refused for a `Result` or an \
+                `Option`, whose `Err` or `None` it would cache"
+    )]
+    pub trait IsPlain {}
+
+    impl<T> IsPlain for PlainShape<T> {}
+
+    /// `shape = "result"`.
+    pub fn result<S: IsResult>(shape: S) -> S {
+        shape
+    }
+
+    /// `shape = "option"`.
+    pub fn option<S: IsOption>(shape: S) -> S {
+        shape
+    }
+
+    /// `shape = "result_option"`.
+    pub fn result_option<S: IsResultOption>(shape: S) -> S {
+        shape
+    }
+
+    /// `shape = "plain"`.
+    pub fn plain<S: IsPlain>(shape: S) -> S {
+        shape
+    }
+}
+
+#[cfg(test)]
+// The borrows clippy finds needless are the dispatch under test.
+#[allow(clippy::needless_borrow)]
+mod tests {
+    use super::*;
+
+    type ApiResult<T> = Result<T, String>;
+    type Maybe<T> = Option<T>;
+
+    /// Compiles only because a type parameter dispatches to the plain shape.
+    fn shape_of<R>(_: &R) -> PlainShape<R> {
+        (&&&Tag::<R>(PhantomData)).shape()
+    }
+
+    /// The shape markers of concrete types, as generated code finds them.
+    #[test]
+    fn dispatch_sees_through_aliases() {
+        let body = async { ApiResult::<u8>::Ok(1) };
+        let _: ResultShape<u8, String> = (&&&Tag::of(&body)).shape();
+        let body = async { Result::<Option<u8>, ()>::Ok(None) };
+        let _: ResultOptionShape<u8, ()> = (&&&Tag::of(&body)).shape();
+        let body = async { Maybe::<u8>::None };
+        let _: OptionShape<u8> = (&&&Tag::of(&body)).shape();
+        let body = async { 5u8 };
+        let _: PlainShape<u8> = (&&&Tag::of(&body)).shape();
+    }
+
+    /// Inside a generic function, a type parameter is a plain value
+    /// whatever it stands for: why the macros ask for `shape = "…"`.
+    #[test]
+    fn a_type_parameter_is_plain() {
+        let _: PlainShape<Result<u8, ()>> = shape_of(&Ok::<u8, ()>(1));
+    }
+
+    #[test]
+    fn what_each_shape_stores_and_counts_as_success() {
+        assert_eq!(
+            ResultShape::<u8, ()>::to_entry(&Ok(1)),
+            Some(Entry::Value(1))
+        );
+        assert_eq!(ResultShape::<u8, ()>::to_entry(&Err(())), None);
+        assert_eq!(ResultShape::<u8, ()>::from_entry(Entry::Absent), None);
+        assert!(!ResultShape::<u8, ()>::succeeded(&Err(())));
+
+        assert_eq!(OptionShape::<u8>::to_entry(&None), Some(Entry::Absent));
+        assert_eq!(OptionShape::<u8>::from_entry(Entry::Absent), Some(None));
+        assert!(OptionShape::<u8>::succeeded(&None));
+
+        type Ro = ResultOptionShape<u8, ()>;
+        assert_eq!(Ro::to_entry(&Ok(Some(2))), Some(Entry::Value(2)));
+        assert_eq!(Ro::to_entry(&Ok(None)), Some(Entry::Absent));
+        assert_eq!(Ro::to_entry(&Err(())), None);
+        assert_eq!(Ro::from_entry(Entry::Absent), Some(Ok(None)));
+        assert_eq!(Ro::from_entry(Entry::Leased), None);
+        assert!(Ro::succeeded(&Ok(None)));
+        assert!(!Ro::succeeded(&Err(())));
+
+        assert_eq!(PlainShape::<u8>::to_entry(&3), Some(Entry::Value(3)));
+        assert_eq!(PlainShape::<u8>::from_entry(Entry::Absent), None);
     }
 }
