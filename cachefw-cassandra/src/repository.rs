@@ -393,7 +393,7 @@ impl<T: Entity> Repository<T> {
             );
         match applied {
             Ok(false) => eviction.disarm(),
-            // Applied, or an answer that does not say: the row may be new.
+            // Applied, or answered without saying: the row may be new.
             Ok(true) | Err(_) => eviction.run().await,
         }
         applied
@@ -640,7 +640,7 @@ impl<T: Entity> Repository<T> {
 async fn settle(eviction: Eviction, outcome: Outcome) {
     match outcome {
         Outcome::Refused => eviction.disarm(),
-        Outcome::Unknown => eviction.run().await,
+        Outcome::Unknown => eviction.run_unsettled().await,
     }
 }
 
