@@ -63,9 +63,10 @@ fn key_refusal(ident: &Ident, column: &Column) -> Option<String> {
     match column.kind {
         Kind::Scalar => None,
         Kind::Float => Some(format!(
-            "key field `{ident}` is a float: a float key matches only bit-identical values \
-             (0.1 + 0.2 finds no row stored as 0.3) and every NaN renders as `NaN` in the \
-             cache key; use an integer (e.g. fixed-point) or a text key"
+            "key field `{ident}` is a float: a float key finds a row only by the \
+             bit-identical value (a key computed as 0.1 + 0.2 misses the row at 0.3), and \
+             every NaN renders as `NaN` in the cache key; use an integer (e.g. fixed-point) \
+             or a text key"
         )),
         Kind::Blob => Some(format!(
             "key field `{ident}` is a blob (`Vec<u8>`): it has no `Display` to render in the \
