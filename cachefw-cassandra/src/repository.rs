@@ -512,36 +512,49 @@ impl<T: Entity> Repository<T> {
     /// When Cassandra fails.
     pub async fn find_partition(&self, partition: &T::Partition) -> Result<Vec<T>, Error> {
         if !T::CACHE_PARTITIONS {
-            let read = self.load_partition(partition).await?;
+            // Not cached: the rows' TTLs are not needed.
+            let cql = T::CQL.select_partition;
+            let statement = self
+                .prepared(&self.prepared.select_partition_page, cql)
+                .await?;
+            let read = self.load_partition(partition, statement, cql).await?;
             return Ok(read.value.unwrap_or_default());
         }
         let rows = self
-            .read_through(&T::partition_cache_key(partition), || {
-                self.load_partition(partition)
+            .read_through(&T::partition_cache_key(partition), || async {
+                let select = self
+                    .select(
+                        &self.prepared.select_partition,
+                        T::CQL.select_partition_with_ttl,
+                        T::CQL.select_partition,
+                    )
+                    .await?;
+                self.load_partition(partition, &select.statement, select.text)
+                    .await
             })
             .await?;
         Ok(rows.unwrap_or_default())
     }
 
-    async fn load_partition(&self, partition: &T::Partition) -> Result<Read<Vec<T>>, Error> {
-        let select = self
-            .select(
-                &self.prepared.select_partition,
-                T::CQL.select_partition_with_ttl,
-                T::CQL.select_partition,
-            )
-            .await?;
+    /// Every row of `partition` through `statement` (text `cql`), page by
+    /// page, and the earliest any of them expires.
+    async fn load_partition(
+        &self,
+        partition: &T::Partition,
+        statement: &PreparedStatement,
+        cql: &'static str,
+    ) -> Result<Read<Vec<T>>, Error> {
         let sent = Instant::now();
         let rows: Vec<Timed<T>> = self
             .session
-            .execute_iter(select.statement.clone(), T::partition_values(partition))
+            .execute_iter(statement.clone(), T::partition_values(partition))
             .await
-            .map_err(|source| Error::execute(select.text, source))?
+            .map_err(|source| Error::execute(cql, source))?
             .rows_stream::<Timed<T>>()
-            .map_err(|source| Error::execute(select.text, source))?
+            .map_err(|source| Error::execute(cql, source))?
             .try_collect()
             .await
-            .map_err(|source| Error::execute(select.text, source))?;
+            .map_err(|source| Error::execute(cql, source))?;
         let least = rows.iter().filter_map(|row| row.ttl_seconds).min();
         Ok(Read {
             value: Some(rows.into_iter().map(|row| row.entity).collect()),
