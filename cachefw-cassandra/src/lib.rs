@@ -109,6 +109,7 @@ mod life;
 mod outcome;
 mod repository;
 mod row;
+mod through;
 
 pub use cachefw_macros::Entity;
 pub use entity::{Entity, Statements};

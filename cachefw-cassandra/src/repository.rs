@@ -14,8 +14,6 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
 use crate::bind::Then;
@@ -25,6 +23,7 @@ use crate::evict::Eviction;
 use crate::life;
 use crate::outcome::{self, Outcome};
 use crate::row::Timed;
+use crate::through::{self, Read};
 
 /// How many rows [`Repository::save_all`] writes per batch by default.
 ///
@@ -82,20 +81,6 @@ struct Prepared {
     delete: OnceCell<PreparedStatement>,
     select_partition: OnceCell<Select>,
     select_partition_page: OnceCell<PreparedStatement>,
-}
-
-/// What a read found, and the earliest its rows expire (`None`: never).
-struct Read<V> {
-    value: Option<V>,
-    expiry: Option<Instant>,
-}
-
-/// Why a load did not give the cache a value to store.
-enum Miss<V> {
-    /// Cassandra failed.
-    Failed(Error),
-    /// The rows expire sooner than the entry would: returned, not stored.
-    Shorter { value: Option<V>, life: Duration },
 }
 
 /// The table of entity `T`, read through a [`Cache`].
@@ -407,8 +392,10 @@ impl<T: Entity> Repository<T> {
     ///
     /// When Cassandra fails; a cache failure is served from Cassandra.
     pub async fn find(&self, key: &T::Key) -> Result<Option<T>, Error> {
-        self.read_through(&T::cache_key(key), || self.load_row(key))
-            .await
+        through::read_through(&self.cache, &T::cache_key(key), T::TTL, || {
+            self.load_row(key)
+        })
+        .await
     }
 
     async fn load_row(&self, key: &T::Key) -> Result<Read<T>, Error> {
@@ -435,58 +422,6 @@ impl<T: Entity> Repository<T> {
                 expiry: None,
             },
         })
-    }
-
-    /// Cache-aside of `key`, never caching past the read rows' expiry: a
-    /// load whose rows expire before the entity's TTL is returned uncached,
-    /// then loaded again with their remaining life as the TTL (under the
-    /// cache's lease again, so a write in between is not undone).
-    async fn read_through<V, F, Fut>(&self, key: &str, load: F) -> Result<Option<V>, Error>
-    where
-        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<Read<V>, Error>>,
-    {
-        let value = match self.fill(key, T::TTL, &load).await {
-            Ok(value) => return Ok(value),
-            Err(Miss::Failed(error)) => return Err(error),
-            Err(Miss::Shorter { value, life }) => match life.checked_sub(life::REREAD_SLACK) {
-                Some(ttl) if ttl >= life::MIN_LIFE => match self.fill(key, ttl, &load).await {
-                    Ok(value) => return Ok(value),
-                    Err(Miss::Failed(error)) => return Err(error),
-                    Err(Miss::Shorter { value, .. }) => value,
-                },
-                _ => value,
-            },
-        };
-        Ok(value)
-    }
-
-    /// One cache-aside pass with `ttl`: a load whose rows expire sooner
-    /// comes back as [`Miss::Shorter`], which the cache does not store.
-    async fn fill<V, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Duration,
-        load: &F,
-    ) -> Result<Option<V>, Miss<V>>
-    where
-        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<Read<V>, Error>>,
-    {
-        self.cache
-            .get_or_load_optional(key, ttl, None, || async {
-                let read = load().await.map_err(Miss::Failed)?;
-                match life::remaining(read.expiry, Instant::now()) {
-                    Some(life) if life < ttl => Err(Miss::Shorter {
-                        value: read.value,
-                        life,
-                    }),
-                    _ => Ok(read.value),
-                }
-            })
-            .await
     }
 
     /// Deletes the row with `key`, then evicts its cached entries.
@@ -520,19 +455,19 @@ impl<T: Entity> Repository<T> {
             let read = self.load_partition(partition, statement, cql).await?;
             return Ok(read.value.unwrap_or_default());
         }
-        let rows = self
-            .read_through(&T::partition_cache_key(partition), || async {
-                let select = self
-                    .select(
-                        &self.prepared.select_partition,
-                        T::CQL.select_partition_with_ttl,
-                        T::CQL.select_partition,
-                    )
-                    .await?;
-                self.load_partition(partition, &select.statement, select.text)
-                    .await
-            })
-            .await?;
+        let key = T::partition_cache_key(partition);
+        let rows = through::read_through(&self.cache, &key, T::TTL, || async {
+            let select = self
+                .select(
+                    &self.prepared.select_partition,
+                    T::CQL.select_partition_with_ttl,
+                    T::CQL.select_partition,
+                )
+                .await?;
+            self.load_partition(partition, &select.statement, select.text)
+                .await
+        })
+        .await?;
         Ok(rows.unwrap_or_default())
     }
 
