@@ -85,9 +85,20 @@
 //! # Row TTLs
 //!
 //! [`Repository::save_with_ttl`] writes `USING TTL`. A cached row never
-//! outlives its row: reads select the `TTL()` of the row's columns and
-//! cache it for the entity's TTL or until the row expires, whichever comes
-//! first (a second short of that, as `TTL()` has whole seconds).
+//! outlives its row: reads select the `TTL()` of the row's regular
+//! non-collection columns and cache the row (or a partition) for the
+//! entity's TTL or until it expires, whichever comes first, a few seconds
+//! short of that (`TTL()` has whole seconds). Where that cannot work,
+//! `save_with_ttl` is refused with [`Error::RowTtl`] before writing: an
+//! entity whose every regular column is an `Option` or a collection (see
+//! [`Statements::select_with_ttl`]), or a server that cannot parse `TTL()`
+//! (kassandra, the in-memory test server, which reads without it).
+//!
+//! # Batches
+//!
+//! [`Repository::save_all`] writes logged batches of [`SAVE_ALL_CHUNK`]
+//! rows (32; [`Repository::batch_rows`] changes it) and evicts each
+//! batch's entries with one call of the cache.
 //!
 //! # Failed writes
 //!

@@ -31,6 +31,11 @@ use crate::through::{self, Read};
 /// (50 KiB by default) and logs a warning past 5 KiB; 32 rows keep rows of
 /// up to about 1.5 KiB under the refusal. Tune it with
 /// [`Repository::batch_rows`].
+///
+/// ```
+/// // 1,000 rows are written as 31 batches of 32 and one of 8.
+/// assert_eq!(1_000_usize.div_ceil(cachefw_cassandra::SAVE_ALL_CHUNK), 32);
+/// ```
 pub const SAVE_ALL_CHUNK: usize = 32;
 
 /// Where a [`Repository::find_partition_page`] left off: pass it back for the

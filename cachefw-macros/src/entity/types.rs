@@ -65,24 +65,19 @@ fn last_segment(ty: &Type) -> Option<(&Ident, Vec<&Type>)> {
 
 /// The column type of a field of type `ty`.
 pub(crate) fn column(ty: &Type) -> Result<Column, Unsupported> {
-    match last_segment(ty) {
-        Some((ident, args)) if ident == "Option" && args.len() == 1 => {
-            let (cql, kind) = inner(args[0], false)?;
-            Ok(Column {
-                cql,
-                kind,
-                optional: true,
-            })
-        }
-        _ => {
-            let (cql, kind) = inner(ty, false)?;
-            Ok(Column {
-                cql,
-                kind,
-                optional: false,
-            })
-        }
-    }
+    let (ty, optional) = match last_segment(ty) {
+        Some((ident, args)) if ident == "Option" => match args.as_slice() {
+            [inner] => (*inner, true),
+            _ => return Err(Unsupported::Unknown),
+        },
+        _ => (ty, false),
+    };
+    let (cql, kind) = inner(ty, false)?;
+    Ok(Column {
+        cql,
+        kind,
+        optional,
+    })
 }
 
 /// The CQL type of `ty`; `nested` when `ty` is inside a collection, where a
