@@ -446,3 +446,27 @@ fn rows_wider_than_a_tuple_bind_and_read_in_field_order() {
     let short = RowSerializationContext::from_specs(&specs[..19]);
     assert!(row.values().serialize(&short, &mut writer).is_err());
 }
+
+/// Every repository future is `Send`, so a service can spawn it (the bound
+/// values hold `&(dyn SerializeValue + Sync)` for that). Checked when this
+/// file compiles; the function is never called.
+#[test]
+fn repository_futures_are_send() {
+    use cachefw_cassandra::Repository;
+
+    fn send<F: Future + Send>(_: &F) {}
+    fn check(repo: &Repository<Event>, event: &Event, rows: &[Event]) {
+        let key = event.key();
+        let partition = Event::partition_of(&key);
+        send(&repo.save(event));
+        send(&repo.save_with_ttl(event, Duration::from_secs(1)));
+        send(&repo.save_all(rows));
+        send(&repo.insert_if_not_exists(event));
+        send(&repo.find(&key));
+        send(&repo.find_partition(&partition));
+        send(&repo.find_partition_page(&partition, 10, None));
+        send(&repo.delete(&key));
+        send(&repo.create_table());
+    }
+    let _: fn(&Repository<Event>, &Event, &[Event]) = check;
+}
