@@ -1,3 +1,7 @@
+//! The errors of the Cassandra calls, each with the statement it ran.
+
+use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
+
 /// A Cassandra call that failed, with the statement it ran.
 ///
 /// Cache failures never appear here: the repository counts and logs them
@@ -5,8 +9,23 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Preparing a statement failed (the table may not exist yet: call
-    /// [`Repository::create_table`](crate::Repository::create_table)).
+    /// The entity's table (or keyspace) does not exist: call
+    /// [`Repository::create_table`](crate::Repository::create_table)
+    /// (and [`create_keyspace`](crate::create_keyspace)) first.
+    #[error(
+        "table `{table}` does not exist: call `Repository::create_table()` first \
+         (`{statement}` failed: {source})"
+    )]
+    MissingTable {
+        /// The table, as `keyspace.table`.
+        table: String,
+        /// The CQL text.
+        statement: String,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Preparing a statement failed.
     #[error("preparing `{statement}` failed: {source}")]
     Prepare {
         /// The CQL text.
@@ -30,6 +49,34 @@ pub enum Error {
         /// The CQL text.
         statement: &'static str,
     },
+    /// [`Repository::save_with_ttl`](crate::Repository::save_with_ttl) was
+    /// refused before writing: a cached copy of the row could outlive it.
+    #[error("save_with_ttl on `{table}` refused: {reason}")]
+    RowTtl {
+        /// The table.
+        table: &'static str,
+        /// Why the row's life cannot be bounded.
+        reason: &'static str,
+    },
+}
+
+/// Whether a server's message says that a table or keyspace is missing:
+/// Cassandra and ScyllaDB answer `unconfigured table users` or `Keyspace
+/// shop does not exist`, kassandra `Keyspace or table does nor exist`.
+fn names_missing_table(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["unconfigured table", "does not exist", "does nor exist"]
+        .iter()
+        .any(|phrase| message.contains(phrase))
+}
+
+/// Whether a request attempt failed on a missing table.
+fn missing_table(attempt: &RequestAttemptError) -> bool {
+    matches!(attempt, RequestAttemptError::DbError(DbError::Invalid, message) if names_missing_table(message))
+}
+
+fn prepare_missing_table(error: &PrepareError) -> bool {
+    matches!(error, PrepareError::AllAttemptsFailed { first_attempt } if missing_table(first_attempt))
 }
 
 impl Error {
@@ -41,5 +88,76 @@ impl Error {
             statement: statement.into(),
             source: Box::new(source),
         }
+    }
+
+    /// Preparing `statement` of table `keyspace.table` failed.
+    pub(crate) fn prepare(
+        (keyspace, table): (&str, &str),
+        statement: &'static str,
+        source: PrepareError,
+    ) -> Self {
+        if prepare_missing_table(&source) {
+            return Self::MissingTable {
+                table: format!("{keyspace}.{table}"),
+                statement: statement.to_owned(),
+                source: Box::new(source),
+            };
+        }
+        Self::Prepare {
+            statement,
+            source: Box::new(source),
+        }
+    }
+
+    /// Running `statement` of table `keyspace.table` failed (the table may
+    /// have been dropped after the statement was prepared).
+    pub(crate) fn execution(
+        (keyspace, table): (&str, &str),
+        statement: impl Into<String>,
+        source: ExecutionError,
+    ) -> Self {
+        let missing = match &source {
+            ExecutionError::LastAttemptError(attempt) => missing_table(attempt),
+            ExecutionError::PrepareError(prepare) => prepare_missing_table(prepare),
+            _ => false,
+        };
+        if missing {
+            return Self::MissingTable {
+                table: format!("{keyspace}.{table}"),
+                statement: statement.into(),
+                source: Box::new(source),
+            };
+        }
+        Self::execute(statement, source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(message: &str) -> ExecutionError {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::Invalid,
+            message.into(),
+        ))
+    }
+
+    #[test]
+    fn a_missing_table_names_create_table() {
+        for message in [
+            "unconfigured table users",
+            "Keyspace shop does not exist",
+            "Keyspace or table does nor exist",
+        ] {
+            let error = Error::execution(("shop", "users"), "SELECT", invalid(message));
+            assert!(
+                matches!(&error, Error::MissingTable { table, .. } if table == "shop.users"),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains("create_table()"), "{error}");
+        }
+        let other = Error::execution(("shop", "users"), "SELECT", invalid("Undefined column"));
+        assert!(matches!(other, Error::Execute { .. }), "{other:?}");
     }
 }

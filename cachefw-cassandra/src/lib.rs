@@ -52,18 +52,80 @@
 //! `f32`/`f64`→float/double, `bool`→boolean, `uuid::Uuid`→uuid,
 //! `chrono::DateTime<Utc>`→timestamp, `Vec<u8>`→blob, `Vec<T>`→list,
 //! `HashSet`/`BTreeSet`→set, `HashMap`/`BTreeMap`→map, `Option<T>`→the
-//! column of `T`. The driver binds at most 16 columns per entity.
+//! column of `T`. A collection inside a collection is `frozen<…>`
+//! (`Vec<Vec<String>>` → `list<frozen<list<text>>>`). There is no limit on
+//! the number of fields: values bind one by one, not as a tuple.
+//!
+//! Keyspace and table names are 1 to 48 letters, digits and `_`. Column
+//! names are any text: a reserved CQL keyword (`order`, `from`, …) or a name
+//! with capitals (`userId`) is double-quoted in every statement. A key
+//! field must render in the cache key and compare exactly: a float, a blob,
+//! a collection or an `Option` as a key is a compile error.
+//!
+//! # Cache keys
+//!
+//! A row is cached at `{table}:{pk…}:{ck…}` and, with
+//! `cache_partitions = true`, a partition's rows at
+//! `{table}:{pk…}:%partition`. Each value is rendered with `Display`, and
+//! `%` and `:` inside it become `%25` and `%3A` (as in every cachefw key),
+//! so two rows never share an entry, and no row's key is a partition's: an
+//! escaped value never holds `%partition`.
+//!
+//! ```
+//! # use cachefw_cassandra::Entity;
+//! # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+//! # #[entity(keyspace = "shop", table = "events", ttl = "1m", cache_partitions = true)]
+//! # pub struct Event { #[partition_key] pub user: String, #[clustering_key] pub tag: String }
+//! let row = EventKey { user: "a:b".into(), tag: "%partition".into() };
+//! assert_eq!(Event::cache_key(&row), "events:a%3Ab:%25partition");
+//! let partition = EventPartition { user: "a:b".into() };
+//! assert_eq!(Event::partition_cache_key(&partition), "events:a%3Ab:%partition");
+//! ```
+//!
+//! # Row TTLs
+//!
+//! [`Repository::save_with_ttl`] writes `USING TTL`. A cached row never
+//! outlives its row: reads select the `TTL()` of the row's regular
+//! non-collection columns and cache the row (or a partition) for the
+//! entity's TTL or until it expires, whichever comes first, a few seconds
+//! short of that (`TTL()` has whole seconds). Where that cannot work,
+//! `save_with_ttl` is refused with [`Error::RowTtl`] before writing: an
+//! entity whose every regular column is an `Option` or a collection (see
+//! [`Statements::select_with_ttl`]), or a server that cannot parse `TTL()`
+//! (kassandra, the in-memory test server, which reads without it).
+//!
+//! # Batches
+//!
+//! [`Repository::save_all`] writes logged batches of [`SAVE_ALL_CHUNK`]
+//! rows (32; [`Repository::batch_rows`] changes it) and evicts each
+//! batch's entries with one call of the cache.
+//!
+//! # Failed writes
+//!
+//! A write that fails with an unknown outcome (a write timeout, a
+//! connection lost after the request left, a client timeout) may have been
+//! applied, so its cache entries are evicted as after a success; only a
+//! write Cassandra definitely refused leaves them. A caller cut off while a
+//! write is in flight still evicts, from a task.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod bind;
 mod entity;
 mod error;
+mod evict;
+mod key;
+mod life;
+mod outcome;
 mod repository;
+mod row;
+mod through;
 
 pub use cachefw_macros::Entity;
 pub use entity::{Entity, Statements};
 pub use error::Error;
-pub use repository::{Page, PageToken, Repository};
+pub use repository::{Page, PageToken, Repository, SAVE_ALL_CHUNK};
 
 use scylla::client::session::Session;
 
@@ -105,6 +167,12 @@ pub async fn create_keyspace(
 #[doc(hidden)]
 pub mod __private {
     //! Not public API: what `#[derive(Entity)]`'s generated code names.
+    pub use crate::bind::Values;
+    pub use crate::key::{partition_key, row_key};
+    pub use crate::row::{check_column, next_column};
+    pub use scylla::deserialize::row::ColumnIterator;
+    pub use scylla::deserialize::{DeserializationError, TypeCheckError};
+    pub use scylla::frame::response::result::ColumnSpec;
     pub use scylla::serialize::row::SerializeRow;
     pub use std::time::Duration;
 }

@@ -30,25 +30,26 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
     let partition_names: Vec<_> = partition_fields.iter().map(|f| &f.ident).collect();
     let all_names: Vec<_> = entity.fields.iter().map(|f| &f.ident).collect();
     let all_types: Vec<_> = entity.fields.iter().map(|f| &f.ty).collect();
+    let indices = 0..entity.fields.len();
+    let columns = entity.fields.len();
 
-    let statements = cql::statements(entity);
-    let (
+    let cql::Statements {
         create_table,
         insert,
         insert_with_ttl,
         insert_if_not_exists,
         select,
+        select_with_ttl,
         delete,
         select_partition,
-    ) = (
-        &statements.create_table,
-        &statements.insert,
-        &statements.insert_with_ttl,
-        &statements.insert_if_not_exists,
-        &statements.select,
-        &statements.delete,
-        &statements.select_partition,
-    );
+        select_partition_with_ttl,
+    } = cql::statements(entity);
+    let optional = |text: Option<String>| match text {
+        Some(text) => quote!(::core::option::Option::Some(#text)),
+        None => quote!(::core::option::Option::None),
+    };
+    let select_with_ttl = optional(select_with_ttl);
+    let select_partition_with_ttl = optional(select_partition_with_ttl);
     let (keyspace, table, ttl_ms, cache_partitions) = (
         &entity.keyspace,
         &entity.table,
@@ -57,8 +58,7 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
     );
     let key_doc = format!("The primary key of [`{ident}`], as the repository takes it.");
     let partition_doc = format!("The partition key of [`{ident}`].");
-    let key_format = format!("{table}{}", ":{}".repeat(key_fields.len()));
-    let partition_format = format!("{table}{}:#partition", ":{}".repeat(partition_fields.len()));
+    let private = quote!(::cachefw_cassandra::__private);
 
     quote! {
         #[doc = #key_doc]
@@ -72,21 +72,22 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
         impl ::cachefw_cassandra::Entity for #ident {
             type Key = #key;
             type Partition = #partition;
-            type Row = (#(#all_types,)*);
 
             const KEYSPACE: &'static str = #keyspace;
             const TABLE: &'static str = #table;
-            const TTL: ::cachefw_cassandra::__private::Duration =
-                ::cachefw_cassandra::__private::Duration::from_millis(#ttl_ms);
+            const TTL: #private::Duration = #private::Duration::from_millis(#ttl_ms);
             const CACHE_PARTITIONS: bool = #cache_partitions;
+            const COLUMNS: usize = #columns;
             const CQL: ::cachefw_cassandra::Statements = ::cachefw_cassandra::Statements {
                 create_table: #create_table,
                 insert: #insert,
                 insert_with_ttl: #insert_with_ttl,
                 insert_if_not_exists: #insert_if_not_exists,
                 select: #select,
+                select_with_ttl: #select_with_ttl,
                 delete: #delete,
                 select_partition: #select_partition,
+                select_partition_with_ttl: #select_partition_with_ttl,
             };
 
             fn key(&self) -> #key {
@@ -97,32 +98,40 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
                 #partition { #(#partition_names: ::core::clone::Clone::clone(&key.#partition_names),)* }
             }
 
-            fn values(&self) -> impl ::cachefw_cassandra::__private::SerializeRow + '_ {
-                (#(&self.#all_names,)*)
+            fn values(&self) -> impl #private::SerializeRow + '_ {
+                #private::Values([#(&self.#all_names),*])
             }
 
-            fn values_with_ttl(&self, ttl_seconds: i32) -> impl ::cachefw_cassandra::__private::SerializeRow + '_ {
-                (#(&self.#all_names,)* ttl_seconds,)
+            fn key_values(key: &#key) -> impl #private::SerializeRow + '_ {
+                #private::Values([#(&key.#key_names),*])
             }
 
-            fn key_values(key: &#key) -> impl ::cachefw_cassandra::__private::SerializeRow + '_ {
-                (#(&key.#key_names,)*)
+            fn partition_values(partition: &#partition) -> impl #private::SerializeRow + '_ {
+                #private::Values([#(&partition.#partition_names),*])
             }
 
-            fn partition_values(partition: &#partition) -> impl ::cachefw_cassandra::__private::SerializeRow + '_ {
-                (#(&partition.#partition_names,)*)
+            fn type_check(
+                columns: &[#private::ColumnSpec<'_>],
+            ) -> ::core::result::Result<(), #private::TypeCheckError> {
+                #(#private::check_column::<#all_types>(columns, #indices)?;)*
+                ::core::result::Result::Ok(())
             }
 
-            fn from_row((#(#all_names,)*): Self::Row) -> Self {
-                Self { #(#all_names,)* }
+            fn from_columns(
+                columns: &mut #private::ColumnIterator<'_, '_>,
+            ) -> ::core::result::Result<Self, #private::DeserializationError> {
+                // Fields are evaluated in the order written: the column order.
+                ::core::result::Result::Ok(Self {
+                    #(#all_names: #private::next_column(columns)?,)*
+                })
             }
 
             fn cache_key(key: &#key) -> ::std::string::String {
-                ::std::format!(#key_format, #(key.#key_names),*)
+                #private::row_key(#table, &[#(&key.#key_names),*])
             }
 
             fn partition_cache_key(partition: &#partition) -> ::std::string::String {
-                ::std::format!(#partition_format, #(partition.#partition_names),*)
+                #private::partition_key(#table, &[#(&partition.#partition_names),*])
             }
         }
     }

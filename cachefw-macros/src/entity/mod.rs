@@ -4,6 +4,7 @@
 mod cql;
 mod expand;
 mod parse;
+mod types;
 
 use proc_macro2::TokenStream;
 use syn::DeriveInput;

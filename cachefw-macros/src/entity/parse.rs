@@ -1,11 +1,10 @@
 //! Reads an entity struct: its `#[entity(…)]` arguments and each field's
-//! role, CQL column name and CQL type. Every mistake is collected.
+//! role, CQL column name and CQL type. Every mistake is collected, each
+//! spanned on the text that has to change.
 
-use syn::{
-    Data, DeriveInput, Expr, ExprLit, Fields, GenericArgument, Ident, Lit, LitStr, PathArguments,
-    Type,
-};
+use syn::{Data, DeriveInput, Expr, ExprLit, Fields, Ident, Lit, LitStr, Type};
 
+use super::types::{self, Column, Kind, SUPPORTED, Unsupported};
 use crate::errors::Errors;
 use crate::ttl;
 
@@ -20,8 +19,9 @@ pub(crate) enum Role {
 pub(crate) struct Field {
     pub(crate) ident: Ident,
     pub(crate) ty: Type,
-    pub(crate) column: String,
-    pub(crate) cql_type: String,
+    /// The column's name, as written (quoted where needed by `cql::ident`).
+    pub(crate) name: String,
+    pub(crate) column: Column,
     pub(crate) role: Role,
 }
 
@@ -51,67 +51,33 @@ impl Entity {
     }
 }
 
-/// The driver binds at most 16 values; `save_with_ttl` binds one more than
-/// the columns.
-const MAX_COLUMNS: usize = 15;
-
-const SUPPORTED: &str = "String, i8, i16, i32, i64, f32, f64, bool, uuid::Uuid, \
-     chrono::DateTime<Utc>, Vec<u8>, Vec<T>, HashSet<T>, BTreeSet<T>, HashMap<K, V>, \
-     BTreeMap<K, V>, Option<T>";
-
-fn last_segment(ty: &Type) -> Option<(&Ident, Vec<&Type>)> {
-    let Type::Path(path) = ty else { return None };
-    let last = path.path.segments.last()?;
-    let args = match &last.arguments {
-        PathArguments::AngleBracketed(args) => args
-            .args
-            .iter()
-            .filter_map(|arg| match arg {
-                GenericArgument::Type(ty) => Some(ty),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    Some((&last.ident, args))
+/// Whether `name` can name a keyspace or a table: Cassandra allows 1 to 48
+/// letters, digits and `_`. The table name also starts every cache key, so
+/// this is what keeps `:` and `%` out of that part of the key.
+fn is_schema_name(name: &str) -> bool {
+    (1..=48).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The CQL type of a Rust type, or `None` if it has none.
-pub(crate) fn cql_type(ty: &Type) -> Option<String> {
-    let (ident, args) = last_segment(ty)?;
-    let name = ident.to_string();
-    let simple = match name.as_str() {
-        "String" => "text",
-        "i8" => "tinyint",
-        "i16" => "smallint",
-        "i32" => "int",
-        "i64" => "bigint",
-        "f32" => "float",
-        "f64" => "double",
-        "bool" => "boolean",
-        "Uuid" => "uuid",
-        "DateTime" => "timestamp",
-        _ => "",
-    };
-    if !simple.is_empty() {
-        return Some(simple.to_owned());
+/// Why a key field's column cannot be part of a primary key, if it cannot.
+fn key_refusal(ident: &Ident, column: &Column) -> Option<String> {
+    match column.kind {
+        Kind::Scalar => None,
+        Kind::Float => Some(format!(
+            "key field `{ident}` is a float: a float key finds a row only by the \
+             bit-identical value (a key computed as 0.1 + 0.2 misses the row at 0.3), and \
+             every NaN renders as `NaN` in the cache key; use an integer (e.g. fixed-point) \
+             or a text key"
+        )),
+        Kind::Blob => Some(format!(
+            "key field `{ident}` is a blob (`Vec<u8>`): it has no `Display` to render in the \
+             cache key; use a text or uuid key"
+        )),
+        Kind::Collection => Some(format!(
+            "key field `{ident}` is a collection: Cassandra keys rows only by frozen \
+             collections, and a collection has no `Display` to render in the cache key; \
+             use a scalar key"
+        )),
     }
-    match (name.as_str(), args.as_slice()) {
-        ("Option", [inner]) => cql_type(inner),
-        ("Vec", [inner]) if last_segment(inner).is_some_and(|(i, _)| i == "u8") => {
-            Some("blob".to_owned())
-        }
-        ("Vec", [inner]) => Some(format!("list<{}>", cql_type(inner)?)),
-        ("HashSet" | "BTreeSet", [inner]) => Some(format!("set<{}>", cql_type(inner)?)),
-        ("HashMap" | "BTreeMap", [key, value]) => {
-            Some(format!("map<{}, {}>", cql_type(key)?, cql_type(value)?))
-        }
-        _ => None,
-    }
-}
-
-fn is_option(ty: &Type) -> bool {
-    last_segment(ty).is_some_and(|(ident, _)| ident == "Option")
 }
 
 fn string_arg(value: &Expr, name: &str, errors: &mut Errors) -> Option<LitStr> {
@@ -126,6 +92,20 @@ fn string_arg(value: &Expr, name: &str, errors: &mut Errors) -> Option<LitStr> {
         format!("`{name}` takes a string literal"),
     ));
     None
+}
+
+/// A keyspace or table name: a string literal of letters, digits and `_`.
+fn schema_name(value: &Expr, name: &str, errors: &mut Errors) -> Option<String> {
+    let lit = string_arg(value, name, errors)?;
+    if is_schema_name(&lit.value()) {
+        return Some(lit.value());
+    }
+    errors.push(syn::Error::new_spanned(
+        &lit,
+        format!("`{name}` is 1 to 48 letters, digits and `_` (what Cassandra accepts)"),
+    ));
+    // The name is wrong but present: report only this error for it.
+    Some(lit.value())
 }
 
 pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> {
@@ -158,8 +138,8 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
                 .unwrap_or_default();
             let value: Expr = meta.value()?.parse()?;
             match name.as_str() {
-                "keyspace" => keyspace = string_arg(&value, "keyspace", errors).map(|l| l.value()),
-                "table" => table = string_arg(&value, "table", errors).map(|l| l.value()),
+                "keyspace" => keyspace = schema_name(&value, "keyspace", errors),
+                "table" => table = schema_name(&value, "table", errors),
                 "ttl" => {
                     if let Some(lit) = string_arg(&value, "ttl", errors) {
                         match ttl::parse_millis(&lit.value()) {
@@ -197,13 +177,13 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
             "#[derive(Entity)] needs #[entity(keyspace = \"…\", table = \"…\", ttl = \"…\")]",
         ));
     }
-    let mut fields = Vec::new();
+    let mut fields: Vec<Field> = Vec::new();
     for field in &named.named {
         let Some(ident) = field.ident.clone() else {
             continue;
         };
         let mut role = Role::Regular;
-        let mut column = ident.to_string();
+        let mut name = ident.to_string();
         for attr in &field.attrs {
             if attr.path().is_ident("partition_key") {
                 role = Role::Partition;
@@ -234,8 +214,14 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
             } else if attr.path().is_ident("column") {
                 let result = attr.parse_nested_meta(|meta| {
                     if meta.path.is_ident("name") {
-                        let name: LitStr = meta.value()?.parse()?;
-                        column = name.value();
+                        let lit: LitStr = meta.value()?.parse()?;
+                        if lit.value().is_empty() {
+                            errors.push(syn::Error::new_spanned(
+                                &lit,
+                                "a column name cannot be empty",
+                            ));
+                        }
+                        name = lit.value();
                         Ok(())
                     } else {
                         Err(meta.error("#[column] takes only `name = \"…\"`"))
@@ -246,39 +232,59 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
                 }
             }
         }
-        // A field whose type has no column is still a field: its role counts
-        // in the checks below, and expansion stops at the error anyway.
-        let cql_type = cql_type(&field.ty).unwrap_or_else(|| {
+        if let Some(first) = fields.iter().find(|f| f.name == name) {
             errors.push(syn::Error::new_spanned(
-                &field.ty,
+                &ident,
                 format!(
-                    "field `{ident}` has a type with no CQL column type; supported types: {SUPPORTED}"
+                    "field `{ident}` maps to column `{name}`, as field `{}` does; \
+                     rename one with #[column(name = \"…\")]",
+                    first.ident
                 ),
             ));
-            String::new()
-        });
-        if role != Role::Regular && is_option(&field.ty) {
-            errors.push(syn::Error::new_spanned(
-                &field.ty,
-                format!("key field `{ident}` cannot be an `Option`: primary key columns always have a value"),
-            ));
+        }
+        // A field whose type has no column is still a field: its role counts
+        // in the checks below, and expansion stops at the error anyway.
+        let column = match types::column(&field.ty) {
+            Ok(column) => column,
+            Err(why) => {
+                let message = match why {
+                    Unsupported::Unknown => format!(
+                        "field `{ident}` has a type with no CQL column type; \
+                         supported types: {SUPPORTED}"
+                    ),
+                    Unsupported::NullInCollection => format!(
+                        "field `{ident}` has an `Option` inside a collection: Cassandra \
+                         collections cannot hold null; drop the inner `Option`"
+                    ),
+                };
+                errors.push(syn::Error::new_spanned(&field.ty, message));
+                Column {
+                    cql: String::new(),
+                    kind: Kind::Scalar,
+                    optional: false,
+                }
+            }
+        };
+        if role != Role::Regular {
+            if column.optional {
+                errors.push(syn::Error::new_spanned(
+                    &field.ty,
+                    format!(
+                        "key field `{ident}` cannot be an `Option`: primary key columns \
+                         always have a value"
+                    ),
+                ));
+            } else if let Some(message) = key_refusal(&ident, &column) {
+                errors.push(syn::Error::new_spanned(&field.ty, message));
+            }
         }
         fields.push(Field {
             ident,
             ty: field.ty.clone(),
+            name,
             column,
-            cql_type,
             role,
         });
-    }
-    if named.named.len() > MAX_COLUMNS {
-        errors.push(syn::Error::new_spanned(
-            &input.ident,
-            format!(
-                "an entity has at most {MAX_COLUMNS} fields: the scylla driver binds up to 16 \
-                 values, the TTL of `save_with_ttl` included"
-            ),
-        ));
     }
     if !fields.iter().any(|f| f.role == Role::Partition) && !named.named.is_empty() {
         errors.push(syn::Error::new_spanned(

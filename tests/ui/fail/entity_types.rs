@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use cachefw_cassandra::Entity;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
@@ -10,25 +12,12 @@ pub struct Unsupported {
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
-#[entity(keyspace = "shop", table = "wide", ttl = "1m")]
-pub struct TooWide {
+#[entity(keyspace = "shop", table = "nulls", ttl = "1m")]
+pub struct NullInCollection {
     #[partition_key]
-    pub a: i32,
-    pub b: i32,
-    pub c: i32,
-    pub d: i32,
-    pub e: i32,
-    pub f: i32,
-    pub g: i32,
-    pub h: i32,
-    pub i: i32,
-    pub j: i32,
-    pub k: i32,
-    pub l: i32,
-    pub m: i32,
-    pub n: i32,
-    pub o: i32,
-    pub p: i32,
+    pub id: i64,
+    pub scores: Vec<Option<i32>>,
+    pub labels: HashMap<String, Option<String>>,
 }
 
 fn main() {}

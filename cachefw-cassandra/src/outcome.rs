@@ -1,0 +1,147 @@
+//! Whether a failed write may have changed the row, which decides whether
+//! its cache entries are evicted anyway.
+//!
+//! Only a write Cassandra (or the driver, before sending) definitely refused
+//! leaves the row as it was. A timeout, a lost connection after the request
+//! left, or an answer that could not be read may hide an applied write, and
+//! then the cached copy may be stale: it is evicted as after a success.
+//!
+//! The last attempt's error speaks for the whole request: the repository's
+//! statements are not marked idempotent, and the driver's default retry
+//! policy retries a non-idempotent request only after errors that mean it
+//! was not applied (unavailable replicas, a bootstrapping node, no stream
+//! id). A custom retry policy that retries after a timeout can hide an
+//! applied attempt behind a later refusal; the default one never does.
+
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+
+/// What a failed write did to the row, as far as the client can know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Nothing: the write was refused before it was applied anywhere.
+    Refused,
+    /// Maybe applied, on some replicas or all.
+    Unknown,
+}
+
+/// The outcome of a write that ended in `error`.
+pub(crate) fn of(error: &ExecutionError) -> Outcome {
+    match error {
+        // Refused by the driver before sending, or never sent.
+        ExecutionError::BadQuery(_)
+        | ExecutionError::EmptyPlan
+        | ExecutionError::PrepareError(_)
+        | ExecutionError::ConnectionPoolError(_)
+        | ExecutionError::UseKeyspaceError(_) => Outcome::Refused,
+        ExecutionError::LastAttemptError(attempt) => of_attempt(attempt),
+        // A client timeout, or a failure after the write was acknowledged
+        // (schema agreement follows the write), and any error kind a newer
+        // driver adds: the write may have happened.
+        _ => Outcome::Unknown,
+    }
+}
+
+fn of_attempt(error: &RequestAttemptError) -> Outcome {
+    match error {
+        RequestAttemptError::SerializationError(_)
+        | RequestAttemptError::CqlRequestSerialization(_)
+        | RequestAttemptError::UnableToAllocStreamId
+        | RequestAttemptError::RepreparedIdChanged { .. }
+        | RequestAttemptError::RepreparedIdMissingInBatch => Outcome::Refused,
+        RequestAttemptError::DbError(db_error, _) => of_db_error(db_error),
+        // The connection broke (the request may have left), or the answer
+        // could not be read: it may have been a success.
+        _ => Outcome::Unknown,
+    }
+}
+
+fn of_db_error(error: &DbError) -> Outcome {
+    match error {
+        // Refused by the coordinator before any replica applied it.
+        DbError::SyntaxError
+        | DbError::Invalid
+        | DbError::AlreadyExists { .. }
+        | DbError::FunctionFailure { .. }
+        | DbError::AuthenticationError
+        | DbError::Unauthorized
+        | DbError::ConfigError
+        | DbError::Unavailable { .. }
+        | DbError::Overloaded
+        | DbError::IsBootstrapping
+        | DbError::TruncateError
+        | DbError::Unprepared { .. }
+        | DbError::ProtocolError => Outcome::Refused,
+        DbError::RateLimitReached {
+            rejected_by_coordinator,
+            ..
+        } => {
+            if *rejected_by_coordinator {
+                Outcome::Refused
+            } else {
+                Outcome::Unknown
+            }
+        }
+        // WriteTimeout, WriteFailure, ReadTimeout and ReadFailure (the read
+        // phase of a lightweight transaction), ServerError, codes this
+        // driver does not know (CAS_WRITE_UNKNOWN among them): replicas may
+        // hold the write.
+        _ => Outcome::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use scylla::errors::{BadQuery, WriteType};
+    use scylla::frame::types::Consistency;
+
+    use super::*;
+
+    fn db(error: DbError) -> ExecutionError {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(error, "reason".into()))
+    }
+
+    #[test]
+    fn timeouts_and_failures_are_unknown() {
+        let timeout = db(DbError::WriteTimeout {
+            consistency: Consistency::Quorum,
+            received: 1,
+            required: 2,
+            write_type: WriteType::Simple,
+        });
+        assert_eq!(of(&timeout), Outcome::Unknown);
+        let failure = db(DbError::WriteFailure {
+            consistency: Consistency::Quorum,
+            received: 1,
+            required: 2,
+            numfailures: 1,
+            write_type: WriteType::Batch,
+        });
+        assert_eq!(of(&failure), Outcome::Unknown);
+        assert_eq!(of(&db(DbError::ServerError)), Outcome::Unknown);
+        assert_eq!(of(&db(DbError::Other(0x1700))), Outcome::Unknown);
+        let client = ExecutionError::RequestTimeout(Duration::from_secs(12));
+        assert_eq!(of(&client), Outcome::Unknown);
+    }
+
+    #[test]
+    fn refusals_are_refused() {
+        assert_eq!(of(&db(DbError::Invalid)), Outcome::Refused);
+        assert_eq!(of(&db(DbError::Overloaded)), Outcome::Refused);
+        let unavailable = db(DbError::Unavailable {
+            consistency: Consistency::Quorum,
+            required: 2,
+            alive: 1,
+        });
+        assert_eq!(of(&unavailable), Outcome::Refused);
+        let bad = ExecutionError::BadQuery(BadQuery::TooManyQueriesInBatchStatement(70_000));
+        assert_eq!(of(&bad), Outcome::Refused);
+        assert_eq!(
+            of(&ExecutionError::LastAttemptError(
+                RequestAttemptError::UnableToAllocStreamId
+            )),
+            Outcome::Refused
+        );
+    }
+}
