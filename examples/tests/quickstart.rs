@@ -51,7 +51,10 @@ fn runs_in_memory_with_no_services() {
 fn runs_against_redis_from_redis_url() {
     let redis = RedisServer::start();
     let stdout = run_quickstart(Some(&redis.url()));
-    assert!(stdout.contains("backend: Redis (from REDIS_URL)"), "{stdout}");
+    assert!(
+        stdout.contains("backend: Redis (from REDIS_URL)"),
+        "{stdout}"
+    );
     assert_tells_the_story(&stdout);
     assert!(
         redis.keys().contains(&"quickstart:v1:user:7".to_owned()),

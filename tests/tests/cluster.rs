@@ -94,7 +94,10 @@ async fn one_load_across_processes_and_no_stale_fill() {
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while reader.stats().loads == 0 {
-        assert!(std::time::Instant::now() < deadline, "the reader never loaded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader never loaded"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     writer.delete("user:1").await.expect("delete");

@@ -211,7 +211,11 @@ async fn a_prefix_eviction_with_a_primary_unreachable_is_an_error() {
     }
     match cache.evict_prefix("item:").await {
         Err(Error::PartialEviction { unreachable, .. }) => {
-            assert_eq!(unreachable, [address.clone()], "names the primary");
+            assert_eq!(
+                unreachable,
+                std::slice::from_ref(&address),
+                "names the primary"
+            );
         }
         other => panic!("a partial eviction is an error, got {other:?}"),
     }
