@@ -4,7 +4,8 @@
 //! the `#[cacheable]` hit in memory against `moka` itself, and the miss path
 //! against a plain `GET` + `SET`. One task in sequence, then 64 concurrent
 //! tasks; 1,000 keys of a five-field struct; a private loopback
-//! redis-server.
+//! redis-server. Rows are interleaved in 40 rounds of a few hundred calls
+//! each, so that the machine's drift hits every row alike.
 //!
 //! ```text
 //! cargo bench -p cachefw-tests --bench hit
@@ -47,9 +48,11 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 const KEYS: u64 = 1_000;
-const SEQUENTIAL: usize = 20_000;
+/// Rounds of every row in turn.
+const SEGMENTS: usize = 40;
+/// Calls per row per round, in one task over Redis.
+const SEGMENT_CALLS: usize = 512;
 const TASKS: usize = 64;
-const PER_TASK: usize = 1_000;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Profile {
@@ -130,62 +133,108 @@ struct Row {
     per_second: f64,
 }
 
-/// `ops` calls of `op` in one task, then `TASKS` tasks of `PER_TASK` calls.
-async fn measure<F, Fut>(name: &'static str, op: F) -> (Row, Row)
-where
-    F: Fn(u64) -> Fut + Copy + Send + Sync + 'static,
-    Fut: Future<Output = Result<Profile, SourceError>> + Send,
-{
-    for id in 0..KEYS {
-        op(id).await.expect("warm-up");
-    }
-    let mut samples = Vec::with_capacity(SEQUENTIAL);
-    let started = Instant::now();
-    for i in 0..SEQUENTIAL {
-        let at = Instant::now();
-        std::hint::black_box(op(i as u64 % KEYS).await.expect("hit"));
-        samples.push(at.elapsed());
-    }
-    let sequential = row(name, samples, SEQUENTIAL, started.elapsed());
-
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|t| {
-            tokio::spawn(async move {
-                let mut samples = Vec::with_capacity(PER_TASK);
-                for i in 0..PER_TASK {
-                    let at = Instant::now();
-                    std::hint::black_box(
-                        op(((t * PER_TASK + i) as u64 * 7) % KEYS)
-                            .await
-                            .expect("hit"),
-                    );
-                    samples.push(at.elapsed());
-                }
-                samples
-            })
-        })
-        .collect();
-    let mut samples = Vec::with_capacity(TASKS * PER_TASK);
-    for task in tasks {
-        samples.extend(task.await.expect("task"));
-    }
-    let concurrent = row(name, samples, TASKS * PER_TASK, started.elapsed());
-    (sequential, concurrent)
+/// The rows of a table, by what they call.
+#[derive(Clone, Copy)]
+enum Op {
+    RawGet,
+    CachedCrate,
+    CachefwRedis,
+    Moka,
+    CachefwMemory,
 }
 
-fn row(name: &'static str, mut samples: Vec<Duration>, ops: usize, took: Duration) -> Row {
-    samples.sort_unstable();
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Self::RawGet => "redis-rs GET + decode (anchor)",
+            Self::CachedCrate => "cached crate #[concurrent_cached]",
+            Self::CachefwRedis => "#[cacheable] over Redis",
+            Self::Moka => "moka get (anchor)",
+            Self::CachefwMemory => "#[cacheable] in memory",
+        }
+    }
+
+    async fn call(self, id: u64) -> Result<Profile, SourceError> {
+        match self {
+            Self::RawGet => raw_get(id).await,
+            Self::CachedCrate => cached_crate(id).await,
+            Self::CachefwRedis => cachefw_redis(id).await,
+            Self::Moka => moka_get(id).await,
+            Self::CachefwMemory => cachefw_memory(id).await,
+        }
+    }
+}
+
+/// Per row, every call's latency and the time its segments took.
+struct Samples {
+    latencies: Vec<Duration>,
+    took: Duration,
+}
+
+/// The rows of `ops`, measured in `SEGMENTS` rounds: in each round every
+/// row runs `per_segment` calls in turn, in one task or spread over `TASKS`
+/// tasks. Interleaving this finely makes drift in the machine (other load,
+/// frequency, the server's own housekeeping) hit every row alike.
+async fn measure(ops: &[Op], tasks: usize, per_segment: usize) -> Vec<Row> {
+    for op in ops {
+        for id in 0..KEYS {
+            op.call(id).await.expect("warm-up");
+        }
+    }
+    let mut samples: Vec<Samples> = ops
+        .iter()
+        .map(|_| Samples {
+            latencies: Vec::new(),
+            took: Duration::ZERO,
+        })
+        .collect();
+    for segment in 0..SEGMENTS {
+        for (op, samples) in ops.iter().zip(&mut samples) {
+            let started = Instant::now();
+            let workers: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let op = *op;
+                    tokio::spawn(async move {
+                        let mut latencies = Vec::with_capacity(per_segment);
+                        for i in 0..per_segment {
+                            let id = ((segment * tasks + t) * per_segment + i) as u64 * 7 % KEYS;
+                            let at = Instant::now();
+                            std::hint::black_box(op.call(id).await.expect("hit"));
+                            latencies.push(at.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            for worker in workers {
+                samples.latencies.extend(worker.await.expect("task"));
+            }
+            samples.took += started.elapsed();
+        }
+    }
+    ops.iter()
+        .zip(samples)
+        .map(|(op, samples)| row(op.name(), samples))
+        .collect()
+}
+
+fn row(name: &'static str, samples: Samples) -> Row {
+    let Samples {
+        mut latencies,
+        took,
+    } = samples;
+    latencies.sort_unstable();
+    let ops = latencies.len();
     Row {
         name,
-        p50: samples[samples.len() / 2],
-        p99: samples[samples.len() * 99 / 100],
-        mean: samples.iter().sum::<Duration>() / samples.len() as u32,
+        p50: latencies[ops / 2],
+        p99: latencies[ops * 99 / 100],
+        mean: latencies.iter().sum::<Duration>() / ops as u32,
         per_second: ops as f64 / took.as_secs_f64(),
     }
 }
 
-fn print(title: &str, rows: &[&Row]) {
+fn print(title: &str, rows: &[Row]) {
     println!("\n{title}");
     println!(
         "| {:<34} | {:>9} | {:>9} | {:>9} | {:>11} | {:>13} | {:>13} |",
@@ -195,7 +244,7 @@ fn print(title: &str, rows: &[&Row]) {
         "|{:-<36}|{:->11}|{:->11}|{:->11}|{:->13}|{:->15}|{:->15}|",
         "", "", "", "", "", "", ""
     );
-    let anchor = rows[0];
+    let anchor = &rows[0];
     for row in rows {
         println!(
             "| {:<34} | {:>9.1?} | {:>9.1?} | {:>9.1?} | {:>11.0} | {:>12.2}x | {:>12.2}x |",
@@ -250,57 +299,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let _ = MEMORY_CACHE.set(Cache::builder().namespace("bench").build().await?);
 
-    // Rows run in rotation, three rounds; each row reports its best round
-    // (lowest p50), so that warm-up and scheduling noise hit all rows alike.
-    let mut best: Vec<Option<(Row, Row)>> = (0..5).map(|_| None).collect();
-    for _ in 0..3 {
-        let rounds = [
-            measure("redis-rs GET + decode (anchor)", raw_get).await,
-            measure("cached crate #[concurrent_cached]", cached_crate).await,
-            measure("#[cacheable] over Redis", cachefw_redis).await,
-            measure("moka get (anchor)", moka_get).await,
-            measure("#[cacheable] in memory", cachefw_memory).await,
-        ];
-        for (slot, (one, many)) in best.iter_mut().zip(rounds) {
-            let keep_one = slot.as_ref().is_none_or(|(kept, _)| one.p50 < kept.p50);
-            let keep_many = slot
-                .as_ref()
-                .is_none_or(|(_, kept)| many.per_second > kept.per_second);
-            *slot = Some(match slot.take() {
-                None => (one, many),
-                Some((old_one, old_many)) => (
-                    if keep_one { one } else { old_one },
-                    if keep_many { many } else { old_many },
-                ),
-            });
+    // `HIT_PROFILE=1 valgrind --tool=callgrind <bench binary>`: 20,000 calls
+    // of each row in one task, for instruction counts per call.
+    if std::env::var("HIT_PROFILE").is_ok() {
+        for op in [Op::RawGet, Op::CachefwRedis, Op::Moka, Op::CachefwMemory] {
+            for i in 0..20_000u64 {
+                std::hint::black_box(op.call(i % KEYS).await.expect("hit"));
+            }
         }
+        return Ok(());
     }
-    let [raw, cached, ours, moka, mem] =
-        <[Option<(Row, Row)>; 5]>::try_from(best).map_err(|_| "five rows")?;
-    let (
-        (raw_1, raw_64),
-        (cached_1, cached_64),
-        (ours_1, ours_64),
-        (moka_1, moka_64),
-        (mem_1, mem_64),
-    ) = (
-        raw.ok_or("measured")?,
-        cached.ok_or("measured")?,
-        ours.ok_or("measured")?,
-        moka.ok_or("measured")?,
-        mem.ok_or("measured")?,
-    );
+    let redis_rows = [Op::RawGet, Op::CachedCrate, Op::CachefwRedis];
+    let memory_rows = [Op::Moka, Op::CachefwMemory];
+    let redis_1 = measure(&redis_rows, 1, SEGMENT_CALLS).await;
+    let redis_64 = measure(&redis_rows, TASKS, SEGMENT_CALLS / TASKS * 8).await;
+    let memory_1 = measure(&memory_rows, 1, SEGMENT_CALLS * 20).await;
+    let memory_64 = measure(&memory_rows, TASKS, SEGMENT_CALLS).await;
 
     println!(
-        "hit path: {KEYS} keys of a 5-field struct, bincode, loopback redis-server, 2 worker threads"
+        "hit path: {KEYS} keys of a 5-field struct (bincode for the anchor, MessagePack with \
+         field names for cachefw), loopback redis-server, 2 worker threads, {SEGMENTS} \
+         interleaved rounds"
     );
-    print("Redis, one task", &[&raw_1, &cached_1, &ours_1]);
-    print(
-        &format!("Redis, {TASKS} tasks"),
-        &[&raw_64, &cached_64, &ours_64],
-    );
-    print("memory, one task", &[&moka_1, &mem_1]);
-    print(&format!("memory, {TASKS} tasks"), &[&moka_64, &mem_64]);
+    print("Redis, one task", &redis_1);
+    print(&format!("Redis, {TASKS} tasks"), &redis_64);
+    print("memory, one task", &memory_1);
+    print(&format!("memory, {TASKS} tasks"), &memory_64);
 
     println!("\nheap allocations per hit (one task, warm keys):");
     println!(

@@ -97,13 +97,20 @@ impl<C> Shared<C> {
         }
     }
 
+    /// A clone of the connection (a handle onto the shared one), and the
+    /// address that identifies it to [`discard`](Self::discard).
     async fn get<F: Future<Output = RedisResult<C>>>(
         &self,
         timeout: Duration,
         connect: impl FnOnce() -> F,
-    ) -> RedisResult<Arc<C>> {
-        if let Some(conn) = self.current.load_full() {
-            return Ok(conn);
+    ) -> RedisResult<(C, usize)>
+    where
+        C: Clone,
+    {
+        // A guard, not a counted `Arc`: the hit path touches no shared
+        // reference count here.
+        if let Some(conn) = &*self.current.load() {
+            return Ok(((**conn).clone(), Arc::as_ptr(conn) as usize));
         }
         // Waiting for another caller's connect and making our own share
         // one deadline.
@@ -111,23 +118,27 @@ impl<C> Shared<C> {
         let _turn = tokio::time::timeout_at(deadline, self.connecting.lock())
             .await
             .map_err(|_| timed_out())?;
-        if let Some(conn) = self.current.load_full() {
-            return Ok(conn);
+        if let Some(conn) = &*self.current.load() {
+            return Ok(((**conn).clone(), Arc::as_ptr(conn) as usize));
         }
         let conn = Arc::new(
             tokio::time::timeout_at(deadline, connect())
                 .await
                 .map_err(|_| timed_out())??,
         );
-        self.current.store(Some(conn.clone()));
-        Ok(conn)
+        let id = Arc::as_ptr(&conn) as usize;
+        let handle = (*conn).clone();
+        self.current.store(Some(conn));
+        Ok((handle, id))
     }
 
-    /// Drops `failed` so that the next command connects afresh, unless it
-    /// was replaced already.
-    fn discard(&self, failed: &Arc<C>) {
-        let current = Some(failed.clone());
-        self.current.compare_and_swap(&current, None);
+    /// Drops the connection `failed` identifies, so that the next command
+    /// connects afresh, unless it was replaced already.
+    fn discard(&self, failed: usize) {
+        self.current.rcu(|current| match current {
+            Some(conn) if Arc::as_ptr(conn) as usize == failed => None,
+            other => other.clone(),
+        });
     }
 }
 
@@ -540,13 +551,13 @@ impl RedisBackend {
                     })
                     .await
                 {
-                    Ok(conn) => {
-                        let mut link = Link::Single((*conn).clone());
+                    Ok((conn, id)) => {
+                        let mut link = Link::Single(conn);
                         let result = command(&mut link).await;
                         if let Err(error) = &result
                             && outcome_of(error) != Outcome::Answered
                         {
-                            single.conn.discard(&conn);
+                            single.conn.discard(id);
                         }
                         result
                     }
