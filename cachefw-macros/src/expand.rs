@@ -74,7 +74,7 @@ fn cache_tokens(private: &TokenStream, cache: Option<&Expr>) -> TokenStream {
             use #private::CacheRef as _;
             (#expr).__cachefw_cache()
         }},
-        None => quote!(#private::installed()),
+        None => quote!(#private::installed_or_warn()),
     }
 }
 

@@ -31,18 +31,26 @@ impl Inner {
         Fut: Future<Output = S::Output>,
     {
         // A failed read was counted and logged; it is served like a miss.
-        if let Ok(Some(entry)) = self.read::<S::Value>(full).await
-            && let Some(output) = S::from_entry(entry)
-        {
-            self.stats().hit();
-            return output;
-        }
+        // When Redis is out, without the lease: the commands that take it
+        // would fail alike and cost the caller another timeout.
+        let lease = match self.read::<S::Value>(full).await {
+            Ok(Some(entry)) => match S::from_entry(entry) {
+                Some(output) => {
+                    self.stats().hit();
+                    return output;
+                }
+                None => true,
+            },
+            Ok(None) => true,
+            Err(error) => !error.is_outage(),
+        };
         self.stats().miss();
+        let mut failed_loads = 0;
         loop {
             let follower = match self.flights().join(full) {
                 Join::Leader(leader) => {
                     return self
-                        .lead::<S, _, _>(Some(leader), full, policy, unless, loader)
+                        .lead::<S, _, _>(Some(leader), full, lease, policy, unless, loader)
                         .await;
                 }
                 Join::Follower(follower) => follower,
@@ -60,13 +68,24 @@ impl Inner {
                     // cannot answer with: load our own.
                     break;
                 }
-                // The leader's error went to its own caller. Join again: one
-                // of the followers loads next, the others wait for it,
-                // rather than all of them calling the source at once.
-                Outcome::Failed | Outcome::Abandoned => continue,
+                // The leader's error went to its own caller. Join again,
+                // once: one of the followers takes over at once and the
+                // others wait for it, rather than all of them calling the
+                // source together. If that load fails too, each loads for
+                // itself without waiting in line behind the others (nor
+                // behind a lease), so no caller waits more than two loads.
+                Outcome::Failed => {
+                    failed_loads += 1;
+                    if failed_loads > 1 {
+                        return self
+                            .lead::<S, _, _>(None, full, false, policy, unless, loader)
+                            .await;
+                    }
+                }
+                Outcome::Abandoned => {}
             }
         }
-        self.lead::<S, _, _>(None, full, policy, unless, loader)
+        self.lead::<S, _, _>(None, full, lease, policy, unless, loader)
             .await
     }
 
@@ -76,6 +95,7 @@ impl Inner {
         self: &Arc<Self>,
         leader: Option<Leader<'_>>,
         full: &str,
+        lease: bool,
         policy: &Policy,
         unless: impl FnOnce(&S::Value) -> bool,
         loader: F,
@@ -85,7 +105,11 @@ impl Inner {
         F: FnOnce() -> Fut,
         Fut: Future<Output = S::Output>,
     {
-        let guard = self.lease_for::<S>(full, leader.as_ref()).await;
+        let guard = if lease {
+            self.lease_for::<S>(full, leader.as_ref()).await
+        } else {
+            Ok(None)
+        };
         let guard = match guard {
             Ok(guard) => guard,
             Err(output) => return output,
@@ -123,11 +147,6 @@ impl Inner {
         full: &str,
         leader: Option<&Leader<'_>>,
     ) -> Result<Option<LeaseGuard>, S::Output> {
-        // An eviction of this key that has not reached Redis yet: whatever
-        // Redis holds may be stale, and a fill could not be trusted either.
-        if self.bypasses(full) {
-            return Ok(None);
-        }
         let mut over = None;
         loop {
             match lease::claim(self, full, over.as_ref()).await {

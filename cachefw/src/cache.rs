@@ -114,8 +114,8 @@ impl Cache {
     ///
     /// An entry that does not decode as `T` (garbage, another codec's, or
     /// another type's) reads as `None`; it is counted in [`Stats::errors`]
-    /// and logged. So does a key whose eviction has not reached Redis yet
-    /// (see [`delete`](Self::delete)).
+    /// and logged. A key whose eviction Redis has not confirmed yet (see
+    /// [`delete`](Self::delete)) reads as `None` too, without asking Redis.
     ///
     /// # Errors
     ///

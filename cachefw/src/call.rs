@@ -13,7 +13,7 @@ use crate::shape::{Returns, Shape};
 
 /// The cache installed with [`crate::install`]; warns once per process when
 /// there is none, since every annotated call then runs uncached.
-pub fn installed() -> Option<Cache> {
+pub fn installed_or_warn() -> Option<Cache> {
     static WARNED: AtomicBool = AtomicBool::new(false);
     let cache = crate::install::installed();
     if cache.is_none() && !WARNED.swap(true, Ordering::Relaxed) {

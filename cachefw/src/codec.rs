@@ -11,7 +11,10 @@
 //! removes, reorders or retypes a field without bumping the version) is read
 //! by field name: either as exactly the value the new type would have (a
 //! field removed or reordered, an added `#[serde(default)]` field), or not at
-//! all (a miss). Decoding reads only the payload's own bytes: a length prefix
+//! all (a miss). Enum variants are stored by name too. Tuples, tuple structs
+//! and tuple variants have no names: their fields are stored by position,
+//! so swapping two of the same type is the one change that needs a version
+//! bump. Decoding reads only the payload's own bytes: a length prefix
 //! that claims more than the payload holds fails instead of allocating it.
 //! Format 1 (bincode, positional) read a reordered field as another field's
 //! value and allocated whatever a stray length prefix claimed; its entries

@@ -133,19 +133,24 @@ pub enum Error {
 /// [`Error::Redis`]. Opaque, so that the Redis client can change without
 /// changing this crate's API.
 #[derive(Debug)]
-pub struct RedisFailure(pub(crate) redis::RedisError);
+pub struct RedisFailure {
+    pub(crate) error: redis::RedisError,
+    /// Whether it means the server is unreachable or unwell (as opposed to
+    /// an answer about the command, such as `WRONGTYPE`).
+    pub(crate) outage: bool,
+}
 
 impl RedisFailure {
     /// The error code Redis answered with, such as `READONLY`, `WRONGTYPE`
     /// or `OOM`; `None` for a failure of the connection.
     pub fn code(&self) -> Option<&str> {
-        self.0.code()
+        self.error.code()
     }
 }
 
 impl fmt::Display for RedisFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        fmt::Display::fmt(&self.error, f)
     }
 }
 
@@ -161,6 +166,16 @@ impl Error {
                 | Self::Unavailable { .. }
                 | Self::PartialEviction { .. }
         )
+    }
+
+    /// Whether the backend is unreachable or unwell: a timeout, the open
+    /// breaker, a lost connection. Not an answer about one command.
+    pub(crate) fn is_outage(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Unavailable { .. } | Self::PartialEviction { .. } => true,
+            Self::Redis { source, .. } => source.outage,
+            _ => false,
+        }
     }
 
     /// A short name for the kind of failure, for logs and metrics.

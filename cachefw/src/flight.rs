@@ -25,9 +25,9 @@ pub(crate) enum Outcome {
     /// The leader's value.
     Value(Shared),
     /// The leader's loader returned an error, which went to the leader's
-    /// caller. Errors are not `Clone`, so each follower asks the source
-    /// itself rather than queueing behind another leader that may fail
-    /// just as slowly.
+    /// caller. Errors are not `Clone`: followers join a new flight once,
+    /// and after a second failure each asks the source itself (see
+    /// `aside.rs`).
     Failed,
     /// The leader was cancelled (its future dropped) before its loader
     /// finished: the follower should join again, and may lead.

@@ -2,6 +2,7 @@
 //! operations every public call and macro is made of: read, encode, write,
 //! evict, and the replay of evictions that did not reach Redis.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -206,37 +207,65 @@ impl Inner {
             })
     }
 
-    fn evicting(&self, target: Target) -> Evicting<'_> {
-        Evicting {
-            inner: self,
-            pending: Some(self.journal.record(target)),
+    /// Runs `write`, an eviction of `targets` (or a write that replaces
+    /// them), under the journal: recorded before it is sent, struck off
+    /// once Redis confirms it, kept for the replay otherwise (including
+    /// when this future is dropped at the await).
+    async fn evicting<T>(
+        &self,
+        targets: impl IntoIterator<Item = Target>,
+        write: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let evictions: Vec<Evicting<'_>> = targets
+            .into_iter()
+            .map(|target| {
+                match &target {
+                    Target::Key(key) => self.flights.detach(key),
+                    Target::Prefix(prefix) => self.flights.detach_prefix(prefix),
+                }
+                Evicting {
+                    inner: self,
+                    pending: Some(self.journal.record(target)),
+                }
+            })
+            .collect();
+        let result = self.observe(write.await);
+        if result.is_ok() {
+            evictions.into_iter().for_each(Evicting::done);
         }
+        result
     }
 
     /// Stores `value` at a full key over whatever it holds, for `ttl` (which
     /// the caller has jittered). The write replaces any lease on the key, so
     /// a load that began before it cannot fill over it; loads joining now
-    /// start afresh. A write that does not reach Redis leaves the old entry
-    /// there: it is then evicted as soon as Redis answers. A backend failure
-    /// is counted and logged.
+    /// start afresh. A write that does not reach Redis, or a value that
+    /// cannot be stored (it does not encode, the TTL is invalid), must not
+    /// leave the old entry there: it is then evicted (at once, or as soon as
+    /// Redis answers). A backend failure is counted and logged.
     pub(crate) async fn set_full<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
-        self.flights.detach(full);
-        let ttl_ms = crate::ttl::millis(ttl).ok_or_else(|| Error::InvalidTtl {
-            key: full.to_owned(),
-            ttl,
-        })?;
-        let bytes = self.encode(full, value)?;
-        let evicting = self.evicting(Target::Key(full.to_owned()));
-        let written = self.observe(self.backend.set(full, Bytes::from(bytes), ttl_ms).await);
-        if written.is_ok() {
-            evicting.done();
-        }
-        written
+        let encoded = crate::ttl::millis(ttl)
+            .ok_or_else(|| Error::InvalidTtl {
+                key: full.to_owned(),
+                ttl,
+            })
+            .and_then(|ttl_ms| Ok((self.encode(full, value)?, ttl_ms)));
+        let (bytes, ttl_ms) = match encoded {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                // Failures of the eviction are the cache's to count; the
+                // caller learns why its value was not stored.
+                let _ = self.delete_full(full).await;
+                return Err(error);
+            }
+        };
+        let write = self.backend.set(full, Bytes::from(bytes), ttl_ms);
+        self.evicting([Target::Key(full.to_owned())], write).await
     }
 
     /// [`set_full`](Self::set_full) for a `#[cache_put]`: every failure is
@@ -252,41 +281,23 @@ impl Inner {
     /// Removes the entry at a full key, and with it any lease: a load that
     /// began before cannot fill it, and later callers start a new load.
     pub(crate) async fn delete_full(&self, full: &str) -> Result<bool, Error> {
-        self.flights.detach(full);
-        let evicting = self.evicting(Target::Key(full.to_owned()));
-        let removed = self.observe(self.backend.delete(full).await);
-        if removed.is_ok() {
-            evicting.done();
-        }
-        removed
+        let write = self.backend.delete(full);
+        self.evicting([Target::Key(full.to_owned())], write).await
     }
 
     /// [`delete_full`](Self::delete_full) for many keys, in one round trip
     /// per batch; how many existed.
     pub(crate) async fn delete_many_full(&self, fulls: &[String]) -> Result<u64, Error> {
-        let evictions: Vec<_> = fulls
-            .iter()
-            .map(|full| {
-                self.flights.detach(full);
-                self.evicting(Target::Key(full.clone()))
-            })
-            .collect();
-        let removed = self.observe(self.backend.delete_many(fulls).await);
-        if removed.is_ok() {
-            evictions.into_iter().for_each(Evicting::done);
-        }
-        removed
+        let targets = fulls.iter().map(|full| Target::Key(full.clone()));
+        self.evicting(targets, self.backend.delete_many(fulls))
+            .await
     }
 
     /// Removes every entry under a full key prefix.
     pub(crate) async fn evict_prefix_full(&self, prefix: &str) -> Result<u64, Error> {
-        self.flights.detach_prefix(prefix);
-        let evicting = self.evicting(Target::Prefix(prefix.to_owned()));
-        let removed = self.observe(self.backend.evict_prefix(prefix).await);
-        if removed.is_ok() {
-            evicting.done();
-        }
-        removed
+        let write = self.backend.evict_prefix(prefix);
+        self.evicting([Target::Prefix(prefix.to_owned())], write)
+            .await
     }
 
     /// Removes every entry of this namespace and version; evictions pending
@@ -310,26 +321,31 @@ impl Inner {
             self.wake.notify_one();
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.replaying.store(false, Ordering::Release);
-            return;
+        // The guard exists before the task does: a task dropped unpolled
+        // (its runtime is shutting down) still clears the flag.
+        let flag = Replaying {
+            me: self.me.clone(),
+            finished: false,
         };
-        runtime.spawn(replay(self.me.clone()));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(replay(flag))),
+            Err(_) => drop(flag),
+        }
     }
 
-    /// One pass over the pending evictions; whether any reached Redis. A
-    /// failure is not counted again: it is the same outage the original
-    /// eviction met.
-    async fn replay_pass(&self) -> bool {
+    /// One pass over the pending evictions. A failure is not counted
+    /// again: it is the same outage the original eviction met.
+    async fn replay_pass(&self) -> Pass {
         let backlog = self.journal.backlog();
         if backlog.overflowed {
             self.flights.detach_prefix(self.keys.prefix());
-            return match self.backend.evict_prefix(self.keys.prefix()).await {
-                Ok(_) => {
-                    self.journal.cleared(backlog.up_to);
-                    true
-                }
-                Err(_) => false,
+            let cleared = self.backend.evict_prefix(self.keys.prefix()).await.is_ok();
+            if cleared {
+                self.journal.cleared(backlog.up_to);
+            }
+            return Pass {
+                progressed: cleared,
+                scans: true,
             };
         }
         let mut progressed = false;
@@ -337,11 +353,12 @@ impl Inner {
             .targets
             .into_iter()
             .partition(|(target, _)| matches!(target, Target::Key(_)));
+        let prefixes_empty = prefixes.is_empty();
         for (target, seq) in prefixes {
             if let Target::Prefix(prefix) = &target
                 && self.backend.evict_prefix(prefix).await.is_ok()
             {
-                self.journal.replayed(&target, seq);
+                self.journal.settle(&target, seq);
                 progressed = true;
             }
         }
@@ -355,7 +372,7 @@ impl Inner {
                 .collect();
             if self.backend.delete_many(&fulls).await.is_ok() {
                 for (target, seq) in batch {
-                    self.journal.replayed(target, *seq);
+                    self.journal.settle(target, *seq);
                 }
                 progressed = true;
             }
@@ -366,19 +383,36 @@ impl Inner {
                 "cachefw: replayed evictions that had not reached Redis"
             );
         }
-        progressed
+        Pass {
+            progressed,
+            scans: !prefixes_empty,
+        }
     }
 }
 
-/// Clears the replay flag however the task ends (done, or dropped with
-/// its runtime), and restarts it when evictions arrived meanwhile.
-struct Replaying(Weak<Inner>);
+/// How a replay pass went.
+struct Pass {
+    /// Whether any eviction reached Redis.
+    progressed: bool,
+    /// Whether it had to scan the keyspace (a prefix eviction, or a clear
+    /// after an overflow): a pass not to repeat faster than the backoff.
+    scans: bool,
+}
+
+/// Clears the replay flag however the task ends: done, or dropped with its
+/// runtime (even before it first ran). A task that finished restarts the
+/// replay when evictions were stranded after its last look; one dropped by
+/// a shutting-down runtime does not (the next failure or answer will).
+struct Replaying {
+    me: Weak<Inner>,
+    finished: bool,
+}
 
 impl Drop for Replaying {
     fn drop(&mut self) {
-        if let Some(inner) = self.0.upgrade() {
+        if let Some(inner) = self.me.upgrade() {
             inner.replaying.store(false, Ordering::Release);
-            if !inner.journal.is_settled() {
+            if self.finished && !inner.journal.is_settled() {
                 inner.schedule_replay();
             }
         }
@@ -387,24 +421,34 @@ impl Drop for Replaying {
 
 /// Replays pending evictions until none is left or the cache is dropped.
 /// Holds the cache only while a pass runs.
-async fn replay(me: Weak<Inner>) {
-    let _flag = Replaying(me.clone());
+async fn replay(mut flag: Replaying) {
     let mut pause = FIRST_REPLAY_PAUSE;
     loop {
-        let Some(inner) = me.upgrade() else { return };
+        let Some(inner) = flag.me.upgrade() else {
+            return;
+        };
         if inner.journal.is_settled() {
+            flag.finished = true;
             return;
         }
-        if inner.replay_pass().await {
-            pause = FIRST_REPLAY_PAUSE;
+        let pass = inner.replay_pass().await;
+        pause = if pass.progressed {
+            FIRST_REPLAY_PAUSE
         } else {
-            pause = (pause * 2).min(MAX_REPLAY_PAUSE);
-        }
+            (pause * 2).min(MAX_REPLAY_PAUSE)
+        };
         if inner.journal.is_settled() {
+            flag.finished = true;
             return;
         }
         let wake = inner.wake.clone();
         drop(inner);
+        if pass.scans && !pass.progressed {
+            // A scan that failed (a primary still unreachable) waits out the
+            // backoff: answers from the other nodes must not repeat it.
+            tokio::time::sleep(pause).await;
+            continue;
+        }
         // Woken by an answer from Redis, the next pass still waits a
         // moment: a Redis that answers for some keys but not others must
         // not spin this loop.

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// The default bound on pending evictions (keys and prefixes).
+/// The default bound on stranded evictions (keys and prefixes).
 pub const DEFAULT_JOURNAL_CAPACITY: usize = 10_000;
 
 /// What an eviction removes: one full key, or every key under a full prefix.
@@ -43,11 +43,29 @@ struct Record {
 
 #[derive(Default)]
 struct State {
-    pending: HashMap<Target, Record>,
-    /// How many records are stranded.
+    /// Keys and prefixes apart, so that a read looks its key up instead of
+    /// scanning every pending eviction.
+    keys: HashMap<String, Record>,
+    prefixes: HashMap<String, Record>,
+    /// How many records are stranded: what the capacity bounds. Evictions
+    /// in flight are bounded by the calls making them.
     stranded: usize,
-    /// Set when a record found the journal full: the sequence number then.
+    /// Set when a stranded eviction found the journal full: its sequence
+    /// number.
     overflowed_at: Option<u64>,
+}
+
+impl State {
+    fn records<'a>(&'a mut self, target: &'a Target) -> (&'a mut HashMap<String, Record>, &'a str) {
+        match target {
+            Target::Key(key) => (&mut self.keys, key),
+            Target::Prefix(prefix) => (&mut self.prefixes, prefix),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.prefixes.is_empty() && self.overflowed_at.is_none()
+    }
 }
 
 pub(crate) struct Journal {
@@ -90,7 +108,7 @@ impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if let Some(target) = self.target.take() {
             tracing::debug!(?target, "cachefw: eviction kept for replay");
-            self.journal.strand(&target);
+            self.journal.strand(&target, self.seq);
         }
     }
 }
@@ -113,20 +131,19 @@ impl Journal {
     pub(crate) fn record(&self, target: Target) -> Pending<'_> {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
-        if state.pending.len() >= self.capacity && !state.pending.contains_key(&target) {
-            if state.overflowed_at.is_none() {
-                tracing::warn!(
-                    capacity = self.capacity,
-                    "cachefw: too many evictions are waiting for Redis; reads bypass Redis \
-                     until the whole namespace is cleared"
+        let (records, name) = state.records(&target);
+        match records.get_mut(name) {
+            // Still stranded if an earlier attempt was.
+            Some(record) => record.seq = seq,
+            None => {
+                records.insert(
+                    name.to_owned(),
+                    Record {
+                        seq,
+                        stranded: false,
+                    },
                 );
             }
-            state.overflowed_at = Some(seq);
-        } else {
-            let stranded = state.pending.get(&target).is_some_and(|r| r.stranded);
-            state
-                .pending
-                .insert(target.clone(), Record { seq, stranded });
         }
         self.active.store(true, Ordering::Release);
         Pending {
@@ -136,10 +153,12 @@ impl Journal {
         }
     }
 
-    fn settle(&self, target: &Target, seq: u64) {
+    /// Strikes `target` off, if no later record of it is pending.
+    pub(crate) fn settle(&self, target: &Target, seq: u64) {
         let mut state = self.lock();
-        if state.pending.get(target).is_some_and(|r| r.seq <= seq)
-            && let Some(record) = state.pending.remove(target)
+        let (records, name) = state.records(target);
+        if records.get(name).is_some_and(|r| r.seq <= seq)
+            && let Some(record) = records.remove(name)
             && record.stranded
         {
             state.stranded -= 1;
@@ -147,34 +166,55 @@ impl Journal {
         self.refresh(&state);
     }
 
-    fn strand(&self, target: &Target) {
+    /// An attempt ended without Redis confirming it: the replay takes it,
+    /// or, past the capacity, a clear of the whole namespace covers it.
+    fn strand(&self, target: &Target, seq: u64) {
         let mut state = self.lock();
-        if let Some(record) = state.pending.get_mut(target)
-            && !record.stranded
-        {
-            record.stranded = true;
-            state.stranded += 1;
+        let full = state.stranded >= self.capacity;
+        let (records, name) = state.records(target);
+        match records.get_mut(name) {
+            Some(record) if !record.stranded => {
+                if full {
+                    records.remove(name);
+                } else {
+                    record.stranded = true;
+                }
+            }
+            _ => return,
         }
+        if !full {
+            state.stranded += 1;
+            return;
+        }
+        if state.overflowed_at.is_none() {
+            tracing::warn!(
+                capacity = self.capacity,
+                "cachefw: too many evictions are waiting for Redis; reads bypass Redis \
+                 until the whole namespace is cleared"
+            );
+        }
+        state.overflowed_at = Some(state.overflowed_at.map_or(seq, |at| at.max(seq)));
     }
 
     fn refresh(&self, state: &State) {
-        if state.pending.is_empty() && state.overflowed_at.is_none() {
+        if state.is_empty() {
             self.active.store(false, Ordering::Release);
         }
     }
 
     /// Whether a read of `full` must bypass Redis: an eviction covering it
-    /// is pending, or the journal overflowed.
+    /// has not been confirmed, or the journal overflowed.
     pub(crate) fn bypasses(&self, full: &str) -> bool {
         if !self.active.load(Ordering::Acquire) {
             return false;
         }
         let state = self.lock();
         state.overflowed_at.is_some()
-            || state.pending.keys().any(|target| match target {
-                Target::Key(key) => key == full,
-                Target::Prefix(prefix) => full.starts_with(prefix.as_str()),
-            })
+            || state.keys.contains_key(full)
+            || state
+                .prefixes
+                .keys()
+                .any(|prefix| full.starts_with(prefix.as_str()))
     }
 
     /// Whether nothing waits for the replay: no stranded eviction and no
@@ -189,16 +229,20 @@ impl Journal {
 
     /// What to replay now: the stranded evictions.
     pub(crate) fn backlog(&self) -> Backlog {
-        let up_to = self.next.load(Ordering::Relaxed);
+        let up_to = self.next_seq();
         let state = self.lock();
-        Backlog {
-            overflowed: state.overflowed_at.is_some(),
-            targets: state
-                .pending
+        let stranded = |records: &HashMap<String, Record>, target: fn(String) -> Target| {
+            records
                 .iter()
                 .filter(|(_, record)| record.stranded)
-                .map(|(target, record)| (target.clone(), record.seq))
-                .collect(),
+                .map(move |(name, record)| (target(name.clone()), record.seq))
+                .collect::<Vec<_>>()
+        };
+        let mut targets = stranded(&state.prefixes, Target::Prefix);
+        targets.extend(stranded(&state.keys, Target::Key));
+        Backlog {
+            overflowed: state.overflowed_at.is_some(),
+            targets,
             up_to,
         }
     }
@@ -209,27 +253,33 @@ impl Journal {
         self.next.load(Ordering::Relaxed)
     }
 
-    /// A replayed eviction reached Redis.
-    pub(crate) fn replayed(&self, target: &Target, seq: u64) {
-        self.settle(target, seq);
-    }
-
     /// Every entry of the namespace was removed by a clear that began after
     /// record `up_to - 1`: everything recorded before is covered.
     pub(crate) fn cleared(&self, up_to: u64) {
-        let mut state = self.lock();
-        state.pending.retain(|_, record| record.seq >= up_to);
-        state.stranded = state.pending.values().filter(|r| r.stranded).count();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let mut dropped = 0;
+        for records in [&mut state.keys, &mut state.prefixes] {
+            records.retain(|_, record| {
+                let keep = record.seq >= up_to;
+                if !keep && record.stranded {
+                    dropped += 1;
+                }
+                keep
+            });
+        }
+        state.stranded -= dropped;
         if state.overflowed_at.is_some_and(|at| at < up_to) {
             state.overflowed_at = None;
             tracing::info!("cachefw: namespace cleared; reads use Redis again");
         }
-        self.refresh(&state);
+        self.refresh(state);
     }
 
     /// The number of evictions Redis has not confirmed.
     pub(crate) fn len(&self) -> usize {
-        self.lock().pending.len()
+        let state = self.lock();
+        state.keys.len() + state.prefixes.len()
     }
 }
 
@@ -266,7 +316,7 @@ mod tests {
         assert_eq!(backlog.targets.len(), 2);
         assert!(!journal.is_settled());
         for (target, seq) in &backlog.targets {
-            journal.replayed(target, *seq);
+            journal.settle(target, *seq);
         }
         assert!(journal.is_settled());
         assert!(!journal.bypasses("ns:v1:user:1"));
@@ -290,6 +340,11 @@ mod tests {
         assert!(journal.bypasses("anything"));
         let backlog = journal.backlog();
         assert!(backlog.overflowed);
+        assert_eq!(
+            backlog.targets.len(),
+            2,
+            "the third is covered by the clear"
+        );
         journal.cleared(backlog.up_to);
         assert!(!journal.bypasses("anything"));
         assert!(journal.is_settled());
@@ -305,5 +360,19 @@ mod tests {
         drop(journal.record(key("b")));
         journal.cleared(backlog.up_to);
         assert!(journal.bypasses("anything"));
+    }
+
+    #[test]
+    fn evictions_in_flight_never_overflow() {
+        // A healthy bulk delete of more keys than the capacity.
+        let journal = Journal::new(2);
+        let pending: Vec<_> = (0..100)
+            .map(|i| journal.record(key(&i.to_string())))
+            .collect();
+        assert!(!journal.backlog().overflowed);
+        pending.into_iter().for_each(Pending::done);
+        assert!(journal.is_settled());
+        assert!(!journal.bypasses("7"));
+        assert_eq!(journal.len(), 0);
     }
 }

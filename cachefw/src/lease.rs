@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::{is_lease, lease_marker};
+use crate::error::Error;
 use crate::inner::Inner;
 
 /// Polling a leased key starts at this pause and doubles up to `MAX_POLL`.
@@ -73,6 +74,11 @@ pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) 
     let mut deadline = Instant::now() + lease_time;
     let mut pause = FIRST_POLL;
     loop {
+        // An eviction of the key that Redis has not confirmed: whatever it
+        // holds, or a holder fills, may be the value evicted.
+        if inner.bypasses(full) {
+            return Claim::Unguarded;
+        }
         guard.armed = true;
         let acquired = backend.acquire(full, &guard.marker, lease_ms, over).await;
         match acquired {
@@ -94,8 +100,12 @@ pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) 
                 }
             }
             // The ACQUIRE may have run without our hearing back: the armed
-            // guard, dropped here, releases whatever it took.
+            // guard, dropped here, releases whatever it took; unless the
+            // breaker refused it, and nothing was sent.
             Err(error) => {
+                if matches!(error, Error::Unavailable { .. }) {
+                    guard.armed = false;
+                }
                 inner.failure(&error);
                 return Claim::Unguarded;
             }
@@ -109,7 +119,11 @@ pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) 
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(MAX_POLL);
-            match backend.get(full).await {
+            let polled = backend.get(full).await;
+            if inner.bypasses(full) {
+                return Claim::Unguarded;
+            }
+            match polled {
                 Ok(Some(held)) if is_lease(&held) => {
                     if holder.as_ref() != Some(&held) {
                         // Taken over by another waiter: try for it again,

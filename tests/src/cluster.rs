@@ -199,8 +199,12 @@ impl RedisCluster {
                 .is_some_and(|info| info.contains("master_link_status:up"))
         });
         let deadline = Instant::now() + SETTLE_WITHIN;
+        let mut failover = redis::cmd("CLUSTER");
+        failover.arg("FAILOVER");
         loop {
-            self.nodes[replica].cmd::<()>("CLUSTER", &[b"FAILOVER"]);
+            // A node promoted by an attempt that looked late answers ERR:
+            // the loop below then finds it a primary.
+            let _ = self.nodes[replica].try_cmd::<()>(&failover);
             let attempt = Instant::now() + Duration::from_secs(8);
             while Instant::now() < attempt {
                 if self.primaries().contains(&replica) && self.is_up() {

@@ -4,10 +4,12 @@
 //! Redis then costs a caller one atomic load instead of a timeout.
 //!
 //! The probe is a guard ([`Probe`]): if the probing call is cancelled before
-//! its command settles, dropping the guard hands the probe to the next call,
-//! so the breaker can never stay half-open. Failures of calls admitted
-//! before the breaker opened (stragglers) are counted but neither extend the
-//! open interval nor fail the probe: only the probe's own outcome decides.
+//! its command settles, dropping the guard starts another open interval (not
+//! a longer one), after which the next call probes; so the breaker can never
+//! stay half-open, and callers that keep giving up early do not each pay for
+//! a probe. Outcomes of calls admitted before the breaker last opened
+//! (stragglers) are ignored: they neither fail the probe nor reopen a
+//! breaker that a probe closed; only the probe's own outcome decides.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -49,6 +51,8 @@ pub(crate) enum Outcome {
 
 pub(crate) struct Breaker {
     clock: Instant,
+    /// Counts openings: a pass remembers the one it was admitted in.
+    epoch: AtomicU64,
     failures: AtomicU32,
     /// Milliseconds since `clock` until which calls are refused; 0: closed.
     open_until: AtomicU64,
@@ -65,20 +69,28 @@ pub(crate) struct Refused {
 
 /// Leave to call the server, to be settled with the call's [`Outcome`].
 pub(crate) enum Pass<'a> {
-    /// The breaker is closed.
-    Closed(&'a Breaker),
+    /// The breaker is closed; the epoch it was admitted in.
+    Closed(&'a Breaker, u64),
     /// This call probes an open breaker.
     Probe(Probe<'a>),
 }
 
 /// The one call that probes an open breaker. Dropped unsettled (the caller
-/// was cancelled), it gives the probe back so that the next call probes.
+/// was cancelled), it starts another open interval of the same length, so
+/// the breaker never sticks and the next probe comes after it.
 pub(crate) struct Probe<'a> {
     breaker: &'a Breaker,
+    settled: bool,
 }
 
 impl Drop for Probe<'_> {
     fn drop(&mut self) {
+        if !self.settled {
+            let interval = self.breaker.interval.load(Ordering::Relaxed);
+            self.breaker
+                .open_until
+                .store(self.breaker.now() + jittered(interval), Ordering::Release);
+        }
         self.breaker.probing.store(false, Ordering::Release);
     }
 }
@@ -87,17 +99,21 @@ impl Pass<'_> {
     /// Records how the call ended.
     pub(crate) fn settle(self, outcome: Outcome) {
         match self {
-            Self::Closed(breaker) => breaker.settle_closed(outcome),
-            Self::Probe(probe) => {
-                let breaker = probe.breaker;
+            Self::Closed(breaker, epoch) => breaker.settle_closed(epoch, outcome),
+            Self::Probe(mut probe) => {
                 match outcome {
-                    Outcome::Answered => breaker.close(),
-                    Outcome::Failed | Outcome::Refused => breaker.reopen(),
+                    Outcome::Answered => probe.breaker.close(),
+                    Outcome::Failed | Outcome::Refused => probe.breaker.reopen(),
                 }
                 // Dropping the guard lets the next interval's probe out.
-                drop(probe);
+                probe.settled = true;
             }
         }
+    }
+
+    /// Whether this call probes an open breaker.
+    pub(crate) fn is_probe(&self) -> bool {
+        matches!(self, Self::Probe(_))
     }
 }
 
@@ -105,6 +121,7 @@ impl Breaker {
     pub(crate) fn new() -> Self {
         Self {
             clock: Instant::now(),
+            epoch: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
             interval: AtomicU64::new(millis(FIRST_INTERVAL)),
@@ -121,7 +138,7 @@ impl Breaker {
     pub(crate) fn admit(&self) -> Result<Pass<'_>, Refused> {
         let open_until = self.open_until.load(Ordering::Acquire);
         if open_until == 0 {
-            return Ok(Pass::Closed(self));
+            return Ok(Pass::Closed(self, self.epoch.load(Ordering::Acquire)));
         }
         let now = self.now();
         if now < open_until {
@@ -135,7 +152,10 @@ impl Breaker {
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            Ok(Pass::Probe(Probe { breaker: self }))
+            Ok(Pass::Probe(Probe {
+                breaker: self,
+                settled: false,
+            }))
         } else {
             Err(Refused {
                 retry_in: Duration::ZERO,
@@ -143,10 +163,12 @@ impl Breaker {
         }
     }
 
-    fn settle_closed(&self, outcome: Outcome) {
-        if self.open_until.load(Ordering::Acquire) != 0 {
-            // A straggler admitted before the breaker opened: its outcome
-            // is old news; only the probe decides now.
+    fn settle_closed(&self, epoch: u64, outcome: Outcome) {
+        if self.open_until.load(Ordering::Acquire) != 0
+            || self.epoch.load(Ordering::Acquire) != epoch
+        {
+            // A straggler admitted before the breaker (last) opened: its
+            // outcome is old news; only the probe decides.
             return;
         }
         match outcome {
@@ -179,6 +201,7 @@ impl Breaker {
             .compare_exchange(0, until, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
             tracing::warn!(
                 failures,
                 "cachefw: Redis keeps failing; circuit breaker open, calls skip Redis and \
@@ -277,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cancelled_probe_hands_the_probe_on() {
+    fn a_cancelled_probe_starts_another_interval_not_a_stuck_one() {
         let breaker = Breaker::new();
         for _ in 0..THRESHOLD {
             fail(&breaker);
@@ -285,9 +308,38 @@ mod tests {
         expire(&breaker);
         let probe = breaker.admit().ok().expect("probe");
         drop(probe); // the probing caller was cancelled
+        assert_eq!(breaker.state(), BreakerState::Open, "a new interval");
+        assert_eq!(
+            breaker.interval.load(Ordering::Relaxed),
+            millis(FIRST_INTERVAL),
+            "not a longer one"
+        );
+        expire(&breaker);
         let probe = breaker.admit().ok().expect("the next call probes");
         probe.settle(Outcome::Answered);
         assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn stragglers_do_not_reopen_a_recovered_breaker() {
+        let breaker = Breaker::new();
+        let stragglers: Vec<_> = (0..THRESHOLD * 2)
+            .map(|_| breaker.admit().ok().expect("closed"))
+            .collect();
+        for _ in 0..THRESHOLD {
+            fail(&breaker);
+        }
+        expire(&breaker);
+        breaker
+            .admit()
+            .ok()
+            .expect("probe")
+            .settle(Outcome::Answered);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        for straggler in stragglers {
+            straggler.settle(Outcome::Failed);
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed, "old news");
     }
 
     #[test]

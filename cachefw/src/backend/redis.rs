@@ -41,8 +41,11 @@ const SLOTS: usize = 16_384;
 /// Probes of one node that fail in a row before the cluster connection is
 /// rebuilt from the seed nodes.
 const REBUILD_AFTER: u32 = 2;
-/// The least time between two rebuilds, or two reads of the slot layout.
+/// The least time between two reads of the slot layout, and between two
+/// rebuilds at first; rebuilds that do not help come ever less often, up
+/// to `MAX_REBUILD_EVERY` (a primary that is gone for good, say).
 const REBUILD_EVERY: Duration = Duration::from_secs(5);
+const MAX_REBUILD_EVERY: Duration = Duration::from_secs(60);
 
 /// What the server's answer or the connection's failure means for the
 /// breaker.
@@ -70,6 +73,8 @@ struct Node {
     /// `host:port`, for errors and logs.
     name: String,
     breaker: Breaker,
+    /// Probes of this node that failed in a row.
+    failed_probes: AtomicU32,
 }
 
 impl Node {
@@ -77,6 +82,7 @@ impl Node {
         Arc::new(Self {
             name,
             breaker: Breaker::new(),
+            failed_probes: AtomicU32::new(0),
         })
     }
 }
@@ -85,32 +91,38 @@ impl Node {
 /// it is discarded. One caller connects at a time; the others wait for it,
 /// no longer than the timeout.
 struct Shared<C> {
-    current: ArcSwapOption<C>,
+    current: ArcSwapOption<Generation<C>>,
     connecting: tokio::sync::Mutex<()>,
+    made: AtomicU64,
 }
 
-impl<C> Shared<C> {
+/// A connection and which one it is (counted, so a late failure of an old
+/// connection never discards its successor).
+struct Generation<C> {
+    number: u64,
+    conn: C,
+}
+
+impl<C: Clone> Shared<C> {
     fn new() -> Self {
         Self {
             current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
+            made: AtomicU64::new(0),
         }
     }
 
-    /// A clone of the connection (a handle onto the shared one), and the
-    /// address that identifies it to [`discard`](Self::discard).
+    /// A handle onto the connection, and the number that identifies it to
+    /// [`discard`](Self::discard).
     async fn get<F: Future<Output = RedisResult<C>>>(
         &self,
         timeout: Duration,
         connect: impl FnOnce() -> F,
-    ) -> RedisResult<(C, usize)>
-    where
-        C: Clone,
-    {
-        // A guard, not a counted `Arc`: the hit path touches no shared
-        // reference count here.
-        if let Some(conn) = &*self.current.load() {
-            return Ok(((**conn).clone(), Arc::as_ptr(conn) as usize));
+    ) -> RedisResult<(C, u64)> {
+        // A guard, not a counted `Arc`: loading the connection touches no
+        // shared count (cloning the handle does, as any use would).
+        if let Some(current) = &*self.current.load() {
+            return Ok((current.conn.clone(), current.number));
         }
         // Waiting for another caller's connect and making our own share
         // one deadline.
@@ -118,28 +130,32 @@ impl<C> Shared<C> {
         let _turn = tokio::time::timeout_at(deadline, self.connecting.lock())
             .await
             .map_err(|_| timed_out())?;
-        if let Some(conn) = &*self.current.load() {
-            return Ok(((**conn).clone(), Arc::as_ptr(conn) as usize));
+        if let Some(current) = &*self.current.load() {
+            return Ok((current.conn.clone(), current.number));
         }
-        let conn = Arc::new(
-            tokio::time::timeout_at(deadline, connect())
-                .await
-                .map_err(|_| timed_out())??,
-        );
-        let id = Arc::as_ptr(&conn) as usize;
-        let handle = (*conn).clone();
-        self.current.store(Some(conn));
-        Ok((handle, id))
+        let conn = tokio::time::timeout_at(deadline, connect())
+            .await
+            .map_err(|_| timed_out())??;
+        let number = self.made.fetch_add(1, Ordering::Relaxed) + 1;
+        self.current.store(Some(Arc::new(Generation {
+            number,
+            conn: conn.clone(),
+        })));
+        Ok((conn, number))
     }
 
-    /// Drops the connection `failed` identifies, so that the next command
-    /// connects afresh, unless it was replaced already.
-    fn discard(&self, failed: usize) {
+    /// Drops connection number `failed` so that the next command connects
+    /// afresh, unless it was replaced already.
+    fn discard(&self, failed: u64) {
         self.current.rcu(|current| match current {
-            Some(conn) if Arc::as_ptr(conn) as usize == failed => None,
+            Some(current) if current.number == failed => None,
             other => other.clone(),
         });
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn timed_out() -> RedisError {
@@ -159,6 +175,8 @@ struct Topology {
     nodes: Vec<Arc<Node>>,
     /// Per slot, an index into `nodes`.
     slots: Vec<u16>,
+    /// Whether it was read from the cluster.
+    known: bool,
 }
 
 impl Topology {
@@ -167,6 +185,7 @@ impl Topology {
         Self {
             nodes: vec![Node::new("cluster".to_owned())],
             slots: vec![0; SLOTS],
+            known: false,
         }
     }
 
@@ -184,12 +203,23 @@ struct Cluster {
     connecting: AtomicBool,
     connected: Notify,
     topology: ArcSwap<Topology>,
-    /// Probes that failed in a row, over all nodes.
-    failed_probes: AtomicU32,
     clock: Instant,
     /// Milliseconds since `clock` of the last rebuild and layout read.
     last_rebuild: AtomicU64,
     last_layout: AtomicU64,
+    /// The least time between rebuilds now, in milliseconds.
+    rebuild_every: AtomicU64,
+}
+
+/// Clears the connecting flag however the connect task ends, and wakes the
+/// callers waiting for it.
+struct Connecting(Arc<Cluster>);
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.0.connecting.store(false, Ordering::Release);
+        self.0.connected.notify_waiters();
+    }
 }
 
 /// How long a cluster connection may take to form: it meets every seed and
@@ -208,33 +238,46 @@ impl Cluster {
         if let Some(conn) = self.conn.load_full() {
             return Ok(conn);
         }
-        let ready = self.connected.notified();
-        self.connect_in_background();
         let wait = async {
-            let mut ready = std::pin::pin!(ready);
             loop {
+                // Created before the check: it hears every wake-up after.
+                let ready = self.connected.notified();
                 if let Some(conn) = self.conn.load_full() {
-                    return conn;
+                    return Ok(conn);
                 }
-                ready.as_mut().await;
-                ready.set(self.connected.notified());
+                if !self.connect_in_background() {
+                    // A connect is out; wait for it, and stop waiting if it
+                    // ended without a connection.
+                    ready.await;
+                    if let Some(conn) = self.conn.load_full() {
+                        return Ok(conn);
+                    }
+                    return Err(RedisError::from((
+                        ErrorKind::Io,
+                        "the Redis Cluster connection could not be formed",
+                    )));
+                }
             }
         };
         tokio::time::timeout(timeout, wait)
             .await
-            .map_err(|_| timed_out())
+            .unwrap_or_else(|_| Err(timed_out()))
     }
 
-    fn connect_in_background(self: &Arc<Self>) {
+    /// Starts forming a connection in the background, unless one is being
+    /// formed: then `false`. It replaces the current connection, if any,
+    /// only once it is ready.
+    fn connect_in_background(self: &Arc<Self>) -> bool {
         if self.connecting.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
+        let flag = Connecting(self.clone());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.connecting.store(false, Ordering::Release);
-            return;
+            // Dropping the flag wakes the waiters, who find no connection.
+            return false;
         };
-        let cluster = self.clone();
         runtime.spawn(async move {
+            let cluster = &flag.0;
             let connect = async {
                 let conn = cluster.client.get_async_connection().await?;
                 cluster.read_layout(&conn).await;
@@ -247,21 +290,31 @@ impl Cluster {
                 }
                 Err(_) => tracing::debug!("cachefw: Redis Cluster connection timed out"),
             }
-            cluster.connecting.store(false, Ordering::Release);
-            cluster.connected.notify_waiters();
+            drop(flag);
+        });
+        true
+    }
+
+    /// Reads the slot layout again in the background.
+    fn refresh_layout(self: &Arc<Self>) {
+        let (Some(conn), Ok(runtime)) =
+            (self.conn.load_full(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let cluster = self.clone();
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(CLUSTER_CONNECT_BUDGET, cluster.read_layout(&conn)).await;
         });
     }
 
-    fn since(&self, last: &AtomicU64) -> Duration {
-        let now = self.clock.elapsed();
-        now.saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)))
-    }
-
-    /// Claims a periodic task (a rebuild, a layout read) if it is due.
-    fn due(&self, last: &AtomicU64) -> bool {
+    /// Claims a periodic task (a rebuild, a layout read) if `every` has
+    /// passed since it last ran.
+    fn due(&self, last: &AtomicU64, every: Duration) -> bool {
         let previous = last.load(Ordering::Relaxed);
         let now = u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-        (previous == 0 || self.since(last) >= REBUILD_EVERY)
+        let every = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        (previous == 0 || now.saturating_sub(previous) >= every)
             && last
                 .compare_exchange(previous, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
@@ -303,7 +356,11 @@ impl Cluster {
             }
         }
         if !nodes.is_empty() {
-            self.topology.store(Arc::new(Topology { nodes, slots }));
+            self.topology.store(Arc::new(Topology {
+                nodes,
+                slots,
+                known: true,
+            }));
         }
     }
 }
@@ -469,10 +526,10 @@ impl RedisBackend {
             connecting: AtomicBool::new(false),
             connected: Notify::new(),
             topology: ArcSwap::from_pointee(Topology::unknown()),
-            failed_probes: AtomicU32::new(0),
             clock: Instant::now(),
             last_rebuild: AtomicU64::new(0),
             last_layout: AtomicU64::new(0),
+            rebuild_every: AtomicU64::new(millis(REBUILD_EVERY)),
         };
         Ok(Self::with_target(
             Target::Cluster(Arc::new(cluster)),
@@ -536,7 +593,7 @@ impl RedisBackend {
             key: key.to_owned(),
             retry_in: refused.retry_in,
         })?;
-        let probing = matches!(pass, crate::backend::breaker::Pass::Probe(_));
+        let probing = pass.is_probe();
         let result = match &self.target {
             Target::Single(single) => {
                 // The client bounds the connect and each reply by the
@@ -581,10 +638,15 @@ impl RedisBackend {
             Err(error) => outcome_of(error),
         };
         pass.settle(outcome);
-        if let Target::Cluster(cluster) = &self.target
-            && probing
-        {
-            self.after_probe(cluster, outcome);
+        if let Target::Cluster(cluster) = &self.target {
+            if probing {
+                self.after_probe(cluster, node, outcome);
+            }
+            // A layout that could not be read yet leaves one breaker for
+            // every slot: read it again.
+            if !cluster.topology.load().known && cluster.due(&cluster.last_layout, REBUILD_EVERY) {
+                cluster.refresh_layout();
+            }
         }
         result.map_err(|source| {
             if source.is_timeout() {
@@ -597,37 +659,46 @@ impl RedisBackend {
                 Error::Redis {
                     op,
                     key: key.to_owned(),
-                    source: RedisFailure(source),
+                    source: RedisFailure {
+                        outage: outcome_of(&source) != Outcome::Answered,
+                        error: source,
+                    },
                 }
             }
         })
     }
 
-    /// A cluster probe's outcome: a connection whose probes keep failing is
-    /// rebuilt from the seeds (its slot discovery may be stuck); one that
-    /// recovered reads the slot layout again, which a failover changed.
-    fn after_probe(&self, cluster: &Arc<Cluster>, outcome: Outcome) {
+    /// A cluster probe's outcome. A node whose probes keep failing may be
+    /// served through a connection whose slot discovery is stuck: a new
+    /// connection is formed from the seeds in the background and replaces
+    /// the old one once ready, ever less often while that does not help. A
+    /// node that answered again reads the slot layout anew, which a
+    /// failover changed.
+    fn after_probe(&self, cluster: &Arc<Cluster>, node: &Node, outcome: Outcome) {
         if outcome == Outcome::Answered {
-            cluster.failed_probes.store(0, Ordering::Relaxed);
-            if cluster.due(&cluster.last_layout)
-                && let Some(conn) = cluster.conn.load_full()
-                && let Ok(runtime) = tokio::runtime::Handle::try_current()
-            {
-                let cluster = cluster.clone();
-                runtime.spawn(async move {
-                    let timeout = Duration::from_secs(5);
-                    let _ = tokio::time::timeout(timeout, cluster.read_layout(&conn)).await;
-                });
+            node.failed_probes.store(0, Ordering::Relaxed);
+            cluster
+                .rebuild_every
+                .store(millis(REBUILD_EVERY), Ordering::Relaxed);
+            if cluster.due(&cluster.last_layout, REBUILD_EVERY) {
+                cluster.refresh_layout();
             }
             return;
         }
-        let failed = cluster.failed_probes.fetch_add(1, Ordering::Relaxed) + 1;
-        if failed >= REBUILD_AFTER && cluster.due(&cluster.last_rebuild) {
-            cluster.failed_probes.store(0, Ordering::Relaxed);
-            tracing::warn!(
-                "cachefw: Redis Cluster probes keep failing; reconnecting from the seed nodes"
+        let failed = node.failed_probes.fetch_add(1, Ordering::Relaxed) + 1;
+        let every = Duration::from_millis(cluster.rebuild_every.load(Ordering::Relaxed));
+        if failed >= REBUILD_AFTER && cluster.due(&cluster.last_rebuild, every) {
+            node.failed_probes.store(0, Ordering::Relaxed);
+            cluster.rebuild_every.store(
+                millis((every * 2).min(MAX_REBUILD_EVERY)),
+                Ordering::Relaxed,
             );
-            cluster.conn.store(None);
+            tracing::warn!(
+                node = %node.name,
+                "cachefw: Redis Cluster probes keep failing; forming a new connection from \
+                 the seed nodes"
+            );
+            cluster.connect_in_background();
         }
     }
 
@@ -847,7 +918,10 @@ impl RedisBackend {
                     redis::from_redis_value(reply).map_err(|source| Error::Redis {
                         op: "SCAN",
                         key: pattern.to_owned(),
-                        source: RedisFailure(source.into()),
+                        source: RedisFailure {
+                            error: source.into(),
+                            outage: false,
+                        },
                     })?
                 }
             };
