@@ -111,6 +111,10 @@ arguments! {
     Before before(before): LitBool => [Evict];
     Shape shape(shape): DeclaredShape => [Cacheable, Put, Evict];
     Crate krate(crate): Path => [Cacheable, Put, Evict];
+    RefreshAhead refresh_ahead(refresh_ahead): RefreshAhead => [Cacheable];
+    StaleWhileRevalidate stale_while_revalidate(stale_while_revalidate): Ttl => [Cacheable];
+    StaleIfError stale_if_error(stale_if_error): Ttl => [Cacheable];
+    LoadTimeout load_timeout(load_timeout): Ttl => [Cacheable];
 }
 
 /// A value an argument takes, read from the expression after `name =`.
@@ -198,6 +202,48 @@ impl FromArg for Jitter {
                 .map(Self)
                 .map_err(|message| syn::Error::new_spanned(lit, message)),
         )
+    }
+}
+
+/// `refresh_ahead = true | false | <beta>`: on with the cache's beta, off,
+/// or on with this beta (a positive float).
+pub(crate) enum RefreshAhead {
+    Default(Span),
+    Off,
+    Beta(f64, Span),
+}
+
+impl RefreshAhead {
+    /// Whether it turns refreshes on, which needs owned arguments.
+    pub(crate) fn span_if_on(&self) -> Option<Span> {
+        match self {
+            Self::Default(span) | Self::Beta(_, span) => Some(*span),
+            Self::Off => None,
+        }
+    }
+}
+
+impl FromArg for RefreshAhead {
+    const EXPECTED: &'static str =
+        "`true`, `false`, or a positive beta such as `1.0` or `2.5` (XFetch's weight)";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        match literal(expr)? {
+            Lit::Bool(lit) if lit.value => Some(Ok(Self::Default(lit.span))),
+            Lit::Bool(_) => Some(Ok(Self::Off)),
+            Lit::Float(lit) => Some(match lit.base10_parse::<f64>() {
+                Ok(beta) if beta.is_finite() && beta > 0.0 => Ok(Self::Beta(beta, lit.span())),
+                _ => Err(syn::Error::new_spanned(
+                    lit,
+                    "a refresh_ahead beta must be a positive number, such as `1.0` (use `false` to turn it off)",
+                )),
+            }),
+            Lit::Int(lit) => Some(Err(syn::Error::new_spanned(
+                lit,
+                "a refresh_ahead beta is a float literal, such as `1.0` or `2.0`",
+            ))),
+            _ => None,
+        }
     }
 }
 

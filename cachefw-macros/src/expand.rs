@@ -20,7 +20,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, ItemFn};
 
-use crate::args::{Args, Kind, Ttl};
+use crate::args::{Args, Kind, RefreshAhead, Ttl};
 use crate::errors::Errors;
 use crate::signature::{self, Analysis};
 use crate::template::Template;
@@ -176,7 +176,30 @@ fn call_tokens(kind: Kind, args: &Args, analysis: &Analysis, errors: &mut Errors
             }
             None => quote!(#private::Option::None),
         };
-        quote!(&#private::Options { ttl: #ttl, none_ttl: #none_ttl, jitter: #jitter })
+        let refresh_ahead = match &args.refresh_ahead {
+            None => quote!(#private::Option::None),
+            Some(RefreshAhead::Default(_)) => {
+                quote!(#private::Option::Some(#private::Option::None))
+            }
+            Some(RefreshAhead::Off) => {
+                quote!(#private::Option::Some(#private::Option::Some(0.0)))
+            }
+            Some(RefreshAhead::Beta(beta, _)) => {
+                quote!(#private::Option::Some(#private::Option::Some(#beta)))
+            }
+        };
+        let swr = ttl_tokens(&private, args.stale_while_revalidate.as_ref());
+        let sie = ttl_tokens(&private, args.stale_if_error.as_ref());
+        let load_timeout = ttl_tokens(&private, args.load_timeout.as_ref());
+        quote!(&#private::Options {
+            ttl: #ttl,
+            none_ttl: #none_ttl,
+            jitter: #jitter,
+            refresh_ahead: #refresh_ahead,
+            stale_while_revalidate: #swr,
+            stale_if_error: #sie,
+            load_timeout: #load_timeout,
+        })
     };
     let (method, args) = match kind {
         Kind::Cacheable => ("cacheable", {

@@ -1,142 +1,409 @@
-//! Cache-aside on a miss: single-flight in the process, the lease across
-//! processes, the load, and the fill that holds only while the lease does.
+//! Cache-aside: the read, and on a miss single-flight in the process, the
+//! lease across processes, the load, and the fill that holds only while the
+//! lease does. Entries past their TTL are served or used as a fallback as
+//! the policy's windows say (stale-while-revalidate, stale-if-error, load
+//! timeouts), and entries near their expiry are recomputed ahead of it
+//! (XFetch). A reload of a present entry takes a claim on it instead of the
+//! lease, so that everyone keeps reading it meanwhile.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::codec::{Codec, Entry};
+use crate::clock::{millis, now_ms};
+use crate::codec::{Codec, Decoded, Entry, Meta};
 use crate::flight::{Join, Leader, Outcome};
 use crate::inner::Inner;
-use crate::lease::{self, Claim, LeaseGuard};
+use crate::lease::{self, Claim, ClaimGuard, LeaseGuard};
 use crate::policy::Policy;
-use crate::shape::Shape;
+use crate::shape::{Returns, Shape};
+use tokio::sync::oneshot;
+
+/// A load as a call hands it over: the loader, and the `unless` that says
+/// which of its values are not stored.
+pub(crate) trait Load<S: Shape>: Sized {
+    /// The load's future, made by calling the loader.
+    type Fut: Future<Output = S::Output>;
+    /// The `unless` predicate.
+    type Unless: FnOnce(&S::Value) -> bool;
+
+    /// Calls the loader (its future runs when awaited).
+    fn start(self) -> (Self::Fut, Self::Unless);
+
+    /// The same load as one the cache can finish on its own, in the
+    /// background; `Err(self)` for a loader that borrows from its caller.
+    fn detach(self) -> Result<Spawn<S>, Self>;
+}
+
+/// Starts a detached load as the cache's background work, filling through
+/// the holder given, and sends its output to the sender, if any.
+pub(crate) type Spawn<S> = Box<
+    dyn FnOnce(&Arc<Inner>, String, Policy, Holder, Option<oneshot::Sender<<S as Returns>::Output>>)
+        + Send,
+>;
+
+/// A loader that may borrow from its caller (`get_or_load`): it runs only
+/// within the call.
+pub(crate) struct Borrowed<F, U>(pub(crate) F, pub(crate) U);
+
+impl<S, F, Fut, U> Load<S> for Borrowed<F, U>
+where
+    S: Shape,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = S::Output>,
+    U: FnOnce(&S::Value) -> bool,
+{
+    type Fut = Fut;
+    type Unless = U;
+
+    fn start(self) -> (Fut, U) {
+        ((self.0)(), self.1)
+    }
+
+    fn detach(self) -> Result<Spawn<S>, Self> {
+        Err(self)
+    }
+}
+
+/// A loader that owns what it needs (`get_or_load_owned`, the macros'
+/// owned copies): the cache may finish it in the background.
+pub(crate) struct Owned<F, U>(pub(crate) F, pub(crate) U);
+
+impl<S, F, Fut, U> Load<S> for Owned<F, U>
+where
+    S: Shape,
+    S::Output: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = S::Output> + Send + 'static,
+    U: FnOnce(&S::Value) -> bool + Send + 'static,
+{
+    type Fut = Fut;
+    type Unless = U;
+
+    fn start(self) -> (Fut, U) {
+        ((self.0)(), self.1)
+    }
+
+    fn detach(self) -> Result<Spawn<S>, Self> {
+        let Self(load, unless) = self;
+        Ok(Box::new(move |inner, full, policy, holder, done| {
+            let owner = inner.clone();
+            inner.spawn(async move {
+                let output = owner
+                    .load_and_fill::<S>(&full, &policy, load(), unless, holder)
+                    .await;
+                if let Some(done) = done {
+                    // The caller may have stopped waiting: that is fine.
+                    let _ = done.send(output);
+                }
+            });
+        }))
+    }
+}
+
+/// How an entry read for a call stands.
+enum Found<O> {
+    /// Within its TTL.
+    Fresh(O, Meta),
+    /// Past its TTL, within stale-while-revalidate: served now, reloaded.
+    Revalidate(O),
+    /// Past its TTL, within stale-if-error: a fallback if the load fails
+    /// or outlasts the load timeout.
+    Fallback(O),
+    /// Nothing this call can answer with.
+    Miss,
+}
 
 impl Inner {
     /// Cache-aside for a function of shape `S`: the stored answer, or the
     /// loader's, loaded once per key however many callers miss together, in
     /// this process or any other on the same Redis.
-    pub(crate) async fn through<S, F, Fut>(
+    pub(crate) async fn through<S: Shape, L: Load<S>>(
         self: &Arc<Self>,
         full: &str,
         policy: &Policy,
-        unless: impl FnOnce(&S::Value) -> bool,
-        loader: F,
-    ) -> S::Output
-    where
-        S: Shape,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = S::Output>,
-    {
+        load: L,
+    ) -> S::Output {
+        let now = now_ms();
         // A failed read was counted and logged; it is served like a miss.
         // When Redis is out, without the lease: the commands that take it
         // would fail alike and cost the caller another timeout.
-        let lease = match self.read::<S::Value>(full).await {
-            Ok(Some(entry)) => match S::from_entry(entry) {
-                Some(output) => {
-                    self.stats().hit();
-                    return output;
-                }
-                None => true,
-            },
-            Ok(None) => true,
-            Err(error) => !error.is_outage(),
+        let (lease, found) = match self.read::<S::Value>(full).await {
+            Ok(Some(decoded)) => (true, classify::<S>(decoded, now, policy)),
+            Ok(None) => (true, Found::Miss),
+            Err(error) => (!error.is_outage(), Found::Miss),
         };
-        self.stats().miss();
+        let fallback = match found {
+            Found::Fresh(output, meta) => {
+                self.stats().hit();
+                if policy.refresh_due(now, meta.expires_ms, meta.delta_ms) {
+                    return self
+                        .reload_present::<S, L>(full, policy, load, output)
+                        .await;
+                }
+                return output;
+            }
+            Found::Revalidate(stale) => {
+                self.stats().stale_hit();
+                return self.reload_present::<S, L>(full, policy, load, stale).await;
+            }
+            Found::Fallback(stale) => {
+                // A source that failed a moment ago is spared.
+                if self.throttled(full) {
+                    self.stats().stale_hit();
+                    return stale;
+                }
+                Some(stale)
+            }
+            Found::Miss => None,
+        };
         let mut failed_loads = 0;
         loop {
             let follower = match self.flights().join(full) {
                 Join::Leader(leader) => {
                     return self
-                        .lead::<S, _, _>(Some(leader), full, lease, policy, unless, loader)
+                        .lead::<S, L>(Some(leader), full, lease, fallback, policy, load)
                         .await;
                 }
                 Join::Follower(follower) => follower,
             };
             self.stats().coalesced();
-            match follower.wait().await {
-                Outcome::Value(shared) => {
+            let waited = match (&fallback, policy.load_timeout) {
+                (Some(_), Some(timeout)) => {
+                    tokio::time::timeout(timeout, follower.wait()).await.ok()
+                }
+                _ => Some(follower.wait().await),
+            };
+            match waited {
+                Some(Outcome::Value(shared)) => {
                     if let Some(output) = shared
                         .downcast_ref::<Entry<S::Value>>()
                         .and_then(|entry| S::from_entry(entry.clone()))
                     {
+                        self.stats().miss();
                         return output;
                     }
                     // Loaded as another type, or an absent entry this shape
                     // cannot answer with: load our own.
                     break;
                 }
-                // The leader's error went to its own caller. Join again,
-                // once: one of the followers takes over at once and the
-                // others wait for it, rather than all of them calling the
-                // source together. If that load fails too, each loads for
-                // itself without waiting in line behind the others (nor
-                // behind a lease), so no caller waits more than two loads.
-                Outcome::Failed => {
+                // The leader's error went to its own caller.
+                Some(Outcome::Failed) => {
+                    if let Some(stale) = fallback {
+                        self.stats().stale_hit();
+                        return stale;
+                    }
+                    // Join again, once: one of the followers takes over at
+                    // once and the others wait for it, rather than all of
+                    // them calling the source together. If that load fails
+                    // too, each loads for itself without waiting in line
+                    // behind the others (nor behind a lease), so no caller
+                    // waits more than two loads.
                     failed_loads += 1;
                     if failed_loads > 1 {
                         return self
-                            .lead::<S, _, _>(None, full, false, policy, unless, loader)
+                            .lead::<S, L>(None, full, false, None, policy, load)
                             .await;
                     }
                 }
-                Outcome::Abandoned => {}
+                Some(Outcome::Abandoned) => {}
+                // Past the load timeout, with a stale value at hand.
+                None => {
+                    if let Some(stale) = fallback {
+                        self.stats().stale_hit();
+                        return stale;
+                    }
+                }
             }
         }
-        self.lead::<S, _, _>(None, full, lease, policy, unless, loader)
+        self.lead::<S, L>(None, full, lease, fallback, policy, load)
             .await
     }
 
-    /// Loads `full` under the lease, or takes the value another process
-    /// loaded meanwhile; shares the outcome with the flight's followers.
-    async fn lead<S, F, Fut>(
+    /// Reloads a present entry under a claim while everyone keeps reading
+    /// it (a refresh ahead of expiry, a revalidation), and returns what the
+    /// call answers with: `current` when the cache finishes the load in the
+    /// background or someone else reloads; the new value when this caller
+    /// must run a borrowing loader itself (or `current` if that fails).
+    async fn reload_present<S: Shape, L: Load<S>>(
+        self: &Arc<Self>,
+        full: &str,
+        policy: &Policy,
+        load: L,
+        current: S::Output,
+    ) -> S::Output {
+        if self.bypasses(full) {
+            return current;
+        }
+        let Some(claim) = ClaimGuard::take(self, full).await else {
+            return current;
+        };
+        self.stats().refresh();
+        match load.detach() {
+            Ok(spawn) => {
+                spawn(self, full.to_owned(), *policy, Holder::Claim(claim), None);
+                current
+            }
+            Err(load) => {
+                self.stats().load();
+                let (load, unless) = load.start();
+                let output = self
+                    .load_and_fill::<S>(full, policy, load, unless, Holder::Claim(claim))
+                    .await;
+                match S::to_entry(&output) {
+                    Some(_) => output,
+                    None => current,
+                }
+            }
+        }
+    }
+
+    /// Loads `full` for a caller that found nothing fresh, and shares the
+    /// outcome with the flight's followers.
+    async fn lead<S: Shape, L: Load<S>>(
+        self: &Arc<Self>,
+        leader: Option<Leader<'_>>,
+        full: &str,
+        lease: bool,
+        fallback: Option<S::Output>,
+        policy: &Policy,
+        load: L,
+    ) -> S::Output {
+        match fallback {
+            Some(stale) => {
+                self.lead_stale::<S, L>(leader, full, lease, stale, policy, load)
+                    .await
+            }
+            None => {
+                self.lead_miss::<S, L>(leader, full, lease, policy, load)
+                    .await
+            }
+        }
+    }
+
+    /// Loads a missing key under the lease, or takes the value another
+    /// process loaded meanwhile.
+    async fn lead_miss<S: Shape, L: Load<S>>(
         self: &Arc<Self>,
         leader: Option<Leader<'_>>,
         full: &str,
         lease: bool,
         policy: &Policy,
-        unless: impl FnOnce(&S::Value) -> bool,
-        loader: F,
-    ) -> S::Output
-    where
-        S: Shape,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = S::Output>,
-    {
-        let guard = if lease {
-            self.lease_for::<S>(full, leader.as_ref()).await
+        load: L,
+    ) -> S::Output {
+        let holder = if lease {
+            match self.lease_for::<S>(full, leader.as_ref()).await {
+                Ok(Some(guard)) => Holder::Lease(guard),
+                Ok(None) => Holder::None,
+                Err(output) => {
+                    self.stats().miss();
+                    return output;
+                }
+            }
         } else {
-            Ok(None)
-        };
-        let guard = match guard {
-            Ok(guard) => guard,
-            Err(output) => return output,
+            Holder::None
         };
         self.stats().load();
-        let output = loader().await;
-        let Some(entry) = S::to_entry(&output) else {
-            // Release first, then tell the followers: the one that loads
-            // next must find the lease free, not wait it out.
-            if let Some(guard) = guard {
-                guard.release().await;
+        self.stats().miss();
+        let (load, unless) = load.start();
+        let output = self
+            .load_and_fill::<S>(full, policy, load, unless, holder)
+            .await;
+        if let Some(leader) = leader {
+            match S::to_entry(&output) {
+                Some(entry) => leader.publish(Arc::new(entry)),
+                None => leader.fail(),
             }
-            if let Some(leader) = leader {
-                leader.fail();
-            }
-            return output;
-        };
-        if let Some(leader) = &leader {
-            leader.publish(Arc::new(entry.clone()));
-        }
-        // Without the lease, storing could overwrite a newer value: only the
-        // lease holder fills. The guard stays armed until the fill settles,
-        // so a caller cancelled mid-fill still releases the lease.
-        if let Some(guard) = guard {
-            self.fill(full, guard, &entry, policy, unless).await;
         }
         output
+    }
+
+    /// Reloads an entry past its TTL under a claim, keeping it readable:
+    /// the stale value answers if the load fails (and the source is then
+    /// spared for a moment) or outlasts the load timeout.
+    async fn lead_stale<S: Shape, L: Load<S>>(
+        self: &Arc<Self>,
+        leader: Option<Leader<'_>>,
+        full: &str,
+        lease: bool,
+        stale: S::Output,
+        policy: &Policy,
+        load: L,
+    ) -> S::Output {
+        let holder = match lease {
+            true => ClaimGuard::take(self, full)
+                .await
+                .map_or(Holder::None, Holder::Claim),
+            false => Holder::None,
+        };
+        self.stats().load();
+        let loaded = match policy.load_timeout {
+            Some(timeout) => {
+                self.load_within::<S, L>(full, policy, load, holder, timeout)
+                    .await
+            }
+            None => {
+                let (load, unless) = load.start();
+                Some(
+                    self.load_and_fill::<S>(full, policy, load, unless, holder)
+                        .await,
+                )
+            }
+        };
+        let entry = loaded.as_ref().and_then(S::to_entry);
+        match (loaded, entry) {
+            (Some(output), Some(entry)) => {
+                if let Some(leader) = leader {
+                    leader.publish(Arc::new(entry));
+                }
+                self.stats().miss();
+                output
+            }
+            (loaded, _) => {
+                // The followers keep their own fallbacks.
+                if let Some(leader) = leader {
+                    leader.fail();
+                }
+                if loaded.is_some() {
+                    // Fail-safe: the source failed; spare it a moment.
+                    self.throttle(full, policy.fail_safe_throttle);
+                }
+                self.stats().stale_hit();
+                stale
+            }
+        }
+    }
+
+    /// Runs the load for at most `timeout`. An owned load goes on in the
+    /// background past it, to fill the cache; a borrowing one is cut off
+    /// (its claim given up). `None` past the timeout.
+    async fn load_within<S: Shape, L: Load<S>>(
+        self: &Arc<Self>,
+        full: &str,
+        policy: &Policy,
+        load: L,
+        holder: Holder,
+        timeout: Duration,
+    ) -> Option<S::Output> {
+        match load.detach() {
+            Ok(spawn) => {
+                let (sender, receiver) = oneshot::channel();
+                spawn(self, full.to_owned(), *policy, holder, Some(sender));
+                tokio::time::timeout(timeout, receiver).await.ok()?.ok()
+            }
+            Err(load) => {
+                let (load, unless) = load.start();
+                tokio::time::timeout(
+                    timeout,
+                    self.load_and_fill::<S>(full, policy, load, unless, holder),
+                )
+                .await
+                .ok()
+            }
+        }
     }
 
     /// Takes the lease for a load of `full`: `Ok(Some(guard))` to load and
@@ -151,17 +418,18 @@ impl Inner {
         loop {
             match lease::claim(self, full, over.as_ref()).await {
                 Claim::Found(bytes) => {
-                    if let Ok(entry) = self.codec().decode::<S::Value>(&bytes)
-                        && let Some(output) = S::from_entry(entry.clone())
+                    if let Ok(decoded) = self.codec().decode::<S::Value>(&bytes)
+                        && decoded.meta.expires_ms > now_ms()
+                        && let Some(output) = S::from_entry(decoded.entry.clone())
                     {
                         if let Some(leader) = leader {
-                            leader.publish(Arc::new(entry));
+                            leader.publish(Arc::new(decoded.entry));
                         }
                         return Err(output);
                     }
                     // An entry we cannot use (garbage, another type's, a
-                    // cached `None` for a `Result`): take the lease over it,
-                    // once, so that the load replaces it.
+                    // cached `None` for a `Result`, one past its TTL): take
+                    // the lease over it, once, so that the load replaces it.
                     if over.is_some() {
                         return Ok(None);
                     }
@@ -173,59 +441,155 @@ impl Inner {
         }
     }
 
-    /// Stores a loaded entry over our lease, as `policy` and `unless` say,
-    /// or releases the lease when there is nothing to store. A failure is
-    /// the cache's, never the caller's.
-    async fn fill<V: Serialize>(
+    /// Runs a load and stores what it returns, as `policy` and `unless`
+    /// say, through what `holder` holds (a lease, a claim, or nothing: no
+    /// fill). Returns the load's output. A failure is the cache's, never
+    /// the caller's.
+    pub(crate) async fn load_and_fill<S: Shape>(
         &self,
         full: &str,
-        guard: LeaseGuard,
-        entry: &Entry<V>,
         policy: &Policy,
-        unless: impl FnOnce(&V) -> bool,
-    ) {
-        let encoded = match (entry, policy.absent_ttl) {
-            (Entry::Value(value), _) if !unless(value) => {
-                self.encode(full, value).map(|bytes| (bytes, policy.ttl))
-            }
-            (Entry::Absent, Some(absent_ttl)) => Ok((Codec::encode_absent(), absent_ttl)),
-            // Nothing to store: let the waiting callers load.
-            _ => return guard.release().await,
+        load: impl Future<Output = S::Output>,
+        unless: impl FnOnce(&S::Value) -> bool,
+        holder: Holder,
+    ) -> S::Output {
+        let started = Instant::now();
+        let output = load.await;
+        let delta_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let entry = S::to_entry(&output);
+        let stored = match (&entry, &holder) {
+            (_, Holder::None) | (None, _) => None,
+            (Some(entry), _) => self.stored(full, entry, policy, unless, delta_ms),
         };
-        let ready = encoded.and_then(|(bytes, ttl)| {
-            let ttl = policy.jittered(ttl);
-            crate::ttl::millis(ttl)
-                .map(|ms| (bytes, ms))
-                .ok_or_else(|| crate::error::Error::InvalidTtl {
-                    key: full.to_owned(),
-                    ttl,
-                })
-        });
-        let (bytes, ttl_ms) = match ready {
-            Ok(ready) => ready,
-            Err(error) => {
-                // Nobody sees this error but the log: count it like the others.
-                self.failure(&error);
-                return guard.release().await;
-            }
+        let Some((bytes, ttl_ms)) = stored else {
+            // Nothing to store: give the lease or claim up at once, so
+            // waiting callers load without waiting it out.
+            holder.release().await;
+            return output;
         };
-        let stored = self
-            .backend()
-            .fill(full, guard.marker(), Bytes::from(bytes), ttl_ms)
-            .await;
-        match self.observe(stored) {
-            Ok(true) => guard.filled(),
+        let filled = match &holder {
+            Holder::Lease(guard) => {
+                self.backend()
+                    .fill(full, guard.marker(), bytes, ttl_ms)
+                    .await
+            }
+            Holder::Claim(claim) => {
+                self.backend()
+                    .fill_claimed(full, claim.nonce(), bytes, ttl_ms)
+                    .await
+            }
+            Holder::None => Ok(false),
+        };
+        match self.observe(filled) {
+            Ok(true) => holder.filled(),
             Ok(false) => {
-                guard.filled();
+                holder.filled();
                 tracing::debug!(
                     key = full,
                     "cachefw: fill dropped: the key was written or evicted while it loaded"
                 );
             }
-            // The marker may still be there: dropping the armed guard
+            // The marker may still be there: dropping the armed holder
             // releases it once Redis answers, so waiters need not wait out
             // the lease time.
-            Err(_) => drop(guard),
+            Err(_) => drop(holder),
         }
+        output
+    }
+
+    /// The bytes to store for a loaded entry and their backend TTL (the
+    /// entry's TTL plus the longest stale window), or `None` when nothing
+    /// is to be stored (`unless`, an uncached `None`, a failure: counted).
+    fn stored<V: Serialize>(
+        &self,
+        full: &str,
+        entry: &Entry<V>,
+        policy: &Policy,
+        unless: impl FnOnce(&V) -> bool,
+        delta_ms: u32,
+    ) -> Option<(Bytes, u64)> {
+        let (ttl, value) = match (entry, policy.absent_ttl) {
+            (Entry::Value(value), _) if !unless(value) => (policy.ttl, Some(value)),
+            (Entry::Absent, Some(absent_ttl)) => (absent_ttl, None),
+            _ => return None,
+        };
+        let ttl = policy.jittered(ttl);
+        let backend_ttl = ttl.saturating_add(policy.stale_window());
+        let Some(ttl_ms) = crate::ttl::millis(backend_ttl) else {
+            self.failure(&crate::error::Error::InvalidTtl {
+                key: full.to_owned(),
+                ttl: backend_ttl,
+            });
+            return None;
+        };
+        let meta = Meta {
+            expires_ms: now_ms().saturating_add(millis(ttl)),
+            delta_ms,
+        };
+        let bytes = match value {
+            Some(value) => match self.encode(full, value, meta) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    // Nobody sees this error but the log: count it like the
+                    // others.
+                    self.failure(&error);
+                    return None;
+                }
+            },
+            None => Codec::encode_absent(meta),
+        };
+        Some((Bytes::from(bytes), ttl_ms))
+    }
+}
+
+/// What a load holds on its key: the lease (the key was empty), a claim
+/// (the key holds an entry that stays readable), or nothing (it may not
+/// fill).
+pub(crate) enum Holder {
+    Lease(LeaseGuard),
+    Claim(ClaimGuard),
+    None,
+}
+
+impl Holder {
+    async fn release(self) {
+        match self {
+            Self::Lease(guard) => guard.release().await,
+            // Dropped armed, the claim is given up in the background; an
+            // entry that keeps a stale claim only delays the next reload
+            // by the lease time.
+            Self::Claim(claim) => drop(claim),
+            Self::None => {}
+        }
+    }
+
+    fn filled(self) {
+        match self {
+            Self::Lease(guard) => guard.filled(),
+            Self::Claim(claim) => claim.filled(),
+            Self::None => {}
+        }
+    }
+}
+
+/// How the entry read for a call stands under `policy`.
+fn classify<S: Shape>(decoded: Decoded<S::Value>, now: u64, policy: &Policy) -> Found<S::Output> {
+    let Decoded { entry, meta } = decoded;
+    let Some(output) = S::from_entry(entry) else {
+        return Found::Miss;
+    };
+    if now < meta.expires_ms {
+        return Found::Fresh(output, meta);
+    }
+    let age = Duration::from_millis(now - meta.expires_ms);
+    if policy
+        .stale_while_revalidate
+        .is_some_and(|window| age <= window)
+    {
+        Found::Revalidate(output)
+    } else if policy.stale_if_error.is_some_and(|window| age <= window) {
+        Found::Fallback(output)
+    } else {
+        Found::Miss
     }
 }

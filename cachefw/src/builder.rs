@@ -69,7 +69,16 @@ pub struct CacheBuilder {
     lease_time: Duration,
     jitter: f64,
     journal_capacity: usize,
+    refresh_beta: Option<f64>,
+    stale_while_revalidate: Option<Duration>,
+    stale_if_error: Option<Duration>,
+    load_timeout: Option<Duration>,
+    fail_safe_throttle: Duration,
 }
+
+/// The default time a key's failing source is spared after a stale value
+/// was served for it (see [`CacheBuilder::fail_safe_throttle`]).
+pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(1);
 
 /// URLs are shown with their passwords masked.
 impl fmt::Debug for Store {
@@ -105,6 +114,11 @@ impl Default for CacheBuilder {
             lease_time: DEFAULT_LEASE_TIME,
             jitter: 0.0,
             journal_capacity: DEFAULT_JOURNAL_CAPACITY,
+            refresh_beta: None,
+            stale_while_revalidate: None,
+            stale_if_error: None,
+            load_timeout: None,
+            fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
         }
     }
 }
@@ -209,6 +223,61 @@ impl CacheBuilder {
         self
     }
 
+    /// Recomputes hot entries ahead of their expiry (default off): a hit
+    /// reloads the entry early with a probability that grows as the expiry
+    /// nears and with how long the entry's load took (XFetch, Vattani,
+    /// Chierichetti, Lowenstein, VLDB 2015: recompute when
+    /// `now - delta * beta * ln(rand) >= expiry`). `beta` above 1 favours
+    /// earlier refreshes; 1.0 is the paper's choice. The refresh runs in the
+    /// background under a claim on the entry (one per key across
+    /// processes), and every caller keeps getting the current value at hit
+    /// speed. `#[cacheable(refresh_ahead = …)]` overrides it per function.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().refresh_ahead(1.0).build().await?;
+    /// # drop(cache); Ok(()) }
+    /// ```
+    pub fn refresh_ahead(mut self, beta: f64) -> Self {
+        self.refresh_beta = Some(beta);
+        self
+    }
+
+    /// Serves a value up to `window` past its TTL at once, and reloads it in
+    /// the background (RFC 5861's `stale-while-revalidate`; default off).
+    /// Entries stay in the backend for their TTL plus this window.
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.stale_while_revalidate = Some(window);
+        self
+    }
+
+    /// When a load fails (or outlasts the load timeout), serves a value up
+    /// to `window` past its TTL instead of the error (RFC 5861's
+    /// `stale-if-error`, a fail-safe; default off). The key's source is then
+    /// spared for the [`fail_safe_throttle`](Self::fail_safe_throttle).
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = Some(window);
+        self
+    }
+
+    /// When a load runs longer than `timeout` and a stale value (within
+    /// either window above) is at hand, the caller gets the stale value and
+    /// the load goes on in the background to fill the cache (default off).
+    /// Without a stale value the caller waits for the load.
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a key's source is not called again after a failed load was
+    /// answered with a stale value (default 1 s), so that a source that is
+    /// down sees a trickle of calls, not one per caller.
+    pub fn fail_safe_throttle(mut self, period: Duration) -> Self {
+        self.fail_safe_throttle = period;
+        self
+    }
+
     /// Checks every setting and builds the cache.
     ///
     /// # Errors
@@ -276,7 +345,18 @@ impl CacheBuilder {
                 "must be greater than zero: evictions Redis missed are kept there",
             ));
         }
-        Ok(Cache::from_inner(Inner::new(
+        if let Some(beta) = self.refresh_beta
+            && !(beta.is_finite() && beta > 0.0)
+        {
+            return Err(config(
+                "refresh_ahead",
+                format!("beta {beta} is not a positive number, such as 1.0"),
+            ));
+        }
+        if self.load_timeout.is_some_and(|timeout| timeout.is_zero()) {
+            return Err(config("load_timeout", "must be greater than zero"));
+        }
+        Ok(Cache::new(Inner::new(
             backend,
             Settings {
                 namespace: self.namespace,
@@ -285,6 +365,11 @@ impl CacheBuilder {
                 defaults: Defaults {
                     ttl: self.default_ttl,
                     jitter: self.jitter,
+                    refresh_beta: self.refresh_beta,
+                    stale_while_revalidate: self.stale_while_revalidate,
+                    stale_if_error: self.stale_if_error,
+                    load_timeout: self.load_timeout,
+                    fail_safe_throttle: self.fail_safe_throttle,
                 },
                 lease_time: self.lease_time,
                 journal_capacity: self.journal_capacity,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::Entry;
+use crate::aside::{Borrowed, Owned};
+use crate::clock::now_ms;
+use crate::codec::{Decoded, Entry, meta_of};
 use crate::error::Error;
 use crate::inner::Inner;
 use crate::policy::Policy;
@@ -41,52 +43,75 @@ use crate::stats::Stats;
 /// ```
 #[derive(Clone)]
 pub struct Cache {
+    handle: Arc<Handle>,
+}
+
+/// What the user's clones share. Background work (refreshes, loads past
+/// their timeout) holds the `Inner` but not this: when the last `Cache`
+/// goes, the handle aborts it, so no task outlives its cache unnoticed.
+pub(crate) struct Handle {
     inner: Arc<Inner>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.abort_background();
+    }
 }
 
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
-            .field("backend", &self.inner.backend().name())
-            .field("namespace", &self.inner.namespace())
-            .field("version", &self.inner.version())
-            .field("codec", &self.inner.codec())
+            .field("backend", &self.inner().backend().name())
+            .field("namespace", &self.inner().namespace())
+            .field("version", &self.inner().version())
+            .field("codec", &self.inner().codec())
             .finish_non_exhaustive()
     }
 }
 
 impl Cache {
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
-        Self { inner }
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Self {
+            handle: Arc::new(Handle { inner }),
+        }
+    }
+
+    pub(crate) fn from_handle(handle: Arc<Handle>) -> Self {
+        Self { handle }
+    }
+
+    pub(crate) fn handle(&self) -> &Arc<Handle> {
+        &self.handle
     }
 
     pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
+        &self.handle.inner
     }
 
     /// The full key whose user part `render` appends, in one allocation.
     pub(crate) fn render_key(&self, capacity: usize, render: impl FnOnce(&mut String)) -> String {
-        self.inner.keys().render(capacity, render)
+        self.inner().keys().render(capacity, render)
     }
 
     /// The namespace, the first part of every key.
     pub fn namespace(&self) -> &str {
-        self.inner.namespace()
+        self.inner().namespace()
     }
 
     /// The key version, the second part of every key.
     pub fn version(&self) -> u32 {
-        self.inner.version()
+        self.inner().version()
     }
 
     /// The TTL for callers that give none.
     pub fn default_ttl(&self) -> Duration {
-        self.inner.defaults().ttl
+        self.inner().defaults().ttl
     }
 
     /// `"redis"` or `"memory"`.
     pub fn backend_name(&self) -> &'static str {
-        self.inner.backend().name()
+        self.inner().backend().name()
     }
 
     /// The backend key of `key`: `{namespace}:v{version}:{key}`.
@@ -99,15 +124,15 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub fn full_key(&self, key: &str) -> String {
-        self.inner.keys().full(key)
+        self.inner().keys().full(key)
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        let pending = u64::try_from(self.inner.pending_evictions()).unwrap_or(u64::MAX);
-        self.inner
+        let pending = u64::try_from(self.inner().pending_evictions()).unwrap_or(u64::MAX);
+        self.inner()
             .stats()
-            .snapshot(self.inner.backend().breaker(), pending)
+            .snapshot(self.inner().backend().breaker(), pending)
     }
 
     /// Reads the value at `key`.
@@ -115,25 +140,32 @@ impl Cache {
     /// An entry that does not decode as `T` (garbage, another codec's, or
     /// another type's) reads as `None`; it is counted in [`Stats::errors`]
     /// and logged. A key whose eviction Redis has not confirmed yet (see
-    /// [`delete`](Self::delete)) reads as `None` too, without asking Redis.
+    /// [`delete`](Self::delete)) reads as `None` too, without asking Redis,
+    /// and so does an entry past its TTL (one kept for
+    /// [`stale_while_revalidate`](crate::CacheBuilder::stale_while_revalidate)
+    /// or [`stale_if_error`](crate::CacheBuilder::stale_if_error)).
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
+    /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
+    /// Redis fails.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        match self.inner.read(&self.inner.keys().full(key)).await {
-            Ok(Some(Entry::Value(value))) => {
-                self.inner.stats().hit();
+        match self.inner().read(&self.inner().keys().full(key)).await {
+            Ok(Some(Decoded {
+                entry: Entry::Value(value),
+                meta,
+            })) if meta.expires_ms > now_ms() => {
+                self.inner().stats().hit();
                 Ok(Some(value))
             }
-            // A cached "no value" is no value to return, and a key being
-            // loaded has none yet.
-            Ok(Some(Entry::Absent | Entry::Leased) | None) => {
-                self.inner.stats().miss();
+            // A cached "no value" is no value to return, a key being loaded
+            // has none yet, and a value past its TTL is none to `get`.
+            Ok(Some(_) | None) => {
+                self.inner().stats().miss();
                 Ok(None)
             }
             Err(error) => {
-                self.inner.stats().miss();
+                self.inner().stats().miss();
                 Err(error)
             }
         }
@@ -157,9 +189,9 @@ impl Cache {
         value: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let ttl = Policy::with_ttl(ttl, None, self.inner.defaults()).jittered(ttl);
-        self.inner
-            .set_full(&self.inner.keys().full(key), value, ttl)
+        let ttl = Policy::with_ttl(ttl, None, self.inner().defaults()).jittered(ttl);
+        self.inner()
+            .set_full(&self.inner().keys().full(key), value, ttl)
             .await
     }
 
@@ -177,7 +209,9 @@ impl Cache {
     /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
     /// Redis fails (the eviction is then pending, as above).
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
-        self.inner.delete_full(&self.inner.keys().full(key)).await
+        self.inner()
+            .delete_full(&self.inner().keys().full(key))
+            .await
     }
 
     /// [`delete`](Self::delete) for many keys at once, in one round trip per
@@ -188,19 +222,34 @@ impl Cache {
     /// As [`delete`](Self::delete); every key whose eviction failed is
     /// pending.
     pub async fn delete_many(&self, keys: &[&str]) -> Result<u64, Error> {
-        let fulls: Vec<String> = keys.iter().map(|key| self.inner.keys().full(key)).collect();
-        self.inner.delete_many_full(&fulls).await
+        let fulls: Vec<String> = keys
+            .iter()
+            .map(|key| self.inner().keys().full(key))
+            .collect();
+        self.inner().delete_many_full(&fulls).await
     }
 
-    /// The time `key` has left to live; `None` when it does not exist (or,
-    /// in Redis, was stored by someone else without an expiry).
+    /// The time `key` has left to live: of its TTL itself, not of the
+    /// stale windows it may be kept for beyond it. `None` when it does not
+    /// exist, is past its TTL, or is not a cachefw entry.
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
+    /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
+    /// Redis fails.
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
-        let inner = &self.inner;
-        inner.observe(inner.backend().ttl(&inner.keys().full(key)).await)
+        let inner = self.inner();
+        let full = inner.keys().full(key);
+        if inner.bypasses(&full) {
+            return Ok(None);
+        }
+        let bytes = inner.observe(inner.backend().get(&full).await)?;
+        let now = now_ms();
+        Ok(bytes
+            .as_deref()
+            .and_then(meta_of)
+            .filter(|meta| meta.expires_ms > now)
+            .map(|meta| Duration::from_millis(meta.expires_ms - now)))
     }
 
     /// Removes every entry whose key starts with `prefix`, taken literally
@@ -233,7 +282,7 @@ impl Cache {
     /// removed); [`Error::PartialEviction`] when a cluster primary could not
     /// be reached.
     pub async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
-        let inner = &self.inner;
+        let inner = self.inner();
         inner.evict_prefix_full(&inner.keys().full(prefix)).await
     }
 
@@ -246,7 +295,7 @@ impl Cache {
     ///
     /// As [`evict_prefix`](Self::evict_prefix).
     pub async fn clear(&self) -> Result<u64, Error> {
-        self.inner.clear().await
+        self.inner().clear().await
     }
 
     /// Cache-aside: returns the value at `key`, or calls `loader`, stores its
@@ -281,10 +330,10 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let policy = Policy::with_ttl(ttl, None, self.inner.defaults());
-        let full = self.inner.keys().full(key);
-        self.inner
-            .through::<ResultShape<T, E>, _, _>(&full, &policy, |_| false, loader)
+        let policy = Policy::with_ttl(ttl, None, self.inner().defaults());
+        let full = self.inner().keys().full(key);
+        self.inner()
+            .through::<ResultShape<T, E>, _>(&full, &policy, Borrowed(loader, |_: &T| false))
             .await
     }
 
@@ -323,10 +372,74 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
-        let policy = Policy::with_ttl(ttl, none_ttl, self.inner.defaults());
-        let full = self.inner.keys().full(key);
-        self.inner
-            .through::<ResultOptionShape<T, E>, _, _>(&full, &policy, |_| false, loader)
+        let policy = Policy::with_ttl(ttl, none_ttl, self.inner().defaults());
+        let full = self.inner().keys().full(key);
+        self.inner()
+            .through::<ResultOptionShape<T, E>, _>(&full, &policy, Borrowed(loader, |_: &T| false))
             .await
+    }
+
+    /// [`get_or_load`](Self::get_or_load) with a loader the cache can own,
+    /// so that work past the call can finish in the background: a refresh
+    /// ahead of expiry ([`refresh_ahead`](crate::CacheBuilder::refresh_ahead)),
+    /// a revalidation of a stale value
+    /// ([`stale_while_revalidate`](crate::CacheBuilder::stale_while_revalidate)),
+    /// and a load that outlasts the
+    /// [`load_timeout`](crate::CacheBuilder::load_timeout) while a stale
+    /// value answers the caller. With [`get_or_load`](Self::get_or_load),
+    /// whose loader may borrow, the caller that triggers a refresh or a
+    /// revalidation runs it itself (the other callers keep hitting), and a
+    /// load past the timeout is cut off without a fill.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder()
+    ///     .refresh_ahead(1.0)
+    ///     .stale_while_revalidate(Duration::from_secs(30))
+    ///     .build()
+    ///     .await?;
+    /// let sku = String::from("A1");
+    /// let price = cache
+    ///     .get_or_load_owned("price:A1", Duration::from_secs(60), move || async move {
+    ///         Ok::<_, std::io::Error>(if sku == "A1" { 1_999u64 } else { 0 })
+    ///     })
+    ///     .await;
+    /// assert_eq!(price.ok(), Some(1_999));
+    /// cache.shutdown().await; // waits for background refreshes, if any
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only the loader's own error; with
+    /// [`stale_if_error`](crate::CacheBuilder::stale_if_error), a stale
+    /// value answers instead while one is at hand.
+    pub async fn get_or_load_owned<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let policy = Policy::with_ttl(ttl, None, self.inner().defaults());
+        let full = self.inner().keys().full(key);
+        self.inner()
+            .through::<ResultShape<T, E>, _>(&full, &policy, Owned(loader, |_: &T| false))
+            .await
+    }
+
+    /// Waits for this cache's background loads (refreshes, revalidations,
+    /// loads past their timeout), at most the lease time, and aborts what is
+    /// left then. Dropping the last handle on the cache aborts them at once.
+    pub async fn shutdown(&self) {
+        let inner = self.inner();
+        inner.shutdown(inner.lease_time()).await;
     }
 }

@@ -6,6 +6,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::aside::Borrowed;
 use crate::cache::Cache;
 use crate::codec::Entry;
 use crate::policy::{Options, Policy};
@@ -128,7 +129,7 @@ impl Call {
         let inner = cache.inner();
         let policy = Policy::resolve(options, inner.defaults());
         inner
-            .through::<S, _, _>(&key, &policy, unless, || body)
+            .through::<S, _>(&key, &policy, Borrowed(|| body, unless))
             .await
     }
 

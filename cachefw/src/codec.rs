@@ -35,9 +35,27 @@ const MSGPACK_TAG: u8 = b'm';
 const JSON_TAG: u8 = b'j';
 const ABSENT_TAG: u8 = b'-';
 const LEASE_TAG: u8 = b'L';
+/// The lease tag, for the scripts that must leave leases alone.
+pub(crate) const LEASE_TAG_BYTE: u8 = LEASE_TAG;
 /// Nesting deeper than this is refused rather than risking the stack of a
 /// task on hostile bytes.
 const MAX_DEPTH: usize = 256;
+
+// After the header, every value and absent entry carries its metadata:
+// when it stops being fresh (ms since the Unix epoch, 8 bytes), how long
+// the load that made it took (ms, 4 bytes), and a refresh claim: until
+// when (ms, Redis server time, 8 bytes) and by whom (a nonce, 8 bytes).
+// The claim lets one caller reload an entry while everyone keeps reading
+// it; any write of the key replaces the entry and so voids the claim.
+const EXPIRES_AT: usize = HEADER_LEN;
+const DELTA_AT: usize = EXPIRES_AT + 8;
+/// Where the refresh claim starts (the scripts in `backend/scripts.rs`
+/// write it in place).
+pub(crate) const CLAIM_AT: usize = DELTA_AT + 4;
+/// Where the claim's nonce starts.
+pub(crate) const NONCE_AT: usize = CLAIM_AT + 8;
+/// The header and metadata of a value or absent entry.
+pub(crate) const ENTRY_HEADER_LEN: usize = NONCE_AT + 8;
 
 /// What an entry holds: a value, the record that the source had none, or a
 /// lease: someone is loading it.
@@ -46,6 +64,23 @@ pub(crate) enum Entry<T> {
     Value(T),
     Absent,
     Leased,
+}
+
+/// When an entry stops being fresh, and how long its load took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// Milliseconds since the Unix epoch (the writer's clock).
+    pub(crate) expires_ms: u64,
+    /// How long the load that produced it took, in milliseconds (0 for a
+    /// value written with `set` or a put).
+    pub(crate) delta_ms: u32,
+}
+
+/// A decoded entry and its metadata (default for a lease marker).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Decoded<T> {
+    pub(crate) entry: Entry<T>,
+    pub(crate) meta: Meta,
 }
 
 /// The bytes that mark a key as leased by the holder of `token`.
@@ -59,6 +94,48 @@ pub(crate) fn lease_marker(token: &[u8]) -> Vec<u8> {
 /// Whether stored bytes are a lease marker (anyone's).
 pub(crate) fn is_lease(bytes: &[u8]) -> bool {
     bytes.len() > HEADER_LEN && bytes[..HEADER_LEN] == [MAGIC, FORMAT, LEASE_TAG]
+}
+
+/// The metadata of a value or absent entry, read from its header alone.
+pub(crate) fn meta_of(bytes: &[u8]) -> Option<Meta> {
+    if bytes.len() < ENTRY_HEADER_LEN || bytes[0] != MAGIC || bytes[1] != FORMAT {
+        return None;
+    }
+    if bytes[2] == LEASE_TAG {
+        return None;
+    }
+    Some(Meta {
+        expires_ms: u64::from_be_bytes(bytes[EXPIRES_AT..DELTA_AT].try_into().ok()?),
+        delta_ms: u32::from_be_bytes(bytes[DELTA_AT..CLAIM_AT].try_into().ok()?),
+    })
+}
+
+/// The refresh claim of a value or absent entry: until when (ms), and the
+/// claimant's nonce.
+pub(crate) fn claim_of(bytes: &[u8]) -> Option<(u64, [u8; 8])> {
+    meta_of(bytes)?;
+    let until = u64::from_be_bytes(bytes[CLAIM_AT..NONCE_AT].try_into().ok()?);
+    let nonce = bytes[NONCE_AT..ENTRY_HEADER_LEN].try_into().ok()?;
+    Some((until, nonce))
+}
+
+/// `bytes` with its refresh claim set (for the in-memory backend; Redis
+/// does this in a script).
+pub(crate) fn with_claim(bytes: &[u8], until_ms: u64, nonce: &[u8; 8]) -> Option<Vec<u8>> {
+    meta_of(bytes)?;
+    let mut claimed = bytes.to_vec();
+    claimed[CLAIM_AT..NONCE_AT].copy_from_slice(&until_ms.to_be_bytes());
+    claimed[NONCE_AT..ENTRY_HEADER_LEN].copy_from_slice(nonce);
+    Some(claimed)
+}
+
+fn header(tag: u8, meta: Meta, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENTRY_HEADER_LEN + capacity);
+    out.extend_from_slice(&[MAGIC, FORMAT, tag]);
+    out.extend_from_slice(&meta.expires_ms.to_be_bytes());
+    out.extend_from_slice(&meta.delta_ms.to_be_bytes());
+    out.extend_from_slice(&[0; 16]);
+    out
 }
 
 /// How values are serialized. Chosen with
@@ -75,7 +152,7 @@ pub enum Codec {
     /// self-describing. The default.
     #[default]
     MessagePack,
-    /// JSON, readable with `redis-cli GET` (after the 3-byte header).
+    /// JSON, readable with `redis-cli GET` (after the 31-byte header).
     /// Needs the `json` feature.
     #[cfg(feature = "json")]
     Json,
@@ -115,10 +192,13 @@ impl Codec {
         }
     }
 
-    /// Header and payload, in one buffer.
-    pub(crate) fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, String> {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(&[MAGIC, FORMAT, self.tag()]);
+    /// Header, metadata and payload, in one buffer.
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        meta: Meta,
+    ) -> Result<Vec<u8>, String> {
+        let mut out = header(self.tag(), meta, 64);
         match self {
             Self::MessagePack => {
                 rmp_serde::encode::write_named(&mut out, value).map_err(|e| e.to_string())?;
@@ -130,36 +210,46 @@ impl Codec {
     }
 
     /// The entry recording that the source had no value.
-    pub(crate) fn encode_absent() -> Vec<u8> {
-        vec![MAGIC, FORMAT, ABSENT_TAG]
+    pub(crate) fn encode_absent(meta: Meta) -> Vec<u8> {
+        header(ABSENT_TAG, meta, 0)
     }
 
-    pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<Entry<T>, DecodeError> {
-        let Some((header, payload)) = bytes.split_at_checked(HEADER_LEN) else {
+    pub(crate) fn decode<T: DeserializeOwned>(
+        self,
+        bytes: &[u8],
+    ) -> Result<Decoded<T>, DecodeError> {
+        if bytes.first() != Some(&MAGIC) || bytes.len() < HEADER_LEN {
             return Err(DecodeError::Foreign);
-        };
-        if header[0] != MAGIC {
-            return Err(DecodeError::Foreign);
-        }
-        if header[1] == FORMAT && header[2] == ABSENT_TAG && payload.is_empty() {
-            return Ok(Entry::Absent);
         }
         if is_lease(bytes) {
-            return Ok(Entry::Leased);
-        }
-        if header[1] != FORMAT || header[2] != self.tag() {
-            return Err(DecodeError::OtherFormat {
-                format: header[1],
-                tag: header[2],
+            return Ok(Decoded {
+                entry: Entry::Leased,
+                meta: Meta::default(),
             });
         }
-        match self {
-            Self::MessagePack => decode_msgpack(payload).map(Entry::Value),
-            #[cfg(feature = "json")]
-            Self::Json => serde_json::from_slice(payload)
-                .map(Entry::Value)
-                .map_err(|e| DecodeError::Payload(e.to_string())),
-        }
+        let (format, tag) = (bytes[1], bytes[2]);
+        let (Some(meta), true) = (meta_of(bytes), tag == ABSENT_TAG || tag == self.tag()) else {
+            return Err(DecodeError::OtherFormat { format, tag });
+        };
+        let payload = &bytes[ENTRY_HEADER_LEN..];
+        let entry = if tag == ABSENT_TAG {
+            if !payload.is_empty() {
+                return Err(DecodeError::Payload(
+                    "bytes after an absent entry".to_owned(),
+                ));
+            }
+            Entry::Absent
+        } else {
+            match self {
+                Self::MessagePack => Entry::Value(decode_msgpack(payload)?),
+                #[cfg(feature = "json")]
+                Self::Json => Entry::Value(
+                    serde_json::from_slice(payload)
+                        .map_err(|e| DecodeError::Payload(e.to_string()))?,
+                ),
+            }
+        };
+        Ok(Decoded { entry, meta })
     }
 }
 
@@ -178,6 +268,27 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
+    const META: Meta = Meta {
+        expires_ms: 1_700_000_000_000,
+        delta_ms: 42,
+    };
+
+    /// Encoding and decoding with fixed metadata, for tests of payloads.
+    trait Ext {
+        fn enc<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, String>;
+        fn dec<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<Entry<T>, DecodeError>;
+    }
+
+    impl Ext for Codec {
+        fn enc<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, String> {
+            self.encode(value, META)
+        }
+
+        fn dec<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<Entry<T>, DecodeError> {
+            self.decode(bytes).map(|decoded| decoded.entry)
+        }
+    }
+
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct User {
         id: u64,
@@ -195,10 +306,18 @@ mod tests {
 
     #[test]
     fn round_trips_with_header() {
-        let bytes = Codec::MessagePack.encode(&user()).expect("encodes");
+        let bytes = Codec::MessagePack.enc(&user()).expect("encodes");
         assert_eq!(&bytes[..3], &[MAGIC, FORMAT, MSGPACK_TAG]);
+        assert_eq!(meta_of(&bytes), Some(META));
+        assert_eq!(claim_of(&bytes), Some((0, [0; 8])), "no claim");
+        let claimed = with_claim(&bytes, 99, &[7; 8]).expect("an entry");
+        assert_eq!(claim_of(&claimed), Some((99, [7; 8])));
         assert_eq!(
-            Codec::MessagePack.decode::<User>(&bytes),
+            Codec::MessagePack.dec::<User>(&claimed),
+            Ok(Entry::Value(user()))
+        );
+        assert_eq!(
+            Codec::MessagePack.dec::<User>(&bytes),
             Ok(Entry::Value(user()))
         );
     }
@@ -232,9 +351,9 @@ mod tests {
             name: String,
             tags: Vec<String>,
         }
-        let bytes = Codec::MessagePack.encode(&user()).expect("encodes");
+        let bytes = Codec::MessagePack.enc(&user()).expect("encodes");
         assert_eq!(
-            Codec::MessagePack.decode::<Reordered>(&bytes),
+            Codec::MessagePack.dec::<Reordered>(&bytes),
             Ok(Entry::Value(Reordered {
                 tags: vec!["admin".into()],
                 name: "Ada".into(),
@@ -242,15 +361,15 @@ mod tests {
             }))
         );
         assert!(matches!(
-            Codec::MessagePack.decode::<Added>(&bytes),
+            Codec::MessagePack.dec::<Added>(&bytes),
             Ok(Entry::Value(Added { id: 7, ref note, .. })) if note.is_empty()
         ));
         assert!(matches!(
-            Codec::MessagePack.decode::<Required>(&bytes),
+            Codec::MessagePack.dec::<Required>(&bytes),
             Err(DecodeError::Payload(_))
         ));
         assert!(matches!(
-            Codec::MessagePack.decode::<Retyped>(&bytes),
+            Codec::MessagePack.dec::<Retyped>(&bytes),
             Err(DecodeError::Payload(_))
         ));
     }
@@ -268,16 +387,14 @@ mod tests {
             Pending,
             Open,
         }
-        let open = Codec::MessagePack.encode(&Before::Open).expect("encodes");
-        let closed = Codec::MessagePack
-            .encode(&Before::Closed(3))
-            .expect("encodes");
+        let open = Codec::MessagePack.enc(&Before::Open).expect("encodes");
+        let closed = Codec::MessagePack.enc(&Before::Closed(3)).expect("encodes");
         assert_eq!(
-            Codec::MessagePack.decode::<After>(&open),
+            Codec::MessagePack.dec::<After>(&open),
             Ok(Entry::Value(After::Open))
         );
         assert_eq!(
-            Codec::MessagePack.decode::<After>(&closed),
+            Codec::MessagePack.dec::<After>(&closed),
             Ok(Entry::Value(After::Closed(3)))
         );
     }
@@ -287,19 +404,20 @@ mod tests {
         // A str32 claiming 4 GiB, an array32 claiming 4 billion items, a
         // bin32 claiming 4 GiB: each header alone, in a 10-byte payload.
         for claim in [0xdb_u8, 0xdd, 0xc6] {
-            let mut bytes = vec![MAGIC, FORMAT, MSGPACK_TAG, claim, 0xff, 0xff, 0xff, 0xff];
+            let mut bytes = header(MSGPACK_TAG, META, 8);
+            bytes.extend_from_slice(&[claim, 0xff, 0xff, 0xff, 0xff]);
             bytes.extend_from_slice(&[0, 0]);
-            assert!(Codec::MessagePack.decode::<Vec<String>>(&bytes).is_err());
-            assert!(Codec::MessagePack.decode::<String>(&bytes).is_err());
-            assert!(Codec::MessagePack.decode::<User>(&bytes).is_err());
+            assert!(Codec::MessagePack.dec::<Vec<String>>(&bytes).is_err());
+            assert!(Codec::MessagePack.dec::<String>(&bytes).is_err());
+            assert!(Codec::MessagePack.dec::<User>(&bytes).is_err());
         }
         // Nesting beyond the depth limit is refused, not recursed into.
-        let mut deep = vec![MAGIC, FORMAT, MSGPACK_TAG];
+        let mut deep = header(MSGPACK_TAG, META, 0);
         deep.extend(std::iter::repeat_n(0x91u8, 100_000));
         deep.push(0xc0);
         assert!(
             Codec::MessagePack
-                .decode::<serde_json_like::Any>(&deep)
+                .dec::<serde_json_like::Any>(&deep)
                 .is_err()
         );
     }
@@ -336,32 +454,29 @@ mod tests {
     fn lease_markers_read_as_leased() {
         let marker = lease_marker(b"0123456789abcdef");
         assert!(is_lease(&marker));
-        assert_eq!(
-            Codec::MessagePack.decode::<User>(&marker),
-            Ok(Entry::Leased)
-        );
-        assert!(!is_lease(&Codec::encode_absent()));
+        assert_eq!(Codec::MessagePack.dec::<User>(&marker), Ok(Entry::Leased));
+        assert!(!is_lease(&Codec::encode_absent(META)));
         assert!(!is_lease(
-            &Codec::MessagePack.encode(&user()).expect("encodes")
+            &Codec::MessagePack.enc(&user()).expect("encodes")
         ));
     }
 
     #[test]
     fn absent_marker_reads_as_absent_in_every_codec() {
-        let bytes = Codec::encode_absent();
-        assert_eq!(Codec::MessagePack.decode::<User>(&bytes), Ok(Entry::Absent));
+        let bytes = Codec::encode_absent(META);
+        assert_eq!(Codec::MessagePack.dec::<User>(&bytes), Ok(Entry::Absent));
         #[cfg(feature = "json")]
-        assert_eq!(Codec::Json.decode::<User>(&bytes), Ok(Entry::Absent));
+        assert_eq!(Codec::Json.dec::<User>(&bytes), Ok(Entry::Absent));
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(Codec::MessagePack.decode::<User>(&longer).is_err());
+        assert!(Codec::MessagePack.dec::<User>(&longer).is_err());
     }
 
     #[test]
     fn foreign_bytes_are_refused() {
         for garbage in [&b""[..], b"\xCF", b"hello world", b"{\"id\":7}"] {
             assert_eq!(
-                Codec::MessagePack.decode::<User>(garbage),
+                Codec::MessagePack.dec::<User>(garbage),
                 Err(DecodeError::Foreign)
             );
         }
@@ -369,29 +484,29 @@ mod tests {
 
     #[test]
     fn other_format_or_codec_is_refused() {
-        let mut bytes = Codec::MessagePack.encode(&user()).expect("encodes");
+        let mut bytes = Codec::MessagePack.enc(&user()).expect("encodes");
         bytes[1] = 1; // format 1: bincode, before field names
         assert!(matches!(
-            Codec::MessagePack.decode::<User>(&bytes),
+            Codec::MessagePack.dec::<User>(&bytes),
             Err(DecodeError::OtherFormat { .. })
         ));
         bytes[1] = FORMAT;
         bytes[2] = b'x';
         assert!(matches!(
-            Codec::MessagePack.decode::<User>(&bytes),
+            Codec::MessagePack.dec::<User>(&bytes),
             Err(DecodeError::OtherFormat { .. })
         ));
     }
 
     #[test]
     fn truncated_or_mistyped_payload_is_refused() {
-        let bytes = Codec::MessagePack.encode(&user()).expect("encodes");
+        let bytes = Codec::MessagePack.enc(&user()).expect("encodes");
         assert!(matches!(
-            Codec::MessagePack.decode::<User>(&bytes[..bytes.len() - 2]),
+            Codec::MessagePack.dec::<User>(&bytes[..bytes.len() - 2]),
             Err(DecodeError::Payload(_))
         ));
         assert!(matches!(
-            Codec::MessagePack.decode::<u8>(&bytes),
+            Codec::MessagePack.dec::<u8>(&bytes),
             Err(DecodeError::Payload(_))
         ));
     }
@@ -399,14 +514,14 @@ mod tests {
     #[cfg(feature = "json")]
     #[test]
     fn json_is_readable_after_the_header() {
-        let bytes = Codec::Json.encode(&user()).expect("encodes");
+        let bytes = Codec::Json.enc(&user()).expect("encodes");
         assert_eq!(
-            std::str::from_utf8(&bytes[3..]).expect("utf-8"),
+            std::str::from_utf8(&bytes[ENTRY_HEADER_LEN..]).expect("utf-8"),
             r#"{"id":7,"name":"Ada","tags":["admin"]}"#
         );
-        assert_eq!(Codec::Json.decode::<User>(&bytes), Ok(Entry::Value(user())));
+        assert_eq!(Codec::Json.dec::<User>(&bytes), Ok(Entry::Value(user())));
         assert!(matches!(
-            Codec::MessagePack.decode::<User>(&bytes),
+            Codec::MessagePack.dec::<User>(&bytes),
             Err(DecodeError::OtherFormat { .. })
         ));
     }

@@ -109,22 +109,30 @@ impl Leader<'_> {
         self.tx.send_replace(State::Done(value));
     }
 
-    /// Tells followers the loader failed.
+    /// Tells followers the loader failed. The flight is unregistered first:
+    /// a follower that wakes and joins again must start a new flight, not
+    /// find this failed one.
     pub(crate) fn fail(self) {
+        self.unregister();
         self.tx.send_replace(State::Failed);
     }
-}
 
-impl Drop for Leader<'_> {
-    fn drop(&mut self) {
+    /// Removes the flight from the map, unless it was detached (and perhaps
+    /// replaced by a later flight).
+    fn unregister(&self) {
         let mut running = self.flights.lock();
-        // Unless it was detached, and perhaps replaced by a later flight.
         if running
             .get(&self.key)
             .is_some_and(|flight| flight.id == self.id)
         {
             running.remove(&self.key);
         }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.unregister();
     }
 }
 

@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::backend::Backend;
-use crate::codec::{Codec, Entry};
+use crate::clock::now_ms;
+use crate::codec::{Codec, Decoded, Meta};
 use crate::error::Error;
 use crate::flight::Flights;
 use crate::journal::{Journal, Pending, Target};
@@ -52,7 +53,15 @@ pub(crate) struct Inner {
     /// Whether a replay task runs; `wake` hurries it when Redis answers.
     replaying: AtomicBool,
     wake: Arc<Notify>,
+    /// Loads the cache finishes on its own (refreshes, revalidations,
+    /// loads past their timeout): aborted when the last handle drops.
+    background: std::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// Per key, until when a failed source is spared (fail-safe).
+    throttled: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// Keys the fail-safe throttle remembers before it forgets the expired.
+const THROTTLE_KEYS: usize = 10_000;
 
 /// An eviction in flight: struck off the journal by [`done`](Self::done);
 /// dropped without it (failed, or cancelled at an await), it stays there
@@ -91,6 +100,8 @@ impl Inner {
             reporter: Reporter::new(),
             replaying: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
+            background: std::sync::Mutex::new(tokio::task::JoinSet::new()),
+            throttled: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -165,14 +176,14 @@ impl Inner {
         self.journal.bypasses(full)
     }
 
-    /// The entry at `full`. A miss, a failure and an entry that does not
-    /// decode are not counted here but as the caller interprets them; the
-    /// failure and the bad entry are reported. A key with a pending eviction
-    /// reads as missing.
+    /// The entry at `full`, with its metadata. A miss, a failure and an
+    /// entry that does not decode are not counted here but as the caller
+    /// interprets them; the failure and the bad entry are reported. A key
+    /// with a pending eviction reads as missing.
     pub(crate) async fn read<T: DeserializeOwned>(
         &self,
         full: &str,
-    ) -> Result<Option<Entry<T>>, Error> {
+    ) -> Result<Option<Decoded<T>>, Error> {
         if self.bypasses(full) {
             return Ok(None);
         }
@@ -180,7 +191,7 @@ impl Inner {
             return Ok(None);
         };
         match self.settings.codec.decode(&bytes) {
-            Ok(entry) => Ok(Some(entry)),
+            Ok(decoded) => Ok(Some(decoded)),
             Err(reason) => {
                 self.failure(&Error::Decode {
                     key: full.to_owned(),
@@ -191,20 +202,85 @@ impl Inner {
         }
     }
 
-    /// The bytes that store `value`: header and payload.
+    /// The bytes that store `value`: header, metadata and payload.
     pub(crate) fn encode<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
+        meta: Meta,
     ) -> Result<Vec<u8>, Error> {
         self.settings
             .codec
-            .encode(value)
+            .encode(value, meta)
             .map_err(|reason| Error::Encode {
                 key: full.to_owned(),
                 codec: self.settings.codec,
                 reason,
             })
+    }
+
+    /// Runs `task` as the cache's own background work: it is aborted when
+    /// the last handle on the cache is dropped, and waited for by
+    /// `shutdown`.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut background = self
+            .background
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Finished tasks are reaped here, so the set holds only live ones.
+        while background.try_join_next().is_some() {}
+        background.spawn_on(task, &runtime);
+    }
+
+    /// Aborts the background work (the last handle was dropped).
+    pub(crate) fn abort_background(&self) {
+        self.background
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .abort_all();
+    }
+
+    /// Waits for the background work, at most `patience`; aborts what is
+    /// left then.
+    pub(crate) async fn shutdown(&self, patience: Duration) {
+        let mut tasks = std::mem::take(
+            &mut *self
+                .background
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let drained = tokio::time::timeout(patience, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+        }
+    }
+
+    /// Whether `full`'s source is spared after a failed load (fail-safe).
+    pub(crate) fn throttled(&self, full: &str) -> bool {
+        self.throttled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(full)
+            .is_some_and(|until| *until > std::time::Instant::now())
+    }
+
+    /// Spares `full`'s source for `period`.
+    pub(crate) fn throttle(&self, full: &str, period: Duration) {
+        let now = std::time::Instant::now();
+        let mut throttled = self
+            .throttled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if throttled.len() >= THROTTLE_KEYS {
+            throttled.retain(|_, until| *until > now);
+        }
+        throttled.insert(full.to_owned(), now + period);
     }
 
     /// Runs `write`, an eviction of `targets` (or a write that replaces
@@ -254,7 +330,13 @@ impl Inner {
                 key: full.to_owned(),
                 ttl,
             })
-            .and_then(|ttl_ms| Ok((self.encode(full, value)?, ttl_ms)));
+            .and_then(|ttl_ms| {
+                let meta = Meta {
+                    expires_ms: now_ms().saturating_add(ttl_ms),
+                    delta_ms: 0,
+                };
+                Ok((self.encode(full, value, meta)?, ttl_ms))
+            });
         let (bytes, ttl_ms) = match encoded {
             Ok(encoded) => encoded,
             Err(error) => {

@@ -2,10 +2,9 @@
 
 use arc_swap::ArcSwapOption;
 
-use crate::cache::Cache;
-use crate::inner::Inner;
+use crate::cache::{Cache, Handle};
 
-static INSTALLED: ArcSwapOption<Inner> = ArcSwapOption::const_empty();
+static INSTALLED: ArcSwapOption<Handle> = ArcSwapOption::const_empty();
 
 /// Makes `cache` the process-wide default, used by the macros wherever no
 /// `cache = …` is given. Installing again replaces the previous default.
@@ -19,10 +18,10 @@ static INSTALLED: ArcSwapOption<Inner> = ArcSwapOption::const_empty();
 /// # Ok(()) }
 /// ```
 pub fn install(cache: Cache) {
-    INSTALLED.store(Some(cache.inner().clone()));
+    INSTALLED.store(Some(cache.handle().clone()));
 }
 
 /// The cache given to [`install`], if any.
 pub fn installed() -> Option<Cache> {
-    INSTALLED.load_full().map(Cache::from_inner)
+    INSTALLED.load_full().map(Cache::from_handle)
 }

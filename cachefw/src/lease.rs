@@ -186,3 +186,75 @@ impl Drop for LeaseGuard {
         runtime.spawn(async move { inner.release(&full, &marker).await });
     }
 }
+
+/// Our claim on a present entry, to reload it while it stays readable (a
+/// refresh ahead of expiry, a revalidation, a fail-safe reload): the
+/// entry-level twin of the lease. Only the claimant fills, and only while
+/// the entry still carries its claim, so a write or eviction in between
+/// voids the fill. Dropped while armed (cancelled, or the load failed), it
+/// gives the claim up in the background.
+pub(crate) struct ClaimGuard {
+    inner: Arc<Inner>,
+    full: String,
+    nonce: [u8; 8],
+    armed: bool,
+}
+
+impl ClaimGuard {
+    /// Claims the entry at `full`; `None` when someone else holds a claim,
+    /// the entry is gone or a lease, or Redis failed (counted).
+    pub(crate) async fn take(inner: &Arc<Inner>, full: &str) -> Option<Self> {
+        let mut guard = Self {
+            inner: inner.clone(),
+            full: full.to_owned(),
+            nonce: fastrand::u64(1..).to_be_bytes(),
+            armed: true,
+        };
+        let claim_ms = crate::ttl::millis(inner.lease_time()).unwrap_or(1);
+        match inner.backend().claim(full, &guard.nonce, claim_ms).await {
+            Ok(true) => Some(guard),
+            Ok(false) => {
+                guard.armed = false;
+                None
+            }
+            // The claim may have landed unheard: the armed guard, dropped
+            // here, gives it up (unless nothing was sent).
+            Err(error) => {
+                if matches!(error, Error::Unavailable { .. }) {
+                    guard.armed = false;
+                }
+                inner.failure(&error);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn nonce(&self) -> &[u8; 8] {
+        &self.nonce
+    }
+
+    /// The claim ended with a fill (that landed or was refused).
+    pub(crate) fn filled(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (inner, full, nonce) = (
+            self.inner.clone(),
+            std::mem::take(&mut self.full),
+            self.nonce,
+        );
+        runtime.spawn(async move {
+            let result = inner.backend().unclaim(&full, &nonce).await;
+            let _ = inner.observe(result);
+        });
+    }
+}

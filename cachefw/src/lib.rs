@@ -59,6 +59,7 @@ mod backend;
 mod builder;
 mod cache;
 mod call;
+mod clock;
 mod codec;
 mod error;
 mod flight;

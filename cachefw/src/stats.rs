@@ -35,6 +35,13 @@ pub struct Stats {
     /// The circuit breaker's state now (on a Redis Cluster, `Open` while
     /// any node's breaker is open).
     pub breaker: BreakerState,
+    /// Of `hits`, reads answered with a value past its TTL:
+    /// stale-while-revalidate, fail-safe (`stale_if_error`) and load
+    /// timeouts.
+    pub stale_served: u64,
+    /// Background loads: refreshes ahead of expiry and revalidations of
+    /// stale entries.
+    pub refreshes: u64,
     /// Evictions that have not reached Redis yet (it was down, slow, or the
     /// caller was cancelled); they are replayed when Redis answers, and
     /// reads of their keys bypass Redis until then.
@@ -59,6 +66,8 @@ pub(crate) struct Counters {
     errors: AtomicU64,
     coalesced: AtomicU64,
     short_circuited: AtomicU64,
+    stale_served: AtomicU64,
+    refreshes: AtomicU64,
 }
 
 impl Counters {
@@ -82,6 +91,16 @@ impl Counters {
         self.coalesced.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A read answered with a stale value: a hit, and one of these.
+    pub(crate) fn stale_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.stale_served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refresh(&self) {
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn short_circuited(&self) {
         self.short_circuited.fetch_add(1, Ordering::Relaxed);
     }
@@ -95,6 +114,8 @@ impl Counters {
             coalesced: self.coalesced.load(Ordering::Relaxed),
             short_circuited: self.short_circuited.load(Ordering::Relaxed),
             breaker,
+            stale_served: self.stale_served.load(Ordering::Relaxed),
+            refreshes: self.refreshes.load(Ordering::Relaxed),
             pending_evictions,
         }
     }

@@ -81,7 +81,7 @@ async fn json_codec_is_readable_with_redis_cli_and_isolated_from_msgpack() {
     json.set("user:7", &user(7), MINUTE).await.expect("set");
     let raw = redis.raw_get("t:v1:user:7").expect("stored");
     assert_eq!(&raw[..3], b"\xCF\x02j");
-    let text = std::str::from_utf8(&raw[3..]).expect("utf-8");
+    let text = std::str::from_utf8(&raw[31..]).expect("utf-8");
     assert!(text.starts_with(r#"{"id":7,"name":"user 7""#), "{text}");
 
     // A MessagePack cache on the same keys reads the JSON entry as a miss.

@@ -7,6 +7,9 @@ use moka::Expiry;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache as Moka;
 
+use crate::clock::{millis, now_ms};
+use crate::codec::{claim_of, with_claim};
+
 #[derive(Clone)]
 struct Entry {
     bytes: Bytes,
@@ -21,6 +24,16 @@ impl Entry {
             ttl,
             expires_at: Instant::now() + ttl,
         }
+    }
+
+    /// New bytes for the time this entry has left.
+    fn rewritten(&self, bytes: Bytes) -> Self {
+        Self::new(
+            bytes,
+            self.expires_at
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        )
     }
 }
 
@@ -76,11 +89,6 @@ impl MemoryBackend {
 
     pub(crate) fn delete(&self, key: &str) -> bool {
         remove(&self.entries, key)
-    }
-
-    pub(crate) fn ttl(&self, key: &str) -> Option<Duration> {
-        let entry = self.entries.get(key)?;
-        Some(entry.expires_at.saturating_duration_since(Instant::now()))
     }
 
     /// Removes every key starting with `prefix`. Walking the whole cache is
@@ -140,6 +148,64 @@ impl MemoryBackend {
         matches!(result, CompResult::ReplacedWith(_))
     }
 
+    /// Claims the entry at `key` for a reload (see `codec::with_claim`):
+    /// `true` if it is a value or absent entry that no unexpired claim
+    /// holds, now claimed by `nonce` for `claim`.
+    pub(crate) fn claim(&self, key: &str, nonce: &[u8; 8], claim: Duration) -> bool {
+        let now = now_ms();
+        let result = self.entries.entry_by_ref(key).and_compute_with(|existing| {
+            let Some(held) = existing.map(moka::Entry::into_value) else {
+                return Op::Nop;
+            };
+            match claim_of(&held.bytes) {
+                Some((until, _)) if until <= now => {
+                    match with_claim(&held.bytes, now.saturating_add(millis(claim)), nonce) {
+                        Some(claimed) => Op::Put(held.rewritten(Bytes::from(claimed))),
+                        None => Op::Nop,
+                    }
+                }
+                _ => Op::Nop,
+            }
+        });
+        matches!(result, CompResult::ReplacedWith(_))
+    }
+
+    /// Stores `bytes` only while the entry carries the claim of `nonce`.
+    pub(crate) fn fill_claimed(
+        &self,
+        key: &str,
+        nonce: &[u8; 8],
+        bytes: Bytes,
+        ttl: Duration,
+    ) -> bool {
+        let result = self
+            .entries
+            .entry_by_ref(key)
+            .and_compute_with(|existing| match existing {
+                Some(held) if claim_of(&held.value().bytes).is_some_and(|(_, n)| &n == nonce) => {
+                    Op::Put(Entry::new(bytes, ttl))
+                }
+                _ => Op::Nop,
+            });
+        matches!(result, CompResult::ReplacedWith(_))
+    }
+
+    /// Gives the claim of `nonce` up, if the entry still carries it.
+    pub(crate) fn unclaim(&self, key: &str, nonce: &[u8; 8]) {
+        self.entries.entry_by_ref(key).and_compute_with(|existing| {
+            let Some(held) = existing.map(moka::Entry::into_value) else {
+                return Op::Nop;
+            };
+            match claim_of(&held.bytes) {
+                Some((_, n)) if &n == nonce => match with_claim(&held.bytes, 0, &[0; 8]) {
+                    Some(free) => Op::Put(held.rewritten(Bytes::from(free))),
+                    None => Op::Nop,
+                },
+                _ => Op::Nop,
+            }
+        });
+    }
+
     /// Removes the key only while it holds `marker`.
     pub(crate) fn release(&self, key: &str, marker: &Bytes) {
         self.entries
@@ -170,8 +236,6 @@ mod tests {
         let backend = MemoryBackend::new(1 << 20);
         backend.set("short", Bytes::from_static(b"a"), Duration::from_millis(30));
         backend.set("long", Bytes::from_static(b"b"), Duration::from_secs(60));
-        let left = backend.ttl("long").expect("present");
-        assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(backend.get("short"), None);
         assert_eq!(backend.get("long"), Some(Bytes::from_static(b"b")));

@@ -66,13 +66,6 @@ impl Backend {
         }
     }
 
-    pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
-        match self {
-            Self::Redis(b) => b.ttl(key).await,
-            Self::Memory(b) => Ok(b.ttl(key)),
-        }
-    }
-
     /// See `lease.rs`: `None` when `marker` was written into the key (empty,
     /// or holding exactly `over`), else what the key holds.
     pub(crate) async fn acquire(
@@ -108,6 +101,45 @@ impl Backend {
             Self::Redis(b) => b.release(key, marker).await,
             Self::Memory(b) => {
                 b.release(key, marker);
+                Ok(())
+            }
+        }
+    }
+
+    /// Claims the entry at `key` for a reload by `nonce`, for `claim_ms`;
+    /// `true` if we hold the claim now.
+    pub(crate) async fn claim(
+        &self,
+        key: &str,
+        nonce: &[u8; 8],
+        claim_ms: u64,
+    ) -> Result<bool, Error> {
+        match self {
+            Self::Redis(b) => b.claim(key, nonce, claim_ms).await,
+            Self::Memory(b) => Ok(b.claim(key, nonce, Duration::from_millis(claim_ms))),
+        }
+    }
+
+    /// Stores `value` only while the entry carries the claim of `nonce`.
+    pub(crate) async fn fill_claimed(
+        &self,
+        key: &str,
+        nonce: &[u8; 8],
+        value: Bytes,
+        ttl_ms: u64,
+    ) -> Result<bool, Error> {
+        match self {
+            Self::Redis(b) => b.fill_claimed(key, nonce, &value, ttl_ms).await,
+            Self::Memory(b) => Ok(b.fill_claimed(key, nonce, value, Duration::from_millis(ttl_ms))),
+        }
+    }
+
+    /// Gives the claim of `nonce` up.
+    pub(crate) async fn unclaim(&self, key: &str, nonce: &[u8; 8]) -> Result<(), Error> {
+        match self {
+            Self::Redis(b) => b.unclaim(key, nonce).await,
+            Self::Memory(b) => {
+                b.unclaim(key, nonce);
                 Ok(())
             }
         }

@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 
 use crate::backend::breaker::{Breaker, BreakerState, Outcome};
 use crate::backend::scripts;
+use crate::codec::{CLAIM_AT, ENTRY_HEADER_LEN, LEASE_TAG_BYTE, NONCE_AT};
 use crate::error::{Error, RedisFailure};
 
 /// Keys per `UNLINK` in batch and prefix evictions, and the `COUNT` hint of
@@ -478,6 +479,9 @@ pub(crate) struct RedisBackend {
     acquire: Script,
     fill: Script,
     release: Script,
+    claim: Script,
+    fill_claimed: Script,
+    unclaim: Script,
 }
 
 impl RedisBackend {
@@ -544,6 +548,9 @@ impl RedisBackend {
             acquire: Script::new(scripts::ACQUIRE),
             fill: Script::new(scripts::FILL),
             release: Script::new(scripts::RELEASE),
+            claim: Script::new(scripts::CLAIM),
+            fill_claimed: Script::new(scripts::FILL_CLAIMED),
+            unclaim: Script::new(scripts::UNCLAIM),
         }
     }
 
@@ -766,6 +773,59 @@ impl RedisBackend {
         .await
     }
 
+    /// Claims the entry at `key` for a reload (see `scripts::CLAIM`);
+    /// `true` if we hold the claim now.
+    pub(crate) async fn claim(
+        &self,
+        key: &str,
+        nonce: &[u8],
+        claim_ms: u64,
+    ) -> Result<bool, Error> {
+        let mut call = self.claim.key(key);
+        call.arg(nonce)
+            .arg(claim_ms)
+            .arg(CLAIM_AT)
+            .arg(ENTRY_HEADER_LEN)
+            .arg(LEASE_TAG_BYTE);
+        let node = self.node_for(key);
+        let claimed: u8 = self
+            .run("CLAIM", key, &node, async |link| {
+                call.invoke_async(link).await
+            })
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    /// Stores `value` if the entry at `key` still carries our claim.
+    pub(crate) async fn fill_claimed(
+        &self,
+        key: &str,
+        nonce: &[u8],
+        value: &[u8],
+        ttl_ms: u64,
+    ) -> Result<bool, Error> {
+        let mut call = self.fill_claimed.key(key);
+        call.arg(nonce).arg(value).arg(ttl_ms).arg(NONCE_AT);
+        let node = self.node_for(key);
+        let stored: u8 = self
+            .run("FILL", key, &node, async |link| {
+                call.invoke_async(link).await
+            })
+            .await?;
+        Ok(stored == 1)
+    }
+
+    /// Gives our claim on `key` up, if it is still there.
+    pub(crate) async fn unclaim(&self, key: &str, nonce: &[u8]) -> Result<(), Error> {
+        let mut call = self.unclaim.key(key);
+        call.arg(nonce).arg(CLAIM_AT);
+        let node = self.node_for(key);
+        self.run("UNCLAIM", key, &node, async |link| {
+            call.invoke_async(link).await
+        })
+        .await
+    }
+
     /// One round trip, to open the connection now rather than on the first
     /// command.
     pub(crate) async fn ping(&self) -> Result<(), Error> {
@@ -824,12 +884,6 @@ impl RedisBackend {
             Some(error) => Err(error),
             None => Ok(removed),
         }
-    }
-
-    /// `None` when the key is missing or has no expiry.
-    pub(crate) async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
-        let ms: i64 = self.query("PTTL", key, redis::cmd("PTTL").arg(key)).await?;
-        Ok(u64::try_from(ms).ok().map(Duration::from_millis))
     }
 
     /// `SCAN`s for every key starting with `prefix` and `UNLINK`s what it
