@@ -22,6 +22,7 @@ use syn::{Expr, Ident, ItemFn};
 
 use crate::args::{Args, Kind, RefreshAhead, Ttl};
 use crate::errors::Errors;
+use crate::owned::{self, OwnedArgs};
 use crate::signature::{self, Analysis};
 use crate::template::Template;
 
@@ -152,7 +153,7 @@ fn call_tokens(kind: Kind, args: &Args, analysis: &Analysis, errors: &mut Errors
     let mut shape = quote! {
         let __cachefw_shape = {
             use #private::Dispatch as _;
-            (&&&#private::Tag::of(&__cachefw_body)).shape()
+            (&&&#private::Tag::__cachefw_tag).shape()
         };
     };
     if let Some(declared) = &args.shape {
@@ -201,7 +202,7 @@ fn call_tokens(kind: Kind, args: &Args, analysis: &Analysis, errors: &mut Errors
             load_timeout: #load_timeout,
         })
     };
-    let (method, args) = match kind {
+    let (method, call_args) = match kind {
         Kind::Cacheable => ("cacheable", {
             let unless = unless_tokens(args.unless.as_ref());
             quote!(#options, #unless,)
@@ -215,13 +216,33 @@ fn call_tokens(kind: Kind, args: &Args, analysis: &Analysis, errors: &mut Errors
             quote!(#before,)
         }),
     };
+    let background = match kind {
+        Kind::Cacheable => args
+            .refresh_ahead
+            .as_ref()
+            .and_then(RefreshAhead::span_if_on)
+            .or_else(|| {
+                args.stale_while_revalidate
+                    .as_ref()
+                    .map(|ttl| ttl.lit.span())
+            })
+            .or_else(|| args.load_timeout.as_ref().map(|ttl| ttl.lit.span()))
+            .map(|span| Background {
+                span,
+                private: private.clone(),
+                options: options.clone(),
+                unless: args.unless.clone(),
+            }),
+        _ => None,
+    };
     Some(Call {
         make,
         shape,
         // The method's bounds are on the value type: report them on the
         // return type rather than on the attribute.
         method: Ident::new(method, analysis.output_span),
-        args,
+        args: call_args,
+        background,
     })
 }
 
@@ -235,6 +256,17 @@ struct Call {
     /// The method's arguments between the shape and the body, each followed
     /// by a comma.
     args: TokenStream,
+    /// With a background option (its span): the body runs in an owned
+    /// loader, and these are the pieces of that call.
+    background: Option<Background>,
+}
+
+/// The pieces of `cacheable_owned`.
+struct Background {
+    span: Span,
+    private: TokenStream,
+    options: TokenStream,
+    unless: Option<Expr>,
 }
 
 impl Call {
@@ -244,7 +276,9 @@ impl Call {
             shape,
             method,
             args,
+            ..
         } = self;
+        let shape = shape_of(shape, quote!(of(&__cachefw_body)));
         quote! {
             #make
             let __cachefw_body = #body;
@@ -252,11 +286,75 @@ impl Call {
             __cachefw_call.#method(__cachefw_shape, #args __cachefw_body).await
         }
     }
+
+    /// The call with background options: the body in an owned loader.
+    fn run_owned(
+        &self,
+        background: &Background,
+        function: &ItemFn,
+        body: TokenStream,
+    ) -> syn::Result<TokenStream> {
+        let Background {
+            span,
+            private,
+            options,
+            unless,
+        } = background;
+        let OwnedArgs { copies, rebinds } = owned::owned_args(function, private, *span)?;
+        let (unless_copies, unless) =
+            owned::owned_unless(function, unless.as_ref(), private, *span);
+        let body = owned::rename_self(body);
+        let make = &self.make;
+        let shape = shape_of(&self.shape, quote!(of_loader(&__cachefw_loader)));
+        let method = Ident::new("cacheable_owned", self.method.span());
+        Ok(quote! {
+            #make
+            #unless_copies
+            #copies
+            let __cachefw_loader = move || async move {
+                #rebinds
+                #body.await
+            };
+            #shape
+            __cachefw_call.#method(__cachefw_shape, #options, #unless, __cachefw_loader).await
+        })
+    }
+}
+
+/// The shape tokens with the dispatch on `tag` (`of(&body)` or
+/// `of_loader(&loader)`) in place of the placeholder.
+fn shape_of(shape: &TokenStream, tag: TokenStream) -> TokenStream {
+    shape
+        .clone()
+        .into_iter()
+        .flat_map(|tree| match tree {
+            proc_macro2::TokenTree::Ident(ident) if ident == "__cachefw_tag" => tag.clone(),
+            proc_macro2::TokenTree::Group(group) => {
+                let mut inner = proc_macro2::Group::new(
+                    group.delimiter(),
+                    shape_of(&group.stream(), tag.clone()),
+                );
+                inner.set_span(group.span());
+                proc_macro2::TokenTree::Group(inner).into()
+            }
+            other => other.into(),
+        })
+        .collect()
 }
 
 /// The function with its body wrapped; its signature stays as written.
 fn wrap(mut function: ItemFn, analysis: &Analysis, call: Call) -> TokenStream {
     if analysis.async_trait {
+        if let Some(background) = &call.background {
+            let error = syn::Error::new(
+                background.span,
+                "background options (`refresh_ahead`, `stale_while_revalidate`, `load_timeout`) \
+                 are not supported inside `#[async_trait]` impls yet: use them on an inherent \
+                 method or a free function, or set them as the cache's defaults",
+            )
+            .to_compile_error();
+            return quote!(#function #error);
+        }
         if let Some(inner) = signature::async_trait_body(&mut function) {
             let run = call.run(inner.to_token_stream());
             *inner = syn::parse_quote!(async move { #run });
@@ -268,7 +366,16 @@ fn wrap(mut function: ItemFn, analysis: &Analysis, call: Call) -> TokenStream {
         Some(ty) => quote!(async move { let __cachefw_ret: #ty = #block; __cachefw_ret }),
         None => quote!(async move #block),
     };
-    let run = call.run(body);
+    let run = match &call.background {
+        Some(background) => match call.run_owned(background, &function, body) {
+            Ok(run) => run,
+            Err(error) => {
+                let error = error.to_compile_error();
+                return quote!(#function #error);
+            }
+        },
+        None => call.run(body),
+    };
     let attrs = &function.attrs;
     let vis = &function.vis;
     let sig = &function.sig;

@@ -16,6 +16,7 @@ mod args;
 mod entity;
 mod errors;
 mod expand;
+mod owned;
 mod signature;
 mod template;
 mod ttl;

@@ -6,7 +6,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::aside::Borrowed;
+use crate::aside::{Borrowed, Owned};
 use crate::cache::Cache;
 use crate::codec::Entry;
 use crate::policy::{Options, Policy};
@@ -130,6 +130,34 @@ impl Call {
         let policy = Policy::resolve(options, inner.defaults());
         inner
             .through::<S, _>(&key, &policy, Borrowed(|| body, unless))
+            .await
+    }
+
+    /// `#[cacheable]` with background options: as [`cacheable`](Self::cacheable),
+    /// with a loader made of owned copies of the arguments, which the cache
+    /// may finish in the background (a refresh ahead of expiry, a
+    /// revalidation, a load past its timeout).
+    pub async fn cacheable_owned<S, F, Fut, U>(
+        self,
+        _: S,
+        options: &Options,
+        unless: U,
+        loader: F,
+    ) -> S::Output
+    where
+        S: Shape,
+        S::Output: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = S::Output> + Send + 'static,
+        U: FnOnce(&S::Value) -> bool + Send + 'static,
+    {
+        let (Some(cache), Target::Key(key)) = (self.cache, self.target) else {
+            return loader().await;
+        };
+        let inner = cache.inner();
+        let policy = Policy::resolve(options, inner.defaults());
+        inner
+            .through::<S, _>(&key, &policy, Owned(loader, unless))
             .await
     }
 

@@ -9,4 +9,4 @@ pub use std::time::Duration;
 pub use crate::call::{CacheRef, Call, KeyWriter, installed_or_warn};
 pub use crate::key::push_part;
 pub use crate::policy::Options;
-pub use crate::shape::{Dispatch, Tag, caching_none, declare};
+pub use crate::shape::{Dispatch, Tag, caching_none, declare, own_receiver};

@@ -191,6 +191,27 @@ impl<R> Tag<R> {
     pub fn of<F: Future<Output = R>>(_: &F) -> Self {
         Self(PhantomData)
     }
+
+    /// The tag of the output of the future `loader` makes.
+    pub fn of_loader<F: FnOnce() -> Fut, Fut: Future<Output = R>>(_: &F) -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// What a method's receiver must be for background options: the cache
+/// finishes loads in the background with a clone of it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must be `Clone + Send + Sync + 'static` for background options",
+    label = "`refresh_ahead`, `stale_while_revalidate` and `load_timeout` run the body in the background with a clone of `self`",
+    note = "derive or implement `Clone` (an `Arc` inside keeps it cheap), or drop the background option"
+)]
+pub trait OwnedReceiver: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> OwnedReceiver for T {}
+
+/// Clones the receiver for a background load, checking it can be one.
+pub fn own_receiver<T: OwnedReceiver>(receiver: &T) -> T {
+    receiver.clone()
 }
 
 impl<R> Clone for Tag<R> {

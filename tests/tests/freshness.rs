@@ -25,7 +25,9 @@ struct Source {
 impl Source {
     fn new(delay: Duration) -> Arc<Self> {
         let source = Arc::new(Self::default());
-        source.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+        source
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
         source
     }
 
@@ -44,14 +46,22 @@ impl Source {
 }
 
 /// Reads `key` with an owned loader.
-async fn read(cache: &Cache, source: &Arc<Source>, key: &str, ttl: Duration) -> Result<u64, SourceDown> {
+async fn read(
+    cache: &Cache,
+    source: &Arc<Source>,
+    key: &str,
+    ttl: Duration,
+) -> Result<u64, SourceDown> {
     let source = source.clone();
     cache
         .get_or_load_owned(key, ttl, move || async move { source.load().await })
         .await
 }
 
-async fn redis_cache(redis: &RedisServer, build: impl FnOnce(cachefw::CacheBuilder) -> cachefw::CacheBuilder) -> Cache {
+async fn redis_cache(
+    redis: &RedisServer,
+    build: impl FnOnce(cachefw::CacheBuilder) -> cachefw::CacheBuilder,
+) -> Cache {
     build(Cache::builder().redis(redis.url()).namespace("fresh"))
         .build()
         .await
@@ -94,7 +104,9 @@ async fn refresh_ahead_keeps_a_hot_key_hot() {
                 let mut latencies = Vec::new();
                 while started.elapsed() < run {
                     let at = Instant::now();
-                    read(&cache, &source, "hot", ttl).await.expect("never fails");
+                    read(&cache, &source, "hot", ttl)
+                        .await
+                        .expect("never fails");
                     latencies.push(at.elapsed());
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -122,8 +134,14 @@ async fn refresh_ahead_keeps_a_hot_key_hot() {
         max < Duration::from_millis(45),
         "a caller waited for a 50 ms load: max {max:?}"
     );
-    assert!(loads as f64 <= periods * 1.5 + 1.0, "{loads} loads in {periods} periods");
-    assert!(loads as f64 >= periods * 0.5, "refreshed: {loads} loads in {periods} periods");
+    assert!(
+        loads as f64 <= periods * 1.5 + 1.0,
+        "{loads} loads in {periods} periods"
+    );
+    assert!(
+        loads as f64 >= periods * 0.5,
+        "refreshed: {loads} loads in {periods} periods"
+    );
     for cache in &caches {
         cache.shutdown().await;
     }
@@ -132,7 +150,10 @@ async fn refresh_ahead_keeps_a_hot_key_hot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_while_revalidate_serves_at_once_then_the_new_value() {
     let redis = RedisServer::start();
-    let cache = redis_cache(&redis, |b| b.stale_while_revalidate(Duration::from_secs(30))).await;
+    let cache = redis_cache(&redis, |b| {
+        b.stale_while_revalidate(Duration::from_secs(30))
+    })
+    .await;
     let source = Source::new(Duration::from_millis(300));
     let ttl = Duration::from_millis(200);
     assert_eq!(read(&cache, &source, "k", ttl).await, Ok(0));
@@ -141,7 +162,11 @@ async fn stale_while_revalidate_serves_at_once_then_the_new_value() {
     // Expired: the old value at once, while one load runs.
     let at = Instant::now();
     assert_eq!(read(&cache, &source, "k", ttl).await, Ok(0));
-    assert!(at.elapsed() < Duration::from_millis(150), "{:?}", at.elapsed());
+    assert!(
+        at.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        at.elapsed()
+    );
     assert_eq!(read(&cache, &source, "k", ttl).await, Ok(0), "still stale");
     assert_eq!(cache.stats().stale_served, 2);
     eventually(Duration::from_secs(5), "the revalidation lands", || {
@@ -214,7 +239,10 @@ async fn a_slow_load_with_a_stale_value_returns_within_the_timeout() {
     source.version.store(1, Ordering::SeqCst);
     source.delay_ms.store(2_000, Ordering::SeqCst);
     let at = Instant::now();
-    assert_eq!(read(&cache, &source, "k", Duration::from_secs(60)).await, Ok(0));
+    assert_eq!(
+        read(&cache, &source, "k", Duration::from_secs(60)).await,
+        Ok(0)
+    );
     let took = at.elapsed();
     println!("load past its timeout: the stale value after {took:?}");
     assert!(took < Duration::from_millis(1_000), "{took:?}");
@@ -301,20 +329,101 @@ async fn a_borrowing_loader_refreshes_itself_while_others_hit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_last_handle_aborts_background_work() {
     let redis = RedisServer::start();
-    let cache = redis_cache(&redis, |b| b.stale_while_revalidate(Duration::from_secs(30))).await;
+    let cache = redis_cache(&redis, |b| {
+        b.stale_while_revalidate(Duration::from_secs(30))
+    })
+    .await;
     let source = Source::new(Duration::ZERO);
     let ttl = Duration::from_millis(50);
     assert_eq!(read(&cache, &source, "k", ttl).await, Ok(0));
     tokio::time::sleep(Duration::from_millis(100)).await;
     source.delay_ms.store(60_000, Ordering::SeqCst);
     assert_eq!(read(&cache, &source, "k", ttl).await, Ok(0));
-    eventually(Duration::from_secs(5), "the revalidation starts", || source.loads() == 2).await;
+    eventually(Duration::from_secs(5), "the revalidation starts", || {
+        source.loads() == 2
+    })
+    .await;
     let held = Arc::strong_count(&source);
     drop(cache);
     // The aborted task drops its loader, and with it its clone of the
     // source.
-    eventually(Duration::from_secs(5), "the background load is aborted", || {
-        Arc::strong_count(&source) < held
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the background load is aborted",
+        || Arc::strong_count(&source) < held,
+    )
     .await;
+}
+
+/// The macros with background options: the body runs in a loader made of
+/// owned copies of the arguments (`&self` cloned, `&str` owned), so the
+/// revalidation finishes in the background while the caller gets the stale
+/// value at once.
+#[derive(Clone)]
+struct Prices {
+    cache: Cache,
+    source: Arc<Source>,
+}
+
+impl Prices {
+    #[cachefw::cacheable(key = "price:<sku>", ttl = "200ms", cache = self.cache,
+                         stale_while_revalidate = "30s", unless = *result == 99)]
+    async fn price(&self, sku: &str) -> Result<u64, SourceDown> {
+        assert_eq!(sku, "A1");
+        self.source.load().await
+    }
+}
+
+#[cachefw::cacheable(key = "slow:<sku>", ttl = "100ms", cache = cache,
+                     stale_if_error = "1m", load_timeout = "100ms", refresh_ahead = 2.0)]
+async fn slow_price(cache: &Cache, source: &Arc<Source>, sku: String) -> Result<u64, SourceDown> {
+    assert_eq!(sku, "B2");
+    source.load().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn macros_with_background_options_finish_loads_in_the_background() {
+    let redis = RedisServer::start();
+    let cache = redis_cache(&redis, |b| b).await;
+    let prices = Prices {
+        cache: cache.clone(),
+        source: Source::new(Duration::from_millis(300)),
+    };
+    assert_eq!(prices.price("A1").await, Ok(0));
+    prices.source.version.store(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let at = Instant::now();
+    assert_eq!(prices.price("A1").await, Ok(0), "stale, at once");
+    assert!(
+        at.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        at.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while prices.price("A1").await != Ok(1) {
+        assert!(Instant::now() < deadline, "the revalidation never landed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cache.stats().refreshes, 1);
+
+    let source = Source::new(Duration::ZERO);
+    assert_eq!(slow_price(&cache, &source, "B2".into()).await, Ok(0));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    source.version.store(1, Ordering::SeqCst);
+    source.delay_ms.store(1_000, Ordering::SeqCst);
+    let at = Instant::now();
+    assert_eq!(slow_price(&cache, &source, "B2".into()).await, Ok(0));
+    assert!(
+        at.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        at.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.get::<u64>("slow:B2").await.expect("get") != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the load past its timeout never filled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
