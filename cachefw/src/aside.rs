@@ -109,10 +109,11 @@ enum Found<O> {
     /// Within its TTL.
     Fresh(O, Meta),
     /// Past its TTL, within stale-while-revalidate: served now, reloaded.
-    Revalidate(O),
+    /// With its expiry, which identifies the entry read.
+    Revalidate(O, u64),
     /// Past its TTL, within stale-if-error: a fallback if the load fails
     /// or outlasts the load timeout.
-    Fallback(O),
+    Fallback(O, u64),
     /// Nothing this call can answer with.
     Miss,
 }
@@ -141,22 +142,24 @@ impl Inner {
                 self.stats().hit();
                 if policy.refresh_due(now, meta.expires_ms, meta.delta_ms) {
                     return self
-                        .reload_present::<S, L>(full, policy, load, output)
+                        .reload_present::<S, L>(full, policy, load, output, meta.expires_ms)
                         .await;
                 }
                 return output;
             }
-            Found::Revalidate(stale) => {
+            Found::Revalidate(stale, expires) => {
                 self.stats().stale_hit();
-                return self.reload_present::<S, L>(full, policy, load, stale).await;
+                return self
+                    .reload_present::<S, L>(full, policy, load, stale, expires)
+                    .await;
             }
-            Found::Fallback(stale) => {
+            Found::Fallback(stale, expires) => {
                 // A source that failed a moment ago is spared.
                 if self.throttled(full) {
                     self.stats().stale_hit();
                     return stale;
                 }
-                Some(stale)
+                Some((stale, expires))
             }
             Found::Miss => None,
         };
@@ -192,7 +195,7 @@ impl Inner {
                 }
                 // The leader's error went to its own caller.
                 Some(Outcome::Failed) => {
-                    if let Some(stale) = fallback {
+                    if let Some((stale, _)) = fallback {
                         self.stats().stale_hit();
                         return stale;
                     }
@@ -212,7 +215,7 @@ impl Inner {
                 Some(Outcome::Abandoned) => {}
                 // Past the load timeout, with a stale value at hand.
                 None => {
-                    if let Some(stale) = fallback {
+                    if let Some((stale, _)) = fallback {
                         self.stats().stale_hit();
                         return stale;
                     }
@@ -234,21 +237,22 @@ impl Inner {
         policy: &Policy,
         load: L,
         current: S::Output,
+        expires_ms: u64,
     ) -> S::Output {
         if self.bypasses(full) {
             return current;
         }
-        let Some(claim) = ClaimGuard::take(self, full).await else {
+        let Some(claim) = ClaimGuard::take(self, full, expires_ms).await else {
             return current;
         };
         self.stats().refresh();
+        self.stats().load();
         match load.detach() {
             Ok(spawn) => {
                 spawn(self, full.to_owned(), *policy, Holder::Claim(claim), None);
                 current
             }
             Err(load) => {
-                self.stats().load();
                 let (load, unless) = load.start();
                 let output = self
                     .load_and_fill::<S>(full, policy, load, unless, Holder::Claim(claim))
@@ -268,13 +272,13 @@ impl Inner {
         leader: Option<Leader<'_>>,
         full: &str,
         lease: bool,
-        fallback: Option<S::Output>,
+        fallback: Option<(S::Output, u64)>,
         policy: &Policy,
         load: L,
     ) -> S::Output {
         match fallback {
-            Some(stale) => {
-                self.lead_stale::<S, L>(leader, full, lease, stale, policy, load)
+            Some((stale, expires)) => {
+                self.lead_stale::<S, L>(leader, full, lease, stale, expires, policy, load)
                     .await
             }
             None => {
@@ -330,11 +334,12 @@ impl Inner {
         full: &str,
         lease: bool,
         stale: S::Output,
+        expires_ms: u64,
         policy: &Policy,
         load: L,
     ) -> S::Output {
         let holder = match lease {
-            true => ClaimGuard::take(self, full)
+            true => ClaimGuard::take(self, full, expires_ms)
                 .await
                 .map_or(Holder::None, Holder::Claim),
             false => Holder::None,
@@ -586,9 +591,9 @@ fn classify<S: Shape>(decoded: Decoded<S::Value>, now: u64, policy: &Policy) -> 
         .stale_while_revalidate
         .is_some_and(|window| age <= window)
     {
-        Found::Revalidate(output)
+        Found::Revalidate(output, meta.expires_ms)
     } else if policy.stale_if_error.is_some_and(|window| age <= window) {
-        Found::Fallback(output)
+        Found::Fallback(output, meta.expires_ms)
     } else {
         Found::Miss
     }

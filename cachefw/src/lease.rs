@@ -201,9 +201,11 @@ pub(crate) struct ClaimGuard {
 }
 
 impl ClaimGuard {
-    /// Claims the entry at `full`; `None` when someone else holds a claim,
-    /// the entry is gone or a lease, or Redis failed (counted).
-    pub(crate) async fn take(inner: &Arc<Inner>, full: &str) -> Option<Self> {
+    /// Claims the entry at `full` that expires at `expires_ms` (the one the
+    /// caller read); `None` when it was replaced meanwhile, someone else
+    /// holds a claim, the entry is gone or a lease, or Redis failed
+    /// (counted).
+    pub(crate) async fn take(inner: &Arc<Inner>, full: &str, expires_ms: u64) -> Option<Self> {
         let mut guard = Self {
             inner: inner.clone(),
             full: full.to_owned(),
@@ -211,7 +213,11 @@ impl ClaimGuard {
             armed: true,
         };
         let claim_ms = crate::ttl::millis(inner.lease_time()).unwrap_or(1);
-        match inner.backend().claim(full, &guard.nonce, claim_ms).await {
+        match inner
+            .backend()
+            .claim(full, &guard.nonce, claim_ms, expires_ms)
+            .await
+        {
             Ok(true) => Some(guard),
             Ok(false) => {
                 guard.armed = false;

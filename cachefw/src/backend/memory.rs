@@ -8,7 +8,7 @@ use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache as Moka;
 
 use crate::clock::{millis, now_ms};
-use crate::codec::{claim_of, with_claim};
+use crate::codec::{claim_of, meta_of, with_claim};
 
 #[derive(Clone)]
 struct Entry {
@@ -151,14 +151,17 @@ impl MemoryBackend {
     /// Claims the entry at `key` for a reload (see `codec::with_claim`):
     /// `true` if it is a value or absent entry that no unexpired claim
     /// holds, now claimed by `nonce` for `claim`.
-    pub(crate) fn claim(&self, key: &str, nonce: &[u8; 8], claim: Duration) -> bool {
+    pub(crate) fn claim(&self, key: &str, nonce: &[u8; 8], claim: Duration, expires_ms: u64) -> bool {
         let now = now_ms();
         let result = self.entries.entry_by_ref(key).and_compute_with(|existing| {
             let Some(held) = existing.map(moka::Entry::into_value) else {
                 return Op::Nop;
             };
+            // Only the entry the caller read: a reload that landed
+            // meanwhile is not reloaded again.
+            let read = meta_of(&held.bytes).is_some_and(|meta| meta.expires_ms == expires_ms);
             match claim_of(&held.bytes) {
-                Some((until, _)) if until <= now => {
+                Some((until, _)) if until <= now && read => {
                     match with_claim(&held.bytes, now.saturating_add(millis(claim)), nonce) {
                         Some(claimed) => Op::Put(held.rewritten(Bytes::from(claimed))),
                         None => Op::Nop,

@@ -106,17 +106,24 @@ impl Backend {
         }
     }
 
-    /// Claims the entry at `key` for a reload by `nonce`, for `claim_ms`;
-    /// `true` if we hold the claim now.
+    /// Claims the entry at `key` for a reload by `nonce`, for `claim_ms`,
+    /// if it is still the one that expires at `expires_ms`; `true` if we
+    /// hold the claim now.
     pub(crate) async fn claim(
         &self,
         key: &str,
         nonce: &[u8; 8],
         claim_ms: u64,
+        expires_ms: u64,
     ) -> Result<bool, Error> {
         match self {
-            Self::Redis(b) => b.claim(key, nonce, claim_ms).await,
-            Self::Memory(b) => Ok(b.claim(key, nonce, Duration::from_millis(claim_ms))),
+            Self::Redis(b) => b.claim(key, nonce, claim_ms, expires_ms).await,
+            Self::Memory(b) => Ok(b.claim(
+                key,
+                nonce,
+                Duration::from_millis(claim_ms),
+                expires_ms,
+            )),
         }
     }
 

@@ -773,20 +773,22 @@ impl RedisBackend {
         .await
     }
 
-    /// Claims the entry at `key` for a reload (see `scripts::CLAIM`);
-    /// `true` if we hold the claim now.
+    /// Claims the entry at `key` that expires at `expires_ms` for a reload
+    /// (see `scripts::CLAIM`); `true` if we hold the claim now.
     pub(crate) async fn claim(
         &self,
         key: &str,
         nonce: &[u8],
         claim_ms: u64,
+        expires_ms: u64,
     ) -> Result<bool, Error> {
         let mut call = self.claim.key(key);
         call.arg(nonce)
             .arg(claim_ms)
             .arg(CLAIM_AT)
             .arg(ENTRY_HEADER_LEN)
-            .arg(LEASE_TAG_BYTE);
+            .arg(LEASE_TAG_BYTE)
+            .arg(&expires_ms.to_be_bytes()[..]);
         let node = self.node_for(key);
         let claimed: u8 = self
             .run("CLAIM", key, &node, async |link| {

@@ -35,16 +35,19 @@ end
 return 0
 ";
 
-/// `ARGV`: nonce (8 bytes), claim ms, and the entry header's layout: the
-/// claim's offset, the header's length, the lease tag. Claims the entry at
-/// `KEYS[1]` for a reload while it stays readable: writes "until now +
-/// claim ms, by nonce" into its header, if it is a value or absent entry
-/// (not a lease) and no unexpired claim holds it. Returns 1 if it did.
-/// Time is the server's, so every client's claims compare alike.
+/// `ARGV`: nonce (8 bytes), claim ms, the entry header's layout (the
+/// claim's offset, the header's length, the lease tag), and the expiry
+/// bytes of the entry the caller read. Claims the entry at `KEYS[1]` for a
+/// reload while it stays readable: writes "until now + claim ms, by nonce"
+/// into its header, if it is still the entry the caller read (a reload
+/// that landed meanwhile is not reloaded again), no lease, and no
+/// unexpired claim holds it. Returns 1 if it did. Time is the server's, so
+/// every client's claims compare alike.
 pub(crate) const CLAIM: &str = r"
 local offset, len = tonumber(ARGV[3]), tonumber(ARGV[4])
 local head = redis.call('GETRANGE', KEYS[1], 0, len - 1)
 if string.len(head) < len or string.byte(head, 3) == tonumber(ARGV[5]) then return 0 end
+if string.sub(head, 4, 11) ~= ARGV[6] then return 0 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local held = 0
