@@ -38,11 +38,54 @@
 /// | `jitter = "10%"` | take up to this share off each TTL at random, so entries loaded together do not expire together; default [`CacheBuilder::ttl_jitter`](crate::CacheBuilder::ttl_jitter) |
 /// | `shape = "result"` | the return shape: `"result"`, `"option"`, `"result_option"` or `"plain"`; required when the return type is a type parameter, checked against the type otherwise (see [Return shapes](#return-shapes)) |
 /// | `crate = my_crate::cachefw` | the path to this crate, for a crate that re-exports it: every path the expansion names starts there instead of `::cachefw` |
+/// | `refresh_ahead = true` | recompute the entry before it expires, in the background (XFetch); `true` uses the cache's beta (or 1.0), a float such as `2.0` is the beta, `false` turns a cache default off; see [`CacheBuilder::refresh_ahead`](crate::CacheBuilder::refresh_ahead) |
+/// | `stale_while_revalidate = "30s"` | serve a value up to this long past its TTL at once, and reload it in the background |
+/// | `stale_if_error = "1h"` | when the body fails (or outlasts `load_timeout`), serve a value up to this long past its TTL instead; the body is then not called again for the key for [`CacheBuilder::fail_safe_throttle`](crate::CacheBuilder::fail_safe_throttle) |
+/// | `load_timeout = "200ms"` | past this, a caller with a stale value at hand gets it, and the body goes on in the background to fill the cache |
 ///
 /// Each value is checked at compile time: a value of the wrong kind
 /// (`ttl = 10`, `key = user`), a malformed TTL, an unknown or repeated
 /// argument, or a placeholder that names no parameter is an error on that
 /// text, saying what would be valid, and all of them are reported at once.
+///
+/// # Background options
+///
+/// `refresh_ahead`, `stale_while_revalidate` and `load_timeout` let the body
+/// finish after the call returns, so the expansion runs it in a loader that
+/// owns copies of the arguments: a `&T` parameter is copied with
+/// `ToOwned` (and reads as `&T` in the body), a parameter taken by value is
+/// moved, and `&self` is cloned: on a method the receiver must be
+/// `Clone + Send + Sync + 'static` (an `Arc` inside keeps that cheap), and
+/// the arguments `Send + 'static` once owned. `&mut` parameters cannot be
+/// used with them (a compile error says so). Without these options in the
+/// attribute, the body runs as written; cache-wide defaults set on the
+/// builder then reach the call in their inline form: the caller that
+/// triggers a refresh or a revalidation runs it itself while the others
+/// keep hitting, and a load past `load_timeout` is cut off without a fill.
+///
+/// ```
+/// use cachefw::{Cache, cacheable};
+/// # #[derive(Debug)] struct DbError;
+///
+/// #[derive(Clone)]
+/// struct Prices { cache: Cache }
+///
+/// impl Prices {
+///     #[cacheable(key = "price:<sku>", ttl = "1m", cache = self.cache,
+///                 refresh_ahead = true, stale_while_revalidate = "30s",
+///                 stale_if_error = "1h", load_timeout = "200ms")]
+///     async fn price(&self, sku: &str) -> Result<u64, DbError> {
+///         Ok(sku.len() as u64 * 100) // the slow source
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachefw::Error> {
+/// let prices = Prices { cache: Cache::builder().build().await? };
+/// assert_eq!(prices.price("A1").await.ok(), Some(200));
+/// prices.cache.shutdown().await;
+/// # Ok(()) }
+/// ```
 ///
 /// # Return shapes
 ///
