@@ -18,9 +18,11 @@ use crate::codec::{Codec, Decoded, Entry, Meta};
 use crate::flight::{Join, Leader, Outcome};
 use crate::inner::Inner;
 use crate::lease::{self, Claim, ClaimGuard, LeaseGuard};
+use crate::meters::LoadOutcome;
 use crate::policy::Policy;
 use crate::shape::{Returns, Shape};
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 
 /// A load as a call hands it over: the loader, and the `unless` that says
 /// which of its values are not stored.
@@ -128,6 +130,27 @@ impl Inner {
         policy: &Policy,
         load: L,
     ) -> S::Output {
+        // Debug level: nothing reaches an `info` subscriber on the hit path;
+        // the key appears only from `debug` on, values never.
+        let span = tracing::debug_span!(
+            "cachefw.get",
+            namespace = self.namespace(),
+            function = policy.site,
+            key = full,
+            outcome = tracing::field::Empty,
+            tier = self.backend().name(),
+        );
+        self.through_in::<S, L>(full, policy, load)
+            .instrument(span)
+            .await
+    }
+
+    async fn through_in<S: Shape, L: Load<S>>(
+        self: &Arc<Self>,
+        full: &str,
+        policy: &Policy,
+        load: L,
+    ) -> S::Output {
         let now = now_ms();
         // A failed read was counted and logged; it is served like a miss.
         // When Redis is out, without the lease: the commands that take it
@@ -139,7 +162,7 @@ impl Inner {
         };
         let fallback = match found {
             Found::Fresh(output, meta) => {
-                self.stats().hit();
+                self.count_hit(policy.site);
                 if policy.refresh_due(now, meta.expires_ms, meta.delta_ms) {
                     return self
                         .reload_present::<S, L>(full, policy, load, output, meta.expires_ms)
@@ -148,7 +171,7 @@ impl Inner {
                 return output;
             }
             Found::Revalidate(stale, expires) => {
-                self.stats().stale_hit();
+                self.count_stale_hit(policy.site);
                 return self
                     .reload_present::<S, L>(full, policy, load, stale, expires)
                     .await;
@@ -156,7 +179,7 @@ impl Inner {
             Found::Fallback(stale, expires) => {
                 // A source that failed a moment ago is spared.
                 if self.throttled(full) {
-                    self.stats().stale_hit();
+                    self.count_stale_hit(policy.site);
                     return stale;
                 }
                 Some((stale, expires))
@@ -186,7 +209,7 @@ impl Inner {
                         .downcast_ref::<Entry<S::Value>>()
                         .and_then(|entry| S::from_entry(entry.clone()))
                     {
-                        self.stats().miss();
+                        self.count_miss(policy.site);
                         return output;
                     }
                     // Loaded as another type, or an absent entry this shape
@@ -196,7 +219,7 @@ impl Inner {
                 // The leader's error went to its own caller.
                 Some(Outcome::Failed) => {
                     if let Some((stale, _)) = fallback {
-                        self.stats().stale_hit();
+                        self.count_stale_hit(policy.site);
                         return stale;
                     }
                     // Join again, once: one of the followers takes over at
@@ -216,7 +239,7 @@ impl Inner {
                 // Past the load timeout, with a stale value at hand.
                 None => {
                     if let Some((stale, _)) = fallback {
-                        self.stats().stale_hit();
+                        self.count_stale_hit(policy.site);
                         return stale;
                     }
                 }
@@ -246,7 +269,6 @@ impl Inner {
             return current;
         };
         self.stats().refresh();
-        self.stats().load();
         match load.detach() {
             Ok(spawn) => {
                 spawn(self, full.to_owned(), *policy, Holder::Claim(claim), None);
@@ -303,15 +325,14 @@ impl Inner {
                 Ok(Some(guard)) => Holder::Lease(guard),
                 Ok(None) => Holder::None,
                 Err(output) => {
-                    self.stats().miss();
+                    self.count_miss(policy.site);
                     return output;
                 }
             }
         } else {
             Holder::None
         };
-        self.stats().load();
-        self.stats().miss();
+        self.count_miss(policy.site);
         let (load, unless) = load.start();
         let output = self
             .load_and_fill::<S>(full, policy, load, unless, holder)
@@ -344,7 +365,6 @@ impl Inner {
                 .map_or(Holder::None, Holder::Claim),
             false => Holder::None,
         };
-        self.stats().load();
         let loaded = match policy.load_timeout {
             Some(timeout) => {
                 self.load_within::<S, L>(full, policy, load, holder, timeout)
@@ -364,7 +384,7 @@ impl Inner {
                 if let Some(leader) = leader {
                     leader.publish(Arc::new(entry));
                 }
-                self.stats().miss();
+                self.count_miss(policy.site);
                 output
             }
             (loaded, _) => {
@@ -376,7 +396,7 @@ impl Inner {
                     // Fail-safe: the source failed; spare it a moment.
                     self.throttle(full, policy.fail_safe_throttle);
                 }
-                self.stats().stale_hit();
+                self.count_stale_hit(policy.site);
                 stale
             }
         }
@@ -401,12 +421,19 @@ impl Inner {
             }
             Err(load) => {
                 let (load, unless) = load.start();
-                tokio::time::timeout(
+                let started = Instant::now();
+                let loaded = tokio::time::timeout(
                     timeout,
                     self.load_and_fill::<S>(full, policy, load, unless, holder),
                 )
                 .await
-                .ok()
+                .ok();
+                if loaded.is_none() {
+                    // Cut off: the load never ends, so it is counted here.
+                    self.meters()
+                        .load(policy.site, LoadOutcome::Timeout, started.elapsed());
+                }
+                loaded
             }
         }
     }
@@ -458,10 +485,19 @@ impl Inner {
         unless: impl FnOnce(&S::Value) -> bool,
         holder: Holder,
     ) -> S::Output {
+        self.stats().load();
         let started = Instant::now();
-        let output = load.await;
-        let delta_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let output = load
+            .instrument(tracing::debug_span!("cachefw.load", key = full))
+            .await;
+        let took = started.elapsed();
+        let delta_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
         let entry = S::to_entry(&output);
+        let outcome = match entry {
+            Some(_) => LoadOutcome::Ok,
+            None => LoadOutcome::Err,
+        };
+        self.meters().load(policy.site, outcome, took);
         let stored = match (&entry, &holder) {
             (_, Holder::None) | (None, _) => None,
             (Some(entry), _) => self.stored(full, entry, policy, unless, delta_ms),

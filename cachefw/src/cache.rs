@@ -155,17 +155,17 @@ impl Cache {
                 entry: Entry::Value(value),
                 meta,
             })) if meta.expires_ms > now_ms() => {
-                self.inner().stats().hit();
+                self.inner().count_hit(crate::meters::NO_SITE);
                 Ok(Some(value))
             }
             // A cached "no value" is no value to return, a key being loaded
             // has none yet, and a value past its TTL is none to `get`.
             Ok(Some(_) | None) => {
-                self.inner().stats().miss();
+                self.inner().count_miss(crate::meters::NO_SITE);
                 Ok(None)
             }
             Err(error) => {
-                self.inner().stats().miss();
+                self.inner().count_miss(crate::meters::NO_SITE);
                 Err(error)
             }
         }
@@ -432,6 +432,92 @@ impl Cache {
         let full = self.inner().keys().full(key);
         self.inner()
             .through::<ResultShape<T, E>, _>(&full, &policy, Owned(loader, |_: &T| false))
+            .await
+    }
+
+    /// The values at `keys`, in order, read in one round trip (`MGET`; one
+    /// per slot on a Redis Cluster, all sent at once). A key that is
+    /// missing, past its TTL, or holds an entry that does not decode as `T`
+    /// is `None` (a bad entry is counted in [`Stats::errors`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().build().await?;
+    /// cache.set("user:1", &"Ada", Duration::from_secs(60)).await?;
+    /// let names = cache.get_many::<String>(&["user:1", "user:2"]).await?;
+    /// assert_eq!(names, [Some("Ada".to_owned()), None]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
+    /// Redis fails for any of the keys.
+    pub async fn get_many<T: DeserializeOwned>(&self, keys: &[&str]) -> Result<Vec<Option<T>>, Error> {
+        let fulls: Vec<String> = keys.iter().map(|key| self.inner().keys().full(key)).collect();
+        self.inner().get_many_full(&fulls).await
+    }
+
+    /// Cache-aside for many keys: the cached values, and one call of
+    /// `loader` for the keys that missed.
+    ///
+    /// - One read for all keys ([`get_many`](Self::get_many)); then the
+    ///   loader is called once, with the keys that missed, deduplicated, in
+    ///   the order first given. It is not called when nothing missed.
+    /// - A key another caller of this cache is loading (a concurrent
+    ///   `get_or_load` or batch) is waited for, not loaded twice; a key
+    ///   another process holds the lease on is waited for up to the lease
+    ///   time, then loaded here (without storing). So overlapping batches
+    ///   load each key once.
+    /// - The loader returns a map from key to value. Values are stored for
+    ///   `ttl` (all fills sent at once, each under its key's lease: a value
+    ///   loaded before an eviction of its key is not stored). A key the
+    ///   loader leaves out is `None` in the result and is not cached; so is
+    ///   a key whose load by another caller failed.
+    /// - The result is aligned with `keys` (a key given twice appears twice).
+    /// - Redis down: every key goes to the loader, and its values are
+    ///   returned.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().build().await?;
+    /// let ids = ["user:1", "user:2", "user:3"];
+    /// let users = cache
+    ///     .get_or_load_many(&ids, Duration::from_secs(60), |missing| async move {
+    ///         // One query for all the missing users; user:3 does not exist.
+    ///         Ok::<_, std::io::Error>(
+    ///             missing.into_iter().filter(|k| k != "user:3").map(|k| (k.clone(), k)).collect::<HashMap<_, _>>(),
+    ///         )
+    ///     })
+    ///     .await;
+    /// let users = users.expect("the loader does not fail");
+    /// assert_eq!(users, [Some("user:1".to_owned()), Some("user:2".to_owned()), None]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only the loader's own error (nothing is stored then, and callers
+    /// waiting on its keys get `None` for them).
+    pub async fn get_or_load_many<T, E, F, Fut>(
+        &self,
+        keys: &[&str],
+        ttl: Duration,
+        loader: F,
+    ) -> Result<Vec<Option<T>>, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<std::collections::HashMap<String, T>, E>>,
+    {
+        let policy = Policy::with_ttl(ttl, None, self.inner().defaults());
+        self.inner()
+            .get_or_load_many_full(keys, &policy, loader)
             .await
     }
 

@@ -13,12 +13,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::backend::Backend;
+use crate::backend::breaker::BreakerState;
 use crate::clock::now_ms;
 use crate::codec::{Codec, Decoded, Meta};
 use crate::error::Error;
 use crate::flight::Flights;
 use crate::journal::{Journal, Pending, Target};
 use crate::key::Keys;
+use crate::meters::{Meters, Tier};
 use crate::policy::Defaults;
 use crate::report::Reporter;
 use crate::stats::Counters;
@@ -47,6 +49,7 @@ pub(crate) struct Inner {
     keys: Keys,
     settings: Settings,
     stats: Counters,
+    meters: Meters,
     flights: Flights,
     reporter: Reporter,
     journal: Journal,
@@ -89,6 +92,13 @@ impl Drop for Evicting<'_> {
 
 impl Inner {
     pub(crate) fn new(backend: Backend, settings: Settings) -> Arc<Self> {
+        let meters = Meters::new(
+            &settings.namespace,
+            match backend {
+                Backend::Memory(_) => Tier::Memory,
+                Backend::Redis(_) => Tier::Redis,
+            },
+        );
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             keys: Keys::new(&settings.namespace, settings.version),
@@ -96,6 +106,7 @@ impl Inner {
             backend,
             settings,
             stats: Counters::default(),
+            meters,
             flights: Flights::default(),
             reporter: Reporter::new(),
             replaying: AtomicBool::new(false),
@@ -137,6 +148,31 @@ impl Inner {
         &self.stats
     }
 
+    pub(crate) fn meters(&self) -> &Meters {
+        &self.meters
+    }
+
+    /// A read answered from the backend, counted everywhere.
+    pub(crate) fn count_hit(&self, site: &'static str) {
+        self.stats.hit();
+        self.meters.hit(site);
+        tracing::Span::current().record("outcome", "hit");
+    }
+
+    /// A read answered with a value past its TTL.
+    pub(crate) fn count_stale_hit(&self, site: &'static str) {
+        self.stats.stale_hit();
+        self.meters.stale_hit(site);
+        tracing::Span::current().record("outcome", "stale");
+    }
+
+    /// A read that went to the loader or waited for one.
+    pub(crate) fn count_miss(&self, site: &'static str) {
+        self.stats.miss();
+        self.meters.miss(site);
+        tracing::Span::current().record("outcome", "miss");
+    }
+
     pub(crate) fn flights(&self) -> &Flights {
         &self.flights
     }
@@ -152,7 +188,10 @@ impl Inner {
     pub(crate) fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
         match &result {
             Ok(_) => {
-                self.reporter.answered(self.backend.name());
+                if self.reporter.answered(self.backend.name()) {
+                    self.meters
+                        .breaker(self.backend.breaker() != BreakerState::Closed);
+                }
                 if !self.journal.is_settled() {
                     self.schedule_replay();
                 }
@@ -168,6 +207,11 @@ impl Inner {
     pub(crate) fn failure(&self, error: &Error) {
         self.reporter
             .failure(&self.stats, self.backend.name(), error);
+        self.meters.error(error.kind());
+        if error.is_backend_failure() {
+            self.meters
+                .breaker(self.backend.breaker() != BreakerState::Closed);
+        }
     }
 
     /// Whether reads of `full` must bypass the backend: an eviction of it

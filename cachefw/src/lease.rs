@@ -154,6 +154,24 @@ pub(crate) struct LeaseGuard {
 }
 
 impl LeaseGuard {
+    /// A guard over `marker` on `full`, armed before the ACQUIRE that may
+    /// take the lease is sent (so a caller cancelled meanwhile releases
+    /// whatever it took).
+    pub(crate) fn armed(inner: &Arc<Inner>, full: &str, marker: Bytes) -> Self {
+        Self {
+            inner: inner.clone(),
+            full: full.to_owned(),
+            marker,
+            armed: true,
+        }
+    }
+
+    /// The lease was not taken (someone else holds the key, or nothing was
+    /// sent): nothing to release.
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+
     pub(crate) fn marker(&self) -> &Bytes {
         &self.marker
     }

@@ -56,6 +56,7 @@
 pub mod __private;
 mod aside;
 mod backend;
+mod batch;
 mod builder;
 mod cache;
 mod call;
@@ -69,6 +70,7 @@ mod journal;
 mod key;
 mod lease;
 mod macros;
+mod meters;
 mod policy;
 mod report;
 mod shape;

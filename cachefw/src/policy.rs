@@ -57,6 +57,9 @@ pub(crate) struct Policy {
     pub(crate) stale_if_error: Option<Duration>,
     pub(crate) load_timeout: Option<Duration>,
     pub(crate) fail_safe_throttle: Duration,
+    /// The call site, for metrics and traces: an annotated function's
+    /// path, or `"-"`.
+    pub(crate) site: &'static str,
 }
 
 /// The beta `refresh_ahead = true` means when the builder sets none.
@@ -81,7 +84,14 @@ impl Policy {
             stale_if_error: options.stale_if_error.or(defaults.stale_if_error),
             load_timeout: options.load_timeout.or(defaults.load_timeout),
             fail_safe_throttle: defaults.fail_safe_throttle,
+            site: crate::meters::NO_SITE,
         }
+    }
+
+    /// This policy for calls from `site`.
+    pub(crate) fn at(mut self, site: &'static str) -> Self {
+        self.site = site;
+        self
     }
 
     /// A `get_or_load` call's policy: the builder's defaults.

@@ -42,10 +42,11 @@ impl Reporter {
     }
 
     /// Notes that the backend answered; logs the recovery after failures.
-    pub(crate) fn answered(&self, backend: &str) {
+    /// Whether it had been failing.
+    pub(crate) fn answered(&self, backend: &str) -> bool {
         // A plain load first: the hit path pays no write to a shared line.
         if !self.failing.load(Ordering::Relaxed) || !self.failing.swap(false, Ordering::Relaxed) {
-            return;
+            return false;
         }
         let mut last = self
             .last_recovery
@@ -55,6 +56,7 @@ impl Reporter {
             *last = Some(Instant::now());
             tracing::info!(backend, "cachefw: the cache backend answers again");
         }
+        true
     }
 
     /// Counts `error` in `stats` and logs it unless its kind was logged

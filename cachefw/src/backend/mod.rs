@@ -40,6 +40,14 @@ impl Backend {
         }
     }
 
+    /// The bytes at each key, in order; a failure per key.
+    pub(crate) async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Bytes>, Error>> {
+        match self {
+            Self::Redis(b) => b.get_many(keys).await,
+            Self::Memory(b) => keys.iter().map(|key| Ok(b.get(key))).collect(),
+        }
+    }
+
     /// `ttl_ms` is already checked by [`crate::ttl::millis`].
     pub(crate) async fn set(&self, key: &str, value: Bytes, ttl_ms: u64) -> Result<(), Error> {
         match self {

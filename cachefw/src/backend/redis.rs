@@ -155,6 +155,39 @@ impl<C: Clone> Shared<C> {
     }
 }
 
+/// `error` again, for another key of the same failed command (errors of
+/// the Redis client are not `Clone`-able into ours directly).
+fn copy_error(error: &Error, key: &str) -> Error {
+    match error {
+        Error::Timeout { op, after, .. } => Error::Timeout {
+            op,
+            key: key.to_owned(),
+            after: *after,
+        },
+        Error::Unavailable { op, retry_in, .. } => Error::Unavailable {
+            op,
+            key: key.to_owned(),
+            retry_in: *retry_in,
+        },
+        Error::Redis { op, source, .. } => Error::Redis {
+            op,
+            key: key.to_owned(),
+            source: RedisFailure {
+                error: source.error.clone(),
+                outage: source.outage,
+            },
+        },
+        other => Error::Redis {
+            op: "MGET",
+            key: key.to_owned(),
+            source: RedisFailure {
+                error: RedisError::from((ErrorKind::Client, "batch read failed", other.to_string())),
+                outage: other.is_outage(),
+            },
+        },
+    }
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -886,6 +919,73 @@ impl RedisBackend {
             Some(error) => Err(error),
             None => Ok(removed),
         }
+    }
+
+    /// The bytes at each key, by `MGET`: one per node (per slot on a
+    /// cluster, where a multi-key command must stay in one slot), batched,
+    /// all sent at once on the multiplexed connection. A group that fails
+    /// answers its error for each of its keys.
+    pub(crate) async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Bytes>, Error>> {
+        let cluster = matches!(self.target, Target::Cluster(_));
+        // Groups of key indexes, by slot on a cluster (all keys of one
+        // Redis form one group).
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (at, key) in keys.iter().enumerate() {
+            let slot = if cluster { slot_of(key.as_bytes()) } else { 0 };
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, group)) => group.push(at),
+                None => groups.push((slot, vec![at])),
+            }
+        }
+        let batches = groups
+            .iter()
+            .flat_map(|(_, group)| group.chunks(BATCH))
+            .map(|batch| async move {
+                let first = keys[batch[0]].as_str();
+                let node = self.node_for(first);
+                let mut command = redis::cmd("MGET");
+                for at in batch {
+                    command.arg(keys[*at].as_str());
+                }
+                let reply = self
+                    .run("MGET", first, &node, async |link| {
+                        command.query_async::<Vec<Option<Vec<u8>>>>(link).await
+                    })
+                    .await;
+                (batch, reply)
+            });
+        let mut found: Vec<Result<Option<Bytes>, Error>> = keys.iter().map(|_| Ok(None)).collect();
+        for (batch, reply) in futures_util::future::join_all(batches).await {
+            match reply {
+                Ok(values) if values.len() == batch.len() => {
+                    for (at, value) in batch.iter().zip(values) {
+                        found[*at] = Ok(value.map(Bytes::from));
+                    }
+                }
+                Ok(values) => {
+                    for at in batch {
+                        found[*at] = Err(Error::Redis {
+                            op: "MGET",
+                            key: keys[*at].clone(),
+                            source: RedisFailure {
+                                error: RedisError::from((
+                                    ErrorKind::Parse,
+                                    "MGET answered a reply of another length",
+                                    format!("{} values for {} keys", values.len(), batch.len()),
+                                )),
+                                outage: false,
+                            },
+                        });
+                    }
+                }
+                Err(error) => {
+                    for at in batch {
+                        found[*at] = Err(copy_error(&error, &keys[*at]));
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// `SCAN`s for every key starting with `prefix` and `UNLINK`s what it

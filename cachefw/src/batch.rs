@@ -1,0 +1,407 @@
+//! Cache-aside for many keys at once: one read for all of them (`MGET`),
+//! one loader call for the keys that missed, and their fills sent together.
+//! Each missing key is still loaded once however many callers want it: in
+//! this process through single-flight (a key another batch or call is
+//! loading is waited for, not loaded again), across processes through the
+//! lease (a key leased by another process is waited for, up to the lease
+//! time, before the loader is called without it).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::clock::now_ms;
+use crate::codec::{Entry, is_lease};
+use crate::error::Error;
+use crate::flight::{Follower, Join, Leader, Outcome};
+use crate::inner::Inner;
+use crate::lease::{LeaseGuard, new_marker};
+use crate::meters::LoadOutcome;
+use crate::policy::Policy;
+
+/// How a key of a batch is answered.
+enum Slot<'a, T> {
+    /// Found, or loaded by someone else.
+    Done(Option<T>),
+    /// Being loaded by another caller of this cache.
+    Following(Follower),
+    /// Ours to load; with the lease when we hold it.
+    Leading(Leader<'a>, Option<LeaseGuard>),
+    /// Leased by another process: its value is waited for.
+    Waiting(Leader<'a>),
+}
+
+/// Polling keys leased by another process starts at this pause and doubles
+/// up to `MAX_POLL`.
+const FIRST_POLL: Duration = Duration::from_millis(2);
+const MAX_POLL: Duration = Duration::from_millis(50);
+
+impl Inner {
+    /// The fresh values at `fulls`, in order, read in one round trip. An
+    /// entry that does not decode, or is past its TTL, is `None`.
+    pub(crate) async fn get_many_full<T: DeserializeOwned>(
+        &self,
+        fulls: &[String],
+    ) -> Result<Vec<Option<T>>, Error> {
+        let now = now_ms();
+        let mut values = Vec::with_capacity(fulls.len());
+        for (full, found) in fulls.iter().zip(self.read_many(fulls).await) {
+            let value = match self.observe(found)? {
+                Some(bytes) => self.fresh::<T>(full, &bytes, now),
+                None => None,
+            };
+            match value {
+                Some(_) => self.count_hit(crate::meters::NO_SITE),
+                None => self.count_miss(crate::meters::NO_SITE),
+            }
+            values.push(value);
+        }
+        Ok(values)
+    }
+
+    /// The backend's bytes for each key, with keys whose eviction Redis has
+    /// not confirmed read as missing.
+    async fn read_many(&self, fulls: &[String]) -> Vec<Result<Option<Bytes>, Error>> {
+        let mut found = self.backend().get_many(fulls).await;
+        for (full, found) in fulls.iter().zip(found.iter_mut()) {
+            if self.bypasses(full) {
+                *found = Ok(None);
+            }
+        }
+        found
+    }
+
+    /// The value in `bytes` if it decodes as `T` and is within its TTL; a
+    /// bad entry is counted and logged.
+    fn fresh<T: DeserializeOwned>(&self, full: &str, bytes: &[u8], now: u64) -> Option<T> {
+        match self.codec().decode::<T>(bytes) {
+            Ok(decoded) if decoded.meta.expires_ms > now => match decoded.entry {
+                Entry::Value(value) => Some(value),
+                Entry::Absent | Entry::Leased => None,
+            },
+            Ok(_) => None,
+            Err(reason) => {
+                self.failure(&Error::Decode {
+                    key: full.to_owned(),
+                    reason: reason.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    /// Cache-aside for many keys: see [`Cache::get_or_load_many`].
+    ///
+    /// [`Cache::get_or_load_many`]: crate::Cache::get_or_load_many
+    pub(crate) async fn get_or_load_many_full<T, E, F, Fut>(
+        self: &Arc<Self>,
+        keys: &[&str],
+        policy: &Policy,
+        loader: F,
+    ) -> Result<Vec<Option<T>>, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<HashMap<String, T>, E>>,
+    {
+        // Each distinct key once, in the order first given.
+        let mut distinct: Vec<&str> = Vec::with_capacity(keys.len());
+        for key in keys {
+            if !distinct.contains(key) {
+                distinct.push(key);
+            }
+        }
+        let fulls: Vec<String> = distinct.iter().map(|key| self.keys().full(key)).collect();
+        let now = now_ms();
+        let read = self.read_many(&fulls).await;
+        // Keys whose read failed for an outage are loaded without the lease:
+        // the commands that take it would fail alike.
+        let mut reachable = vec![true; fulls.len()];
+        let mut slots: Vec<Option<Slot<'_, T>>> = Vec::with_capacity(fulls.len());
+        for (at, (full, found)) in fulls.iter().zip(read).enumerate() {
+            let bytes = match self.observe(found) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    reachable[at] = !error.is_outage();
+                    None
+                }
+            };
+            if let Some(value) = bytes.and_then(|bytes| self.fresh::<T>(full, &bytes, now)) {
+                self.count_hit(policy.site);
+                slots.push(Some(Slot::Done(Some(value))));
+                continue;
+            }
+            self.count_miss(policy.site);
+            slots.push(Some(match self.flights().join(full) {
+                Join::Follower(follower) => {
+                    self.stats().coalesced();
+                    Slot::Following(follower)
+                }
+                Join::Leader(leader) => Slot::Leading(leader, None),
+            }));
+        }
+        self.take_leases::<T>(&fulls, &reachable, &mut slots).await;
+        self.await_other_processes::<T>(&fulls, &mut slots).await;
+        // What we load: the keys we lead, with or without the lease.
+        let mut ours: Vec<(usize, Leader<'_>, Option<LeaseGuard>)> = Vec::new();
+        for (at, slot) in slots.iter_mut().enumerate() {
+            match slot.take() {
+                Some(Slot::Leading(leader, guard)) => ours.push((at, leader, guard)),
+                Some(Slot::Waiting(leader)) => ours.push((at, leader, None)),
+                other => *slot = other,
+            }
+        }
+        let mut values: Vec<Option<T>> = vec![None; fulls.len()];
+        let followers = async {
+            let mut waited = Vec::new();
+            for (at, slot) in slots.into_iter().enumerate() {
+                match slot {
+                    Some(Slot::Done(value)) => waited.push((at, value)),
+                    // The other caller's load: its value, or none if it
+                    // failed or left the key out.
+                    Some(Slot::Following(follower)) => {
+                        let value = match follower.wait().await {
+                            Outcome::Value(shared) => shared
+                                .downcast_ref::<Entry<T>>()
+                                .and_then(|entry| match entry {
+                                    Entry::Value(value) => Some(value.clone()),
+                                    Entry::Absent | Entry::Leased => None,
+                                }),
+                            Outcome::Failed | Outcome::Abandoned => None,
+                        };
+                        waited.push((at, value));
+                    }
+                    _ => {}
+                }
+            }
+            waited
+        };
+        let load = self.load_ours::<T, E, F, Fut>(&fulls, distinct.len(), ours, policy, loader);
+        // Our load publishes before anyone waits on it, and waiting on
+        // others does not hold it up: overlapping batches cannot deadlock.
+        let (loaded, waited) = tokio::join!(load, followers);
+        for (at, value) in loaded? {
+            values[at] = value;
+        }
+        for (at, value) in waited {
+            values[at] = value;
+        }
+        Ok(keys
+            .iter()
+            .map(|key| {
+                distinct
+                    .iter()
+                    .position(|d| d == key)
+                    .and_then(|at| values.get(at).cloned().flatten())
+            })
+            .collect())
+    }
+
+    /// Takes the lease on every key we lead, all at once. A key that holds
+    /// a value now is answered with it; one leased by another process is
+    /// waited for.
+    async fn take_leases<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+        self: &Arc<Self>,
+        fulls: &[String],
+        reachable: &[bool],
+        slots: &mut [Option<Slot<'_, T>>],
+    ) {
+        let lease_ms = crate::ttl::millis(self.lease_time()).unwrap_or(1);
+        let attempts = slots.iter().enumerate().filter_map(|(at, slot)| {
+            let leading = matches!(slot, Some(Slot::Leading(..)));
+            (leading && reachable[at] && !self.bypasses(&fulls[at])).then(|| {
+                let marker = new_marker();
+                let guard = LeaseGuard::armed(self, &fulls[at], marker);
+                async move {
+                    let acquired = self
+                        .backend()
+                        .acquire(&fulls[at], guard.marker(), lease_ms, None)
+                        .await;
+                    (at, guard, acquired)
+                }
+            })
+        });
+        for (at, guard, acquired) in futures_util::future::join_all(attempts).await {
+            let Some(Slot::Leading(leader, _)) = slots[at].take() else {
+                continue;
+            };
+            slots[at] = Some(match acquired {
+                Ok(None) => Slot::Leading(leader, Some(guard)),
+                Ok(Some(held)) if is_lease(&held) => {
+                    guard.disarm();
+                    Slot::Waiting(leader)
+                }
+                Ok(Some(held)) => {
+                    guard.disarm();
+                    match self.fresh::<T>(&fulls[at], &held, now_ms()) {
+                        Some(value) => {
+                            leader.publish(Arc::new(Entry::Value(value.clone())));
+                            Slot::Done(Some(value))
+                        }
+                        // Filled with something we cannot use: ours to load,
+                        // without storing over it.
+                        None => Slot::Leading(leader, None),
+                    }
+                }
+                Err(error) => {
+                    if matches!(error, Error::Unavailable { .. }) {
+                        guard.disarm();
+                    }
+                    self.failure(&error);
+                    Slot::Leading(leader, None)
+                }
+            });
+        }
+    }
+
+    /// Polls the keys leased by other processes until each holds a value,
+    /// is released, or its lease time passes; those still unresolved are
+    /// ours to load (without storing).
+    async fn await_other_processes<T: DeserializeOwned + Clone + Send + Sync + 'static>(
+        &self,
+        fulls: &[String],
+        slots: &mut [Option<Slot<'_, T>>],
+    ) {
+        let deadline = Instant::now() + self.lease_time();
+        let mut pause = FIRST_POLL;
+        loop {
+            let waiting: Vec<usize> = (0..slots.len())
+                .filter(|at| matches!(slots[*at], Some(Slot::Waiting(_))))
+                .collect();
+            let now = Instant::now();
+            if waiting.is_empty() || now >= deadline {
+                return;
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(MAX_POLL);
+            let keys: Vec<String> = waiting.iter().map(|at| fulls[*at].clone()).collect();
+            for (at, found) in waiting.into_iter().zip(self.backend().get_many(&keys).await) {
+                let value = match found {
+                    Ok(Some(bytes)) if is_lease(&bytes) => continue,
+                    Ok(Some(bytes)) => self.fresh::<T>(&fulls[at], &bytes, now_ms()),
+                    Ok(None) | Err(_) => None,
+                };
+                let Some(Slot::Waiting(leader)) = slots[at].take() else {
+                    continue;
+                };
+                slots[at] = Some(match value {
+                    Some(value) => {
+                        leader.publish(Arc::new(Entry::Value(value.clone())));
+                        Slot::Done(Some(value))
+                    }
+                    // Released without a value, unusable, or unreadable:
+                    // ours to load, without storing.
+                    None => Slot::Leading(leader, None),
+                });
+            }
+        }
+    }
+
+    /// Calls the loader once with the keys we lead, fills what it returns
+    /// (all fills sent at once) and shares each value with the key's
+    /// followers. A key it leaves out is `None`, not stored.
+    async fn load_ours<T, E, F, Fut>(
+        &self,
+        fulls: &[String],
+        distinct: usize,
+        ours: Vec<(usize, Leader<'_>, Option<LeaseGuard>)>,
+        policy: &Policy,
+        loader: F,
+    ) -> Result<Vec<(usize, Option<T>)>, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<HashMap<String, T>, E>>,
+    {
+        if ours.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prefix = self.keys().prefix().len();
+        let wanted: Vec<String> = ours
+            .iter()
+            .map(|(at, ..)| fulls[*at][prefix..].to_owned())
+            .collect();
+        debug_assert!(wanted.len() <= distinct);
+        self.stats().load();
+        let started = Instant::now();
+        let loaded = loader(wanted).await;
+        let took = started.elapsed();
+        let mut found = match loaded {
+            Ok(found) => {
+                self.meters().load(policy.site, LoadOutcome::Ok, took);
+                found
+            }
+            Err(error) => {
+                self.meters().load(policy.site, LoadOutcome::Err, took);
+                // Leases go back (the armed guards release them), and the
+                // followers learn the load failed.
+                for (_, leader, guard) in ours {
+                    drop(guard);
+                    leader.fail();
+                }
+                return Err(error);
+            }
+        };
+        let delta_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
+        let mut answers = Vec::with_capacity(ours.len());
+        let mut fills = Vec::new();
+        for (at, leader, guard) in ours {
+            let value = found.remove(&fulls[at][prefix..]);
+            match &value {
+                Some(value) => leader.publish(Arc::new(Entry::Value(value.clone()))),
+                None => leader.fail(),
+            }
+            match (value.as_ref(), guard) {
+                (Some(value), Some(guard)) => {
+                    match self.stored_bytes(&fulls[at], value, policy, delta_ms) {
+                        Some((bytes, ttl_ms)) => fills.push((at, guard, bytes, ttl_ms)),
+                        None => drop(guard),
+                    }
+                }
+                // Not stored: the armed guard gives the lease back.
+                (_, guard) => drop(guard),
+            }
+            answers.push((at, value));
+        }
+        let sent = fills.into_iter().map(|(at, guard, bytes, ttl_ms)| async move {
+            let filled = self
+                .backend()
+                .fill(&fulls[at], guard.marker(), bytes, ttl_ms)
+                .await;
+            match self.observe(filled) {
+                Ok(_) => guard.filled(),
+                Err(_) => drop(guard),
+            }
+        });
+        futures_util::future::join_all(sent).await;
+        Ok(answers)
+    }
+
+    /// The bytes and backend TTL to store `value` under `policy`.
+    fn stored_bytes<T: Serialize>(
+        &self,
+        full: &str,
+        value: &T,
+        policy: &Policy,
+        delta_ms: u32,
+    ) -> Option<(Bytes, u64)> {
+        let ttl = policy.jittered(policy.ttl);
+        let ttl_ms = crate::ttl::millis(ttl.saturating_add(policy.stale_window()))?;
+        let meta = crate::codec::Meta {
+            expires_ms: now_ms().saturating_add(crate::clock::millis(ttl)),
+            delta_ms,
+        };
+        match self.encode(full, value, meta) {
+            Ok(bytes) => Some((Bytes::from(bytes), ttl_ms)),
+            Err(error) => {
+                self.failure(&error);
+                None
+            }
+        }
+    }
+}

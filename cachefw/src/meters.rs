@@ -1,0 +1,165 @@
+//! Metrics through the `metrics` facade (names and labels as the contract
+//! fixes them). Labels are the namespace and the call site (an annotated
+//! function's `module_path!()::name`, or `"-"` for calls through `Cache`
+//! methods): never a key or a value, so their number stays bounded.
+//!
+//! Handles are registered once per call site and kept, so a hit costs one
+//! lookup and one counter increment: with no recorder installed that
+//! increment does nothing. Install the recorder before building caches, as
+//! exporters ask: handles registered before it stay no-ops.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use metrics::{Counter, Gauge, Histogram, Label, SharedString};
+
+/// The call-site label of calls through `Cache` methods.
+pub(crate) const NO_SITE: &str = "-";
+
+/// Where a hit was answered from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tier {
+    Redis,
+    Memory,
+}
+
+/// How a load ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LoadOutcome {
+    Ok,
+    Err,
+    Timeout,
+}
+
+/// The handles of one call site.
+struct Site {
+    hit: Counter,
+    miss: Counter,
+    load_ok: Counter,
+    load_err: Counter,
+    load_timeout: Counter,
+    load_seconds: Histogram,
+    stale_served: Counter,
+}
+
+pub(crate) struct Meters {
+    namespace: SharedString,
+    tier: Tier,
+    /// Keyed by the site string's address and length: each call site is one
+    /// `&'static str`, so the key is cheap to hash and never collides.
+    sites: ArcSwap<HashMap<(usize, usize), Arc<Site>>>,
+    errors: [Counter; 4],
+    breaker_open: Gauge,
+}
+
+/// The error kinds of `cachefw_errors_total`.
+const ERROR_KINDS: [&str; 4] = ["timeout", "unavailable", "redis", "decode"];
+
+impl Meters {
+    pub(crate) fn new(namespace: &str, tier: Tier) -> Self {
+        let namespace = SharedString::from_owned(namespace.to_owned());
+        let errors = ERROR_KINDS.map(|kind| {
+            metrics::counter!(
+                "cachefw_errors_total",
+                labels(&namespace, NO_SITE, &[("kind", kind)])
+            )
+        });
+        let breaker_open =
+            metrics::gauge!("cachefw_breaker_open", vec![Label::new("namespace", namespace.clone())]);
+        Self {
+            namespace,
+            tier,
+            sites: ArcSwap::from_pointee(HashMap::new()),
+            errors,
+            breaker_open,
+        }
+    }
+
+    fn site(&self, site: &'static str) -> Arc<Site> {
+        let key = (site.as_ptr() as usize, site.len());
+        if let Some(found) = self.sites.load().get(&key) {
+            return found.clone();
+        }
+        let made = Arc::new(self.register(site));
+        self.sites.rcu(|sites| {
+            let mut sites = HashMap::clone(sites);
+            sites.entry(key).or_insert_with(|| made.clone());
+            sites
+        });
+        made
+    }
+
+    fn register(&self, site: &'static str) -> Site {
+        let ns = &self.namespace;
+        let tier = match self.tier {
+            Tier::Redis => "redis",
+            Tier::Memory => "memory",
+        };
+        let load = |outcome| {
+            metrics::counter!(
+                "cachefw_loads_total",
+                labels(ns, site, &[("outcome", outcome)])
+            )
+        };
+        Site {
+            hit: metrics::counter!("cachefw_hits_total", labels(ns, site, &[("tier", tier)])),
+            miss: metrics::counter!("cachefw_misses_total", labels(ns, site, &[])),
+            load_ok: load("ok"),
+            load_err: load("err"),
+            load_timeout: load("timeout"),
+            load_seconds: metrics::histogram!("cachefw_load_seconds", labels(ns, site, &[])),
+            stale_served: metrics::counter!(
+                "cachefw_stale_served_total",
+                labels(ns, site, &[])
+            ),
+        }
+    }
+
+    pub(crate) fn hit(&self, site: &'static str) {
+        self.site(site).hit.increment(1);
+    }
+
+    /// A stale value answered: a hit, and stale.
+    pub(crate) fn stale_hit(&self, site: &'static str) {
+        let site = self.site(site);
+        site.hit.increment(1);
+        site.stale_served.increment(1);
+    }
+
+    pub(crate) fn miss(&self, site: &'static str) {
+        self.site(site).miss.increment(1);
+    }
+
+    pub(crate) fn load(&self, site: &'static str, outcome: LoadOutcome, took: Duration) {
+        let site = self.site(site);
+        match outcome {
+            LoadOutcome::Ok => site.load_ok.increment(1),
+            LoadOutcome::Err => site.load_err.increment(1),
+            LoadOutcome::Timeout => site.load_timeout.increment(1),
+        }
+        site.load_seconds.record(took.as_secs_f64());
+    }
+
+    /// A backend failure of `kind` (`Error::kind`); usage and encode errors
+    /// are not backend failures and have no series.
+    pub(crate) fn error(&self, kind: &str) {
+        if let Some(at) = ERROR_KINDS.iter().position(|k| *k == kind) {
+            self.errors[at].increment(1);
+        }
+    }
+
+    pub(crate) fn breaker(&self, open: bool) {
+        self.breaker_open.set(if open { 1.0 } else { 0.0 });
+    }
+}
+
+fn labels(namespace: &SharedString, site: &'static str, more: &[(&'static str, &'static str)]) -> Vec<Label> {
+    let mut labels = vec![
+        Label::new("namespace", namespace.clone()),
+        Label::new("function", site),
+    ];
+    labels.extend(more.iter().map(|(key, value)| Label::new(*key, *value)));
+    labels
+}
