@@ -165,15 +165,16 @@ impl Inner {
                     // The other caller's load: its value, or none if it
                     // failed or left the key out.
                     Some(Slot::Following(follower)) => {
-                        let value = match follower.wait().await {
-                            Outcome::Value(shared) => shared
-                                .downcast_ref::<Entry<T>>()
-                                .and_then(|entry| match entry {
-                                    Entry::Value(value) => Some(value.clone()),
-                                    Entry::Absent | Entry::Leased => None,
-                                }),
-                            Outcome::Failed | Outcome::Abandoned => None,
-                        };
+                        let value =
+                            match follower.wait().await {
+                                Outcome::Value(shared) => shared
+                                    .downcast_ref::<Entry<T>>()
+                                    .and_then(|entry| match entry {
+                                        Entry::Value(value) => Some(value.clone()),
+                                        Entry::Absent | Entry::Leased => None,
+                                    }),
+                                Outcome::Failed | Outcome::Abandoned => None,
+                            };
                         waited.push((at, value));
                     }
                     _ => {}
@@ -280,7 +281,10 @@ impl Inner {
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(MAX_POLL);
             let keys: Vec<String> = waiting.iter().map(|at| fulls[*at].clone()).collect();
-            for (at, found) in waiting.into_iter().zip(self.backend().get_many(&keys).await) {
+            for (at, found) in waiting
+                .into_iter()
+                .zip(self.backend().get_many(&keys).await)
+            {
                 let value = match found {
                     Ok(Some(bytes)) if is_lease(&bytes) => continue,
                     Ok(Some(bytes)) => self.fresh::<T>(&fulls[at], &bytes, now_ms()),
@@ -338,37 +342,42 @@ impl Inner {
             }
             Err(error) => {
                 self.meters().load(policy.site, LoadOutcome::Err, took);
-                // Leases go back (the armed guards release them), and the
-                // followers learn the load failed.
-                for (_, leader, guard) in ours {
-                    drop(guard);
-                    leader.fail();
-                }
+                // Leases go back first, all at once, so that the callers
+                // who load next find them free; then the followers learn
+                // the load failed.
+                let mut leaders = Vec::with_capacity(ours.len());
+                let releases = ours.into_iter().filter_map(|(_, leader, guard)| {
+                    leaders.push(leader);
+                    guard.map(LeaseGuard::release)
+                });
+                futures_util::future::join_all(releases).await;
+                leaders.into_iter().for_each(Leader::fail);
                 return Err(error);
             }
         };
         let delta_ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
         let mut answers = Vec::with_capacity(ours.len());
-        let mut fills = Vec::new();
+        let mut writes = Vec::new();
         for (at, leader, guard) in ours {
             let value = found.remove(&fulls[at][prefix..]);
             match &value {
                 Some(value) => leader.publish(Arc::new(Entry::Value(value.clone()))),
                 None => leader.fail(),
             }
-            match (value.as_ref(), guard) {
-                (Some(value), Some(guard)) => {
-                    match self.stored_bytes(&fulls[at], value, policy, delta_ms) {
-                        Some((bytes, ttl_ms)) => fills.push((at, guard, bytes, ttl_ms)),
-                        None => drop(guard),
-                    }
-                }
-                // Not stored: the armed guard gives the lease back.
-                (_, guard) => drop(guard),
+            if let Some(guard) = guard {
+                let stored = value
+                    .as_ref()
+                    .and_then(|value| self.stored_bytes(&fulls[at], value, policy, delta_ms));
+                writes.push((at, guard, stored));
             }
             answers.push((at, value));
         }
-        let sent = fills.into_iter().map(|(at, guard, bytes, ttl_ms)| async move {
+        // Every fill, and every release of a lease with nothing to store,
+        // sent at once on the multiplexed connection.
+        let sent = writes.into_iter().map(|(at, guard, stored)| async move {
+            let Some((bytes, ttl_ms)) = stored else {
+                return guard.release().await;
+            };
             let filled = self
                 .backend()
                 .fill(&fulls[at], guard.marker(), bytes, ttl_ms)

@@ -455,8 +455,14 @@ impl Cache {
     ///
     /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
     /// Redis fails for any of the keys.
-    pub async fn get_many<T: DeserializeOwned>(&self, keys: &[&str]) -> Result<Vec<Option<T>>, Error> {
-        let fulls: Vec<String> = keys.iter().map(|key| self.inner().keys().full(key)).collect();
+    pub async fn get_many<T: DeserializeOwned>(
+        &self,
+        keys: &[&str],
+    ) -> Result<Vec<Option<T>>, Error> {
+        let fulls: Vec<String> = keys
+            .iter()
+            .map(|key| self.inner().keys().full(key))
+            .collect();
         self.inner().get_many_full(&fulls).await
     }
 

@@ -66,8 +66,10 @@ impl Meters {
                 labels(&namespace, NO_SITE, &[("kind", kind)])
             )
         });
-        let breaker_open =
-            metrics::gauge!("cachefw_breaker_open", vec![Label::new("namespace", namespace.clone())]);
+        let breaker_open = metrics::gauge!(
+            "cachefw_breaker_open",
+            vec![Label::new("namespace", namespace.clone())]
+        );
         Self {
             namespace,
             tier,
@@ -110,10 +112,7 @@ impl Meters {
             load_err: load("err"),
             load_timeout: load("timeout"),
             load_seconds: metrics::histogram!("cachefw_load_seconds", labels(ns, site, &[])),
-            stale_served: metrics::counter!(
-                "cachefw_stale_served_total",
-                labels(ns, site, &[])
-            ),
+            stale_served: metrics::counter!("cachefw_stale_served_total", labels(ns, site, &[])),
         }
     }
 
@@ -155,7 +154,11 @@ impl Meters {
     }
 }
 
-fn labels(namespace: &SharedString, site: &'static str, more: &[(&'static str, &'static str)]) -> Vec<Label> {
+fn labels(
+    namespace: &SharedString,
+    site: &'static str,
+    more: &[(&'static str, &'static str)],
+) -> Vec<Label> {
     let mut labels = vec![
         Label::new("namespace", namespace.clone()),
         Label::new("function", site),

@@ -113,7 +113,10 @@ async fn main() {
         .await,
         measure(
             "TTL 1 s, stale_while_revalidate 30 s",
-            cache(&redis, |b| b.stale_while_revalidate(Duration::from_secs(30))).await,
+            cache(&redis, |b| {
+                b.stale_while_revalidate(Duration::from_secs(30))
+            })
+            .await,
             "swr",
             TTL,
         )

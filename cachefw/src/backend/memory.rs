@@ -151,7 +151,13 @@ impl MemoryBackend {
     /// Claims the entry at `key` for a reload (see `codec::with_claim`):
     /// `true` if it is a value or absent entry that no unexpired claim
     /// holds, now claimed by `nonce` for `claim`.
-    pub(crate) fn claim(&self, key: &str, nonce: &[u8; 8], claim: Duration, expires_ms: u64) -> bool {
+    pub(crate) fn claim(
+        &self,
+        key: &str,
+        nonce: &[u8; 8],
+        claim: Duration,
+        expires_ms: u64,
+    ) -> bool {
         let now = now_ms();
         let result = self.entries.entry_by_ref(key).and_compute_with(|existing| {
             let Some(held) = existing.map(moka::Entry::into_value) else {

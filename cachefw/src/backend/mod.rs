@@ -126,12 +126,7 @@ impl Backend {
     ) -> Result<bool, Error> {
         match self {
             Self::Redis(b) => b.claim(key, nonce, claim_ms, expires_ms).await,
-            Self::Memory(b) => Ok(b.claim(
-                key,
-                nonce,
-                Duration::from_millis(claim_ms),
-                expires_ms,
-            )),
+            Self::Memory(b) => Ok(b.claim(key, nonce, Duration::from_millis(claim_ms), expires_ms)),
         }
     }
 

@@ -181,7 +181,11 @@ fn copy_error(error: &Error, key: &str) -> Error {
             op: "MGET",
             key: key.to_owned(),
             source: RedisFailure {
-                error: RedisError::from((ErrorKind::Client, "batch read failed", other.to_string())),
+                error: RedisError::from((
+                    ErrorKind::Client,
+                    "batch read failed",
+                    other.to_string(),
+                )),
                 outage: other.is_outage(),
             },
         },

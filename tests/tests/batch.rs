@@ -1,0 +1,224 @@
+//! Batch reads: `get_many` in one round trip, and `get_or_load_many` with
+//! one loader call for the keys that missed, each key loaded once across
+//! overlapping batches, and everything still answered with Redis down.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cachefw::Cache;
+use cachefw_tests::{RedisCluster, RedisServer};
+use common::{MINUTE, SourceDown};
+
+/// The source: value of `item:N` is N; records every batch it is asked.
+#[derive(Default)]
+struct Source {
+    calls: AtomicU64,
+    asked: Mutex<Vec<Vec<String>>>,
+}
+
+impl Source {
+    async fn load(&self, keys: Vec<String>) -> Result<HashMap<String, u64>, SourceDown> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.asked.lock().expect("lock").push(keys.clone());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(keys
+            .into_iter()
+            .filter_map(|key| {
+                let id: u64 = key.strip_prefix("item:")?.parse().ok()?;
+                // Multiples of 7 do not exist.
+                (id % 7 != 0).then_some((key, id))
+            })
+            .collect())
+    }
+
+    fn asked(&self) -> Vec<Vec<String>> {
+        self.asked.lock().expect("lock").clone()
+    }
+}
+
+fn keys(range: std::ops::Range<u64>) -> Vec<String> {
+    range.map(|id| format!("item:{id}")).collect()
+}
+
+fn expected(range: std::ops::Range<u64>) -> Vec<Option<u64>> {
+    range.map(|id| (id % 7 != 0).then_some(id)).collect()
+}
+
+async fn batch(cache: &Cache, source: &Arc<Source>, keys: &[String]) -> Vec<Option<u64>> {
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    cache
+        .get_or_load_many(&refs, MINUTE, |missing| source.load(missing))
+        .await
+        .expect("the source does not fail")
+}
+
+async fn each_backend(test: impl AsyncFn(Cache)) {
+    test(common::memory_cache("batch").await).await;
+    let redis = RedisServer::start();
+    test(common::redis_cache(&redis, "batch").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_keys_with_forty_cached_make_one_load_of_sixty() {
+    each_backend(async |cache: Cache| {
+        let source = Arc::new(Source::default());
+        for id in 0..40u64 {
+            cache
+                .set(&format!("item:{id}"), &id, MINUTE)
+                .await
+                .expect("set");
+        }
+        let wanted = keys(0..100);
+        let mut with_duplicates = wanted.clone();
+        with_duplicates.push("item:50".into());
+        let got = batch(&cache, &source, &with_duplicates).await;
+        let mut want: Vec<Option<u64>> = (0..40).map(Some).collect();
+        want.extend(expected(40..100));
+        want.push(Some(50));
+        assert_eq!(got, want);
+        assert_eq!(
+            source.asked(),
+            [keys(40..100)],
+            "one call, the 60 missing keys"
+        );
+        // Stored, except what the loader left out.
+        let again = batch(&cache, &source, &wanted).await;
+        assert_eq!(&again[..], &want[..100]);
+        let asked = source.asked();
+        assert_eq!(asked.len(), 2);
+        let left_out: Vec<String> = (40..100)
+            .filter(|id| id % 7 == 0)
+            .map(|id| format!("item:{id}"))
+            .collect();
+        assert_eq!(asked[1], left_out, "only the absent keys are asked again");
+        // And `get_many` reads them in one go.
+        let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        let read = cache.get_many::<u64>(&refs).await.expect("get_many");
+        assert_eq!(&read[40..], &expected(40..100)[..]);
+        assert_eq!(&read[..40], &(0..40).map(Some).collect::<Vec<_>>()[..]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_batches_load_each_key_once() {
+    each_backend(async |cache: Cache| {
+        let source = Arc::new(Source::default());
+        // Two caches on one backend would be two processes; here two
+        // concurrent batches on one cache, and a single get_or_load among
+        // them.
+        let (first, second) = (keys(0..60), keys(30..90));
+        let (a, b, single) = tokio::join!(
+            batch(&cache, &source, &first),
+            batch(&cache, &source, &second),
+            cache.get_or_load("item:45", MINUTE, || async {
+                source.calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, SourceDown>(45u64)
+            })
+        );
+        assert_eq!(a, expected(0..60));
+        assert_eq!(b, expected(30..90));
+        assert_eq!(single, Ok(45));
+        let mut loaded: Vec<String> = source.asked().concat();
+        let total = loaded.len();
+        loaded.sort();
+        loaded.dedup();
+        assert_eq!(total, loaded.len(), "a key was loaded twice");
+        assert!(total <= 90, "{total}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_overlapping_load_each_key_once() {
+    let redis = RedisServer::start();
+    let one = common::redis_cache(&redis, "batch").await;
+    let two = common::redis_cache(&redis, "batch").await;
+    let source = Arc::new(Source::default());
+    let (first, second) = (keys(0..60), keys(30..90));
+    let (a, b) = tokio::join!(batch(&one, &source, &first), batch(&two, &source, &second),);
+    assert_eq!(a, expected(0..60));
+    assert_eq!(b, expected(30..90));
+    // Keys the source has no value for are not cached, so a process that
+    // waited on the other's lease of one loads it again; every other key
+    // is loaded once.
+    let mut loaded: Vec<String> = source
+        .asked()
+        .concat()
+        .into_iter()
+        .filter(|key| {
+            key.strip_prefix("item:")
+                .and_then(|id| id.parse::<u64>().ok())
+                .is_some_and(|id| id % 7 != 0)
+        })
+        .collect();
+    let total = loaded.len();
+    loaded.sort();
+    loaded.dedup();
+    assert_eq!(total, loaded.len(), "a key was loaded twice across caches");
+    assert_eq!(total, 90 - 13, "every existing key loaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_the_loader_gets_every_key() {
+    let redis = RedisServer::reserved();
+    let cache = Cache::builder()
+        .redis(redis.url())
+        .timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .expect("builds");
+    let source = Arc::new(Source::default());
+    assert_eq!(batch(&cache, &source, &keys(0..20)).await, expected(0..20));
+    assert_eq!(source.asked(), [keys(0..20)]);
+    assert!(cache.stats().errors >= 1);
+    assert!(cache.get_many::<u64>(&["item:1"]).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_returns_the_error_and_stores_nothing() {
+    let redis = RedisServer::start();
+    let cache = common::redis_cache(&redis, "batch").await;
+    let refs = ["item:1", "item:2"];
+    let failed = cache
+        .get_or_load_many::<u64, _, _, _>(&refs, MINUTE, |_| async { Err(SourceDown(9)) })
+        .await;
+    assert_eq!(failed, Err(SourceDown(9)));
+    assert!(redis.keys().is_empty(), "{:?}", redis.keys());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_over_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let cache = Cache::builder()
+        .redis_cluster(cluster.urls())
+        .namespace("batch")
+        .build()
+        .await
+        .expect("builds");
+    let source = Arc::new(Source::default());
+    assert_eq!(
+        batch(&cache, &source, &keys(0..100)).await,
+        expected(0..100)
+    );
+    assert_eq!(
+        batch(&cache, &source, &keys(0..100)).await,
+        expected(0..100)
+    );
+    assert_eq!(
+        source.calls.load(Ordering::SeqCst),
+        2,
+        "the second asks only the absent"
+    );
+    let refs: Vec<String> = keys(0..100);
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    assert_eq!(
+        cache.get_many::<u64>(&refs).await.expect("get_many"),
+        expected(0..100)
+    );
+}
