@@ -17,8 +17,10 @@ mod entity;
 mod errors;
 mod expand;
 mod signature;
+mod stack;
 mod template;
 mod ttl;
+mod writes;
 
 use proc_macro::TokenStream;
 
