@@ -147,10 +147,16 @@ pub(crate) fn new_call(private: &TokenStream, args: &Args, template: &Template) 
         #private::Call::#constructor(#cache, #capacity, |#writer| { #render })
     };
     match &args.condition {
-        Some(condition) => quote! {{
-            let __cachefw_enabled: bool = #condition;
-            if __cachefw_enabled { #call } else { #private::Call::bypass() }
-        }},
+        // The `bool` is spanned on the expression, where a mismatch is
+        // reported, not on the attribute (which may be another of a stack).
+        Some(condition) => {
+            let enabled =
+                quote_spanned!(condition.span()=> let __cachefw_enabled: bool = #condition;);
+            quote! {{
+                #enabled
+                if __cachefw_enabled { #call } else { #private::Call::bypass() }
+            }}
+        }
         None => call,
     }
 }

@@ -177,12 +177,12 @@ impl Template {
 
     fn display(&self, writer: &Ident, root: &str, fields: &[String]) -> TokenStream {
         let root = Ident::new(root, self.span);
+        // Reported on the template, but as the macro's tokens: rustc then
+        // does not offer to rewrite the literal into a field name.
+        let span = self.span.resolved_at(Span::mixed_site());
         let fields = fields.iter().map(|field| match field.parse::<u32>() {
-            Ok(index) => Member::Unnamed(Index {
-                index,
-                span: self.span,
-            }),
-            Err(_) => Member::Named(Ident::new(field, self.span)),
+            Ok(index) => Member::Unnamed(Index { index, span }),
+            Err(_) => Member::Named(Ident::new(field, span)),
         });
         // Spanned on the template, where a field that does not exist or a
         // type that is not `Display` is then reported.
