@@ -20,6 +20,15 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// The attribute's name, as written in code.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Cacheable => "cacheable",
+            Self::Evict => "cache_evict",
+            Self::Put => "cache_put",
+        }
+    }
+
     pub(crate) fn attribute(self) -> &'static str {
         match self {
             Self::Cacheable => "#[cacheable]",

@@ -30,6 +30,9 @@ use crate::template::{Results, Template};
 use crate::{stack, writes};
 
 pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
+    if stack::is_expanded(&attr) {
+        return item;
+    }
     let mut errors = Errors::default();
     let args = Args::parse(kind, attr, &mut errors);
     let mut function: ItemFn = match syn::parse2(item.clone()) {
@@ -64,8 +67,9 @@ pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenS
     });
     match (wrapper, analysis) {
         (Some(wrapper), Some(analysis)) if errors.is_empty() => wrap(function, &analysis, wrapper),
-        // The function as written (less the attributes expanded here), so
-        // the rest of the crate still type-checks.
+        // The function as written (its stack left expanded, so that no
+        // error is reported twice), so the rest of the crate still
+        // type-checks.
         _ => {
             let errors = errors.to_compile_errors();
             quote!(#function #errors)
@@ -430,6 +434,8 @@ mod tests {
         for out in expansions(quote!(my::rt)) {
             let text = out.to_string();
             assert!(!text.contains("compile_error"), "{text}");
+            // What the expansion wrote, after the attributes the user did.
+            let text = text.find("async fn").map_or(&*text, |at| &text[at..]);
             assert!(!text.contains("cachefw ::"), "{text}");
             let uses = text.matches("__private").count();
             assert!(uses >= 3, "{text}");
@@ -478,7 +484,21 @@ mod tests {
         let text = out.to_string();
         assert!(!text.contains("compile_error"), "{text}");
         assert_eq!(text.matches("Writes :: new").count(), 1, "{text}");
-        assert!(!text.contains("# [cache_"), "{text}");
+        assert_eq!(
+            text.matches("# [cache_").count(),
+            text.matches("__cachefw_expanded_with").count(),
+            "the others are left expanded: {text}"
+        );
+        let sibling = expand(
+            Kind::Put,
+            quote!(__cachefw_expanded_with_the_first_attribute_of_its_stack),
+            out.clone(),
+        );
+        assert_eq!(
+            sibling.to_string(),
+            text,
+            "and expand to the function as it is"
+        );
         assert!(text.contains("# [doc = \"kept\"]"), "{text}");
         let at = |step: &str| {
             text.find(step)
@@ -514,8 +534,12 @@ mod tests {
             assert_eq!(text.matches(expected).count(), 1, "{expected} in {text}");
         }
         assert!(
-            text.starts_with("async fn f (id : u64) { }"),
-            "the function is left without the stack: {text}"
+            text.starts_with(
+                "# [cache_evict (__cachefw_expanded_with_the_first_attribute_of_its_stack)] \
+                 # [cache_put (__cachefw_expanded_with_the_first_attribute_of_its_stack)] \
+                 async fn f (id : u64) { }"
+            ),
+            "the function is left as written, its stack expanded: {text}"
         );
     }
 

@@ -1,9 +1,13 @@
 //! The attributes that stack on one function. The outermost `#[cache_put]`
-//! or `#[cache_evict]` is the one the compiler expands first: it takes the
-//! others out of the function's attributes and expands them with itself, so
+//! or `#[cache_evict]` is the one the compiler expands first: it reads the
+//! others from the function's attributes and expands them with itself, so
 //! the body runs once and the writes follow it in the order written (as
 //! tracing's `#[instrument]` and tokio's `#[tokio::test]` read the
 //! attributes beside them).
+//!
+//! Each sibling stays where it is written, its arguments replaced by
+//! [`EXPANDED`]: the compiler still resolves it (so its import is used, and
+//! a path to it is checked), and it then expands to the function unchanged.
 //!
 //! A sibling is known by its name: `cache_put` or `cache_evict`, alone or as
 //! the last segment of a path through a module named `cachefw`
@@ -11,10 +15,21 @@
 //! under another name is not taken: it expands on its own, around this one.
 
 use proc_macro2::{Span, TokenStream};
-use syn::{AttrStyle, ItemFn, Meta, Path};
+use quote::quote;
+use syn::token::Paren;
+use syn::{AttrStyle, Ident, ItemFn, MacroDelimiter, Meta, MetaList, Path};
 
 use crate::args::Kind;
 use crate::errors::Errors;
+
+/// The arguments left to a sibling once the outermost attribute expanded
+/// it: not an argument anyone writes.
+const EXPANDED: &str = "__cachefw_expanded_with_the_first_attribute_of_its_stack";
+
+/// Whether `args` are those of a sibling already expanded.
+pub(crate) fn is_expanded(args: &TokenStream) -> bool {
+    args.to_string() == EXPANDED
+}
 
 /// A `#[cache_put]` or `#[cache_evict]` below the one being expanded.
 pub(crate) struct Sibling {
@@ -28,11 +43,10 @@ pub(crate) struct Sibling {
 /// The kind of write an attribute path names, if it names one.
 fn kind_of(path: &Path) -> Option<Kind> {
     let mut segments = path.segments.iter().rev();
-    let kind = match segments.next()?.ident.to_string().as_str() {
-        "cache_put" => Kind::Put,
-        "cache_evict" => Kind::Evict,
-        _ => return None,
-    };
+    let name = &segments.next()?.ident;
+    let kind = [Kind::Put, Kind::Evict]
+        .into_iter()
+        .find(|kind| name == kind.name())?;
     match segments.next() {
         None if path.leading_colon.is_none() => Some(kind),
         Some(module) if module.ident == "cachefw" => Some(kind),
@@ -40,17 +54,17 @@ fn kind_of(path: &Path) -> Option<Kind> {
     }
 }
 
-/// Takes the sibling writes out of `function`'s attributes, in the order
-/// they are written.
+/// Reads the sibling writes from `function`'s attributes, in the order they
+/// are written, and leaves each of them [`EXPANDED`].
 pub(crate) fn take(function: &mut ItemFn, errors: &mut Errors) -> Vec<Sibling> {
     let mut siblings = Vec::new();
-    function.attrs.retain(|attr| {
+    for attr in &mut function.attrs {
         let kind = match attr.style {
             AttrStyle::Outer => kind_of(attr.path()),
             AttrStyle::Inner(_) => None,
         };
         let Some(kind) = kind else {
-            return true;
+            continue;
         };
         let span = attr
             .path()
@@ -73,14 +87,17 @@ pub(crate) fn take(function: &mut ItemFn, errors: &mut Errors) -> Vec<Sibling> {
                 format!(
                     "{} takes its arguments in parentheses, such as `{}(key = \"user:<id>\")`",
                     kind.attribute(),
-                    kind.attribute()
-                        .trim_start_matches("#[")
-                        .trim_end_matches(']'),
+                    kind.name(),
                 ),
             )),
         }
-        false
-    });
+        let expanded = Ident::new(EXPANDED, Span::call_site());
+        attr.meta = Meta::List(MetaList {
+            path: attr.path().clone(),
+            delimiter: MacroDelimiter::Paren(Paren::default()),
+            tokens: quote!(#expanded),
+        });
+    }
     siblings
 }
 
@@ -91,7 +108,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn takes_the_writes_in_order_and_leaves_the_rest() {
+    fn reads_the_writes_in_order_and_leaves_them_expanded() {
         let mut function: ItemFn = syn::parse2(quote!(
             /// Docs stay.
             #[cache_put(key = "a")]
@@ -124,11 +141,21 @@ mod tests {
             .iter()
             .map(|attr| quote!(#attr).to_string())
             .collect();
-        assert_eq!(left.len(), 5, "{left:?}");
-        assert!(
-            left[1].contains("inline") && left[2].contains("cacheable"),
-            "{left:?}"
+        let expanded = |path: &str| format!("# [{path} ({EXPANDED})]");
+        assert_eq!(
+            left[1..],
+            [
+                expanded("cache_put"),
+                "# [inline]".to_owned(),
+                expanded("cachefw :: cache_evict"),
+                expanded("my :: cachefw :: cache_put"),
+                "# [cacheable (key = \"c\")]".to_owned(),
+                "# [other :: cache_put (key = \"d\")]".to_owned(),
+                "# [:: cache_evict (key = \"e\")]".to_owned(),
+            ]
         );
+        assert!(is_expanded(&EXPANDED.parse().expect("an ident")));
+        assert!(!is_expanded(&quote!(key = "a")));
     }
 
     #[test]
@@ -140,7 +167,7 @@ mod tests {
         .expect("a fn");
         let mut errors = Errors::default();
         assert!(take(&mut function, &mut errors).is_empty());
-        assert!(function.attrs.is_empty());
+        assert_eq!(function.attrs.len(), 1, "left expanded, reported once");
         assert_eq!(
             errors.messages(),
             [

@@ -70,6 +70,20 @@ async fn delete(cache: &Cache, id: u64) -> Result<Receipt, String> {
     Ok(Receipt { id })
 }
 
+/// An attribute written only below another of the stack is still resolved
+/// through its import.
+mod only_below {
+    #![deny(unused_imports)]
+
+    use cachefw::{cache_evict, cache_put};
+
+    #[cache_put(key = "x:<id>")]
+    #[cache_evict(key = "y:<id>")]
+    pub async fn write(id: u64) -> u64 {
+        id
+    }
+}
+
 #[async_trait]
 trait Repo {
     async fn save(&self, id: u64) -> Result<User, String>;
@@ -118,4 +132,5 @@ async fn main() {
     assert!(users.save(8).await.is_ok());
     assert!(users.touch(9).await.is_some());
     assert!(cache.get::<User>("user:9").await.expect("get").is_some());
+    assert_eq!(only_below::write(3).await, 3);
 }
