@@ -20,6 +20,15 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// The attribute's name, as written in code.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Cacheable => "cacheable",
+            Self::Evict => "cache_evict",
+            Self::Put => "cache_put",
+        }
+    }
+
     pub(crate) fn attribute(self) -> &'static str {
         match self {
             Self::Cacheable => "#[cacheable]",
@@ -105,7 +114,7 @@ arguments! {
     Ttl ttl(ttl): Ttl => [Cacheable, Put];
     Cache cache(cache): Expr => [Cacheable, Put, Evict];
     CacheNone cache_none(cache_none): Ttl => [Cacheable];
-    Condition condition(condition): Expr => [Cacheable];
+    Condition condition(condition): Expr => [Cacheable, Put, Evict];
     Unless unless(unless): Expr => [Cacheable, Put];
     Jitter jitter(jitter): Jitter => [Cacheable, Put];
     Before before(before): LitBool => [Evict];
@@ -355,6 +364,17 @@ fn skip_argument(input: ParseStream<'_>) {
 impl Args {
     /// Parses the attribute's tokens, reporting every problem to `errors`.
     pub(crate) fn parse(kind: Kind, tokens: TokenStream, errors: &mut Errors) -> Self {
+        Self::parse_at(kind, tokens, Span::call_site(), errors)
+    }
+
+    /// [`parse`](Self::parse) for an attribute written at `span`, where a
+    /// missing argument is reported.
+    pub(crate) fn parse_at(
+        kind: Kind,
+        tokens: TokenStream,
+        span: Span,
+        errors: &mut Errors,
+    ) -> Self {
         let valid: Vec<&str> = Name::ALL
             .iter()
             .filter(|name| name.taken_by(kind))
@@ -382,7 +402,7 @@ impl Args {
         if let Err(error) = parser.parse2(tokens) {
             errors.push(syntax(kind, &error, &valid));
         }
-        args.check_target(kind, &seen, errors);
+        args.check_target(kind, &seen, span, errors);
         args
     }
 
@@ -427,7 +447,7 @@ impl Args {
 
     /// `key` is required, except that `#[cache_evict]` takes `key` or
     /// `prefix`, not both. One given with a wrong value was reported already.
-    fn check_target(&self, kind: Kind, given: &[Name], errors: &mut Errors) {
+    fn check_target(&self, kind: Kind, given: &[Name], span: Span, errors: &mut Errors) {
         let key = given.contains(&Name::Key);
         let prefix = given.contains(&Name::Prefix);
         match (kind, key, prefix) {
@@ -440,11 +460,11 @@ impl Args {
                 }
             }
             (Kind::Evict, false, false) => errors.push(syn::Error::new(
-                Span::call_site(),
+                span,
                 "#[cache_evict] needs `key = \"…\"` (one entry) or `prefix = \"…\"` (every entry whose key starts with it)",
             )),
             (Kind::Cacheable | Kind::Put, false, _) => errors.push(syn::Error::new(
-                Span::call_site(),
+                span,
                 format!("{} needs `key = \"…\"`, such as `key = \"user:<id>\"`", kind.attribute()),
             )),
             _ => {}
@@ -577,7 +597,7 @@ mod tests {
             errors,
             [
                 "unknown argument `ttl` of #[cache_evict]; valid arguments are: \
-              key, prefix, cache, before, shape, crate"
+              key, prefix, cache, condition, before, shape, crate"
             ]
         );
     }

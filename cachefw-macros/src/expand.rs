@@ -1,6 +1,9 @@
 //! The expansion shared by the three macros: check everything, then wrap
-//! the body in one `__private::Call` method, generic over the return shape
-//! that the generated code finds from the return type.
+//! the body in one runtime call, generic over the return shape that the
+//! generated code finds from the return type. `#[cacheable]` is wrapped in
+//! `__private::Call::cacheable`; the `#[cache_put]` and `#[cache_evict]`
+//! attributes stacked on a function in one `__private::Writes` (see
+//! [`crate::writes`]).
 //!
 //! ```text
 //! async fn get_user(id: u64) -> ApiResult<User> {
@@ -24,9 +27,13 @@ use crate::args::{Args, Kind, RefreshAhead, Ttl};
 use crate::errors::Errors;
 use crate::owned::{self, OwnedArgs};
 use crate::signature::{self, Analysis};
-use crate::template::Template;
+use crate::template::{Results, Template};
+use crate::{stack, writes};
 
 pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
+    if stack::is_expanded(&attr) {
+        return item;
+    }
     let mut errors = Errors::default();
     let args = Args::parse(kind, attr, &mut errors);
     let mut function: ItemFn = match syn::parse2(item.clone()) {
@@ -37,6 +44,10 @@ pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenS
             return quote!(#item #error);
         }
     };
+    let siblings = match kind {
+        Kind::Cacheable => Vec::new(),
+        Kind::Put | Kind::Evict => stack::take(&mut function, &mut errors),
+    };
     let analysis = match signature::analyze(&mut function, kind.attribute()) {
         Ok(analysis) => Some(analysis),
         Err(error) => {
@@ -44,15 +55,35 @@ pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenS
             None
         }
     };
-    let call = analysis
-        .as_ref()
-        .and_then(|analysis| call_tokens(kind, &args, analysis, &mut errors));
-    match (call, analysis) {
-        (Some(call), Some(analysis)) if errors.is_empty() => wrap(function, &analysis, call),
+    let wrapper = analysis.as_ref().and_then(|analysis| match kind {
+        Kind::Cacheable => cacheable_tokens(&args, analysis, &mut errors),
+        Kind::Put | Kind::Evict => {
+            let mut stack = vec![(kind, args)];
+            stack.extend(siblings.into_iter().map(|sibling| {
+                let args = Args::parse_at(sibling.kind, sibling.tokens, sibling.span, &mut errors);
+                (sibling.kind, args)
+            }));
+            writes::tokens(&stack, analysis, &mut errors)
+        }
+    });
+    match (wrapper, analysis) {
+        (Some(wrapper), Some(analysis)) if errors.is_empty() => wrap(function, &analysis, wrapper),
+        // The function as written (its stack left expanded, so that no
+        // error is reported twice), so the rest of the crate still
+        // type-checks.
         _ => {
             let errors = errors.to_compile_errors();
-            quote!(#item #errors)
+            quote!(#function #errors)
         }
+    }
+}
+
+/// `::cachefw::__private`, or the `__private` of the path given as
+/// `crate = …`.
+pub(crate) fn private_path(args: &Args) -> TokenStream {
+    match &args.krate {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::cachefw::__private),
     }
 }
 
@@ -81,7 +112,7 @@ fn cache_tokens(private: &TokenStream, cache: Option<&Expr>) -> TokenStream {
 
 /// The `unless` predicate over `result`, a reference to the value about to
 /// be stored, whose type the runtime method gives.
-fn unless_tokens(unless: Option<&Expr>) -> TokenStream {
+pub(crate) fn unless_tokens(unless: Option<&Expr>) -> TokenStream {
     // `result` is the user's name for the value, so it takes their span.
     let result = Ident::new("result", Span::call_site());
     match unless {
@@ -90,200 +121,208 @@ fn unless_tokens(unless: Option<&Expr>) -> TokenStream {
     }
 }
 
-/// The call the body is wrapped in; `None` after reporting an error.
-fn call_tokens(kind: Kind, args: &Args, analysis: &Analysis, errors: &mut Errors) -> Option<Call> {
-    // Every check runs, so that all mistakes are reported at once.
-    let template = args
-        .key
-        .as_ref()
-        .or(args.prefix.as_ref())
-        .and_then(
-            |target| match Template::parse(&target.0, &analysis.params) {
-                Ok(template) => Some(template),
-                Err(error) => {
-                    errors.push(error);
-                    None
-                }
-            },
-        );
-    if let (Some(output), None, Kind::Cacheable | Kind::Put) =
-        (&analysis.generic_output, &args.shape, kind)
-    {
-        errors.push(syn::Error::new_spanned(
-            output,
-            format!(
-                "this return type is a type parameter (or one of its associated types), whose \
-                 shape {} cannot see: declare it with `shape = \"result\"`, `\"option\"`, \
-                 `\"result_option\"` or `\"plain\"` (a bare type parameter can only be \
-                 `\"plain\"`, every value cached; return `Result<T, E>` or `Option<T>` to cache \
-                 only `Ok` or `Some`)",
-                kind.attribute(),
-            ),
-        ));
-    }
-    let template = template?;
-    let private = match &args.krate {
-        Some(path) => quote!(#path::__private),
-        None => quote!(::cachefw::__private),
+/// The `&Options { … }` of a call: what its arguments say about storing.
+///
+/// `site` is the function's name: the metrics label the call with
+/// `module_path!()::name`.
+pub(crate) fn options_tokens(private: &TokenStream, args: &Args, site: &Ident) -> TokenStream {
+    let site = site.to_string();
+    let ttl = ttl_tokens(private, args.ttl.as_ref());
+    let none_ttl = ttl_tokens(private, args.cache_none.as_ref());
+    let jitter = match &args.jitter {
+        Some(jitter) => {
+            let fraction = jitter.0;
+            quote!(#private::Option::Some(#fraction))
+        }
+        None => quote!(#private::Option::None),
     };
+    let refresh_ahead = match &args.refresh_ahead {
+        None => quote!(#private::Option::None),
+        Some(RefreshAhead::Default(_)) => {
+            quote!(#private::Option::Some(#private::Option::None))
+        }
+        Some(RefreshAhead::Off) => {
+            quote!(#private::Option::Some(#private::Option::Some(0.0)))
+        }
+        Some(RefreshAhead::Beta(beta, _)) => {
+            quote!(#private::Option::Some(#private::Option::Some(#beta)))
+        }
+    };
+    let swr = ttl_tokens(private, args.stale_while_revalidate.as_ref());
+    let sie = ttl_tokens(private, args.stale_if_error.as_ref());
+    let load_timeout = ttl_tokens(private, args.load_timeout.as_ref());
+    quote!(&#private::Options {
+        ttl: #ttl,
+        none_ttl: #none_ttl,
+        jitter: #jitter,
+        refresh_ahead: #refresh_ahead,
+        stale_while_revalidate: #swr,
+        stale_if_error: #sie,
+        load_timeout: #load_timeout,
+        site: #private::concat!(#private::module_path!(), "::", #site),
+    })
+}
+
+/// An expression making the `Call` of one attribute before the body runs:
+/// its cache and the key (or prefix) rendered from the parameters, or a
+/// bypass when its `condition` is false.
+pub(crate) fn new_call(private: &TokenStream, args: &Args, template: &Template) -> TokenStream {
     let writer = Ident::new("__cachefw_key", Span::mixed_site());
     let render = template.render(&writer);
     let capacity = template.capacity();
-    let cache = cache_tokens(&private, args.cache.as_ref());
+    let cache = cache_tokens(private, args.cache.as_ref());
     let constructor = if args.prefix.is_some() {
         quote!(prefix)
     } else {
         quote!(key)
     };
-    let new_call = quote! {
+    let call = quote! {
         #private::Call::#constructor(#cache, #capacity, |#writer| { #render })
     };
-    let make = match &args.condition {
-        Some(condition) => quote! {
-            let __cachefw_enabled: bool = #condition;
-            let __cachefw_call = if __cachefw_enabled {
-                #new_call
-            } else {
-                #private::Call::bypass()
-            };
-        },
-        None => quote!(let __cachefw_call = #new_call;),
-    };
-    // Each check is spanned on its argument, where a mismatch is reported.
-    let mut shape = quote! {
+    match &args.condition {
+        // The `bool` is spanned on the expression, where a mismatch is
+        // reported, not on the attribute (which may be another of a stack).
+        Some(condition) => {
+            let enabled =
+                quote_spanned!(condition.span()=> let __cachefw_enabled: bool = #condition;);
+            quote! {{
+                #enabled
+                if __cachefw_enabled { #call } else { #private::Call::bypass() }
+            }}
+        }
+        None => call,
+    }
+}
+
+/// Binds `__cachefw_shape` to the shape of `__cachefw_body`.
+pub(crate) fn shape_tokens(private: &TokenStream) -> TokenStream {
+    quote! {
         let __cachefw_shape = {
             use #private::Dispatch as _;
             (&&&#private::Tag::__cachefw_tag).shape()
         };
-    };
-    if let Some(declared) = &args.shape {
-        let check = Ident::new(declared.shape.name(), declared.lit.span());
-        shape.extend(quote_spanned! {declared.lit.span()=>
-            let __cachefw_shape = #private::declare::#check(__cachefw_shape);
-        });
     }
+}
+
+/// Checks the shape against the one `shape = "…"` declares, if any; spanned
+/// on the argument, where a mismatch is reported.
+pub(crate) fn declared_shape_tokens(private: &TokenStream, args: &Args) -> TokenStream {
+    let Some(declared) = &args.shape else {
+        return TokenStream::new();
+    };
+    let check = Ident::new(declared.shape.name(), declared.lit.span());
+    quote_spanned! {declared.lit.span()=>
+        let __cachefw_shape = #private::declare::#check(__cachefw_shape);
+    }
+}
+
+/// The error for a return type whose shape only a `shape = "…"` can tell.
+pub(crate) fn undeclared_shape(output: &syn::Type, kind: Kind) -> syn::Error {
+    syn::Error::new_spanned(
+        output,
+        format!(
+            "this return type is a type parameter (or one of its associated types), whose \
+             shape {} cannot see: declare it with `shape = \"result\"`, `\"option\"`, \
+             `\"result_option\"` or `\"plain\"` (a bare type parameter can only be \
+             `\"plain\"`, every value cached; return `Result<T, E>` or `Option<T>` to cache \
+             only `Ok` or `Some`)",
+            kind.attribute(),
+        ),
+    )
+}
+
+/// The `#[cacheable]` call the body is wrapped in; `None` after reporting
+/// an error.
+fn cacheable_tokens(args: &Args, analysis: &Analysis, errors: &mut Errors) -> Option<Wrapper> {
+    // Every check runs, so that all mistakes are reported at once.
+    let results = Results::Refused(
+        "which #[cacheable] does not have: its key is read before the body runs (to store \
+         under a key from the returned value, use #[cache_put])"
+            .to_owned(),
+    );
+    let template = args.key.as_ref().and_then(|key| {
+        Template::parse(&key.0, &analysis.params, &results)
+            .map_err(|error| errors.push(error))
+            .ok()
+    });
+    if let (Some(output), None) = (&analysis.generic_output, &args.shape) {
+        errors.push(undeclared_shape(output, Kind::Cacheable));
+    }
+    let template = template?;
+    let private = private_path(args);
+    let call = new_call(&private, args, &template);
+    let mut shape = shape_tokens(&private);
+    shape.extend(declared_shape_tokens(&private, args));
     if let Some(none) = &args.cache_none {
         shape.extend(quote_spanned! {none.lit.span()=>
             let __cachefw_shape = #private::caching_none(__cachefw_shape);
         });
     }
-    let options = {
-        let ttl = ttl_tokens(&private, args.ttl.as_ref());
-        let none_ttl = ttl_tokens(&private, args.cache_none.as_ref());
-        let jitter = match &args.jitter {
-            Some(jitter) => {
-                let fraction = jitter.0;
-                quote!(#private::Option::Some(#fraction))
-            }
-            None => quote!(#private::Option::None),
-        };
-        let refresh_ahead = match &args.refresh_ahead {
-            None => quote!(#private::Option::None),
-            Some(RefreshAhead::Default(_)) => {
-                quote!(#private::Option::Some(#private::Option::None))
-            }
-            Some(RefreshAhead::Off) => {
-                quote!(#private::Option::Some(#private::Option::Some(0.0)))
-            }
-            Some(RefreshAhead::Beta(beta, _)) => {
-                quote!(#private::Option::Some(#private::Option::Some(#beta)))
-            }
-        };
-        let swr = ttl_tokens(&private, args.stale_while_revalidate.as_ref());
-        let sie = ttl_tokens(&private, args.stale_if_error.as_ref());
-        let load_timeout = ttl_tokens(&private, args.load_timeout.as_ref());
-        quote!(&#private::Options {
-            ttl: #ttl,
-            none_ttl: #none_ttl,
-            jitter: #jitter,
-            refresh_ahead: #refresh_ahead,
-            stale_while_revalidate: #swr,
-            stale_if_error: #sie,
-            load_timeout: #load_timeout,
+    let options = options_tokens(&private, args, &analysis.name);
+    let unless = unless_tokens(args.unless.as_ref());
+    // The method's bounds are on the value type: report them on the return
+    // type rather than on the attribute.
+    let method = Ident::new("cacheable", analysis.output_span);
+    let background = args
+        .refresh_ahead
+        .as_ref()
+        .and_then(RefreshAhead::span_if_on)
+        .or_else(|| {
+            args.stale_while_revalidate
+                .as_ref()
+                .map(|ttl| ttl.lit.span())
         })
-    };
-    let (method, call_args) = match kind {
-        Kind::Cacheable => ("cacheable", {
-            let unless = unless_tokens(args.unless.as_ref());
-            quote!(#options, #unless,)
-        }),
-        Kind::Put => ("put", {
-            let unless = unless_tokens(args.unless.as_ref());
-            quote!(#options, #unless,)
-        }),
-        Kind::Evict => ("evict", {
-            let before = args.before.as_ref().is_some_and(|before| before.value);
-            quote!(#before,)
-        }),
-    };
-    let background = match kind {
-        Kind::Cacheable => args
-            .refresh_ahead
-            .as_ref()
-            .and_then(RefreshAhead::span_if_on)
-            .or_else(|| {
-                args.stale_while_revalidate
-                    .as_ref()
-                    .map(|ttl| ttl.lit.span())
-            })
-            .or_else(|| args.load_timeout.as_ref().map(|ttl| ttl.lit.span()))
-            .map(|span| Background {
-                span,
-                private: private.clone(),
-                options: options.clone(),
-                unless: args.unless.clone(),
-            }),
-        _ => None,
-    };
-    Some(Call {
-        make,
+        .or_else(|| args.load_timeout.as_ref().map(|ttl| ttl.lit.span()))
+        .map(|span| Background {
+            span,
+            private: private.clone(),
+            method: Ident::new("cacheable_owned", analysis.output_span),
+            options: options.clone(),
+            unless: args.unless.clone(),
+        });
+    Some(Wrapper {
+        make: quote!(let __cachefw_call = #call;),
         shape,
-        // The method's bounds are on the value type: report them on the
-        // return type rather than on the attribute.
-        method: Ident::new(method, analysis.output_span),
-        args: call_args,
+        run: quote! {
+            __cachefw_call.#method(__cachefw_shape, #options, #unless, __cachefw_body).await
+        },
         background,
     })
 }
 
-/// What the wrapped body runs: `make` binds `__cachefw_call`, `shape`
-/// binds `__cachefw_shape` from `__cachefw_body`, then
-/// `__cachefw_call.method(__cachefw_shape, args…, __cachefw_body).await`.
-struct Call {
-    make: TokenStream,
-    shape: TokenStream,
-    method: Ident,
-    /// The method's arguments between the shape and the body, each followed
-    /// by a comma.
-    args: TokenStream,
-    /// With a background option (its span): the body runs in an owned
-    /// loader, and these are the pieces of that call.
-    background: Option<Background>,
+/// What the wrapped body runs: `make` binds what is made before the body,
+/// `shape` binds `__cachefw_shape` from the shape tag (`__cachefw_tag`
+/// stands for `of(&__cachefw_body)`), then `run` awaits the runtime call
+/// that runs the body.
+pub(crate) struct Wrapper {
+    pub(crate) make: TokenStream,
+    pub(crate) shape: TokenStream,
+    pub(crate) run: TokenStream,
+    /// With a background option of `#[cacheable]`: the body runs in an
+    /// owned loader, and these are the pieces of that call.
+    pub(crate) background: Option<Background>,
 }
 
 /// The pieces of `cacheable_owned`.
-struct Background {
+pub(crate) struct Background {
     span: Span,
     private: TokenStream,
+    method: Ident,
     options: TokenStream,
     unless: Option<Expr>,
 }
 
-impl Call {
+impl Wrapper {
     fn run(&self, body: TokenStream) -> TokenStream {
         let Self {
-            make,
-            shape,
-            method,
-            args,
-            ..
+            make, shape, run, ..
         } = self;
         let shape = shape_of(shape, quote!(of(&__cachefw_body)));
         quote! {
             #make
             let __cachefw_body = #body;
             #shape
-            __cachefw_call.#method(__cachefw_shape, #args __cachefw_body).await
+            #run
         }
     }
 
@@ -297,6 +336,7 @@ impl Call {
         let Background {
             span,
             private,
+            method,
             options,
             unless,
         } = background;
@@ -306,7 +346,6 @@ impl Call {
         let body = owned::rename_self(body);
         let make = &self.make;
         let shape = shape_of(&self.shape, quote!(of_loader(&__cachefw_loader)));
-        let method = Ident::new("cacheable_owned", self.method.span());
         Ok(quote! {
             #make
             #unless_copies
@@ -343,9 +382,9 @@ fn shape_of(shape: &TokenStream, tag: TokenStream) -> TokenStream {
 }
 
 /// The function with its body wrapped; its signature stays as written.
-fn wrap(mut function: ItemFn, analysis: &Analysis, call: Call) -> TokenStream {
+fn wrap(mut function: ItemFn, analysis: &Analysis, wrapper: Wrapper) -> TokenStream {
     if analysis.async_trait {
-        if let Some(background) = &call.background {
+        if let Some(background) = &wrapper.background {
             let error = syn::Error::new(
                 background.span,
                 "background options (`refresh_ahead`, `stale_while_revalidate`, `load_timeout`) \
@@ -356,7 +395,7 @@ fn wrap(mut function: ItemFn, analysis: &Analysis, call: Call) -> TokenStream {
             return quote!(#function #error);
         }
         if let Some(inner) = signature::async_trait_body(&mut function) {
-            let run = call.run(inner.to_token_stream());
+            let run = wrapper.run(inner.to_token_stream());
             *inner = syn::parse_quote!(async move { #run });
         }
         return function.into_token_stream();
@@ -366,15 +405,15 @@ fn wrap(mut function: ItemFn, analysis: &Analysis, call: Call) -> TokenStream {
         Some(ty) => quote!(async move { let __cachefw_ret: #ty = #block; __cachefw_ret }),
         None => quote!(async move #block),
     };
-    let run = match &call.background {
-        Some(background) => match call.run_owned(background, &function, body) {
+    let run = match &wrapper.background {
+        Some(background) => match wrapper.run_owned(background, &function, body) {
             Ok(run) => run,
             Err(error) => {
                 let error = error.to_compile_error();
                 return quote!(#function #error);
             }
         },
-        None => call.run(body),
+        None => wrapper.run(body),
     };
     let attrs = &function.attrs;
     let vis = &function.vis;
@@ -466,6 +505,22 @@ mod tests {
                     async fn evict(id: u64) {}
                 ),
             ),
+            (
+                Kind::Put,
+                quote!(
+                    key = "u:<result.id>",
+                    condition = id > 0,
+                    unless = result.id == 0
+                ),
+                quote!(
+                    #[cache_put(key = "e:<result.name>:<id>", ttl = "1m", jitter = "5%")]
+                    #[cachefw::cache_evict(key = "l:<id>", condition = id > 1)]
+                    #[cache_evict(prefix = "p:<result.0>", shape = "result")]
+                    async fn create(id: u64) -> Result<U, ()> {
+                        Ok(U)
+                    }
+                ),
+            ),
         ];
         cases
             .into_iter()
@@ -515,6 +570,8 @@ mod tests {
         for out in expansions(quote!(my::rt)) {
             let text = out.to_string();
             assert!(!text.contains("compile_error"), "{text}");
+            // What the expansion wrote, after the attributes the user did.
+            let text = text.find("async fn").map_or(&*text, |at| &text[at..]);
             assert!(!text.contains("cachefw ::"), "{text}");
             let uses = text.matches("__private").count();
             assert!(uses >= 3, "{text}");
@@ -542,6 +599,114 @@ mod tests {
         assert!(text.starts_with(&item.to_string()), "{text}");
         assert_eq!(text.matches("compile_error").count(), 1, "{text}");
         assert!(!text.contains("__private"), "{text}");
+    }
+
+    /// The outermost write expands the whole stack: one runtime call, the
+    /// writes in the order written, no attribute of the stack left.
+    #[test]
+    fn one_expansion_for_the_stack() {
+        let out = expand(
+            Kind::Evict,
+            quote!(key = "a:<id>", before = true),
+            quote!(
+                #[doc = "kept"]
+                #[cache_put(key = "b:<result>")]
+                #[cache_evict(prefix = "c:")]
+                async fn f(id: u64) -> u64 {
+                    id
+                }
+            ),
+        );
+        let text = out.to_string();
+        assert!(!text.contains("compile_error"), "{text}");
+        assert_eq!(text.matches("Writes :: new").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("# [cache_").count(),
+            text.matches("__cachefw_expanded_with").count(),
+            "the others are left expanded: {text}"
+        );
+        let sibling = expand(
+            Kind::Put,
+            quote!(__cachefw_expanded_with_the_first_attribute_of_its_stack),
+            out.clone(),
+        );
+        assert_eq!(
+            sibling.to_string(),
+            text,
+            "and expand to the function as it is"
+        );
+        assert!(text.contains("# [doc = \"kept\"]"), "{text}");
+        let at = |step: &str| {
+            text.find(step)
+                .unwrap_or_else(|| panic!("{step} in {text}"))
+        };
+        let steps = [
+            at(". evict (__cachefw_write_0 "),
+            at(". put (__cachefw_write_1 "),
+            at(". evict (__cachefw_write_2 "),
+        ];
+        assert!(steps.is_sorted(), "in the order written: {text}");
+    }
+
+    #[test]
+    fn every_attribute_of_the_stack_reports_its_own_errors_once() {
+        let out = expand(
+            Kind::Put,
+            quote!(key = "a:<result>", ttl = "1x"),
+            quote!(
+                #[cache_evict(key = "b:<result>", before = true)]
+                #[cache_put(tll = "1m")]
+                async fn f(id: u64) {}
+            ),
+        );
+        let text = out.to_string();
+        for expected in [
+            "malformed TTL",
+            "`f` returns `()`",
+            "`before = true` does not have",
+            "unknown argument `tll` of #[cache_put]",
+            "#[cache_put] needs `key",
+        ] {
+            assert_eq!(text.matches(expected).count(), 1, "{expected} in {text}");
+        }
+        assert!(
+            text.starts_with(
+                "# [cache_evict (__cachefw_expanded_with_the_first_attribute_of_its_stack)] \
+                 # [cache_put (__cachefw_expanded_with_the_first_attribute_of_its_stack)] \
+                 async fn f (id : u64) { }"
+            ),
+            "the function is left as written, its stack expanded: {text}"
+        );
+    }
+
+    #[test]
+    fn result_keys_only_after_the_body() {
+        let item = quote!(
+            async fn f(id: u64) -> Option<u64> {
+                Some(id)
+            }
+        );
+        let cases = [
+            (
+                Kind::Cacheable,
+                quote!(key = "a:<result>"),
+                Some("#[cacheable] does not have"),
+            ),
+            (
+                Kind::Evict,
+                quote!(key = "a:<result>", before = true),
+                Some("`before = true`"),
+            ),
+            (Kind::Evict, quote!(prefix = "a:<result>"), None),
+            (Kind::Put, quote!(key = "a:<result.x.0>"), None),
+        ];
+        for (kind, args, error) in cases {
+            let text = expand(kind, args, item.clone()).to_string();
+            match error {
+                Some(error) => assert!(text.contains(error), "{text}"),
+                None => assert!(!text.contains("compile_error"), "{text}"),
+            }
+        }
     }
 
     #[test]

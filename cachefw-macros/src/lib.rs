@@ -5,9 +5,11 @@
 //! them; the generated code names only `::cachefw::__private`.
 //!
 //! Each macro keeps the function's signature as written and wraps its body
-//! in one call of the runtime. When the arguments are wrong, the function is
-//! emitted untouched beside the errors, so the rest of the crate still
-//! type-checks.
+//! in one call of the runtime. The `#[cache_put]` and `#[cache_evict]`
+//! attributes stacked on one function are expanded as one, by the
+//! outermost: the body runs once, and the writes follow it in the order
+//! written. When the arguments are wrong, the function is emitted untouched
+//! beside the errors, so the rest of the crate still type-checks.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -18,8 +20,10 @@ mod errors;
 mod expand;
 mod owned;
 mod signature;
+mod stack;
 mod template;
 mod ttl;
+mod writes;
 
 use proc_macro::TokenStream;
 

@@ -15,6 +15,8 @@ use syn::{
 };
 
 pub(crate) struct Analysis {
+    /// The function's name, for messages.
+    pub(crate) name: Ident,
     /// Parameter names a key may name: `self`, and parameters bound to a
     /// plain identifier.
     pub(crate) params: Vec<String>,
@@ -25,6 +27,8 @@ pub(crate) struct Analysis {
     /// or one of its associated types (`R::Output`): its shape cannot be
     /// found from the type, so it has to be declared.
     pub(crate) generic_output: Option<Type>,
+    /// Whether the function returns `()`, whose value no key can name.
+    pub(crate) returns_unit: bool,
     /// Whether `#[async_trait]` already rewrote the method: its body is then
     /// `Box::pin(async move { … })`, and that inner block is what is wrapped.
     pub(crate) async_trait: bool,
@@ -170,15 +174,18 @@ pub(crate) fn analyze(item: &mut ItemFn, attribute: &str) -> syn::Result<Analysi
     };
     let type_params: Vec<&Ident> = item.sig.generics.type_params().map(|p| &p.ident).collect();
     let generic_output = hangs_on(&output, &type_params).then(|| output.clone());
+    let returns_unit = matches!(strip(&output), Type::Tuple(tuple) if tuple.elems.is_empty());
     let output_span = match &item.sig.output {
         ReturnType::Type(_, ty) if !async_trait => syn::spanned::Spanned::span(ty),
         _ => item.sig.ident.span(),
     };
     let annotate = (!async_trait && !contains_impl_trait(&output)).then_some(output);
     Ok(Analysis {
+        name: item.sig.ident.clone(),
         params,
         annotate,
         generic_output,
+        returns_unit,
         async_trait,
         output_span,
     })
@@ -187,6 +194,25 @@ pub(crate) fn analyze(item: &mut ItemFn, attribute: &str) -> syn::Result<Analysi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn analyzed(item: &str) -> Analysis {
+        let mut item: ItemFn = syn::parse_str(item).expect("a fn");
+        analyze(&mut item, "#[cache_put]").expect("analysed")
+    }
+
+    #[test]
+    fn finds_unit_returns() {
+        for item in [
+            "async fn f() {}",
+            "async fn f() -> () {}",
+            "async fn f() -> (()) {}",
+        ] {
+            assert!(analyzed(item).returns_unit, "{item}");
+        }
+        for item in ["async fn f() -> u8 {}", "async fn f() -> Result<(), E> {}"] {
+            assert!(!analyzed(item).returns_unit, "{item}");
+        }
+    }
 
     fn generic_output(item: &str) -> Option<String> {
         let mut item: ItemFn = syn::parse_str(item).expect("a fn");

@@ -1,16 +1,29 @@
 //! Key templates: literal text with `<param>` and `<param.field.path>`
 //! placeholders, checked against the function's parameters at compile time
-//! and rendered with `Display` into one buffer.
+//! and rendered with `Display` into one buffer; and, where the returned
+//! value exists, `<result>` and `<result.field.path>` placeholders, rendered
+//! into the places left for them once the body has returned.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::{Ident, Index, LitStr, Member};
+
+/// The name that stands for the returned value in a placeholder.
+const RESULT: &str = "result";
 
 #[derive(Debug, PartialEq)]
 enum Part {
     Text(String),
     /// A parameter and the fields below it (`order.id` → `order`, `[id]`).
     Path(String, Vec<String>),
+}
+
+/// Whether a template may name the returned value (`<result…>`).
+pub(crate) enum Results {
+    Allowed,
+    /// Why not, completing "`<result>` names the value the function
+    /// returns, …".
+    Refused(String),
 }
 
 /// A template that passed every check.
@@ -66,29 +79,60 @@ fn split(text: &str) -> Result<Vec<Part>, String> {
 
 impl Template {
     /// Parses `lit` and checks each placeholder against `params` (the
-    /// function's parameter names, `self` included for methods).
-    pub(crate) fn parse(lit: &LitStr, params: &[String]) -> syn::Result<Self> {
+    /// function's parameter names, `self` included for methods) and, for
+    /// `<result…>`, against `results`.
+    pub(crate) fn parse(lit: &LitStr, params: &[String], results: &Results) -> syn::Result<Self> {
         let text = lit.value();
         let parts = split(&text).map_err(|message| syn::Error::new_spanned(lit, message))?;
+        let error = |message: String| Err(syn::Error::new_spanned(lit, message));
         for part in &parts {
-            if let Part::Path(root, _) = part
-                && !params.iter().any(|p| p == root)
-            {
-                let known = if params.is_empty() {
+            let Part::Path(root, _) = part else { continue };
+            let known = || {
+                let params = if params.is_empty() {
                     "the function has no parameters".to_owned()
                 } else {
                     format!("the parameters are: {}", params.join(", "))
                 };
-                return Err(syn::Error::new_spanned(
-                    lit,
-                    format!("no parameter named `{root}` in key template {text:?}; {known}"),
-                ));
+                match results {
+                    Results::Allowed => format!("{params}; `<{RESULT}>` names the returned value"),
+                    Results::Refused(_) => params,
+                }
+            };
+            match (root == RESULT, results) {
+                (true, Results::Refused(why)) => {
+                    return error(format!(
+                        "`<{RESULT}>` in key template {text:?} names the value the function \
+                         returns, {why}; {}",
+                        known()
+                    ));
+                }
+                (true, Results::Allowed) if params.iter().any(|p| p == RESULT) => {
+                    return error(format!(
+                        "`<{RESULT}>` in key template {text:?} names the returned value, so the \
+                         parameter `{RESULT}` cannot be named in a key: rename the parameter"
+                    ));
+                }
+                (true, Results::Allowed) => {}
+                (false, _) if !params.iter().any(|p| p == root) => {
+                    return error(format!(
+                        "no parameter named `{root}` in key template {text:?}; {}",
+                        known()
+                    ));
+                }
+                (false, _) => {}
             }
         }
         Ok(Self {
             parts,
             span: lit.span(),
         })
+    }
+
+    /// Whether the template names the returned value.
+    pub(crate) fn names_result(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Path(root, _) if root == RESULT))
     }
 
     /// Bytes to reserve for the rendered key: the text, plus a guess per
@@ -103,27 +147,46 @@ impl Template {
             .sum()
     }
 
-    /// Statements appending the key to `writer`, a `KeyWriter`.
+    /// Statements appending the key to `writer`, a `KeyWriter`, before the
+    /// body runs: a `<result…>` placeholder leaves a place for its value.
     pub(crate) fn render(&self, writer: &Ident) -> TokenStream {
         self.parts
             .iter()
             .map(|part| match part {
                 Part::Text(text) => quote!(#writer.text(#text);),
-                Part::Path(root, fields) => {
-                    let root = Ident::new(root, self.span);
-                    let fields = fields.iter().map(|field| match field.parse::<u32>() {
-                        Ok(index) => Member::Unnamed(Index {
-                            index,
-                            span: self.span,
-                        }),
-                        Err(_) => Member::Named(Ident::new(field, self.span)),
-                    });
-                    // Spanned on the template, where a type that is not
-                    // `Display` is then reported.
-                    quote_spanned!(self.span=> #writer.display(&(#root #(.#fields)*));)
-                }
+                Part::Path(root, _) if root == RESULT => quote!(#writer.result();),
+                Part::Path(root, fields) => self.display(writer, root, fields),
             })
             .collect()
+    }
+
+    /// A closure rendering the `<result…>` placeholders into `writer`, a
+    /// `ResultWriter`, from `result`, a reference to the returned value.
+    pub(crate) fn render_result(&self, writer: &Ident) -> TokenStream {
+        if !self.names_result() {
+            return quote!(|_, _| {});
+        }
+        let displays = self.parts.iter().filter_map(|part| match part {
+            Part::Path(root, fields) if root == RESULT => Some(self.display(writer, root, fields)),
+            _ => None,
+        });
+        // The parameter takes the template's span, as its uses do.
+        let result = Ident::new(RESULT, self.span);
+        quote!(|#writer, #result| { #(#displays)* })
+    }
+
+    fn display(&self, writer: &Ident, root: &str, fields: &[String]) -> TokenStream {
+        let root = Ident::new(root, self.span);
+        // Reported on the template, but as the macro's tokens: rustc then
+        // does not offer to rewrite the literal into a field name.
+        let span = self.span.resolved_at(Span::mixed_site());
+        let fields = fields.iter().map(|field| match field.parse::<u32>() {
+            Ok(index) => Member::Unnamed(Index { index, span }),
+            Err(_) => Member::Named(Ident::new(field, span)),
+        });
+        // Spanned on the template, where a field that does not exist or a
+        // type that is not `Display` is then reported.
+        quote_spanned!(self.span=> #writer.display(&(#root #(.#fields)*));)
     }
 }
 
@@ -161,18 +224,65 @@ mod tests {
         }
     }
 
+    fn refused() -> Results {
+        Results::Refused("which is not known yet".to_owned())
+    }
+
     #[test]
     fn checks_roots_against_parameters() {
         let lit = LitStr::new("user:<id>:<who.name>", Span::call_site());
         let params = ["id".to_owned(), "who".to_owned()];
-        assert!(Template::parse(&lit, &params).is_ok());
-        let err = Template::parse(&lit, &params[..1])
+        assert!(Template::parse(&lit, &params, &refused()).is_ok());
+        let err = Template::parse(&lit, &params[..1], &refused())
             .err()
             .expect("unknown root");
         assert!(
             err.to_string().contains("no parameter named `who`"),
             "{err}"
         );
-        assert!(err.to_string().contains("the parameters are: id"), "{err}");
+        assert!(err.to_string().ends_with("the parameters are: id"), "{err}");
+        let err = Template::parse(&lit, &params[..1], &Results::Allowed)
+            .err()
+            .expect("unknown root");
+        assert!(
+            err.to_string()
+                .ends_with("the parameters are: id; `<result>` names the returned value"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn result_placeholders_only_where_allowed() {
+        let lit = LitStr::new("user:<result.id>:<tenant>", Span::call_site());
+        let params = ["tenant".to_owned()];
+        let template = Template::parse(&lit, &params, &Results::Allowed).expect("allowed");
+        assert!(template.names_result());
+        let writer = Ident::new("w", Span::call_site());
+        assert_eq!(
+            template.render(&writer).to_string(),
+            "w . text (\"user:\") ; w . result () ; w . text (\":\") ; w . display (& (tenant)) ;"
+        );
+        assert_eq!(
+            template.render_result(&writer).to_string(),
+            "| w , result | { w . display (& (result . id)) ; }"
+        );
+
+        let err = Template::parse(&lit, &params, &refused())
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("names the value the function returns, which is not known yet; the parameters are: tenant"),
+            "{err}"
+        );
+        let named = ["result".to_owned()];
+        let err = Template::parse(&lit, &named, &Results::Allowed)
+            .err()
+            .expect("ambiguous");
+        assert!(err.to_string().contains("rename the parameter"), "{err}");
+
+        let plain = LitStr::new("user:<tenant>", Span::call_site());
+        let template = Template::parse(&plain, &params, &refused()).expect("no result");
+        assert!(!template.names_result());
+        assert_eq!(template.render_result(&writer).to_string(), "| _ , _ | { }");
     }
 }

@@ -299,8 +299,8 @@ impl Inner {
         load: L,
     ) -> S::Output {
         match fallback {
-            Some((stale, expires)) => {
-                self.lead_stale::<S, L>(leader, full, lease, stale, expires, policy, load)
+            Some(stale) => {
+                self.lead_stale::<S, L>(leader, full, lease, stale, policy, load)
                     .await
             }
             None => {
@@ -354,8 +354,7 @@ impl Inner {
         leader: Option<Leader<'_>>,
         full: &str,
         lease: bool,
-        stale: S::Output,
-        expires_ms: u64,
+        (stale, expires_ms): (S::Output, u64),
         policy: &Policy,
         load: L,
     ) -> S::Output {

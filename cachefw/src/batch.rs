@@ -146,18 +146,20 @@ impl Inner {
             }));
         }
         self.take_leases::<T>(&fulls, &reachable, &mut slots).await;
-        self.await_other_processes::<T>(&fulls, &mut slots).await;
-        // What we load: the keys we lead, with or without the lease.
-        let mut ours: Vec<(usize, Leader<'_>, Option<LeaseGuard>)> = Vec::new();
-        for (at, slot) in slots.iter_mut().enumerate() {
-            match slot.take() {
-                Some(Slot::Leading(leader, guard)) => ours.push((at, leader, guard)),
-                Some(Slot::Waiting(leader)) => ours.push((at, leader, None)),
-                other => *slot = other,
-            }
+        // With nothing of our own to load, we can wait for the other
+        // processes first: what they leave unresolved (a lease that lapsed,
+        // a key released without a value) is then ours to load. With keys
+        // of our own, our load starts at once and runs while we wait for
+        // theirs: two processes whose batches overlap each wait for the
+        // other's keys, and neither may hold its load back for that.
+        let mut ours = take_ours(&mut slots, false);
+        if ours.is_empty() {
+            self.await_other_processes::<T>(&fulls, &mut slots).await;
+            ours = take_ours(&mut slots, true);
         }
         let mut values: Vec<Option<T>> = vec![None; fulls.len()];
         let followers = async {
+            self.await_other_processes::<T>(&fulls, &mut slots).await;
             let mut waited = Vec::new();
             for (at, slot) in slots.into_iter().enumerate() {
                 match slot {
@@ -177,7 +179,19 @@ impl Inner {
                             };
                         waited.push((at, value));
                     }
-                    _ => {}
+                    // Another process's lease that ended without a value
+                    // while our loader was already called: the source has
+                    // none for it (its loader left it out), or that process
+                    // died mid-load (its lease lapsed).
+                    Some(Slot::Leading(leader, _) | Slot::Waiting(leader)) => {
+                        tracing::debug!(
+                            key = %fulls[at],
+                            "cachefw: a batch key leased elsewhere ended without a value"
+                        );
+                        leader.fail();
+                        waited.push((at, None));
+                    }
+                    None => {}
                 }
             }
             waited
@@ -413,4 +427,21 @@ impl Inner {
             }
         }
     }
+}
+
+/// The keys we lead (with the lease or without), taken out of `slots`;
+/// with `lapsed`, the keys still leased elsewhere too (their wait is over).
+fn take_ours<'a, T>(
+    slots: &mut [Option<Slot<'a, T>>],
+    lapsed: bool,
+) -> Vec<(usize, Leader<'a>, Option<LeaseGuard>)> {
+    let mut ours = Vec::new();
+    for (at, slot) in slots.iter_mut().enumerate() {
+        match slot.take() {
+            Some(Slot::Leading(leader, guard)) => ours.push((at, leader, guard)),
+            Some(Slot::Waiting(leader)) if lapsed => ours.push((at, leader, None)),
+            other => *slot = other,
+        }
+    }
+    ours
 }

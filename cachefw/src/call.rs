@@ -1,6 +1,9 @@
 //! One call of an annotated function, as the macros' generated code makes
 //! it: the cache it uses, its rendered key, and the runtime entry that wraps
-//! its body.
+//! its body: [`Call::cacheable`] for `#[cacheable]`, [`Writes`] for the
+//! `#[cache_put]` and `#[cache_evict]` attributes stacked on a function.
+
+mod writes;
 
 use std::fmt::Display;
 use std::future::Future;
@@ -8,9 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::aside::{Borrowed, Owned};
 use crate::cache::Cache;
-use crate::codec::Entry;
 use crate::policy::{Options, Policy};
-use crate::shape::{Returns, Shape};
+use crate::shape::Shape;
+
+pub use self::writes::Writes;
 
 /// The cache installed with [`crate::install`]; warns once per process when
 /// there is none, since every annotated call then runs uncached.
@@ -45,21 +49,31 @@ impl CacheRef for Option<Cache> {
     }
 }
 
-/// Renders a key template into the key buffer.
-pub struct KeyWriter<'a>(&'a mut String);
+/// Renders a key template into the key buffer, before the body runs.
+pub struct KeyWriter<'a> {
+    buf: &'a mut String,
+    holes: &'a mut Vec<usize>,
+}
 
 impl KeyWriter<'_> {
     /// Literal text of the template.
     pub fn text(&mut self, text: &str) {
-        self.0.push_str(text);
+        self.buf.push_str(text);
     }
 
     /// A placeholder, rendered with `Display`, `%` and `:` escaped.
     pub fn display<D: Display + ?Sized>(&mut self, value: &D) {
-        crate::key::push_part(self.0, value);
+        crate::key::push_part(self.buf, value);
+    }
+
+    /// A `<result…>` placeholder: its value is rendered here once the body
+    /// has returned (by a [`ResultWriter`]).
+    pub fn result(&mut self) {
+        self.holes.push(self.buf.len());
     }
 }
 
+#[derive(Clone)]
 enum Target {
     Key(String),
     Prefix(String),
@@ -70,6 +84,9 @@ enum Target {
 pub struct Call {
     cache: Option<Cache>,
     target: Target,
+    /// Where in the target the `<result…>` placeholders go, in order; none
+    /// when the key is complete before the body runs.
+    holes: Vec<usize>,
 }
 
 impl Call {
@@ -79,13 +96,20 @@ impl Call {
         capacity: usize,
         render: impl FnOnce(&mut KeyWriter<'_>),
     ) -> Self {
+        let mut holes = Vec::new();
         let key = match &cache {
-            Some(cache) => cache.render_key(capacity, |buf| render(&mut KeyWriter(buf))),
+            Some(cache) => cache.render_key(capacity, |buf| {
+                render(&mut KeyWriter {
+                    buf,
+                    holes: &mut holes,
+                });
+            }),
             None => String::new(),
         };
         Self {
             cache,
             target: Target::Key(key),
+            holes,
         }
     }
 
@@ -96,13 +120,18 @@ impl Call {
         render: impl FnOnce(&mut KeyWriter<'_>),
     ) -> Self {
         let mut prefix = String::new();
+        let mut holes = Vec::new();
         if cache.is_some() {
             prefix.reserve(capacity);
-            render(&mut KeyWriter(&mut prefix));
+            render(&mut KeyWriter {
+                buf: &mut prefix,
+                holes: &mut holes,
+            });
         }
         Self {
             cache,
             target: Target::Prefix(prefix),
+            holes,
         }
     }
 
@@ -111,6 +140,7 @@ impl Call {
         Self {
             cache: None,
             target: Target::Key(String::new()),
+            holes: Vec::new(),
         }
     }
 
@@ -159,62 +189,5 @@ impl Call {
         inner
             .through::<S, _>(&key, &policy, Owned(loader, unless))
             .await
-    }
-
-    async fn evict_now(&self) {
-        let Some(cache) = &self.cache else { return };
-        // Failures are counted and logged by the cache; they never reach
-        // the caller.
-        let _ = match &self.target {
-            Target::Key(key) => cache.inner().delete_full(key).await.map(|_| ()),
-            Target::Prefix(prefix) => cache.evict_prefix(prefix).await.map(|_| ()),
-        };
-    }
-
-    /// `#[cache_evict]`: evicts after the body succeeds (`Ok` of a
-    /// `Result`, any value of a shape without errors); with `before`,
-    /// before the body and again after it, whatever it returns, so a reader
-    /// that filled the key in between does not win.
-    pub async fn evict<S: Returns>(
-        self,
-        _: S,
-        before: bool,
-        body: impl Future<Output = S::Output>,
-    ) -> S::Output {
-        if before {
-            self.evict_now().await;
-        }
-        let output = body.await;
-        if before || S::succeeded(&output) {
-            self.evict_now().await;
-        }
-        output
-    }
-
-    /// `#[cache_put]`: stores the body's value (`Ok`, `Some`, or a plain
-    /// value) unless `unless` holds it back; a `None` (`Ok(None)`) evicts
-    /// the key instead, since the source no longer has a value; an `Err`
-    /// changes nothing.
-    pub async fn put<S: Shape>(
-        self,
-        _: S,
-        options: &Options,
-        unless: impl FnOnce(&S::Value) -> bool,
-        body: impl Future<Output = S::Output>,
-    ) -> S::Output {
-        let output = body.await;
-        let (Some(cache), Target::Key(key)) = (&self.cache, &self.target) else {
-            return output;
-        };
-        match S::to_entry(&output) {
-            Some(Entry::Value(value)) if !unless(&value) => {
-                let policy = Policy::resolve(options, cache.inner().defaults());
-                let ttl = policy.jittered(policy.ttl);
-                cache.inner().put_full(key, &value, ttl).await;
-            }
-            Some(Entry::Absent) => self.evict_now().await,
-            Some(Entry::Value(_) | Entry::Leased) | None => {}
-        }
-        output
     }
 }

@@ -31,7 +31,8 @@
 //!
 //! The attribute macros [`cacheable`], [`cache_evict`] and [`cache_put`]
 //! declare the same cache-aside on async functions, with keys and TTLs
-//! checked at compile time.
+//! checked at compile time. Coming from Spring? [`spring`] maps its cache
+//! annotations to them, and says where cachefw differs.
 //!
 //! Keys are laid out as `{namespace}:v{version}:{key}`; bumping the version
 //! makes every old entry unreachable at once. Values carry a small header
@@ -74,6 +75,8 @@ mod meters;
 mod policy;
 mod report;
 mod shape;
+#[doc = include_str!("../docs/spring.md")]
+pub mod spring {}
 mod stats;
 mod ttl;
 

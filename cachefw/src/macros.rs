@@ -29,7 +29,7 @@
 ///
 /// | argument | meaning |
 /// | --- | --- |
-/// | `key = "user:<id>"` | required: literal text with `<param>` or `<param.field.path>` placeholders, each checked against the parameters at compile time and rendered with `Display` (see [Keys](#keys)) |
+/// | `key = "user:<id>"` | required: literal text with `<param>` or `<param.field.path>` placeholders, each checked against the parameters at compile time and rendered with `Display` (see [Keys](#keys)); `<result>` is an error here, since the key is read before the body runs |
 /// | `ttl = "10m"` | how long a value lives: `"500ms"`, `"45s"`, `"10m"`, `"1h30m"`, `"1d"`; default [`Cache::default_ttl`](crate::Cache::default_ttl) |
 /// | `cache = <expr>` | the cache to use, evaluated in the function's scope (`self.cache`, a static, a call): a [`Cache`](crate::Cache), an `Option<Cache>`, or anything that dereferences to one; default: the one given to [`install`](crate::install) |
 /// | `cache_none = "30s"` | for `Option<T>` and `Result<Option<T>, E>` returns: also cache `None` (`Ok(None)`), for this long; a compile error on any other shape |
@@ -267,15 +267,21 @@ pub use cachefw_macros::cacheable;
 ///
 /// | argument | meaning |
 /// | --- | --- |
-/// | `key = "user:<id>"` | the one entry to evict (placeholders as in [`cacheable`]) |
+/// | `key = "user:<id>"` | the one entry to evict (placeholders as in [`cacheable`]; after the body, `<result…>` too, as in [`cache_put`](cache_put#keys-from-the-result)) |
 /// | `prefix = "user:"` | instead of `key`: every entry whose key starts with it, taken literally (may hold placeholders) |
-/// | `before = true` | evict before the body runs, and again after it, whatever it returns (default `false`) |
+/// | `before = true` | evict before the body runs, and again after it, whatever it returns (default `false`); its key cannot name `<result>` |
+/// | `condition = <bool expr>` | over the parameters, evaluated before the body; when false this eviction is skipped |
 /// | `cache = <expr>` | the cache to use, as in [`cacheable`] |
 /// | `shape = "result"` | the return shape, as in [`cacheable`]; never required |
 /// | `crate = my_crate::cachefw` | as in [`cacheable`] |
 ///
-/// Several `#[cache_evict]` may stack on one function. A failed eviction
-/// (Redis down) is counted and logged, never returned to the caller.
+/// Several `#[cache_evict]` may stack on one function, and mix with
+/// `#[cache_put]`: see [Stacking](cache_put#stacking). After the body, an
+/// eviction whose key names `<result>` evicts nothing when there is no
+/// value to name (`None`, `Ok(None)`). A failed eviction (Redis down) is
+/// counted and logged, never returned to the caller: it is kept and
+/// replayed once Redis answers, and reads of its key bypass Redis until
+/// then.
 pub use cachefw_macros::cache_evict;
 
 /// Write-through: stores an `async fn`'s result under its key, as its
@@ -304,15 +310,110 @@ pub use cachefw_macros::cache_evict;
 /// # Ok(()) }
 /// ```
 ///
+/// The put replaces any lease on its key: a load that began before it (in
+/// this process or another) cannot store its older value afterwards.
+///
 /// # Arguments
 ///
 /// | argument | meaning |
 /// | --- | --- |
-/// | `key = "user:<u.id>"` | required, as in [`cacheable`] |
+/// | `key = "user:<u.id>"` | required, as in [`cacheable`], and `<result>` or `<result.field.path>` for the returned value (see [Keys from the result](#keys-from-the-result)) |
 /// | `ttl = "10m"` | as in [`cacheable`] |
 /// | `cache = <expr>` | as in [`cacheable`] |
+/// | `condition = <bool expr>` | over the parameters, evaluated before the body; when false this put is skipped |
 /// | `unless = <bool expr>` | over `result: &T`; when true the value is not stored (the entry is left as it was) |
 /// | `jitter = "10%"` | as in [`cacheable`] |
 /// | `shape = "result"` | as in [`cacheable`]: required when the return type is a type parameter |
 /// | `crate = my_crate::cachefw` | as in [`cacheable`] |
+///
+/// # Keys from the result
+///
+/// `<result>` and `<result.field.path>` in the key name the value the
+/// function returns: the `T` inside `Ok`, `Some` or `Ok(Some)`, or the plain
+/// value (Spring's `#result`). They are checked at compile time like the
+/// other placeholders: a field that does not exist, or a value that is not
+/// `Display`, is an error on the key. A write that creates a row often
+/// learns its id only from the source:
+///
+/// ```
+/// use cachefw::{cache_put, cacheable};
+/// # #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// # struct User { id: u64, email: String }
+/// # #[derive(Debug)] struct DbError;
+/// # static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(42);
+///
+/// #[cache_put(key = "user:<result.id>", ttl = "10m")]
+/// async fn create_user(email: String) -> Result<User, DbError> {
+///     let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::SeqCst); // the database's
+///     Ok(User { id, email })
+/// }
+///
+/// #[cacheable(key = "user:<id>", ttl = "10m")]
+/// async fn get_user(id: u64) -> Result<User, DbError> {
+///     Err(DbError) // the source, not called: a hit on what create_user stored
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachefw::Error> {
+/// # let cache = cachefw::Cache::builder().build().await?;
+/// # cachefw::install(cache.clone());
+/// let ada = create_user("ada@example.com".into()).await.expect("created");
+/// assert_eq!(get_user(ada.id).await.ok(), Some(ada));
+/// # Ok(()) }
+/// ```
+///
+/// `<result>` is a compile error where there is no returned value to name:
+/// in [`cacheable`], in a [`cache_evict`] with `before = true`, and on a
+/// function that returns `()`. With `<result>` in its key, a put whose
+/// function returns `None` or `Ok(None)` has no key, so it removes nothing.
+///
+/// # Stacking
+///
+/// Several `#[cache_put]` and `#[cache_evict]` may be written on one
+/// function, in any mix (Spring's `@Caching`). The outermost expands them
+/// all as one: the body runs once; the keys from the parameters are
+/// rendered, and each `condition` evaluated, before it; evictions with
+/// `before = true` run before it; then every write runs after it, in the
+/// order written, each under its own arguments (its cache, key, TTL,
+/// `condition`, `unless`), and each put replacing any lease of its key.
+/// An `Err` writes nothing (`before = true` evictions excepted).
+///
+/// ```
+/// use cachefw::{cache_evict, cache_put, cacheable};
+/// # #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// # struct User { id: u64, email: String, tenant: String }
+/// # #[derive(Debug)] struct DbError;
+/// struct NewUser { email: String, tenant: String }
+///
+/// #[cache_put(key = "user:<result.id>", ttl = "10m")]
+/// #[cache_put(key = "user-by-email:<result.email>", ttl = "10m")]
+/// #[cache_evict(key = "users:<req.tenant>")]
+/// async fn create_user(req: NewUser) -> Result<User, DbError> {
+///     Ok(User { id: 7, email: req.email, tenant: req.tenant }) // the id comes from the database
+/// }
+///
+/// #[cacheable(key = "users:<tenant>", ttl = "1m")]
+/// async fn list_users(tenant: &str) -> Vec<u64> {
+///     vec![]
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachefw::Error> {
+/// let cache = cachefw::Cache::builder().build().await?;
+/// cachefw::install(cache.clone());
+/// list_users("acme").await;                                   // cached
+/// let req = NewUser { email: "ada@example.com".into(), tenant: "acme".into() };
+/// create_user(req).await.expect("created");
+/// assert!(cache.get::<User>("user:7").await?.is_some());
+/// assert!(cache.get::<User>("user-by-email:ada@example.com").await?.is_some());
+/// assert!(cache.get::<Vec<u64>>("users:acme").await?.is_none()); // evicted
+/// # Ok(()) }
+/// ```
+///
+/// The stack is found by name: `cache_put` and `cache_evict`, written alone
+/// or through a path ending in `cachefw::`. An attribute imported under
+/// another name expands on its own, around the others. A caller cancelled
+/// while the writes run leaves none of them undone: the one under way is
+/// kept until Redis confirms it, and those not yet begun are turned into
+/// evictions that run in the background.
 pub use cachefw_macros::cache_put;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// What a macro's arguments say, written as a constant. `None` everywhere
 /// means "the cache's default".
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Options {
     /// `ttl`.
     pub ttl: Option<Duration>,
@@ -24,6 +24,26 @@ pub struct Options {
     pub stale_if_error: Option<Duration>,
     /// `load_timeout`.
     pub load_timeout: Option<Duration>,
+    /// The annotated function, `module_path!()::name`: the `function`
+    /// label of its metrics.
+    pub site: &'static str,
+}
+
+impl Default for Options {
+    /// Every option the cache's default, at no call site (calls through
+    /// `Cache` methods).
+    fn default() -> Self {
+        Self {
+            ttl: None,
+            none_ttl: None,
+            jitter: None,
+            refresh_ahead: None,
+            stale_while_revalidate: None,
+            stale_if_error: None,
+            load_timeout: None,
+            site: crate::meters::NO_SITE,
+        }
+    }
 }
 
 /// A cache's defaults, which options fall back on.
@@ -84,14 +104,8 @@ impl Policy {
             stale_if_error: options.stale_if_error.or(defaults.stale_if_error),
             load_timeout: options.load_timeout.or(defaults.load_timeout),
             fail_safe_throttle: defaults.fail_safe_throttle,
-            site: crate::meters::NO_SITE,
+            site: options.site,
         }
-    }
-
-    /// This policy for calls from `site`.
-    pub(crate) fn at(mut self, site: &'static str) -> Self {
-        self.site = site;
-        self
     }
 
     /// A `get_or_load` call's policy: the builder's defaults.

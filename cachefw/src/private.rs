@@ -5,8 +5,9 @@
 
 pub use std::option::Option;
 pub use std::time::Duration;
+pub use std::{concat, module_path};
 
-pub use crate::call::{CacheRef, Call, KeyWriter, installed_or_warn};
+pub use crate::call::{CacheRef, Call, KeyWriter, Writes, installed_or_warn};
 pub use crate::key::push_part;
 pub use crate::policy::Options;
 pub use crate::shape::{Dispatch, Tag, caching_none, declare, own_receiver};

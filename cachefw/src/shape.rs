@@ -46,15 +46,36 @@ pub trait Value: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Value for T {}
 
-/// What a function of a shape returns, and which of its returns succeeded:
-/// all that eviction needs, so it asks nothing of the value type.
+/// A function's return seen through its shape: the value inside a success,
+/// the absence of one, or an error.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Returned<'a, T> {
+    /// `Ok(v)`, `Some(v)`, `Ok(Some(v))`, or a plain `v`.
+    Value(&'a T),
+    /// `None` or `Ok(None)`: the source has no value.
+    Absent,
+    /// `Err`.
+    Failed,
+}
+
+/// What a function of a shape returns, which of its returns succeeded, and
+/// the value inside one: all that eviction and `<result>` keys need, so it
+/// asks nothing of the value type.
 pub trait Returns {
     /// What the function returns.
     type Output;
 
+    /// The value inside a success, which `<result>` placeholders name: `T`
+    /// of `Result<T, E>`, `Option<T>`, `Result<Option<T>, E>`, or the plain
+    /// `T` (for a [`Shape`], its `Value`).
+    type Inner;
+
     /// Whether `output` is a success (`Ok`, or any value of a shape without
     /// errors).
     fn succeeded(output: &Self::Output) -> bool;
+
+    /// `output` seen through the shape.
+    fn returned(output: &Self::Output) -> Returned<'_, Self::Inner>;
 }
 
 /// A shape whose values can be cached.
@@ -76,9 +97,14 @@ pub struct ResultShape<T, E>(PhantomData<fn() -> (T, E)>);
 
 impl<T, E> Returns for ResultShape<T, E> {
     type Output = Result<T, E>;
+    type Inner = T;
 
     fn succeeded(output: &Result<T, E>) -> bool {
         output.is_ok()
+    }
+
+    fn returned(output: &Result<T, E>) -> Returned<'_, T> {
+        output.as_ref().map_or(Returned::Failed, Returned::Value)
     }
 }
 
@@ -105,9 +131,14 @@ pub struct OptionShape<T>(PhantomData<fn() -> T>);
 
 impl<T> Returns for OptionShape<T> {
     type Output = Option<T>;
+    type Inner = T;
 
     fn succeeded(_: &Option<T>) -> bool {
         true
+    }
+
+    fn returned(output: &Option<T>) -> Returned<'_, T> {
+        output.as_ref().map_or(Returned::Absent, Returned::Value)
     }
 }
 
@@ -137,9 +168,16 @@ pub struct ResultOptionShape<T, E>(PhantomData<fn() -> (T, E)>);
 
 impl<T, E> Returns for ResultOptionShape<T, E> {
     type Output = Result<Option<T>, E>;
+    type Inner = T;
 
     fn succeeded(output: &Result<Option<T>, E>) -> bool {
         output.is_ok()
+    }
+
+    fn returned(output: &Result<Option<T>, E>) -> Returned<'_, T> {
+        output
+            .as_ref()
+            .map_or(Returned::Failed, OptionShape::<T>::returned)
     }
 }
 
@@ -160,9 +198,14 @@ pub struct PlainShape<T>(PhantomData<fn() -> T>);
 
 impl<T> Returns for PlainShape<T> {
     type Output = T;
+    type Inner = T;
 
     fn succeeded(_: &T) -> bool {
         true
+    }
+
+    fn returned(output: &T) -> Returned<'_, T> {
+        Returned::Value(output)
     }
 }
 
@@ -408,5 +451,19 @@ mod tests {
 
         assert_eq!(PlainShape::<u8>::to_entry(&3), Some(Entry::Value(3)));
         assert_eq!(PlainShape::<u8>::from_entry(Entry::Absent), None);
+    }
+
+    /// What `<result>` names in each shape, and when there is nothing to name.
+    #[test]
+    fn the_value_inside_each_return() {
+        assert_eq!(ResultShape::<u8, ()>::returned(&Ok(1)), Returned::Value(&1));
+        assert_eq!(ResultShape::<u8, ()>::returned(&Err(())), Returned::Failed);
+        assert_eq!(OptionShape::<u8>::returned(&Some(2)), Returned::Value(&2));
+        assert_eq!(OptionShape::<u8>::returned(&None), Returned::Absent);
+        type Ro = ResultOptionShape<u8, ()>;
+        assert_eq!(Ro::returned(&Ok(Some(3))), Returned::Value(&3));
+        assert_eq!(Ro::returned(&Ok(None)), Returned::Absent);
+        assert_eq!(Ro::returned(&Err(())), Returned::Failed);
+        assert_eq!(PlainShape::<()>::returned(&()), Returned::Value(&()));
     }
 }

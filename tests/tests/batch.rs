@@ -31,7 +31,7 @@ impl Source {
             .filter_map(|key| {
                 let id: u64 = key.strip_prefix("item:")?.parse().ok()?;
                 // Multiples of 7 do not exist.
-                (id % 7 != 0).then_some((key, id))
+                (!id.is_multiple_of(7)).then_some((key, id))
             })
             .collect())
     }
@@ -46,7 +46,9 @@ fn keys(range: std::ops::Range<u64>) -> Vec<String> {
 }
 
 fn expected(range: std::ops::Range<u64>) -> Vec<Option<u64>> {
-    range.map(|id| (id % 7 != 0).then_some(id)).collect()
+    range
+        .map(|id| (!id.is_multiple_of(7)).then_some(id))
+        .collect()
 }
 
 async fn batch(cache: &Cache, source: &Arc<Source>, keys: &[String]) -> Vec<Option<u64>> {
@@ -92,7 +94,7 @@ async fn a_hundred_keys_with_forty_cached_make_one_load_of_sixty() {
         let asked = source.asked();
         assert_eq!(asked.len(), 2);
         let left_out: Vec<String> = (40..100)
-            .filter(|id| id % 7 == 0)
+            .filter(|id: &u64| id.is_multiple_of(7))
             .map(|id| format!("item:{id}"))
             .collect();
         assert_eq!(asked[1], left_out, "only the absent keys are asked again");
@@ -154,7 +156,7 @@ async fn two_processes_overlapping_load_each_key_once() {
         .filter(|key| {
             key.strip_prefix("item:")
                 .and_then(|id| id.parse::<u64>().ok())
-                .is_some_and(|id| id % 7 != 0)
+                .is_some_and(|id| !id.is_multiple_of(7))
         })
         .collect();
     let total = loaded.len();
