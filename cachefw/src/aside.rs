@@ -155,14 +155,14 @@ impl Inner {
         // A failed read was counted and logged; it is served like a miss.
         // When Redis is out, without the lease: the commands that take it
         // would fail alike and cost the caller another timeout.
-        let (lease, found) = match self.read::<S::Value>(full).await {
-            Ok(Some(decoded)) => (true, classify::<S>(decoded, now, policy)),
-            Ok(None) => (true, Found::Miss),
-            Err(error) => (!error.is_outage(), Found::Miss),
+        let (lease, found, near) = match self.read::<S::Value>(full).await {
+            Ok(Some((decoded, near))) => (true, classify::<S>(decoded, now, policy), near),
+            Ok(None) => (true, Found::Miss, false),
+            Err(error) => (!error.is_outage(), Found::Miss, false),
         };
         let fallback = match found {
             Found::Fresh(output, meta) => {
-                self.count_hit(policy.site);
+                self.count_hit(policy.site, near);
                 if policy.refresh_due(now, meta.expires_ms, meta.delta_ms) {
                     return self
                         .reload_present::<S, L>(full, policy, load, output, meta.expires_ms)
@@ -520,6 +520,8 @@ impl Inner {
             }
             Holder::None => Ok(false),
         };
+        // A refresh replaced the value the near tier may hold.
+        self.near_written(full);
         match self.observe(filled) {
             Ok(true) => holder.filled(),
             Ok(false) => {

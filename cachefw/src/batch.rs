@@ -50,13 +50,13 @@ impl Inner {
     ) -> Result<Vec<Option<T>>, Error> {
         let now = now_ms();
         let mut values = Vec::with_capacity(fulls.len());
-        for (full, found) in fulls.iter().zip(self.read_many(fulls).await) {
+        for (full, (found, near)) in fulls.iter().zip(self.read_many(fulls).await) {
             let value = match self.observe(found)? {
                 Some(bytes) => self.fresh::<T>(full, &bytes, now),
                 None => None,
             };
             match value {
-                Some(_) => self.count_hit(crate::meters::NO_SITE),
+                Some(_) => self.count_hit(crate::meters::NO_SITE, near),
                 None => self.count_miss(crate::meters::NO_SITE),
             }
             values.push(value);
@@ -64,16 +64,48 @@ impl Inner {
         Ok(values)
     }
 
-    /// The backend's bytes for each key, with keys whose eviction Redis has
-    /// not confirmed read as missing.
-    async fn read_many(&self, fulls: &[String]) -> Vec<Result<Option<Bytes>, Error>> {
-        let mut found = self.backend().get_many(fulls).await;
-        for (full, found) in fulls.iter().zip(found.iter_mut()) {
-            if self.bypasses(full) {
-                *found = Ok(None);
+    /// The bytes for each key, and whether the near tier answered: keys
+    /// whose eviction Redis has not confirmed read as missing, keys the near
+    /// tier holds come from it, the rest from the backend in one round trip
+    /// per slot group (offered to the near tier on the way).
+    async fn read_many(&self, fulls: &[String]) -> Vec<(Result<Option<Bytes>, Error>, bool)> {
+        let Some(near) = self.near() else {
+            let found = self.backend().get_many(fulls).await;
+            return fulls
+                .iter()
+                .zip(found)
+                .map(|(full, found)| match self.bypasses(full) {
+                    true => (Ok(None), false),
+                    false => (found, false),
+                })
+                .collect();
+        };
+        let mut out: Vec<Option<(Result<Option<Bytes>, Error>, bool)>> = fulls
+            .iter()
+            .map(|full| {
+                if self.bypasses(full) {
+                    Some((Ok(None), false))
+                } else {
+                    near.get(full).map(|bytes| (Ok(Some(bytes)), true))
+                }
+            })
+            .collect();
+        let missing: Vec<usize> = (0..fulls.len()).filter(|at| out[*at].is_none()).collect();
+        if !missing.is_empty() {
+            let keys: Vec<String> = missing.iter().map(|at| fulls[*at].clone()).collect();
+            let tickets: Vec<_> = keys.iter().map(|key| near.ticket(key)).collect();
+            let found = self.backend().get_many(&keys).await;
+            let now = now_ms();
+            for ((at, found), ticket) in missing.into_iter().zip(found).zip(tickets) {
+                if let (Ok(Some(bytes)), Some(ticket)) = (&found, ticket) {
+                    near.offer(&fulls[at], bytes, ticket, now);
+                }
+                out[at] = Some((found, false));
             }
         }
-        found
+        out.into_iter()
+            .map(|found| found.unwrap_or((Ok(None), false)))
+            .collect()
     }
 
     /// The value in `bytes` if it decodes as `T` and is within its TTL; a
@@ -123,7 +155,7 @@ impl Inner {
         // the commands that take it would fail alike.
         let mut reachable = vec![true; fulls.len()];
         let mut slots: Vec<Option<Slot<'_, T>>> = Vec::with_capacity(fulls.len());
-        for (at, (full, found)) in fulls.iter().zip(read).enumerate() {
+        for (at, (full, (found, near))) in fulls.iter().zip(read).enumerate() {
             let bytes = match self.observe(found) {
                 Ok(bytes) => bytes,
                 Err(error) => {
@@ -132,7 +164,7 @@ impl Inner {
                 }
             };
             if let Some(value) = bytes.and_then(|bytes| self.fresh::<T>(full, &bytes, now)) {
-                self.count_hit(policy.site);
+                self.count_hit(policy.site, near);
                 slots.push(Some(Slot::Done(Some(value))));
                 continue;
             }
@@ -396,6 +428,7 @@ impl Inner {
                 .backend()
                 .fill(&fulls[at], guard.marker(), bytes, ttl_ms)
                 .await;
+            self.near_written(&fulls[at]);
             match self.observe(filled) {
                 Ok(_) => guard.filled(),
                 Err(_) => drop(guard),

@@ -12,6 +12,8 @@ use crate::codec::Codec;
 use crate::error::Error;
 use crate::inner::{Inner, Settings};
 use crate::journal::DEFAULT_JOURNAL_CAPACITY;
+use crate::key::Keys;
+use crate::near::{DEFAULT_NEAR_TTL, NearTier};
 use crate::policy::Defaults;
 
 /// The default namespace, the first part of every key.
@@ -74,6 +76,8 @@ pub struct CacheBuilder {
     stale_if_error: Option<Duration>,
     load_timeout: Option<Duration>,
     fail_safe_throttle: Duration,
+    near_capacity: Option<u64>,
+    near_ttl: Option<Duration>,
 }
 
 /// The default time a key's failing source is spared after a stale value
@@ -119,6 +123,8 @@ impl Default for CacheBuilder {
             stale_if_error: None,
             load_timeout: None,
             fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
+            near_capacity: None,
+            near_ttl: None,
         }
     }
 }
@@ -278,13 +284,56 @@ impl CacheBuilder {
         self
     }
 
+    /// Puts a near tier of `bytes` in front of Redis: an in-process copy of
+    /// the entries this cache reads, answered with no round trip, and kept
+    /// correct by Redis itself.
+    ///
+    /// - Any write of a key on the Redis server, by any client (another
+    ///   `Cache`, another process, `redis-cli`), removes the key from every
+    ///   near tier within about one network round trip: each cache keeps a
+    ///   RESP3 connection named `cachefw-near` per server (per primary on a
+    ///   Cluster) in broadcasting client tracking on its key prefix
+    ///   (`CLIENT TRACKING ON BCAST PREFIX {namespace}:v{version}:`;
+    ///   broadcasting, rather than tracking the keys each connection read,
+    ///   because our reads go over a shared, reconnecting data connection
+    ///   whose reconnects would silently end the tracking).
+    /// - Writes through this cache remove the key from its own near tier
+    ///   before they return; a read that raced a write never stores what it
+    ///   read.
+    /// - While the tracking connection is down (lost, Redis restarting or
+    ///   frozen, a failover, a slot layout change), the tier serves
+    ///   nothing; it starts empty when the connection is back. A
+    ///   `FLUSHALL` or `FLUSHDB` empties it.
+    /// - Only entries fresh under their own TTL are held, at most for the
+    ///   rest of it (and [`near_ttl`](Self::near_ttl)): refresh-ahead, stale
+    ///   windows, leases and the breaker keep working through Redis.
+    ///
+    /// `bytes` bounds the keys and encoded values held, plus about 160
+    /// bytes of bookkeeping per entry; the least recently used go first.
+    /// Refused with [`Error::Config`] on the in-memory backend (it is in
+    /// process already) or for 0 bytes.
+    pub fn near_cache(mut self, bytes: u64) -> Self {
+        self.near_capacity = Some(bytes);
+        self
+    }
+
+    /// Caps how long an entry stays in the near tier (default: 60 s, and
+    /// never past the entry's own TTL). A cap bounds how long a copy could
+    /// outlive a write whose invalidation the server never sent.
+    pub fn near_ttl(mut self, ttl: Duration) -> Self {
+        self.near_ttl = Some(ttl);
+        self
+    }
+
     /// Checks every setting and builds the cache.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidUrl`] for a malformed Redis URL, [`Error::Config`] for
     /// an empty namespace, a zero timeout, default TTL, lease time or memory
-    /// capacity, or a jitter outside `[0, 1)`.
+    /// capacity, or a jitter outside `[0, 1)`, a near tier on the
+    /// in-memory backend or of 0 bytes, or a `near_ttl` without a near
+    /// tier.
     /// Never because Redis is unreachable.
     pub async fn build(self) -> Result<Cache, Error> {
         if self.namespace.is_empty() {
@@ -356,8 +405,39 @@ impl CacheBuilder {
         if self.load_timeout.is_some_and(|timeout| timeout.is_zero()) {
             return Err(config("load_timeout", "must be greater than zero"));
         }
+        let near = match (self.near_capacity, &backend) {
+            (None, _) => {
+                if self.near_ttl.is_some() {
+                    return Err(config(
+                        "near_ttl",
+                        "caps entries of a near tier, and there is none: add .near_cache(bytes)",
+                    ));
+                }
+                None
+            }
+            (Some(_), Backend::Memory(_)) => {
+                return Err(config(
+                    "near_cache",
+                    "a near tier goes in front of Redis; the in-memory backend is in-process \
+                     already (use .redis(url) or .redis_cluster(nodes), or drop .near_cache)",
+                ));
+            }
+            (Some(0), _) => return Err(config("near_cache", "must be greater than zero bytes")),
+            (Some(bytes), Backend::Redis(redis)) => {
+                let cap = self.near_ttl.unwrap_or(DEFAULT_NEAR_TTL);
+                if cap.is_zero() {
+                    return Err(config("near_ttl", "must be greater than zero"));
+                }
+                let prefix = Keys::new(&self.namespace, self.version).prefix().to_owned();
+                let near = NearTier::start(bytes, cap, redis.tracking_servers(), prefix);
+                // The first reads find it serving, unless Redis is away.
+                near.wait_up(self.timeout.max(Duration::from_secs(1))).await;
+                Some(near)
+            }
+        };
         Ok(Cache::new(Inner::new(
             backend,
+            near,
             Settings {
                 namespace: self.namespace,
                 version: self.version,

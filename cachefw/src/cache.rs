@@ -151,11 +151,14 @@ impl Cache {
     /// Redis fails.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         match self.inner().read(&self.inner().keys().full(key)).await {
-            Ok(Some(Decoded {
-                entry: Entry::Value(value),
-                meta,
-            })) if meta.expires_ms > now_ms() => {
-                self.inner().count_hit(crate::meters::NO_SITE);
+            Ok(Some((
+                Decoded {
+                    entry: Entry::Value(value),
+                    meta,
+                },
+                near,
+            ))) if meta.expires_ms > now_ms() => {
+                self.inner().count_hit(crate::meters::NO_SITE, near);
                 Ok(Some(value))
             }
             // A cached "no value" is no value to return, a key being loaded

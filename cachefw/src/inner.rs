@@ -21,6 +21,7 @@ use crate::flight::Flights;
 use crate::journal::{Journal, Pending, Target};
 use crate::key::Keys;
 use crate::meters::{Meters, Tier};
+use crate::near::{Near, NearTier};
 use crate::policy::Defaults;
 use crate::report::Reporter;
 use crate::stats::Counters;
@@ -46,6 +47,8 @@ pub(crate) struct Settings {
 pub(crate) struct Inner {
     me: Weak<Inner>,
     backend: Backend,
+    /// The in-process tier in front of Redis, when built with one.
+    near: Option<NearTier>,
     keys: Keys,
     settings: Settings,
     stats: Counters,
@@ -91,7 +94,7 @@ impl Drop for Evicting<'_> {
 }
 
 impl Inner {
-    pub(crate) fn new(backend: Backend, settings: Settings) -> Arc<Self> {
+    pub(crate) fn new(backend: Backend, near: Option<NearTier>, settings: Settings) -> Arc<Self> {
         let meters = Meters::new(
             &settings.namespace,
             match backend {
@@ -104,6 +107,7 @@ impl Inner {
             keys: Keys::new(&settings.namespace, settings.version),
             journal: Journal::new(settings.journal_capacity),
             backend,
+            near,
             settings,
             stats: Counters::default(),
             meters,
@@ -152,11 +156,48 @@ impl Inner {
         &self.meters
     }
 
-    /// A read answered from the backend, counted everywhere.
-    pub(crate) fn count_hit(&self, site: &'static str) {
-        self.stats.hit();
-        self.meters.hit(site);
+    /// A read answered from the backend (or, with `near`, from the near
+    /// tier), counted everywhere.
+    pub(crate) fn count_hit(&self, site: &'static str, near: bool) {
+        if near {
+            self.stats.near_hit();
+            self.meters.near_hit(site);
+            tracing::Span::current().record("tier", "near");
+        } else {
+            self.stats.hit();
+            self.meters.hit(site);
+        }
         tracing::Span::current().record("outcome", "hit");
+    }
+
+    /// The near tier, when the cache has one.
+    pub(crate) fn near(&self) -> Option<&Near> {
+        self.near.as_deref()
+    }
+
+    /// A write of `full` through this cache: its near copy goes, and reads
+    /// of it in flight do not store what they got.
+    pub(crate) fn near_written(&self, full: &str) {
+        if let Some(near) = &self.near {
+            near.invalidate(full);
+        }
+    }
+
+    /// The bytes at `full`: from the near tier when it holds them (`true`),
+    /// else from the backend, offered to the near tier on the way.
+    pub(crate) async fn fetch(&self, full: &str) -> Result<(Option<Bytes>, bool), Error> {
+        let Some(near) = &self.near else {
+            return Ok((self.observe(self.backend.get(full).await)?, false));
+        };
+        if let Some(bytes) = near.get(full) {
+            return Ok((Some(bytes), true));
+        }
+        let ticket = near.ticket(full);
+        let bytes = self.observe(self.backend.get(full).await)?;
+        if let (Some(bytes), Some(ticket)) = (&bytes, ticket) {
+            near.offer(full, bytes, ticket, now_ms());
+        }
+        Ok((bytes, false))
     }
 
     /// A read answered with a value past its TTL.
@@ -224,18 +265,20 @@ impl Inner {
     /// entry that does not decode are not counted here but as the caller
     /// interprets them; the failure and the bad entry are reported. A key
     /// with a pending eviction reads as missing.
+    ///
+    /// With the entry, whether the near tier answered.
     pub(crate) async fn read<T: DeserializeOwned>(
         &self,
         full: &str,
-    ) -> Result<Option<Decoded<T>>, Error> {
+    ) -> Result<Option<(Decoded<T>, bool)>, Error> {
         if self.bypasses(full) {
             return Ok(None);
         }
-        let Some(bytes) = self.observe(self.backend.get(full).await)? else {
+        let (Some(bytes), near) = self.fetch(full).await? else {
             return Ok(None);
         };
         match self.settings.codec.decode(&bytes) {
-            Ok(decoded) => Ok(Some(decoded)),
+            Ok(decoded) => Ok(Some((decoded, near))),
             Err(reason) => {
                 self.failure(&Error::Decode {
                     key: full.to_owned(),
@@ -336,8 +379,11 @@ impl Inner {
         targets: impl IntoIterator<Item = Target>,
         write: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
+        let targets: Vec<Target> = targets.into_iter().collect();
+        self.near_evict(&targets);
         let evictions: Vec<Evicting<'_>> = targets
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|target| {
                 match &target {
                     Target::Key(key) => self.flights.detach(key),
@@ -350,10 +396,28 @@ impl Inner {
             })
             .collect();
         let result = self.observe(write.await);
+        // Again once Redis answered: a read that got the old value while the
+        // write was on its way must not keep it.
+        self.near_evict(&targets);
         if result.is_ok() {
             evictions.into_iter().for_each(Evicting::done);
         }
         result
+    }
+
+    /// Drops the near copies of `targets`: a key's, or for a prefix the
+    /// whole tier (it holds only this cache's keys, and prefix evictions
+    /// are rare).
+    fn near_evict(&self, targets: &[Target]) {
+        let Some(near) = &self.near else {
+            return;
+        };
+        for target in targets {
+            match target {
+                Target::Key(key) => near.invalidate(key),
+                Target::Prefix(_) => near.flush(),
+            }
+        }
     }
 
     /// Stores `value` at a full key over whatever it holds, for `ttl` (which

@@ -72,6 +72,7 @@ mod key;
 mod lease;
 mod macros;
 mod meters;
+mod near;
 mod policy;
 mod report;
 mod shape;

@@ -36,6 +36,7 @@ pub(crate) enum LoadOutcome {
 /// The handles of one call site.
 struct Site {
     hit: Counter,
+    near_hit: Counter,
     miss: Counter,
     load_ok: Counter,
     load_err: Counter,
@@ -107,6 +108,10 @@ impl Meters {
         };
         Site {
             hit: metrics::counter!("cachefw_hits_total", labels(ns, site, &[("tier", tier)])),
+            near_hit: metrics::counter!(
+                "cachefw_hits_total",
+                labels(ns, site, &[("tier", "near")])
+            ),
             miss: metrics::counter!("cachefw_misses_total", labels(ns, site, &[])),
             load_ok: load("ok"),
             load_err: load("err"),
@@ -118,6 +123,10 @@ impl Meters {
 
     pub(crate) fn hit(&self, site: &'static str) {
         self.site(site).hit.increment(1);
+    }
+
+    pub(crate) fn near_hit(&self, site: &'static str) {
+        self.site(site).near_hit.increment(1);
     }
 
     /// A stale value answered: a hit, and stale.

@@ -46,6 +46,9 @@ pub struct Stats {
     /// caller was cancelled); they are replayed when Redis answers, and
     /// reads of their keys bypass Redis until then.
     pub pending_evictions: u64,
+    /// Of `hits`, reads answered by the near tier (no round trip to Redis;
+    /// see `CacheBuilder::near_cache`).
+    pub near_hits: u64,
 }
 
 impl Stats {
@@ -68,11 +71,18 @@ pub(crate) struct Counters {
     short_circuited: AtomicU64,
     stale_served: AtomicU64,
     refreshes: AtomicU64,
+    near_hits: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A read answered by the near tier: a hit, and one of these.
+    pub(crate) fn near_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.near_hits.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn miss(&self) {
@@ -117,6 +127,7 @@ impl Counters {
             stale_served: self.stale_served.load(Ordering::Relaxed),
             refreshes: self.refreshes.load(Ordering::Relaxed),
             pending_evictions,
+            near_hits: self.near_hits.load(Ordering::Relaxed),
         }
     }
 }

@@ -63,6 +63,8 @@ async fn each_backend(test: impl AsyncFn(Cache)) {
     test(common::memory_cache("batch").await).await;
     let redis = RedisServer::start();
     test(common::redis_cache(&redis, "batch").await).await;
+    let redis = RedisServer::start();
+    test(common::near_cache(&redis, "batch").await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -236,6 +236,8 @@ impl Topology {
 /// A Redis Cluster.
 struct Cluster {
     client: ClusterClient,
+    /// The seed nodes, for the near tier's tracking links.
+    seeds: Vec<redis::ConnectionInfo>,
     /// The cluster connection, made in the background (see `connection`).
     conn: ArcSwapOption<ClusterConnection>,
     connecting: AtomicBool,
@@ -404,7 +406,7 @@ impl Cluster {
 }
 
 /// `CLUSTER SLOTS`: `[start, end, [host, port, id…], replicas…]` per range.
-fn parse_slots(reply: Value) -> Option<Vec<(usize, usize, String)>> {
+pub(crate) fn parse_slots(reply: Value) -> Option<Vec<(usize, usize, String)>> {
     let Value::Array(ranges) = reply else {
         return None;
     };
@@ -561,8 +563,13 @@ impl RedisBackend {
                     .join(", "),
                 reason: source.to_string(),
             })?;
+        let seeds = nodes
+            .iter()
+            .filter_map(|node| redis::IntoConnectionInfo::into_connection_info(node.as_str()).ok())
+            .collect();
         let cluster = Cluster {
             client,
+            seeds,
             conn: ArcSwapOption::empty(),
             connecting: AtomicBool::new(false),
             connected: Notify::new(),
@@ -588,6 +595,18 @@ impl RedisBackend {
             claim: Script::new(scripts::CLAIM),
             fill_claimed: Script::new(scripts::FILL_CLAIMED),
             unclaim: Script::new(scripts::UNCLAIM),
+        }
+    }
+
+    /// Where the near tier's tracking links go.
+    pub(crate) fn tracking_servers(&self) -> crate::near::tracking::Servers {
+        match &self.target {
+            Target::Single(single) => {
+                crate::near::tracking::Servers::Single(single.client.get_connection_info().clone())
+            }
+            Target::Cluster(cluster) => {
+                crate::near::tracking::Servers::Cluster(cluster.seeds.clone())
+            }
         }
     }
 

@@ -55,6 +55,17 @@ pub async fn redis_cache(redis: &RedisServer, namespace: &str) -> Cache {
         .expect("cache builds")
 }
 
+/// A Redis cache with a near tier in front (8 MiB).
+pub async fn near_cache(redis: &RedisServer, namespace: &str) -> Cache {
+    Cache::builder()
+        .redis(redis.url())
+        .namespace(namespace)
+        .near_cache(8 << 20)
+        .build()
+        .await
+        .expect("cache builds")
+}
+
 pub async fn memory_cache(namespace: &str) -> Cache {
     Cache::builder()
         .in_memory()
@@ -64,8 +75,9 @@ pub async fn memory_cache(namespace: &str) -> Cache {
         .expect("cache builds")
 }
 
-/// Runs `async fn $name(cache: Cache)` as two tests: `$name::memory` and
-/// `$name::redis` (over a private redis-server).
+/// Runs `async fn $name(cache: Cache)` as three tests: `$name::memory`,
+/// `$name::redis` (over a private redis-server) and `$name::near` (the same
+/// with a near tier in front).
 #[macro_export]
 macro_rules! on_each_backend {
     ($($name:ident),* $(,)?) => {$(
@@ -79,6 +91,12 @@ macro_rules! on_each_backend {
             async fn redis() {
                 let server = cachefw_tests::RedisServer::start();
                 super::$name($crate::common::redis_cache(&server, "test").await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn near() {
+                let server = cachefw_tests::RedisServer::start();
+                super::$name($crate::common::near_cache(&server, "test").await).await;
             }
         }
     )*};

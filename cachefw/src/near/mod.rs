@@ -1,0 +1,337 @@
+//! The near tier: an in-process copy of entries read from Redis, kept
+//! correct by Redis itself. The tracking links (`tracking.rs`) feed
+//! it the server's invalidations; this module decides what may be served.
+//!
+//! Three rules keep a near hit from ever being older than what Redis holds
+//! (give or take the one round trip an invalidation travels):
+//!
+//! - **Link state.** The tier serves only while every tracking link is up.
+//!   `state` packs an epoch with an "up" bit; every entry carries the state
+//!   it was stored under and is served only while that is still the state.
+//!   A link going down or coming back, a topology change and a flush each
+//!   start a new epoch, which voids every entry at once (and moka drops
+//!   them too).
+//! - **Reads racing invalidations.** A read takes a [`Ticket`] (the state
+//!   and its key's stripe counter) before it asks Redis. The reply is
+//!   stored, *then* the ticket is checked again; if an invalidation of the
+//!   key (or a new epoch) came in between, the stored copy is removed. An
+//!   invalidation bumps the stripe *before* it removes the key, so whichever
+//!   order the two sides interleave in, the copy is gone: either the reader
+//!   sees the bump, or the bump comes after the reader's check and the
+//!   removal after its insert.
+//! - **Own writes.** A write through this cache invalidates the key before
+//!   it is sent and again once Redis acknowledged it, so a read that got the
+//!   old value while the write was in flight cannot keep it.
+//!
+//! The tier holds entries' bytes exactly as Redis returned them, and only
+//! entries fresh under their own TTL, for no longer than that TTL's rest
+//! (and the `near_ttl` cap): refresh-ahead, stale windows, leases and the
+//! breaker all keep working through Redis.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::Expiry;
+use moka::sync::Cache as Moka;
+
+use crate::codec::meta_of;
+
+pub(crate) mod tracking;
+
+/// Counted on top of a key's and a value's bytes for each entry: moka's node
+/// and its bookkeeping, the entry struct, the key's `String` (measured by the
+/// `near` benchmark's memory row; see BENCHMARKS.md).
+pub(crate) const ENTRY_OVERHEAD: usize = 160;
+
+/// How long a near entry lives at most unless `near_ttl` says otherwise.
+pub(crate) const DEFAULT_NEAR_TTL: Duration = Duration::from_secs(60);
+
+/// Stripes of invalidation counters: a key's reads compare against its
+/// stripe's, so an invalidation of another key in the same stripe only costs
+/// a read the chance to be stored (never a stale copy).
+const STRIPES: usize = 4096;
+
+#[derive(Clone)]
+struct NearEntry {
+    bytes: Bytes,
+    /// The `state` this entry was stored under.
+    state: u64,
+    life: Duration,
+}
+
+struct Life;
+
+impl Expiry<String, NearEntry> for Life {
+    fn expire_after_create(&self, _: &String, entry: &NearEntry, _: Instant) -> Option<Duration> {
+        Some(entry.life)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        entry: &NearEntry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.life)
+    }
+}
+
+/// A near tier and the links that keep it correct: what `Inner` holds.
+pub(crate) struct NearTier {
+    near: Arc<Near>,
+    _links: tracking::Tracking,
+}
+
+impl NearTier {
+    /// Starts the tier, down, and its tracking links, which bring it up.
+    pub(crate) fn start(
+        max_bytes: u64,
+        cap: Duration,
+        servers: tracking::Servers,
+        prefix: String,
+    ) -> Self {
+        let near = Arc::new(Near::new(max_bytes, cap));
+        let links = tracking::start(Arc::clone(&near), servers, prefix);
+        Self {
+            near,
+            _links: links,
+        }
+    }
+
+    /// Waits until the tier serves, at most `patience`.
+    pub(crate) async fn wait_up(&self, patience: Duration) {
+        let _ = tokio::time::timeout(patience, async {
+            while !self.near.is_up() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    }
+}
+
+impl std::ops::Deref for NearTier {
+    type Target = Near;
+
+    fn deref(&self) -> &Near {
+        &self.near
+    }
+}
+
+/// What a read saw before it asked Redis; see the module docs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket {
+    state: u64,
+    stripe: usize,
+    count: u64,
+}
+
+pub(crate) struct Near {
+    entries: Moka<String, NearEntry>,
+    cap: Duration,
+    /// `epoch << 1 | up`.
+    state: AtomicU64,
+    stripes: Box<[AtomicU64]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Near {
+    /// A tier of at most `max_bytes` (keys, values and [`ENTRY_OVERHEAD`]),
+    /// entries living at most `cap`. It starts down: nothing is served
+    /// until the tracking links report in.
+    pub(crate) fn new(max_bytes: u64, cap: Duration) -> Self {
+        let entries = Moka::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, entry: &NearEntry| {
+                u32::try_from(key.len() + entry.bytes.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .expire_after(Life)
+            .build();
+        Self {
+            entries,
+            cap,
+            state: AtomicU64::new(0),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn stripe(&self, key: &str) -> usize {
+        let mut hasher = self.hasher.build_hasher();
+        key.hash(&mut hasher);
+        // Truncation is the point: any bits of the hash pick a stripe.
+        #[allow(clippy::cast_possible_truncation)]
+        let stripe = hasher.finish() as usize % STRIPES;
+        stripe
+    }
+
+    /// Whether the tier serves now.
+    pub(crate) fn is_up(&self) -> bool {
+        self.state.load(SeqCst) & 1 == 1
+    }
+
+    /// The bytes held for `key`, if the tier serves and holds a copy stored
+    /// under the current state.
+    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+        let state = self.state.load(SeqCst);
+        if state & 1 == 0 {
+            return None;
+        }
+        let entry = self.entries.get(key)?;
+        (entry.state == state).then_some(entry.bytes)
+    }
+
+    /// Taken before a read of `key` from Redis; `None` while the tier does
+    /// not serve (nothing read then may be stored).
+    pub(crate) fn ticket(&self, key: &str) -> Option<Ticket> {
+        let state = self.state.load(SeqCst);
+        if state & 1 == 0 {
+            return None;
+        }
+        let stripe = self.stripe(key);
+        Some(Ticket {
+            state,
+            stripe,
+            count: self.stripes[stripe].load(SeqCst),
+        })
+    }
+
+    /// Offers what a read of `key` under `ticket` returned: stored if it is
+    /// a value entry fresh at `now_ms`, and removed again if an
+    /// invalidation or a new epoch overtook the read.
+    pub(crate) fn offer(&self, key: &str, bytes: &Bytes, ticket: Ticket, now_ms: u64) {
+        let Some(meta) = meta_of(bytes) else {
+            return;
+        };
+        if now_ms >= meta.expires_ms {
+            return;
+        }
+        let life = Duration::from_millis(meta.expires_ms - now_ms).min(self.cap);
+        self.entries.insert(
+            key.to_owned(),
+            NearEntry {
+                bytes: bytes.clone(),
+                state: ticket.state,
+                life,
+            },
+        );
+        if self.state.load(SeqCst) != ticket.state
+            || self.stripes[ticket.stripe].load(SeqCst) != ticket.count
+        {
+            self.entries.invalidate(key);
+        }
+    }
+
+    /// Drops `key` and fails every read of it in flight.
+    pub(crate) fn invalidate(&self, key: &str) {
+        self.stripes[self.stripe(key)].fetch_add(1, SeqCst);
+        self.entries.invalidate(key);
+    }
+
+    /// Starts a new epoch, keeping the up bit as `up`, and empties the tier.
+    fn new_epoch(&self, up: bool) {
+        let _ = self.state.fetch_update(SeqCst, SeqCst, |state| {
+            Some((((state >> 1) + 1) << 1) | u64::from(up))
+        });
+        self.entries.invalidate_all();
+    }
+
+    /// Everything goes (a flush on the server, an eviction by prefix, a
+    /// topology change); the tier keeps serving what is read from now on.
+    pub(crate) fn flush(&self) {
+        let up = self.is_up();
+        self.new_epoch(up);
+    }
+
+    /// A tracking link is down: nothing is served or stored until
+    /// [`up`](Self::up).
+    pub(crate) fn down(&self) {
+        if self.is_up() {
+            self.new_epoch(false);
+        }
+    }
+
+    /// Every tracking link is up again: the tier starts empty.
+    pub(crate) fn up(&self) {
+        self.new_epoch(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Codec, Meta};
+
+    fn fresh(now: u64) -> Bytes {
+        Bytes::from(
+            Codec::default()
+                .encode(
+                    &7u32,
+                    Meta {
+                        expires_ms: now + 60_000,
+                        delta_ms: 1,
+                    },
+                )
+                .expect("a u32 encodes"),
+        )
+    }
+
+    fn up() -> Near {
+        let near = Near::new(1 << 20, DEFAULT_NEAR_TTL);
+        near.up();
+        near
+    }
+
+    #[test]
+    fn serves_nothing_until_up() {
+        let near = Near::new(1 << 20, DEFAULT_NEAR_TTL);
+        assert!(near.ticket("k").is_none());
+        near.up();
+        let ticket = near.ticket("k").expect("up");
+        near.offer("k", &fresh(1), ticket, 1);
+        assert!(near.get("k").is_some());
+    }
+
+    #[test]
+    fn an_invalidation_between_ticket_and_offer_wins() {
+        let near = up();
+        let ticket = near.ticket("k").expect("up");
+        near.invalidate("k");
+        near.offer("k", &fresh(1), ticket, 1);
+        assert!(near.get("k").is_none());
+    }
+
+    #[test]
+    fn an_epoch_between_ticket_and_offer_wins() {
+        let near = up();
+        let ticket = near.ticket("k").expect("up");
+        near.down();
+        near.up();
+        near.offer("k", &fresh(1), ticket, 1);
+        assert!(near.get("k").is_none());
+    }
+
+    #[test]
+    fn down_voids_and_up_starts_empty() {
+        let near = up();
+        let ticket = near.ticket("k").expect("up");
+        near.offer("k", &fresh(1), ticket, 1);
+        near.down();
+        assert!(near.get("k").is_none());
+        near.up();
+        assert!(near.get("k").is_none());
+    }
+
+    #[test]
+    fn stale_and_foreign_bytes_are_not_stored() {
+        let near = up();
+        let ticket = near.ticket("k").expect("up");
+        near.offer("k", &fresh(1), ticket, 120_000);
+        assert!(near.get("k").is_none());
+        near.offer("k", &Bytes::from_static(b"hostile"), ticket, 1);
+        assert!(near.get("k").is_none());
+    }
+}
