@@ -36,6 +36,9 @@ enum Slot<'a, T> {
     Waiting(Leader<'a>),
 }
 
+/// What a read found for one key, and whether the near tier answered.
+type Read = (Result<Option<Bytes>, Error>, bool);
+
 /// Polling keys leased by another process starts at this pause and doubles
 /// up to `MAX_POLL`.
 const FIRST_POLL: Duration = Duration::from_millis(2);
@@ -68,7 +71,7 @@ impl Inner {
     /// whose eviction Redis has not confirmed read as missing, keys the near
     /// tier holds come from it, the rest from the backend in one round trip
     /// per slot group (offered to the near tier on the way).
-    async fn read_many(&self, fulls: &[String]) -> Vec<(Result<Option<Bytes>, Error>, bool)> {
+    async fn read_many(&self, fulls: &[String]) -> Vec<Read> {
         let Some(near) = self.near() else {
             let found = self.backend().get_many(fulls).await;
             return fulls
@@ -80,7 +83,7 @@ impl Inner {
                 })
                 .collect();
         };
-        let mut out: Vec<Option<(Result<Option<Bytes>, Error>, bool)>> = fulls
+        let mut out: Vec<Option<Read>> = fulls
             .iter()
             .map(|full| {
                 if self.bypasses(full) {

@@ -28,7 +28,7 @@
 //! (and the `near_ttl` cap): refresh-ahead, stale windows, leases and the
 //! breaker all keep working through Redis.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -160,11 +160,9 @@ impl Near {
     }
 
     fn stripe(&self, key: &str) -> usize {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
         // Truncation is the point: any bits of the hash pick a stripe.
         #[allow(clippy::cast_possible_truncation)]
-        let stripe = hasher.finish() as usize % STRIPES;
+        let stripe = self.hasher.hash_one(key) as usize % STRIPES;
         stripe
     }
 
