@@ -233,6 +233,91 @@ impl RedisCluster {
         });
     }
 
+    /// The index of the primary serving `key`'s slot, as node `0` (or the
+    /// first running node) sees it.
+    ///
+    /// # Panics
+    ///
+    /// When no running node answers.
+    pub fn owner_of(&self, key: &str) -> usize {
+        let node = self
+            .nodes
+            .iter()
+            .find(|node| node.is_running())
+            .unwrap_or_else(|| panic!("no node of the cluster runs"));
+        let slot: i64 = node.cmd("CLUSTER", &[b"KEYSLOT", key.as_bytes()]);
+        let view: String = node.cmd("CLUSTER", &[b"NODES"]);
+        let owner = view.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if !fields.get(2)?.contains("master") {
+                return None;
+            }
+            let serves = fields.iter().skip(8).any(|range| {
+                let (start, end) = range.split_once('-').unwrap_or((range, range));
+                matches!((start.parse::<i64>(), end.parse::<i64>()),
+                    (Ok(start), Ok(end)) if (start..=end).contains(&slot))
+            });
+            let port: u16 = fields
+                .get(1)?
+                .split('@')
+                .next()?
+                .rsplit_once(':')?
+                .1
+                .parse()
+                .ok()?;
+            serves.then(|| self.nodes.iter().position(|node| node.port() == port))?
+        });
+        owner.unwrap_or_else(|| panic!("no primary serves slot {slot}: {view}"))
+    }
+
+    /// Moves `key`'s slot, with its keys, to the primary at `to`, the way
+    /// `redis-cli --cluster reshard` does: `IMPORTING`/`MIGRATING`,
+    /// `MIGRATE` of every key, then `SETSLOT … NODE` on every primary.
+    ///
+    /// # Panics
+    ///
+    /// When a step fails.
+    pub fn migrate_slot_of(&self, key: &str, to: usize) {
+        let from = self.owner_of(key);
+        assert_ne!(from, to, "{key} is served by node {to} already");
+        let slot: i64 = self.nodes[from].cmd("CLUSTER", &[b"KEYSLOT", key.as_bytes()]);
+        let slot = slot.to_string();
+        let from_id: String = self.nodes[from].cmd("CLUSTER", &[b"MYID"]);
+        let to_id: String = self.nodes[to].cmd("CLUSTER", &[b"MYID"]);
+        self.nodes[to].cmd::<()>(
+            "CLUSTER",
+            &[
+                b"SETSLOT",
+                slot.as_bytes(),
+                b"IMPORTING",
+                from_id.as_bytes(),
+            ],
+        );
+        self.nodes[from].cmd::<()>(
+            "CLUSTER",
+            &[b"SETSLOT", slot.as_bytes(), b"MIGRATING", to_id.as_bytes()],
+        );
+        loop {
+            let keys: Vec<String> =
+                self.nodes[from].cmd("CLUSTER", &[b"GETKEYSINSLOT", slot.as_bytes(), b"100"]);
+            if keys.is_empty() {
+                break;
+            }
+            let port = self.nodes[to].port().to_string();
+            let mut args: Vec<&[u8]> =
+                vec![b"127.0.0.1", port.as_bytes(), b"", b"0", b"5000", b"KEYS"];
+            args.extend(keys.iter().map(|key| key.as_bytes()));
+            self.nodes[from].cmd::<()>("MIGRATE", &args);
+        }
+        for node in self.primaries() {
+            self.nodes[node].cmd::<()>(
+                "CLUSTER",
+                &[b"SETSLOT", slot.as_bytes(), b"NODE", to_id.as_bytes()],
+            );
+        }
+        self.wait_until("the slot to move", |c| c.owner_of(key) == to && c.is_up());
+    }
+
     /// Every key of the cluster, sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<_> = self

@@ -22,6 +22,10 @@ pub struct DelayProxy {
 
 struct Shared {
     delay_ms: AtomicU64,
+    /// Reply chunks containing these bytes are held back for that long.
+    hold: Mutex<Option<(Vec<u8>, Duration)>>,
+    /// How many reply chunks were held back.
+    held: AtomicU64,
     stopping: AtomicBool,
     /// Every socket the proxy holds, to close them when it stops.
     streams: Mutex<Vec<TcpStream>>,
@@ -43,6 +47,8 @@ impl DelayProxy {
             .port();
         let shared = Arc::new(Shared {
             delay_ms: AtomicU64::new(0),
+            hold: Mutex::new(None),
+            held: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),
         });
@@ -87,7 +93,39 @@ impl DelayProxy {
     }
 }
 
+impl DelayProxy {
+    /// Holds back, for `delay`, each reply chunk that contains `pattern`
+    /// (and only those): a reply carrying an old value can then arrive after
+    /// messages the server sent later on other connections.
+    pub fn hold_replies_containing(&self, pattern: &[u8], delay: Duration) {
+        *self
+            .shared
+            .hold
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((pattern.to_vec(), delay));
+    }
+
+    /// How many reply chunks were held back so far: counted when the hold
+    /// starts.
+    pub fn held(&self) -> u64 {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+}
+
 impl Shared {
+    /// The hold for `chunk`, if it contains the pattern.
+    fn hold_for(&self, chunk: &[u8]) -> Option<Duration> {
+        let hold = self
+            .hold
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (pattern, delay) = hold.as_ref()?;
+        chunk
+            .windows(pattern.len().max(1))
+            .any(|window| window == pattern.as_slice())
+            .then_some(*delay)
+    }
+
     fn track(&self, stream: &TcpStream) {
         if let Ok(clone) = stream.try_clone() {
             self.streams
@@ -115,6 +153,10 @@ fn pump(shared: &Arc<Shared>, from: &TcpStream, to: &TcpStream, delayed: bool) {
             let delay = shared.delay_ms.load(Ordering::SeqCst);
             if delayed && delay > 0 {
                 thread::sleep(Duration::from_millis(delay));
+            }
+            if delayed && let Some(hold) = shared.hold_for(&buffer[..read]) {
+                shared.held.fetch_add(1, Ordering::SeqCst);
+                thread::sleep(hold);
             }
             if shared.stopping.load(Ordering::SeqCst) || to.write_all(&buffer[..read]).is_err() {
                 break;

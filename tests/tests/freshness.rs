@@ -89,8 +89,15 @@ async fn refresh_ahead_keeps_a_hot_key_hot() {
     let redis = RedisServer::start();
     let source = Source::new(Duration::from_millis(50));
     let mut caches = Vec::new();
-    for _ in 0..3 {
-        caches.push(redis_cache(&redis, |b| b.refresh_ahead(1.0)).await);
+    // The first two with a near tier: hits there still refresh ahead.
+    for near in [true, true, false] {
+        caches.push(
+            redis_cache(&redis, |b| match near {
+                true => b.refresh_ahead(1.0).near_cache(1 << 20),
+                false => b.refresh_ahead(1.0),
+            })
+            .await,
+        );
     }
     let ttl = Duration::from_secs(1);
     // Warm up: the first load.
@@ -126,10 +133,12 @@ async fn refresh_ahead_keeps_a_hot_key_hot() {
         percentile(&mut latencies, 1.0),
     );
     let refreshes: u64 = caches.iter().map(|c| c.stats().refreshes).sum();
+    let near_hits: u64 = caches.iter().map(|c| c.stats().near_hits).sum();
     println!(
-        "refresh ahead: {} calls, p50 {p50:?}, p99 {p99:?}, max {max:?}; {loads} loads in {periods} TTL periods; {refreshes} refreshes",
+        "refresh ahead: {} calls ({near_hits} near hits), p50 {p50:?}, p99 {p99:?}, max {max:?}; {loads} loads in {periods} TTL periods; {refreshes} refreshes",
         latencies.len()
     );
+    assert!(near_hits > 0, "the near tiers answered");
     assert!(
         max < Duration::from_millis(45),
         "a caller waited for a 50 ms load: max {max:?}"

@@ -14,13 +14,20 @@ use common::{MINUTE, SourceDown};
 use tokio::sync::Notify;
 
 async fn process(redis: &RedisServer) -> Cache {
-    Cache::builder()
+    process_with(redis, false).await
+}
+
+/// A process, with a near tier in front of Redis when `near`.
+async fn process_with(redis: &RedisServer, near: bool) -> Cache {
+    let builder = Cache::builder()
         .redis(redis.url())
         .namespace("s")
-        .lease_time(Duration::from_secs(5))
-        .build()
-        .await
-        .expect("builds")
+        .lease_time(Duration::from_secs(5));
+    let builder = match near {
+        true => builder.near_cache(1 << 20),
+        false => builder,
+    };
+    builder.build().await.expect("builds")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,14 +100,26 @@ fn slow_reader(cache: &Cache, source: &Arc<Source>) -> tokio::task::JoinHandle<S
 /// Runs the race: a reader reads "old" and stalls; `write` changes the
 /// source to "new" and invalidates the key; the reader then fills. The
 /// cache must not be left holding "old".
+///
+/// Twice: with plain caches, and with near tiers in front of Redis.
 async fn stale_fill_race<F, Fut>(write: F)
 where
-    F: FnOnce(Cache, Arc<Source>) -> Fut,
+    F: Fn(Cache, Arc<Source>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for near in [false, true] {
+        stale_fill_race_once(&write, near).await;
+    }
+}
+
+async fn stale_fill_race_once<F, Fut>(write: &F, near: bool)
+where
+    F: Fn(Cache, Arc<Source>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let redis = RedisServer::start();
-    let reader_process = process(&redis).await;
-    let writer_process = process(&redis).await;
+    let reader_process = process_with(&redis, near).await;
+    let writer_process = process_with(&redis, near).await;
     let source = Source::new();
 
     let reader = slow_reader(&reader_process, &source);
