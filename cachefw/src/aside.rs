@@ -155,7 +155,7 @@ impl Inner {
         // A failed read was counted and logged; it is served like a miss.
         // When Redis is out, without the lease: the commands that take it
         // would fail alike and cost the caller another timeout.
-        let (lease, found, near) = match self.read::<S::Value>(full).await {
+        let (lease, found, near) = match self.read_value::<S::Value>(full).await {
             Ok(Some((decoded, near))) => (true, classify::<S>(decoded, now, policy), near),
             Ok(None) => (true, Found::Miss, false),
             Err(error) => (!error.is_outage(), Found::Miss, false),

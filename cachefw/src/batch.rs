@@ -89,7 +89,8 @@ impl Inner {
                 if self.bypasses(full) {
                     Some((Ok(None), false))
                 } else {
-                    near.get(full).map(|bytes| (Ok(Some(bytes)), true))
+                    near.get(full)
+                        .map(|held| (Ok(Some(held.bytes.clone())), true))
                 }
             })
             .collect();

@@ -21,9 +21,10 @@ use crate::flight::Flights;
 use crate::journal::{Journal, Pending, Target};
 use crate::key::Keys;
 use crate::meters::{Meters, Tier};
-use crate::near::{Near, NearTier};
+use crate::near::{Held, Near, NearTier};
 use crate::policy::Defaults;
 use crate::report::Reporter;
+use crate::shape::Value;
 use crate::stats::Counters;
 
 /// The replay waits this long after a pass that made no progress, doubling
@@ -33,6 +34,12 @@ const MAX_REPLAY_PAUSE: Duration = Duration::from_secs(1);
 /// Keys per replayed batch: a batch that reaches Redis is struck off even
 /// if a later one does not.
 const REPLAY_BATCH: usize = 500;
+
+/// What a read found: the near tier's copy, or the backend's bytes.
+enum Fetched {
+    Near(Arc<Held>),
+    Backend(Option<Bytes>),
+}
 
 /// What a built cache keeps of its builder.
 pub(crate) struct Settings {
@@ -183,21 +190,23 @@ impl Inner {
         }
     }
 
-    /// The bytes at `full`: from the near tier when it holds them (`true`),
-    /// else from the backend, offered to the near tier on the way.
-    pub(crate) async fn fetch(&self, full: &str) -> Result<(Option<Bytes>, bool), Error> {
+    /// What is at `full`: the near tier's copy when it holds one, else the
+    /// backend's bytes, offered to the near tier on the way.
+    async fn fetch(&self, full: &str) -> Result<Fetched, Error> {
         let Some(near) = &self.near else {
-            return Ok((self.observe(self.backend.get(full).await)?, false));
+            return Ok(Fetched::Backend(
+                self.observe(self.backend.get(full).await)?,
+            ));
         };
-        if let Some(bytes) = near.get(full) {
-            return Ok((Some(bytes), true));
+        if let Some(held) = near.get(full) {
+            return Ok(Fetched::Near(held));
         }
         let ticket = near.ticket(full);
         let bytes = self.observe(self.backend.get(full).await)?;
         if let (Some(bytes), Some(ticket)) = (&bytes, ticket) {
             near.offer(full, bytes, ticket, now_ms());
         }
-        Ok((bytes, false))
+        Ok(Fetched::Backend(bytes))
     }
 
     /// A read answered with a value past its TTL.
@@ -274,17 +283,48 @@ impl Inner {
         if self.bypasses(full) {
             return Ok(None);
         }
-        let (Some(bytes), near) = self.fetch(full).await? else {
+        Ok(match self.fetch(full).await? {
+            Fetched::Near(held) => self.decode(full, &held.bytes).map(|d| (d, true)),
+            Fetched::Backend(Some(bytes)) => self.decode(full, &bytes).map(|d| (d, false)),
+            Fetched::Backend(None) => None,
+        })
+    }
+
+    /// [`read`](Self::read) for a value type that clones: a near hit is
+    /// decoded once and cloned from then on.
+    pub(crate) async fn read_value<T: Value>(
+        &self,
+        full: &str,
+    ) -> Result<Option<(Decoded<T>, bool)>, Error> {
+        if self.bypasses(full) {
             return Ok(None);
-        };
-        match self.settings.codec.decode(&bytes) {
-            Ok(decoded) => Ok(Some((decoded, near))),
+        }
+        Ok(match self.fetch(full).await? {
+            Fetched::Near(held) => {
+                if let Some(decoded) = held.decoded::<Decoded<T>>() {
+                    return Ok(Some((decoded.clone(), true)));
+                }
+                let decoded = self.decode::<T>(full, &held.bytes);
+                if let Some(decoded) = &decoded {
+                    held.keep(decoded.clone());
+                }
+                decoded.map(|d| (d, true))
+            }
+            Fetched::Backend(Some(bytes)) => self.decode(full, &bytes).map(|d| (d, false)),
+            Fetched::Backend(None) => None,
+        })
+    }
+
+    /// `bytes` decoded; a bad entry is reported and reads as missing.
+    fn decode<T: DeserializeOwned>(&self, full: &str, bytes: &[u8]) -> Option<Decoded<T>> {
+        match self.settings.codec.decode(bytes) {
+            Ok(decoded) => Some(decoded),
             Err(reason) => {
                 self.failure(&Error::Decode {
                     key: full.to_owned(),
                     reason: reason.to_string(),
                 });
-                Ok(None)
+                None
             }
         }
     }

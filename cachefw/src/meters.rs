@@ -9,6 +9,7 @@
 //! exporters ask: handles registered before it stay no-ops.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ pub(crate) struct Meters {
     tier: Tier,
     /// Keyed by the site string's address and length: each call site is one
     /// `&'static str`, so the key is cheap to hash and never collides.
-    sites: ArcSwap<HashMap<(usize, usize), Arc<Site>>>,
+    sites: ArcSwap<HashMap<(usize, usize), Arc<Site>, BuildHasherDefault<SiteHasher>>>,
     errors: [Counter; 4],
     breaker_open: Gauge,
 }
@@ -74,16 +75,17 @@ impl Meters {
         Self {
             namespace,
             tier,
-            sites: ArcSwap::from_pointee(HashMap::new()),
+            sites: ArcSwap::from_pointee(HashMap::default()),
             errors,
             breaker_open,
         }
     }
 
-    fn site(&self, site: &'static str) -> Arc<Site> {
+    /// Runs `use_site` with the handles of `site`, registered on first use.
+    fn with_site(&self, site: &'static str, use_site: impl FnOnce(&Site)) {
         let key = (site.as_ptr() as usize, site.len());
         if let Some(found) = self.sites.load().get(&key) {
-            return found.clone();
+            return use_site(found);
         }
         let made = Arc::new(self.register(site));
         self.sites.rcu(|sites| {
@@ -91,7 +93,7 @@ impl Meters {
             sites.entry(key).or_insert_with(|| made.clone());
             sites
         });
-        made
+        use_site(&made);
     }
 
     fn register(&self, site: &'static str) -> Site {
@@ -122,32 +124,34 @@ impl Meters {
     }
 
     pub(crate) fn hit(&self, site: &'static str) {
-        self.site(site).hit.increment(1);
+        self.with_site(site, |site| site.hit.increment(1));
     }
 
     pub(crate) fn near_hit(&self, site: &'static str) {
-        self.site(site).near_hit.increment(1);
+        self.with_site(site, |site| site.near_hit.increment(1));
     }
 
     /// A stale value answered: a hit, and stale.
     pub(crate) fn stale_hit(&self, site: &'static str) {
-        let site = self.site(site);
-        site.hit.increment(1);
-        site.stale_served.increment(1);
+        self.with_site(site, |site| {
+            site.hit.increment(1);
+            site.stale_served.increment(1);
+        });
     }
 
     pub(crate) fn miss(&self, site: &'static str) {
-        self.site(site).miss.increment(1);
+        self.with_site(site, |site| site.miss.increment(1));
     }
 
     pub(crate) fn load(&self, site: &'static str, outcome: LoadOutcome, took: Duration) {
-        let site = self.site(site);
-        match outcome {
-            LoadOutcome::Ok => site.load_ok.increment(1),
-            LoadOutcome::Err => site.load_err.increment(1),
-            LoadOutcome::Timeout => site.load_timeout.increment(1),
-        }
-        site.load_seconds.record(took.as_secs_f64());
+        self.with_site(site, |site| {
+            match outcome {
+                LoadOutcome::Ok => site.load_ok.increment(1),
+                LoadOutcome::Err => site.load_err.increment(1),
+                LoadOutcome::Timeout => site.load_timeout.increment(1),
+            }
+            site.load_seconds.record(took.as_secs_f64());
+        });
     }
 
     /// A backend failure of `kind` (`Error::kind`); usage and encode errors
@@ -160,6 +164,28 @@ impl Meters {
 
     pub(crate) fn breaker(&self, open: bool) {
         self.breaker_open.set(if open { 1.0 } else { 0.0 });
+    }
+}
+
+/// Hashes a call site's `(address, length)`: already unique, so one
+/// multiply spreads them (the default SipHash would cost more than the
+/// lookup it serves, on every hit).
+#[derive(Default)]
+struct SiteHasher(u64);
+
+impl Hasher for SiteHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.0 = (self.0 ^ value as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

@@ -25,20 +25,26 @@ use serde::{Deserialize, Serialize};
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated and not freed yet, for memory per entry.
+static LIVE: AtomicU64 = AtomicU64::new(0);
 
 // SAFETY: defers to the system allocator; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: the caller upholds `alloc`'s contract.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: the caller upholds `dealloc`'s contract.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(new_size as u64, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: the caller upholds `realloc`'s contract.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -78,6 +84,7 @@ struct SourceError;
 
 static REDIS_CACHE: OnceLock<Cache> = OnceLock::new();
 static MEMORY_CACHE: OnceLock<Cache> = OnceLock::new();
+static NEAR_CACHE: OnceLock<Cache> = OnceLock::new();
 static REDIS_URL: OnceLock<String> = OnceLock::new();
 static RAW: OnceLock<redis::aio::MultiplexedConnection> = OnceLock::new();
 static MOKA: LazyLock<moka::sync::Cache<String, Profile>> =
@@ -90,6 +97,11 @@ async fn cachefw_redis(id: u64) -> Result<Profile, SourceError> {
 
 #[cacheable(key = "p:<id>", ttl = "1h", cache = MEMORY_CACHE.get().cloned())]
 async fn cachefw_memory(id: u64) -> Result<Profile, SourceError> {
+    Ok(profile(id))
+}
+
+#[cacheable(key = "p:<id>", ttl = "1h", cache = NEAR_CACHE.get().cloned())]
+async fn cachefw_near(id: u64) -> Result<Profile, SourceError> {
     Ok(profile(id))
 }
 
@@ -141,6 +153,7 @@ enum Op {
     CachefwRedis,
     Moka,
     CachefwMemory,
+    CachefwNear,
 }
 
 impl Op {
@@ -151,6 +164,7 @@ impl Op {
             Self::CachefwRedis => "#[cacheable] over Redis",
             Self::Moka => "moka get (anchor)",
             Self::CachefwMemory => "#[cacheable] in memory",
+            Self::CachefwNear => "#[cacheable] near tier (Redis)",
         }
     }
 
@@ -161,6 +175,7 @@ impl Op {
             Self::CachefwRedis => cachefw_redis(id).await,
             Self::Moka => moka_get(id).await,
             Self::CachefwMemory => cachefw_memory(id).await,
+            Self::CachefwNear => cachefw_near(id).await,
         }
     }
 }
@@ -273,6 +288,61 @@ where
     (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / CALLS as f64
 }
 
+const HELD: u64 = 20_000;
+
+/// Heap bytes a `moka::sync::Cache<String, Profile>` holds per entry.
+fn moka_bytes_per_entry() -> f64 {
+    let before = LIVE.load(Ordering::Relaxed);
+    let moka = moka::sync::Cache::new(HELD * 2);
+    for id in 0..HELD {
+        moka.insert(format!("p:{id}"), profile(id));
+    }
+    moka.run_pending_tasks();
+    let held = LIVE.load(Ordering::Relaxed) - before;
+    std::hint::black_box(&moka);
+    held as f64 / HELD as f64
+}
+
+/// Heap bytes the near tier holds per entry: the growth while `HELD`
+/// entries are read into it (their Redis copies written before).
+async fn near_bytes_per_entry(url: &str) -> Result<f64, Box<dyn std::error::Error>> {
+    let cache = Cache::builder()
+        .redis(url)
+        .namespace("bench-near-memory")
+        .near_cache(1 << 30)
+        .build()
+        .await?;
+    for id in 0..HELD {
+        cache
+            .set(&format!("p:{id}"), &profile(id), Duration::from_secs(3600))
+            .await?;
+    }
+    let before = LIVE.load(Ordering::Relaxed);
+    // The first read brings each entry in; the second (a near hit, through
+    // the macro's path) keeps its decoded copy beside the bytes.
+    for id in 0..HELD {
+        std::hint::black_box(cache.get::<Profile>(&format!("p:{id}")).await?);
+    }
+    let near = cache.stats().near_hits;
+    for id in 0..HELD {
+        let key = format!("p:{id}");
+        std::hint::black_box(
+            cache
+                .get_or_load(&key, Duration::from_secs(3600), || async {
+                    Ok::<_, SourceError>(profile(id))
+                })
+                .await
+                .map_err(|_| "a hit")?,
+        );
+    }
+    let held = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+    assert!(
+        cache.stats().near_hits - near >= HELD * 9 / 10,
+        "the entries were held"
+    );
+    Ok(held as f64 / HELD as f64)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let redis = RedisServer::start();
@@ -298,11 +368,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?,
     );
     let _ = MEMORY_CACHE.set(Cache::builder().namespace("bench").build().await?);
+    let _ = NEAR_CACHE.set(
+        Cache::builder()
+            .redis(url.as_str())
+            .namespace("bench-near")
+            .near_cache(64 << 20)
+            .build()
+            .await?,
+    );
 
     // `HIT_PROFILE=1 valgrind --tool=callgrind <bench binary>`: 20,000 calls
     // of each row in one task, for instruction counts per call.
     if std::env::var("HIT_PROFILE").is_ok() {
-        for op in [Op::RawGet, Op::CachefwRedis, Op::Moka, Op::CachefwMemory] {
+        for op in [
+            Op::RawGet,
+            Op::CachefwRedis,
+            Op::Moka,
+            Op::CachefwMemory,
+            Op::CachefwNear,
+        ] {
             for i in 0..20_000u64 {
                 std::hint::black_box(op.call(i % KEYS).await.expect("hit"));
             }
@@ -310,7 +394,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let redis_rows = [Op::RawGet, Op::CachedCrate, Op::CachefwRedis];
-    let memory_rows = [Op::Moka, Op::CachefwMemory];
+    let memory_rows = [Op::Moka, Op::CachefwMemory, Op::CachefwNear];
     let redis_1 = measure(&redis_rows, 1, SEGMENT_CALLS).await;
     let redis_64 = measure(&redis_rows, TASKS, SEGMENT_CALLS / TASKS * 8).await;
     let memory_1 = measure(&memory_rows, 1, SEGMENT_CALLS * 20).await;
@@ -325,6 +409,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     print(&format!("Redis, {TASKS} tasks"), &redis_64);
     print("memory, one task", &memory_1);
     print(&format!("memory, {TASKS} tasks"), &memory_64);
+    // The near tier against a Redis hit, from the tables above (interleaved
+    // runs of their own).
+    for (title, redis, memory) in [
+        ("one task", &redis_1, &memory_1),
+        ("64 tasks", &redis_64, &memory_64),
+    ] {
+        let (over_redis, near) = (&redis[2], &memory[2]);
+        println!(
+            "near tier vs #[cacheable] over Redis, {title}: p50 {:.0}x faster, {:.0}x the ops/s",
+            over_redis.p50.as_secs_f64() / near.p50.as_secs_f64(),
+            near.per_second / over_redis.per_second,
+        );
+    }
 
     println!("\nheap allocations per hit (one task, warm keys):");
     println!(
@@ -344,7 +441,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         allocations(cachefw_memory).await
     );
 
+    println!(
+        "  #[cacheable] near tier          {:.2}",
+        allocations(cachefw_near).await
+    );
+
+    println!(
+        "\nheap bytes per entry (20,000 entries held; the near tier holds bytes and a decoded copy):"
+    );
+    println!(
+        "  moka<String, Profile> (anchor)  {:.0}",
+        moka_bytes_per_entry()
+    );
+    println!(
+        "  near tier                       {:.0}",
+        near_bytes_per_entry(&url).await?
+    );
+
     let stats = REDIS_CACHE.get().map(Cache::stats);
     println!("\n#[cacheable] over Redis: {stats:?}");
+    let stats = NEAR_CACHE.get().map(Cache::stats);
+    println!("#[cacheable] near tier: {stats:?}");
     Ok(())
 }

@@ -28,9 +28,10 @@
 //! (and the `near_ttl` cap): refresh-ahead, stale windows, leases and the
 //! breaker all keep working through Redis.
 
+use std::any::Any;
 use std::hash::BuildHasher;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -54,19 +55,40 @@ pub(crate) const DEFAULT_NEAR_TTL: Duration = Duration::from_secs(60);
 /// a read the chance to be stored (never a stale copy).
 const STRIPES: usize = 4096;
 
+/// One held entry. moka hands out clones of its values: one `Arc` here.
 #[derive(Clone)]
-struct NearEntry {
-    bytes: Bytes,
+struct NearEntry(Arc<Held>);
+
+/// What the near tier holds for a key.
+pub(crate) struct Held {
+    /// The entry's bytes, as Redis returned them.
+    pub(crate) bytes: Bytes,
     /// The `state` this entry was stored under.
     state: u64,
     life: Duration,
+    /// The entry decoded, once a reader that can clone its type decoded it
+    /// (`Decoded<T>` of that reader's `T`: a reader of another type finds
+    /// no match by `TypeId` and decodes the bytes itself).
+    decoded: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl Held {
+    /// The decoded copy, if one of type `D` was kept.
+    pub(crate) fn decoded<D: Any>(&self) -> Option<&D> {
+        self.decoded.get()?.downcast_ref::<D>()
+    }
+
+    /// Keeps `decoded` for later readers (the first kept stays).
+    pub(crate) fn keep<D: Any + Send + Sync>(&self, decoded: D) {
+        let _ = self.decoded.set(Box::new(decoded));
+    }
 }
 
 struct Life;
 
 impl Expiry<String, NearEntry> for Life {
     fn expire_after_create(&self, _: &String, entry: &NearEntry, _: Instant) -> Option<Duration> {
-        Some(entry.life)
+        Some(entry.0.life)
     }
 
     fn expire_after_update(
@@ -76,7 +98,7 @@ impl Expiry<String, NearEntry> for Life {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(entry.life)
+        Some(entry.0.life)
     }
 }
 
@@ -145,8 +167,11 @@ impl Near {
     pub(crate) fn new(max_bytes: u64, cap: Duration) -> Self {
         let entries = Moka::builder()
             .max_capacity(max_bytes)
+            // The bytes count twice: once as held, once more for the decoded
+            // copy kept beside them (whose real size cannot be known).
             .weigher(|key: &String, entry: &NearEntry| {
-                u32::try_from(key.len() + entry.bytes.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                u32::try_from(key.len() + 2 * entry.0.bytes.len() + ENTRY_OVERHEAD)
+                    .unwrap_or(u32::MAX)
             })
             .expire_after(Life)
             .build();
@@ -171,15 +196,15 @@ impl Near {
         self.state.load(SeqCst) & 1 == 1
     }
 
-    /// The bytes held for `key`, if the tier serves and holds a copy stored
+    /// What is held for `key`, if the tier serves and holds a copy stored
     /// under the current state.
-    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<Held>> {
         let state = self.state.load(SeqCst);
         if state & 1 == 0 {
             return None;
         }
-        let entry = self.entries.get(key)?;
-        (entry.state == state).then_some(entry.bytes)
+        let NearEntry(held) = self.entries.get(key)?;
+        (held.state == state).then_some(held)
     }
 
     /// Taken before a read of `key` from Redis; `None` while the tier does
@@ -210,11 +235,12 @@ impl Near {
         let life = Duration::from_millis(meta.expires_ms - now_ms).min(self.cap);
         self.entries.insert(
             key.to_owned(),
-            NearEntry {
+            NearEntry(Arc::new(Held {
                 bytes: bytes.clone(),
                 state: ticket.state,
                 life,
-            },
+                decoded: OnceLock::new(),
+            })),
         );
         if self.state.load(SeqCst) != ticket.state
             || self.stripes[ticket.stripe].load(SeqCst) != ticket.count
