@@ -51,7 +51,7 @@ pub(crate) struct Meters {
     tier: Tier,
     /// Keyed by the site string's address and length: each call site is one
     /// `&'static str`, so the key is cheap to hash and never collides.
-    sites: ArcSwap<HashMap<(usize, usize), Arc<Site>, BuildHasherDefault<SiteHasher>>>,
+    sites: ArcSwap<Sites>,
     errors: [Counter; 4],
     breaker_open: Gauge,
 }
@@ -166,6 +166,9 @@ impl Meters {
         self.breaker_open.set(if open { 1.0 } else { 0.0 });
     }
 }
+
+/// Each call site's handles, by the site string's address and length.
+type Sites = HashMap<(usize, usize), Arc<Site>, BuildHasherDefault<SiteHasher>>;
 
 /// Hashes a call site's `(address, length)`: already unique, so one
 /// multiply spreads them (the default SipHash would cost more than the
