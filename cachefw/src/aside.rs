@@ -30,6 +30,13 @@ impl Inner {
         F: FnOnce() -> Fut,
         Fut: Future<Output = S::Output>,
     {
+        // A key too long to cache (counted and logged): the loader's answer,
+        // stored nowhere.
+        if self.check_key(full).is_err() {
+            self.stats().miss();
+            self.stats().load();
+            return loader().await;
+        }
         // A failed read was counted and logged; it is served like a miss.
         // When Redis is out, without the lease: the commands that take it
         // would fail alike and cost the caller another timeout.
@@ -193,6 +200,13 @@ impl Inner {
             _ => return guard.release().await,
         };
         let ready = encoded.and_then(|(bytes, ttl)| {
+            if bytes.len() as u64 > self.max_value_size() {
+                return Err(crate::error::Error::ValueTooLarge {
+                    key: full.to_owned(),
+                    size: Some(bytes.len() as u64),
+                    max: self.max_value_size(),
+                });
+            }
             let ttl = policy.jittered(ttl);
             crate::ttl::millis(ttl)
                 .map(|ms| (bytes, ms))

@@ -113,13 +113,19 @@ impl Cache {
     /// Reads the value at `key`.
     ///
     /// An entry that does not decode as `T` (garbage, another codec's, or
-    /// another type's) reads as `None`; it is counted in [`Stats::errors`]
-    /// and logged. A key whose eviction Redis has not confirmed yet (see
-    /// [`delete`](Self::delete)) reads as `None` too, without asking Redis.
+    /// another type's), or is larger than
+    /// [`max_value_size`](crate::CacheBuilder::max_value_size) (it is then
+    /// never read in full), reads as `None`; it is counted in
+    /// [`Stats::errors`] and logged. A key whose eviction Redis has not
+    /// confirmed yet (see [`delete`](Self::delete)) reads as `None` too,
+    /// without asking Redis.
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
+    /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails;
+    /// [`Error::KeyTooLong`] for a key longer than
+    /// [`max_key_len`](crate::CacheBuilder::max_key_len) (as for every
+    /// operation on a key).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         match self.inner.read(&self.inner.keys().full(key)).await {
             Ok(Some(Entry::Value(value))) => {
@@ -148,7 +154,10 @@ impl Cache {
     /// # Errors
     ///
     /// [`Error::InvalidTtl`] for a TTL under a millisecond, [`Error::Encode`]
-    /// when `value` does not serialize, [`Error::Redis`],
+    /// when `value` does not serialize, [`Error::ValueTooLarge`] when its
+    /// encoding is larger than
+    /// [`max_value_size`](crate::CacheBuilder::max_value_size) (counted in
+    /// [`Stats::errors`]; the old entry is evicted), [`Error::Redis`],
     /// [`Error::Timeout`] or [`Error::Unavailable`] (the breaker is open)
     /// when Redis fails.
     pub async fn set<T: Serialize + ?Sized>(
@@ -200,7 +209,9 @@ impl Cache {
     /// [`Error::Redis`] or [`Error::Timeout`] when Redis fails.
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         let inner = &self.inner;
-        inner.observe(inner.backend().ttl(&inner.keys().full(key)).await)
+        let full = inner.keys().full(key);
+        inner.check_key(&full)?;
+        inner.observe(inner.backend().ttl(&full).await)
     }
 
     /// Removes every entry whose key starts with `prefix`, taken literally

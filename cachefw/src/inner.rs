@@ -38,6 +38,10 @@ pub(crate) struct Settings {
     pub(crate) defaults: Defaults,
     pub(crate) lease_time: Duration,
     pub(crate) journal_capacity: usize,
+    /// The largest encoded value stored or read.
+    pub(crate) max_value_size: u64,
+    /// The longest full key.
+    pub(crate) max_key_len: usize,
 }
 
 pub(crate) struct Inner {
@@ -122,6 +126,10 @@ impl Inner {
         self.settings.lease_time
     }
 
+    pub(crate) fn max_value_size(&self) -> u64 {
+        self.settings.max_value_size
+    }
+
     pub(crate) fn stats(&self) -> &Counters {
         &self.stats
     }
@@ -159,6 +167,33 @@ impl Inner {
             .failure(&self.stats, self.backend.name(), error);
     }
 
+    /// Refuses a full key longer than the limit: the error is counted and
+    /// logged here, and returned.
+    pub(crate) fn check_key(&self, full: &str) -> Result<(), Error> {
+        if full.len() <= self.settings.max_key_len {
+            return Ok(());
+        }
+        let error = Error::key_too_long(full, self.settings.max_key_len);
+        self.failure(&error);
+        Err(error)
+    }
+
+    /// Refuses encoded bytes larger than the limit: the error is counted
+    /// and logged here, and returned.
+    pub(crate) fn check_size(&self, full: &str, bytes: &[u8]) -> Result<(), Error> {
+        let size = bytes.len() as u64;
+        if size <= self.settings.max_value_size {
+            return Ok(());
+        }
+        let error = Error::ValueTooLarge {
+            key: full.to_owned(),
+            size: Some(size),
+            max: self.settings.max_value_size,
+        };
+        self.failure(&error);
+        Err(error)
+    }
+
     /// Whether reads of `full` must bypass the backend: an eviction of it
     /// has not reached Redis yet.
     pub(crate) fn bypasses(&self, full: &str) -> bool {
@@ -168,16 +203,24 @@ impl Inner {
     /// The entry at `full`. A miss, a failure and an entry that does not
     /// decode are not counted here but as the caller interprets them; the
     /// failure and the bad entry are reported. A key with a pending eviction
-    /// reads as missing.
+    /// reads as missing, as does a value larger than `max_value_size`
+    /// (which is never read in full). A key too long is refused.
     pub(crate) async fn read<T: DeserializeOwned>(
         &self,
         full: &str,
     ) -> Result<Option<Entry<T>>, Error> {
+        self.check_key(full)?;
         if self.bypasses(full) {
             return Ok(None);
         }
-        let Some(bytes) = self.observe(self.backend.get(full).await)? else {
-            return Ok(None);
+        let bytes = match self.observe(self.backend.get(full).await) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(error @ Error::ValueTooLarge { .. }) => {
+                self.failure(&error);
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
         };
         match self.settings.codec.decode(&bytes) {
             Ok(entry) => Ok(Some(entry)),
@@ -249,12 +292,17 @@ impl Inner {
         value: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
+        self.check_key(full)?;
         let encoded = crate::ttl::millis(ttl)
             .ok_or_else(|| Error::InvalidTtl {
                 key: full.to_owned(),
                 ttl,
             })
-            .and_then(|ttl_ms| Ok((self.encode(full, value)?, ttl_ms)));
+            .and_then(|ttl_ms| Ok((self.encode(full, value)?, ttl_ms)))
+            .and_then(|(bytes, ttl_ms)| {
+                self.check_size(full, &bytes)?;
+                Ok((bytes, ttl_ms))
+            });
         let (bytes, ttl_ms) = match encoded {
             Ok(encoded) => encoded,
             Err(error) => {
@@ -272,7 +320,7 @@ impl Inner {
     /// counted and logged, none returned.
     pub(crate) async fn put_full<V: Serialize>(&self, full: &str, value: &V, ttl: Duration) {
         if let Err(error) = self.set_full(full, value, ttl).await
-            && !error.is_backend_failure()
+            && !error.is_counted()
         {
             self.failure(&error);
         }
@@ -281,6 +329,7 @@ impl Inner {
     /// Removes the entry at a full key, and with it any lease: a load that
     /// began before cannot fill it, and later callers start a new load.
     pub(crate) async fn delete_full(&self, full: &str) -> Result<bool, Error> {
+        self.check_key(full)?;
         let write = self.backend.delete(full);
         self.evicting([Target::Key(full.to_owned())], write).await
     }
@@ -288,6 +337,9 @@ impl Inner {
     /// [`delete_full`](Self::delete_full) for many keys, in one round trip
     /// per batch; how many existed.
     pub(crate) async fn delete_many_full(&self, fulls: &[String]) -> Result<u64, Error> {
+        for full in fulls {
+            self.check_key(full)?;
+        }
         let targets = fulls.iter().map(|full| Target::Key(full.clone()));
         self.evicting(targets, self.backend.delete_many(fulls))
             .await
@@ -295,6 +347,7 @@ impl Inner {
 
     /// Removes every entry under a full key prefix.
     pub(crate) async fn evict_prefix_full(&self, prefix: &str) -> Result<u64, Error> {
+        self.check_key(prefix)?;
         let write = self.backend.evict_prefix(prefix);
         self.evicting([Target::Prefix(prefix.to_owned())], write)
             .await
