@@ -208,7 +208,7 @@ impl Op {
         match self {
             Self::RawGet => "redis-rs GET + decode (anchor)",
             Self::RawGetRange => "redis-rs GETRANGE 0 16MiB + decode",
-            Self::RawSizedScript => "redis-rs EVALSHA STRLEN,GET + decode",
+            Self::RawSizedScript => "redis-rs EVALSHA sized GET+decode",
             Self::RawGetTls => "TLS: redis-rs GET + decode",
             Self::CachefwTls => "TLS: #[cacheable] over Redis",
             Self::CachedCrate => "cached crate #[concurrent_cached]",

@@ -1399,11 +1399,47 @@ mod tests {
             node_name("redis://:pw@10.0.0.1:7000/2").ok().as_deref(),
             Some("10.0.0.1:7000")
         );
+        assert_eq!(
+            node_name("rediss://:pw@cache.internal:6380")
+                .ok()
+                .as_deref(),
+            Some("cache.internal:6380")
+        );
+        assert!(is_tls("rediss://h") && is_tls("VALKEYS://h") && !is_tls("redis://h"));
+        let insecure = node_name("rediss://:secret@h/#insecure").expect_err("#insecure");
+        assert!(insecure.to_string().contains("tls_root_cert"), "{insecure}");
+        assert!(!insecure.to_string().contains("secret"), "{insecure}");
         for bad in ["http://h", "127.0.0.1:6379", "redis://:pa/ss@h", "redis://"] {
             let error = node_name(bad).expect_err(bad).to_string();
             assert!(!error.contains("ss@"), "{error}");
             assert!(error.contains("expected redis://"), "{error}");
         }
+    }
+
+    #[test]
+    fn tls_and_auth_failures_are_told_from_outages() {
+        let wrapped = |tls: rustls::Error| {
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+            RedisError::from(io)
+        };
+        let unknown = wrapped(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        let found = misconfigured(&unknown, "h:1", None).expect("a TLS failure");
+        assert!(matches!(found, Error::Tls { .. }));
+        assert!(found.to_string().contains("tls_root_cert"), "{found}");
+        let required = wrapped(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired,
+        ));
+        let found = misconfigured(&required, "h:1", None).expect("a TLS failure");
+        assert!(found.to_string().contains("tls_client_cert"), "{found}");
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(misconfigured(&refused, "h:1", None).is_none());
+        assert!(misconfigured(&timed_out(), "h:1", None).is_none());
+        let wrongpass = RedisError::from((ErrorKind::AuthenticationFailed, "failed"));
+        let found = misconfigured(&wrongpass, "h:1", Some("app")).expect("auth");
+        assert!(matches!(found, Error::Auth { .. }));
+        assert!(found.to_string().contains("\"app\""), "{found}");
     }
 
     #[test]
@@ -1436,6 +1472,9 @@ mod tests {
         assert_eq!(outcome_of(&server("WRONGTYPE")), Outcome::Answered);
         assert_eq!(outcome_of(&server("NOSCRIPT")), Outcome::Answered);
         assert_eq!(outcome_of(&timed_out()), Outcome::Failed);
+        assert_eq!(outcome_of(&server("NOAUTH")), Outcome::Failed);
+        assert_eq!(outcome_of(&server("WRONGPASS")), Outcome::Failed);
+        assert_eq!(outcome_of(&server("NOPERM")), Outcome::Answered);
         let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert_eq!(outcome_of(&reset), Outcome::Failed);
     }
