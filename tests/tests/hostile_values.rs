@@ -4,7 +4,8 @@
 //! replaces it.
 //!
 //! Alone in its binary: it installs an allocator that records the largest
-//! allocation and the peak of live heap bytes while a read runs.
+//! allocation and the peak of live heap bytes while a read runs. The
+//! allocator sees every thread, so the tests here run one at a time.
 
 mod common;
 
@@ -64,6 +65,10 @@ unsafe impl GlobalAlloc for Watching {
 static GLOBAL: Watching = Watching;
 
 const MIB: usize = 1024 * 1024;
+
+/// Held by each test for its whole run: another test's allocations would
+/// count in this one's peak.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs `read` while watching the heap: its result, the largest single
 /// allocation and the peak of live bytes it made.
@@ -127,6 +132,7 @@ async fn cache(redis: &RedisServer, max_value_size: Option<u64>) -> Cache {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mib_garbage_value_is_a_miss_with_memory_bounded() {
+    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     plant_garbage(&redis, "hv:v1:user:1", 100);
     let rss_before = max_rss_mib();
@@ -162,6 +168,7 @@ async fn a_100_mib_garbage_value_is_a_miss_with_memory_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tight_limit_bounds_the_read_tightly() {
+    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     plant_garbage(&redis, "hv:v1:user:1", 100);
     let cache = cache(&redis, Some(MIB as u64)).await;
@@ -190,6 +197,7 @@ async fn a_tight_limit_bounds_the_read_tightly() {
 /// its valid start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_entry_padded_past_the_limit_is_a_miss() {
+    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let cache = cache(&redis, Some(64 * 1024)).await;
     cache.set("user:2", &user(2), MINUTE).await.expect("set");
@@ -212,6 +220,7 @@ async fn a_valid_entry_padded_past_the_limit_is_a_miss() {
 /// every caller gets the loader's value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_too_large_landing_on_a_lease_is_replaced() {
+    let _serial = SERIAL.lock().await;
     let redis = RedisServer::start();
     let holder = cache(&redis, Some(64 * 1024)).await;
     let waiter = cache(&redis, Some(64 * 1024)).await;
