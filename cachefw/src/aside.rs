@@ -151,6 +151,13 @@ impl Inner {
         policy: &Policy,
         load: L,
     ) -> S::Output {
+        // A key too long to cache (counted and logged): the loader's answer,
+        // stored nowhere.
+        if self.check_key(full).is_err() {
+            self.count_miss(policy.site);
+            self.stats().load();
+            return load.start().0.await;
+        }
         let now = now_ms();
         // A failed read was counted and logged; it is served like a miss.
         // When Redis is out, without the lease: the commands that take it
@@ -580,6 +587,8 @@ impl Inner {
             },
             None => Codec::encode_absent(meta),
         };
+        // Larger than the limit: not stored (counted and logged there).
+        self.check_size(full, &bytes).ok()?;
         Some((Bytes::from(bytes), ttl_ms))
     }
 }

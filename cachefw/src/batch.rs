@@ -457,7 +457,11 @@ impl Inner {
             delta_ms,
         };
         match self.encode(full, value, meta) {
-            Ok(bytes) => Some((Bytes::from(bytes), ttl_ms)),
+            // Larger than the limit: not stored (counted and logged there).
+            Ok(bytes) => self
+                .check_size(full, &bytes)
+                .ok()
+                .map(|()| (Bytes::from(bytes), ttl_ms)),
             Err(error) => {
                 self.failure(&error);
                 None

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
-use crate::backend::redis::{RedisBackend, mask_password};
+use crate::backend::redis::{Connect, RedisBackend, install_crypto_provider, mask_password};
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::error::Error;
@@ -27,6 +27,21 @@ pub const DEFAULT_MEMORY_CAPACITY: u64 = 128 * 1024 * 1024;
 /// The default lease time: how long a miss may load before others stop
 /// waiting for it.
 pub const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(3);
+/// The default largest value stored or read: 16 MiB.
+pub const DEFAULT_MAX_VALUE_SIZE: u64 = 16 * 1024 * 1024;
+/// The default longest full key (namespace and version included): 4 KiB.
+pub const DEFAULT_MAX_KEY_LEN: usize = 4 * 1024;
+
+/// A secret (a password, a private key) or a blob too long to show:
+/// `Debug` prints neither.
+#[derive(Clone)]
+struct Redacted<T>(T);
+
+impl<T> fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 #[derive(Clone)]
 enum Store {
@@ -78,6 +93,11 @@ pub struct CacheBuilder {
     fail_safe_throttle: Duration,
     near_capacity: Option<u64>,
     near_ttl: Option<Duration>,
+    root_cert: Option<Redacted<Vec<u8>>>,
+    client_cert: Option<Redacted<(Vec<u8>, Vec<u8>)>>,
+    credentials: Option<(String, Redacted<String>)>,
+    max_value_size: u64,
+    max_key_len: usize,
 }
 
 /// The default time a key's failing source is spared after a stale value
@@ -125,6 +145,11 @@ impl Default for CacheBuilder {
             fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
             near_capacity: None,
             near_ttl: None,
+            root_cert: None,
+            client_cert: None,
+            credentials: None,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            max_key_len: DEFAULT_MAX_KEY_LEN,
         }
     }
 }
@@ -325,15 +350,76 @@ impl CacheBuilder {
         self
     }
 
+    /// Trusts this CA (PEM, one or more certificates) for `rediss://`
+    /// connections, instead of the system's roots. A server certificate it
+    /// did not sign, or one issued for another host name, fails `build()`
+    /// with [`Error::Tls`] naming the problem (when Redis is reachable at
+    /// start; later it counts as an error and calls go to the loaders).
+    pub fn tls_root_cert(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.root_cert = Some(Redacted(pem.as_ref().to_vec()));
+        self
+    }
+
+    /// Presents this client certificate (PEM chain) and private key (PEM:
+    /// PKCS#8, PKCS#1 or SEC1) to Redis: mutual TLS, for a server started
+    /// with `tls-auth-clients yes`. The key never appears in `Debug`,
+    /// errors or logs.
+    pub fn tls_client_cert(
+        mut self,
+        cert_pem: impl AsRef<[u8]>,
+        key_pem: impl AsRef<[u8]>,
+    ) -> Self {
+        self.client_cert = Some(Redacted((
+            cert_pem.as_ref().to_vec(),
+            key_pem.as_ref().to_vec(),
+        )));
+        self
+    }
+
+    /// Authenticates as this ACL user with this password (`AUTH user
+    /// password`), so the password need not be in the URL; an empty `user`
+    /// is the `default` user (`requirepass`). A URL that has a password
+    /// too is an [`Error::Config`]. The password never appears in `Debug`,
+    /// errors or logs; a password Redis refuses fails `build()` with
+    /// [`Error::Auth`]. The README lists the least permissions cachefw
+    /// needs, as an `ACL SETUSER` line.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some((user.into(), Redacted(password.into())));
+        self
+    }
+
+    /// The largest encoded value stored or read, in bytes (default 16 MiB):
+    /// a larger value is not stored (the old entry is evicted, and the
+    /// refusal counted in [`Stats::errors`](crate::Stats::errors)); one
+    /// found in Redis is a miss, counted too, that is never read in full:
+    /// Redis sends at most one byte past the limit.
+    pub fn max_value_size(mut self, bytes: u64) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
+    /// The longest full key (namespace and version included), in bytes
+    /// (default 4 KiB). A longer key is refused with
+    /// [`Error::KeyTooLong`]; [`Cache::get_or_load`] and the macros then
+    /// call the loader without caching, and count it in
+    /// [`Stats::errors`](crate::Stats::errors).
+    pub fn max_key_len(mut self, bytes: usize) -> Self {
+        self.max_key_len = bytes;
+        self
+    }
+
     /// Checks every setting and builds the cache.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidUrl`] for a malformed Redis URL, [`Error::Config`] for
-    /// an empty namespace, a zero timeout, default TTL, lease time or memory
-    /// capacity, or a jitter outside `[0, 1)`, a near tier on the
-    /// in-memory backend or of 0 bytes, or a `near_ttl` without a near
-    /// tier.
+    /// an empty namespace, a zero timeout, default TTL, lease time, memory
+    /// capacity, value or key limit, a jitter outside `[0, 1)`, a TLS PEM
+    /// that does not parse, a near tier on the in-memory backend or of 0
+    /// bytes, or a `near_ttl` without a near tier. When Redis answers at
+    /// start but cannot be used with these settings: [`Error::Tls`] (a
+    /// certificate that does not verify, a client certificate the server
+    /// wants) or [`Error::Auth`] (`WRONGPASS`, `NOAUTH`, `NOPERM`).
     /// Never because Redis is unreachable.
     pub async fn build(self) -> Result<Cache, Error> {
         if self.namespace.is_empty() {
@@ -371,6 +457,20 @@ impl CacheBuilder {
                 ),
             ));
         }
+        if self.max_value_size == 0 {
+            return Err(config("max_value_size", "must be greater than zero"));
+        }
+        let prefix = crate::key::Keys::new(&self.namespace, self.version);
+        if self.max_key_len <= prefix.prefix().len() {
+            return Err(config(
+                "max_key_len",
+                format!(
+                    "{} bytes leave no room for a key after the prefix {:?}",
+                    self.max_key_len,
+                    prefix.prefix()
+                ),
+            ));
+        }
         let backend = match &self.store {
             Store::Memory => {
                 if self.memory_capacity == 0 {
@@ -378,14 +478,18 @@ impl CacheBuilder {
                 }
                 Backend::Memory(MemoryBackend::new(self.memory_capacity))
             }
-            Store::Redis(url) => Self::started(RedisBackend::new(url, self.timeout)?, url).await,
+            Store::Redis(url) => {
+                let connect = self.connect()?;
+                Self::started(RedisBackend::new(url, &connect)?, url).await?
+            }
             Store::Cluster(nodes) => {
                 if nodes.is_empty() {
                     return Err(config("redis_cluster", "needs at least one seed node URL"));
                 }
-                let backend = RedisBackend::cluster(nodes, self.timeout)?;
+                let connect = self.connect()?;
+                let backend = RedisBackend::cluster(nodes, &connect)?;
                 let masked: Vec<_> = nodes.iter().map(|node| mask_password(node)).collect();
-                Self::started(backend, &masked.join(", ")).await
+                Self::started(backend, &masked.join(", ")).await?
             }
         };
         if self.journal_capacity == 0 {
@@ -453,6 +557,8 @@ impl CacheBuilder {
                 },
                 lease_time: self.lease_time,
                 journal_capacity: self.journal_capacity,
+                max_value_size: self.max_value_size,
+                max_key_len: self.max_key_len,
             },
         )))
     }
@@ -460,17 +566,104 @@ impl CacheBuilder {
 
 impl CacheBuilder {
     /// Opens the connection now, so the first call does not wait for it; a
-    /// Redis that does not answer is logged, not an error.
-    async fn started(redis: RedisBackend, url: &str) -> Backend {
+    /// Redis that does not answer is logged, not an error. One that answers
+    /// but cannot be used with these settings (a certificate that does not
+    /// verify, credentials it refuses) is the error.
+    async fn started(redis: RedisBackend, url: &str) -> Result<Backend, Error> {
         if let Err(error) = redis.ping().await {
+            if let Some(fatal) = redis.misconfigured(&error).await {
+                return Err(fatal);
+            }
             tracing::warn!(
                 url = %mask_password(url),
                 %error,
                 "cachefw: Redis is not reachable at start; serving from the source until it is"
             );
         }
-        Backend::Redis(redis)
+        Ok(Backend::Redis(redis))
     }
+
+    /// The connection settings of a Redis backend, the PEM checked.
+    fn connect(&self) -> Result<Connect, Error> {
+        if let Some(Redacted(pem)) = &self.root_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certificates("tls_root_cert", pem)? {
+                roots.add(cert).map_err(|error| {
+                    config(
+                        "tls_root_cert",
+                        format!("a certificate in the PEM is not a usable CA certificate: {error}"),
+                    )
+                })?;
+            }
+        }
+        if let Some(Redacted((cert, key))) = &self.client_cert {
+            use rustls::pki_types::PrivateKeyDer;
+            use rustls::pki_types::pem::PemObject;
+
+            let chain = certificates("tls_client_cert", cert)?;
+            // The PEM parser's own messages may quote a line of the key:
+            // only ours are shown.
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| {
+                config(
+                    "tls_client_cert",
+                    "the key PEM holds no private key that parses (PKCS#8, PKCS#1 or SEC1)",
+                )
+            })?;
+            install_crypto_provider();
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .and_then(|builder| {
+                    builder
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_client_auth_cert(chain, key)
+                })
+                .map_err(|error| {
+                    config(
+                        "tls_client_cert",
+                        format!("the certificate and key cannot be used together: {error}"),
+                    )
+                })?;
+        }
+        if let Some((user, _)) = &self.credentials
+            && user.contains(char::is_whitespace)
+        {
+            return Err(config(
+                "credentials",
+                "the user name must not contain spaces",
+            ));
+        }
+        Ok(Connect {
+            timeout: self.timeout,
+            root_cert: self.root_cert.as_ref().map(|Redacted(pem)| pem.clone()),
+            client_cert: self.client_cert.as_ref().map(|Redacted(pair)| pair.clone()),
+            credentials: self
+                .credentials
+                .as_ref()
+                .map(|(user, Redacted(password))| (user.clone(), password.clone())),
+            max_value_size: self.max_value_size,
+        })
+    }
+}
+
+/// The certificates of a PEM given to `setting`: at least one, all parsed.
+fn certificates(
+    setting: &'static str,
+    pem: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| config(setting, format!("the PEM does not parse: {error}")))?;
+    if certs.is_empty() {
+        return Err(config(
+            setting,
+            "the PEM holds no certificate (`-----BEGIN CERTIFICATE-----`)",
+        ));
+    }
+    Ok(certs)
 }
 
 fn config(setting: &'static str, reason: impl Into<String>) -> Error {

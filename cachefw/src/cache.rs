@@ -138,17 +138,21 @@ impl Cache {
     /// Reads the value at `key`.
     ///
     /// An entry that does not decode as `T` (garbage, another codec's, or
-    /// another type's) reads as `None`; it is counted in [`Stats::errors`]
-    /// and logged. A key whose eviction Redis has not confirmed yet (see
-    /// [`delete`](Self::delete)) reads as `None` too, without asking Redis,
-    /// and so does an entry past its TTL (one kept for
+    /// another type's), or is larger than
+    /// [`max_value_size`](crate::CacheBuilder::max_value_size) (it is then
+    /// never read in full), reads as `None`; it is counted in
+    /// [`Stats::errors`] and logged. A key whose eviction Redis has not
+    /// confirmed yet (see [`delete`](Self::delete)) reads as `None` too,
+    /// without asking Redis, and so does an entry past its TTL (one kept for
     /// [`stale_while_revalidate`](crate::CacheBuilder::stale_while_revalidate)
     /// or [`stale_if_error`](crate::CacheBuilder::stale_if_error)).
     ///
     /// # Errors
     ///
     /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
-    /// Redis fails.
+    /// Redis fails; [`Error::KeyTooLong`] for a key longer than
+    /// [`max_key_len`](crate::CacheBuilder::max_key_len) (as for every
+    /// operation on a key).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         match self.inner().read(&self.inner().keys().full(key)).await {
             Ok(Some((
@@ -183,7 +187,10 @@ impl Cache {
     /// # Errors
     ///
     /// [`Error::InvalidTtl`] for a TTL under a millisecond, [`Error::Encode`]
-    /// when `value` does not serialize, [`Error::Redis`],
+    /// when `value` does not serialize, [`Error::ValueTooLarge`] when its
+    /// encoding is larger than
+    /// [`max_value_size`](crate::CacheBuilder::max_value_size) (counted in
+    /// [`Stats::errors`]; the old entry is evicted), [`Error::Redis`],
     /// [`Error::Timeout`] or [`Error::Unavailable`] (the breaker is open)
     /// when Redis fails.
     pub async fn set<T: Serialize + ?Sized>(
@@ -243,10 +250,11 @@ impl Cache {
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         let inner = self.inner();
         let full = inner.keys().full(key);
+        inner.check_key(&full)?;
         if inner.bypasses(&full) {
             return Ok(None);
         }
-        let bytes = inner.observe(inner.backend().get(&full).await)?;
+        let bytes = inner.backend_get(&full).await?;
         let now = now_ms();
         Ok(bytes
             .as_deref()

@@ -116,6 +116,66 @@ pub enum Error {
         reason: String,
     },
 
+    /// A TLS connection to Redis that cannot work: the server's certificate
+    /// does not verify (signed by an unknown CA, issued for another host
+    /// name, expired), the server requires a client certificate, or the
+    /// handshake failed. Returned by `build()` when Redis is reachable at
+    /// start; later such failures count as errors and calls go to the
+    /// loaders. Never names key material.
+    #[error("TLS with Redis at {node} failed: {reason}")]
+    Tls {
+        /// The node, `host:port`.
+        node: String,
+        /// What failed, and what setting would fix it.
+        reason: String,
+    },
+
+    /// Redis refused the credentials (`WRONGPASS`), wanted some and was
+    /// given none (`NOAUTH`), or the ACL user may not run the commands
+    /// cachefw needs (`NOPERM`). Returned by `build()` when Redis is
+    /// reachable at start. Never names the password.
+    #[error("Redis at {node} refused {}: {reason}", user_of(.user.as_deref()))]
+    Auth {
+        /// The node, `host:port`.
+        node: String,
+        /// The ACL user, if one was given (not a secret).
+        user: Option<String>,
+        /// What Redis said (the password is never part of it).
+        reason: String,
+    },
+
+    /// A key longer than the limit
+    /// ([`CacheBuilder::max_key_len`](crate::CacheBuilder::max_key_len));
+    /// nothing was read or written. [`Cache::get_or_load`](crate::Cache::get_or_load)
+    /// and the macros count it in [`Stats::errors`](crate::Stats::errors)
+    /// and call the loader, storing nothing.
+    #[error("the key {key:?}… is {len} bytes, longer than the limit of {max} bytes (max_key_len)")]
+    KeyTooLong {
+        /// The first characters of the full key (namespace and version
+        /// included), enough to recognise it.
+        key: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
+
+    /// A value larger than
+    /// [`CacheBuilder::max_value_size`](crate::CacheBuilder::max_value_size):
+    /// not stored when written (the old entry is evicted), a miss when read
+    /// (and never read in full). Counted in
+    /// [`Stats::errors`](crate::Stats::errors) either way.
+    #[error("{}", too_large(.key, *.size, *.max))]
+    ValueTooLarge {
+        /// The full Redis key (namespace and version included).
+        key: String,
+        /// Its encoded size in bytes; `None` for a value read from Redis,
+        /// of which no more than `max + 1` bytes are read.
+        size: Option<u64>,
+        /// The limit in force.
+        max: u64,
+    },
+
     /// A stored value that is not a cachefw value of the requested type:
     /// garbage, another codec's or format's entry, or another type's. Reads
     /// treat it as a miss (so the next load replaces it); this variant is
@@ -187,7 +247,52 @@ impl Error {
             Self::Decode { .. } => "decode",
             Self::Encode { .. } => "encode",
             Self::InvalidUrl { .. } | Self::Config { .. } | Self::InvalidTtl { .. } => "usage",
+            Self::Tls { .. } => "tls",
+            Self::Auth { .. } => "auth",
+            Self::KeyTooLong { .. } => "key_too_long",
+            Self::ValueTooLarge { .. } => "value_too_large",
         }
+    }
+
+    /// Whether the cache counted and logged this error where it arose
+    /// (backend failures, and the limits on keys and values), so that a
+    /// caller must not count it again.
+    pub(crate) fn is_counted(&self) -> bool {
+        self.is_backend_failure()
+            || matches!(self, Self::KeyTooLong { .. } | Self::ValueTooLarge { .. })
+    }
+
+    /// A key too long for `max`: the error, naming its first characters.
+    pub(crate) fn key_too_long(full: &str, max: usize) -> Self {
+        const SHOWN: usize = 64;
+        let mut end = SHOWN.min(full.len());
+        while !full.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self::KeyTooLong {
+            key: full[..end].to_owned(),
+            len: full.len(),
+            max,
+        }
+    }
+}
+
+fn user_of(user: Option<&str>) -> String {
+    match user {
+        Some(user) => format!("the ACL user {user:?}"),
+        None => "the connection".to_owned(),
+    }
+}
+
+fn too_large(key: &str, size: Option<u64>, max: u64) -> String {
+    match size {
+        Some(size) => format!(
+            "the value for key {key:?} is {size} bytes, more than max_value_size ({max} bytes): not stored"
+        ),
+        None => format!(
+            "the value at key {key:?} is larger than max_value_size ({max} bytes): read as a miss, \
+             and no more than the limit of it was read"
+        ),
     }
 }
 

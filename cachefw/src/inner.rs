@@ -49,6 +49,10 @@ pub(crate) struct Settings {
     pub(crate) defaults: Defaults,
     pub(crate) lease_time: Duration,
     pub(crate) journal_capacity: usize,
+    /// The largest encoded value stored or read.
+    pub(crate) max_value_size: u64,
+    /// The longest full key.
+    pub(crate) max_key_len: usize,
 }
 
 pub(crate) struct Inner {
@@ -194,19 +198,29 @@ impl Inner {
     /// backend's bytes, offered to the near tier on the way.
     async fn fetch(&self, full: &str) -> Result<Fetched, Error> {
         let Some(near) = &self.near else {
-            return Ok(Fetched::Backend(
-                self.observe(self.backend.get(full).await)?,
-            ));
+            return Ok(Fetched::Backend(self.backend_get(full).await?));
         };
         if let Some(held) = near.get(full) {
             return Ok(Fetched::Near(held));
         }
         let ticket = near.ticket(full);
-        let bytes = self.observe(self.backend.get(full).await)?;
+        let bytes = self.backend_get(full).await?;
         if let (Some(bytes), Some(ticket)) = (&bytes, ticket) {
             near.offer(full, bytes, ticket, now_ms());
         }
         Ok(Fetched::Backend(bytes))
+    }
+
+    /// The backend's bytes at `full`; a value larger than `max_value_size`
+    /// (never read in full) is counted, logged, and reads as missing.
+    pub(crate) async fn backend_get(&self, full: &str) -> Result<Option<Bytes>, Error> {
+        match self.observe(self.backend.get(full).await) {
+            Err(error @ Error::ValueTooLarge { .. }) => {
+                self.failure(&error);
+                Ok(None)
+            }
+            found => found,
+        }
     }
 
     /// A read answered with a value past its TTL.
@@ -264,6 +278,33 @@ impl Inner {
         }
     }
 
+    /// Refuses a full key longer than the limit: the error is counted and
+    /// logged here, and returned.
+    pub(crate) fn check_key(&self, full: &str) -> Result<(), Error> {
+        if full.len() <= self.settings.max_key_len {
+            return Ok(());
+        }
+        let error = Error::key_too_long(full, self.settings.max_key_len);
+        self.failure(&error);
+        Err(error)
+    }
+
+    /// Refuses encoded bytes larger than the limit: the error is counted
+    /// and logged here, and returned.
+    pub(crate) fn check_size(&self, full: &str, bytes: &[u8]) -> Result<(), Error> {
+        let size = bytes.len() as u64;
+        if size <= self.settings.max_value_size {
+            return Ok(());
+        }
+        let error = Error::ValueTooLarge {
+            key: full.to_owned(),
+            size: Some(size),
+            max: self.settings.max_value_size,
+        };
+        self.failure(&error);
+        Err(error)
+    }
+
     /// Whether reads of `full` must bypass the backend: an eviction of it
     /// has not reached Redis yet.
     pub(crate) fn bypasses(&self, full: &str) -> bool {
@@ -280,6 +321,7 @@ impl Inner {
         &self,
         full: &str,
     ) -> Result<Option<(Decoded<T>, bool)>, Error> {
+        self.check_key(full)?;
         if self.bypasses(full) {
             return Ok(None);
         }
@@ -296,6 +338,7 @@ impl Inner {
         &self,
         full: &str,
     ) -> Result<Option<(Decoded<T>, bool)>, Error> {
+        self.check_key(full)?;
         if self.bypasses(full) {
             return Ok(None);
         }
@@ -473,6 +516,7 @@ impl Inner {
         value: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
+        self.check_key(full)?;
         let encoded = crate::ttl::millis(ttl)
             .ok_or_else(|| Error::InvalidTtl {
                 key: full.to_owned(),
@@ -484,6 +528,10 @@ impl Inner {
                     delta_ms: 0,
                 };
                 Ok((self.encode(full, value, meta)?, ttl_ms))
+            })
+            .and_then(|(bytes, ttl_ms)| {
+                self.check_size(full, &bytes)?;
+                Ok((bytes, ttl_ms))
             });
         let (bytes, ttl_ms) = match encoded {
             Ok(encoded) => encoded,
@@ -502,7 +550,7 @@ impl Inner {
     /// counted and logged, none returned.
     pub(crate) async fn put_full<V: Serialize>(&self, full: &str, value: &V, ttl: Duration) {
         if let Err(error) = self.set_full(full, value, ttl).await
-            && !error.is_backend_failure()
+            && !error.is_counted()
         {
             self.failure(&error);
         }
@@ -511,6 +559,7 @@ impl Inner {
     /// Removes the entry at a full key, and with it any lease: a load that
     /// began before cannot fill it, and later callers start a new load.
     pub(crate) async fn delete_full(&self, full: &str) -> Result<bool, Error> {
+        self.check_key(full)?;
         let write = self.backend.delete(full);
         self.evicting([Target::Key(full.to_owned())], write).await
     }
@@ -518,6 +567,9 @@ impl Inner {
     /// [`delete_full`](Self::delete_full) for many keys, in one round trip
     /// per batch; how many existed.
     pub(crate) async fn delete_many_full(&self, fulls: &[String]) -> Result<u64, Error> {
+        for full in fulls {
+            self.check_key(full)?;
+        }
         let targets = fulls.iter().map(|full| Target::Key(full.clone()));
         self.evicting(targets, self.backend.delete_many(fulls))
             .await
@@ -525,6 +577,7 @@ impl Inner {
 
     /// Removes every entry under a full key prefix.
     pub(crate) async fn evict_prefix_full(&self, prefix: &str) -> Result<u64, Error> {
+        self.check_key(prefix)?;
         let write = self.backend.evict_prefix(prefix);
         self.evicting([Target::Prefix(prefix.to_owned())], write)
             .await

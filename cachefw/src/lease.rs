@@ -134,6 +134,12 @@ pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) 
                 Ok(Some(held)) => return Claim::Found(held),
                 // Released or evicted: try to take it ourselves.
                 Ok(None) => break,
+                // Filled with a value too large to read: taking the lease
+                // replaces it.
+                Err(error @ Error::ValueTooLarge { .. }) => {
+                    inner.failure(&error);
+                    break;
+                }
                 Err(error) => {
                     inner.failure(&error);
                     return Claim::Unguarded;

@@ -83,8 +83,8 @@ mod ttl;
 
 pub use backend::breaker::BreakerState;
 pub use builder::{
-    CacheBuilder, DEFAULT_LEASE_TIME, DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT,
-    DEFAULT_TTL,
+    CacheBuilder, DEFAULT_LEASE_TIME, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_SIZE,
+    DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, DEFAULT_TTL,
 };
 pub use cache::Cache;
 pub use codec::Codec;

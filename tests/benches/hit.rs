@@ -7,6 +7,12 @@
 //! redis-server. Rows are interleaved in 40 rounds of a few hundred calls
 //! each, so that the machine's drift hits every row alike.
 //!
+//! The size-bounded read cachefw makes (`GETRANGE key 0 <max>`) is set
+//! against a plain `GET` and against a server-side size check in Lua
+//! (`EVALSHA`: `STRLEN`, then `GET`), and the same rows run over TLS
+//! (`rediss://`, a second private redis-server with `--tls-port`), for the
+//! cost of TLS on the hit path.
+//!
 //! ```text
 //! cargo bench -p cachefw-tests --bench hit
 //! ```
@@ -18,7 +24,7 @@ use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use cachefw::{Cache, cacheable};
-use cachefw_tests::RedisServer;
+use cachefw_tests::{RedisServer, TestPki};
 use serde::{Deserialize, Serialize};
 
 /// Counts heap allocations, to report how many one hit makes.
@@ -87,11 +93,30 @@ static MEMORY_CACHE: OnceLock<Cache> = OnceLock::new();
 static NEAR_CACHE: OnceLock<Cache> = OnceLock::new();
 static REDIS_URL: OnceLock<String> = OnceLock::new();
 static RAW: OnceLock<redis::aio::MultiplexedConnection> = OnceLock::new();
+static RAW_TLS: OnceLock<redis::aio::MultiplexedConnection> = OnceLock::new();
+static TLS_CACHE: OnceLock<Cache> = OnceLock::new();
+/// A `GET` that returns nothing for a value over `ARGV[1]` bytes, checked
+/// on the server: the alternative to `GETRANGE` that sends nothing of a
+/// value too large, at the price of a script per read.
+static SIZED_GET: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[1]) then return false end
+return redis.call('GET', KEYS[1])
+",
+    )
+});
+const MAX_VALUE_SIZE: u64 = cachefw::DEFAULT_MAX_VALUE_SIZE;
 static MOKA: LazyLock<moka::sync::Cache<String, Profile>> =
     LazyLock::new(|| moka::sync::Cache::new(10_000));
 
 #[cacheable(key = "p:<id>", ttl = "1h", cache = REDIS_CACHE.get().cloned())]
 async fn cachefw_redis(id: u64) -> Result<Profile, SourceError> {
+    Ok(profile(id))
+}
+
+#[cacheable(key = "p:<id>", ttl = "1h", cache = TLS_CACHE.get().cloned())]
+async fn cachefw_tls(id: u64) -> Result<Profile, SourceError> {
     Ok(profile(id))
 }
 
@@ -121,16 +146,47 @@ async fn cached_crate(id: u64) -> Result<Profile, SourceError> {
     Ok(profile(id))
 }
 
-async fn raw_get(id: u64) -> Result<Profile, SourceError> {
-    let mut conn = RAW.get().cloned().ok_or(SourceError)?;
-    let bytes: Vec<u8> = redis::cmd("GET")
-        .arg(format!("raw:p:{id}"))
-        .query_async(&mut conn)
-        .await
-        .map_err(|_| SourceError)?;
+/// How an anchor reads its bytes.
+#[derive(Clone, Copy)]
+enum Read {
+    Get,
+    GetRange,
+    SizedScript,
+}
+
+async fn raw_read(
+    conn: &OnceLock<redis::aio::MultiplexedConnection>,
+    read: Read,
+    id: u64,
+) -> Result<Profile, SourceError> {
+    let mut conn = conn.get().cloned().ok_or(SourceError)?;
+    let key = format!("raw:p:{id}");
+    let bytes: Vec<u8> = match read {
+        Read::Get => redis::cmd("GET").arg(key).query_async(&mut conn).await,
+        Read::GetRange => {
+            redis::cmd("GETRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(MAX_VALUE_SIZE)
+                .query_async(&mut conn)
+                .await
+        }
+        Read::SizedScript => {
+            SIZED_GET
+                .key(key)
+                .arg(MAX_VALUE_SIZE)
+                .invoke_async(&mut conn)
+                .await
+        }
+    }
+    .map_err(|_| SourceError)?;
     bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
         .map(|(profile, _)| profile)
         .map_err(|_| SourceError)
+}
+
+async fn raw_get(id: u64) -> Result<Profile, SourceError> {
+    raw_read(&RAW, Read::Get, id).await
 }
 
 async fn moka_get(id: u64) -> Result<Profile, SourceError> {
@@ -149,8 +205,12 @@ struct Row {
 #[derive(Clone, Copy)]
 enum Op {
     RawGet,
+    RawGetRange,
+    RawSizedScript,
     CachedCrate,
     CachefwRedis,
+    RawGetTls,
+    CachefwTls,
     Moka,
     CachefwMemory,
     CachefwNear,
@@ -160,6 +220,10 @@ impl Op {
     fn name(self) -> &'static str {
         match self {
             Self::RawGet => "redis-rs GET + decode (anchor)",
+            Self::RawGetRange => "redis-rs GETRANGE 0 16MiB + decode",
+            Self::RawSizedScript => "redis-rs EVALSHA sized GET+decode",
+            Self::RawGetTls => "TLS: redis-rs GET + decode",
+            Self::CachefwTls => "TLS: #[cacheable] over Redis",
             Self::CachedCrate => "cached crate #[concurrent_cached]",
             Self::CachefwRedis => "#[cacheable] over Redis",
             Self::Moka => "moka get (anchor)",
@@ -171,6 +235,10 @@ impl Op {
     async fn call(self, id: u64) -> Result<Profile, SourceError> {
         match self {
             Self::RawGet => raw_get(id).await,
+            Self::RawGetRange => raw_read(&RAW, Read::GetRange, id).await,
+            Self::RawSizedScript => raw_read(&RAW, Read::SizedScript, id).await,
+            Self::RawGetTls => raw_read(&RAW_TLS, Read::Get, id).await,
+            Self::CachefwTls => cachefw_tls(id).await,
             Self::CachedCrate => cached_crate(id).await,
             Self::CachefwRedis => cachefw_redis(id).await,
             Self::Moka => moka_get(id).await,
@@ -274,6 +342,26 @@ fn print(title: &str, rows: &[Row]) {
     }
 }
 
+/// The TLS rows against their plain-TCP twins.
+fn tls_ratio(rows: &[Row]) {
+    let find = |name: &str| rows.iter().find(|row| row.name == name);
+    let pairs = [
+        (Op::RawGetTls.name(), Op::RawGet.name()),
+        (Op::CachefwTls.name(), Op::CachefwRedis.name()),
+    ];
+    for (tls, plain) in pairs {
+        if let (Some(tls), Some(plain)) = (find(tls), find(plain)) {
+            println!(
+                "  {} / plain: p50 {:.2}x, mean {:.2}x, ops/s {:.2}x",
+                tls.name,
+                tls.p50.as_secs_f64() / plain.p50.as_secs_f64(),
+                tls.mean.as_secs_f64() / plain.mean.as_secs_f64(),
+                tls.per_second / plain.per_second,
+            );
+        }
+    }
+}
+
 /// Heap allocations per call of `op` on warm keys, in one task.
 async fn allocations<F, Fut>(op: F) -> f64
 where
@@ -348,18 +436,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let redis = RedisServer::start();
     let url = redis.url();
     let _ = REDIS_URL.set(url.clone());
+    let pki = TestPki::generate();
+    let tls = RedisServer::start_tls(&pki, false);
     let client = redis::Client::open(url.as_str())?;
     let mut raw = client.get_multiplexed_async_connection().await?;
+    let tls_client = redis::Client::build_with_tls(
+        tls.url(),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pki.ca_pem.clone().into_bytes()),
+        },
+    )?;
+    let mut raw_tls = tls_client.get_multiplexed_async_connection().await?;
     for id in 0..KEYS {
         let bytes = bincode::serde::encode_to_vec(profile(id), bincode::config::standard())?;
-        redis::cmd("SET")
-            .arg(format!("raw:p:{id}"))
-            .arg(bytes)
-            .query_async::<()>(&mut raw)
-            .await?;
+        for conn in [&mut raw, &mut raw_tls] {
+            redis::cmd("SET")
+                .arg(format!("raw:p:{id}"))
+                .arg(&bytes)
+                .query_async::<()>(conn)
+                .await?;
+        }
         MOKA.insert(format!("p:{id}"), profile(id));
     }
     let _ = RAW.set(raw);
+    let _ = RAW_TLS.set(raw_tls);
+    let _ = TLS_CACHE.set(
+        Cache::builder()
+            .redis(tls.url())
+            .tls_root_cert(&pki.ca_pem)
+            .namespace("bench")
+            .build()
+            .await?,
+    );
     let _ = REDIS_CACHE.set(
         Cache::builder()
             .redis(url.as_str())
@@ -382,7 +491,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var("HIT_PROFILE").is_ok() {
         for op in [
             Op::RawGet,
+            Op::RawGetRange,
             Op::CachefwRedis,
+            Op::RawGetTls,
+            Op::CachefwTls,
             Op::Moka,
             Op::CachefwMemory,
             Op::CachefwNear,
@@ -393,7 +505,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         return Ok(());
     }
-    let redis_rows = [Op::RawGet, Op::CachedCrate, Op::CachefwRedis];
+    let redis_rows = [
+        Op::RawGet,
+        Op::RawGetRange,
+        Op::RawSizedScript,
+        Op::CachedCrate,
+        Op::CachefwRedis,
+        Op::RawGetTls,
+        Op::CachefwTls,
+    ];
     let memory_rows = [Op::Moka, Op::CachefwMemory, Op::CachefwNear];
     let redis_1 = measure(&redis_rows, 1, SEGMENT_CALLS).await;
     let redis_64 = measure(&redis_rows, TASKS, SEGMENT_CALLS / TASKS * 8).await;
@@ -406,7 +526,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          interleaved rounds"
     );
     print("Redis, one task", &redis_1);
+    tls_ratio(&redis_1);
     print(&format!("Redis, {TASKS} tasks"), &redis_64);
+    tls_ratio(&redis_64);
     print("memory, one task", &memory_1);
     print(&format!("memory, {TASKS} tasks"), &memory_64);
     // The near tier against a Redis hit, from the tables above (interleaved
@@ -415,7 +537,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("one task", &redis_1, &memory_1),
         ("64 tasks", &redis_64, &memory_64),
     ] {
-        let (over_redis, near) = (&redis[2], &memory[2]);
+        let over_redis = redis
+            .iter()
+            .find(|row| row.name == Op::CachefwRedis.name())
+            .expect("the Redis row");
+        let near = &memory[2];
         println!(
             "near tier vs #[cacheable] over Redis, {title}: p50 {:.0}x faster, {:.0}x the ops/s",
             over_redis.p50.as_secs_f64() / near.p50.as_secs_f64(),
@@ -431,6 +557,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "  #[cacheable] over Redis         {:.2}",
         allocations(cachefw_redis).await
+    );
+    println!(
+        "  #[cacheable] over Redis TLS     {:.2}",
+        allocations(cachefw_tls).await
     );
     println!(
         "  moka get (anchor)               {:.2}",

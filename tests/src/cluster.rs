@@ -1,7 +1,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::RedisServer;
+use crate::{RedisServer, TestPki};
 
 /// How long a cluster may take to form, or to settle after a fault.
 const SETTLE_WITHIN: Duration = Duration::from_secs(30);
@@ -32,20 +32,59 @@ impl RedisCluster {
     ///
     /// As [`start`](Self::start).
     pub fn start_with_replicas(primaries: usize, replicas: usize) -> Self {
+        Self::form(primaries, replicas, None)
+    }
+
+    /// [`start`](Self::start) over TLS only: every node listens with
+    /// `--tls-port` and `--port 0`, the cluster bus and replication use TLS
+    /// too (`--tls-cluster yes`, `--tls-replication yes`), and clients must
+    /// present a certificate the CA of `pki` signed. [`urls`](Self::urls)
+    /// are `rediss://127.0.0.1:<port>`.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_tls(primaries: usize, pki: &TestPki) -> Self {
+        Self::form(primaries, 0, Some(pki))
+    }
+
+    fn form(primaries: usize, replicas: usize, tls: Option<&TestPki>) -> Self {
         let timeout = if replicas > 0 { "1000" } else { "2000" };
+        let mut args = vec![
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            timeout,
+        ];
+        if tls.is_some() {
+            args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+        }
         let nodes: Vec<_> = (0..primaries * (1 + replicas))
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    timeout,
-                ])
+            .map(|_| match tls {
+                None => RedisServer::start_with(&args),
+                Some(pki) => RedisServer::start_tls_with(pki, true, &args),
             })
             .collect();
-        let output = Command::new(cli())
+        let mut create = Command::new(cli());
+        if let Some(pki) = tls {
+            let dir = nodes[0].dir();
+            let file = |name: &str, pem: &str| {
+                let path = dir.join(name);
+                std::fs::write(&path, pem).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                path
+            };
+            create
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(file("cli-ca.pem", &pki.ca_pem))
+                .arg("--cert")
+                .arg(file("cli-client.pem", &pki.client_cert_pem))
+                .arg("--key")
+                .arg(file("cli-client.key", &pki.client_key_pem));
+        }
+        let output = create
             .args(["--cluster", "create"])
             .args(
                 nodes

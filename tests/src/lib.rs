@@ -6,6 +6,9 @@
 //! killed when its [`RedisServer`] is dropped (and, on Linux, when the test
 //! process dies). Nothing here assumes a server on 6379.
 //!
+//! TLS servers ([`RedisServer::start_tls`], [`RedisCluster::start_tls`])
+//! use certificates made fresh by [`TestPki`].
+//!
 //! Set `REDIS_SERVER` to use a `redis-server` binary that is not on `PATH`.
 
 #![warn(missing_docs)]
@@ -13,7 +16,9 @@
 mod cluster;
 mod proxy;
 mod redis_server;
+mod tls;
 
 pub use cluster::RedisCluster;
 pub use proxy::DelayProxy;
 pub use redis_server::RedisServer;
+pub use tls::TestPki;

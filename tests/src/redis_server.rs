@@ -2,11 +2,15 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::Commands;
+use redis::{ClientTlsConfig, Commands, IntoConnectionInfo, TlsCertificates};
 use socket2::{Domain, Socket, Type};
+
+use crate::TestPki;
+use crate::tls::install_crypto_provider;
 
 /// How long a server may take to answer its first `PING`.
 const READY_WITHIN: Duration = Duration::from_secs(15);
@@ -29,6 +33,19 @@ pub struct RedisServer {
     hold: Option<PortHold>,
     /// Arguments beyond the kit's own, such as cluster mode.
     extra: Vec<String>,
+    /// TLS only (`--port 0`), with these certificates.
+    tls: Option<Tls>,
+    /// The `default` user's password (`requirepass`), if any.
+    password: Option<String>,
+}
+
+/// How a TLS server is set up.
+#[derive(Clone)]
+struct Tls {
+    pki: Arc<TestPki>,
+    /// `--tls-auth-clients yes`: clients must present a certificate the CA
+    /// signed.
+    client_auth: bool,
 }
 
 impl RedisServer {
@@ -48,16 +65,61 @@ impl RedisServer {
     ///
     /// As [`start`](Self::start).
     pub fn start_with(args: &[&str]) -> Self {
+        Self::launch(args, |_| {})
+    }
+
+    /// A server that speaks only TLS (`--tls-port <port> --port 0`), with
+    /// the server certificate of `pki` (valid for `127.0.0.1`) and its CA;
+    /// with `client_auth`, clients must present a certificate that CA
+    /// signed (`--tls-auth-clients yes`), otherwise none is asked for. Its
+    /// [`url`](Self::url) is `rediss://127.0.0.1:<port>`; the kit's own
+    /// connections trust the CA and present the client certificate.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_tls(pki: &TestPki, client_auth: bool) -> Self {
+        Self::start_tls_with(pki, client_auth, &[])
+    }
+
+    /// [`start_tls`](Self::start_tls) with more `redis-server` arguments.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_tls_with(pki: &TestPki, client_auth: bool, args: &[&str]) -> Self {
+        let tls = Tls {
+            pki: Arc::new(pki.clone()),
+            client_auth,
+        };
+        Self::launch(args, |server| server.tls = Some(tls.clone()))
+    }
+
+    /// A server whose `default` user needs `password` (`requirepass`):
+    /// connections without it are answered `NOAUTH`. The kit's own
+    /// connections authenticate.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with_password(password: &str) -> Self {
+        Self::launch(&[], |server| server.password = Some(password.to_owned()))
+    }
+
+    fn launch(args: &[&str], configure: impl Fn(&mut Self)) -> Self {
         // Another process may take the port between our probe and the
         // server's bind; a server that exits at once gets another port.
+        let mut why = String::new();
         for _ in 0..5 {
             let mut server = Self::reserved();
             server.extra = args.iter().map(|arg| (*arg).to_owned()).collect();
-            if server.spawn().is_ok() {
-                return server;
+            configure(&mut server);
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(error) => why = error,
             }
         }
-        panic!("redis-server did not start on any of 5 free ports");
+        panic!("redis-server did not start on any of 5 free ports: {why}");
     }
 
     /// A server that is not running, on a port held for it (connections are
@@ -72,12 +134,69 @@ impl RedisServer {
             child: None,
             hold: Some(hold),
             extra: Vec::new(),
+            tls: None,
+            password: None,
         }
     }
 
-    /// The server's URL, `redis://127.0.0.1:<port>`.
+    /// The server's URL, `redis://127.0.0.1:<port>` (`rediss://` for a TLS
+    /// server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's scratch directory (its log, its TLS files).
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The certificates of a TLS server.
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.tls.as_ref().map(|tls| &*tls.pki)
+    }
+
+    /// Creates or replaces the ACL user `user` with exactly `rules` (after
+    /// `reset`), such as `[">password", "on", "~app:*", "+get"]`.
+    ///
+    /// # Panics
+    ///
+    /// When Redis refuses a rule.
+    pub fn acl_setuser(&self, user: &str, rules: &[&str]) {
+        let mut args: Vec<&[u8]> = vec![b"SETUSER", user.as_bytes(), b"reset"];
+        args.extend(rules.iter().map(|rule| rule.as_bytes()));
+        self.cmd::<()>("ACL", &args);
+    }
+
+    /// A client of this server for the kit's own connections: the
+    /// password of the `default` user, and for a TLS server its CA and the
+    /// client certificate.
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        let mut info = self.url().into_connection_info()?;
+        if let Some(password) = &self.password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        match &self.tls {
+            None => redis::Client::open(info),
+            Some(tls) => {
+                install_crypto_provider();
+                redis::Client::build_with_tls(
+                    info,
+                    TlsCertificates {
+                        client_tls: Some(ClientTlsConfig {
+                            client_cert: tls.pki.client_cert_pem.clone().into_bytes(),
+                            client_key: tls.pki.client_key_pem.clone().into_bytes(),
+                        }),
+                        root_cert: Some(tls.pki.ca_pem.clone().into_bytes()),
+                    },
+                )
+            }
+        }
     }
 
     /// The server's port.
@@ -191,7 +310,7 @@ impl RedisServer {
     ///
     /// When the server does not accept the connection.
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
+        self.client()
             .and_then(|client| client.get_connection())
             .unwrap_or_else(|e| panic!("cannot connect to test redis on {}: {e}", self.port))
     }
@@ -200,7 +319,7 @@ impl RedisServer {
     /// the connection and the reply (a frozen or stopped server answers
     /// `None`, as does an error reply).
     pub fn try_cmd<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
-        let client = redis::Client::open(self.url()).ok()?;
+        let client = self.client().ok()?;
         let mut conn = client
             .get_connection_with_timeout(Duration::from_secs(1))
             .ok()?;
@@ -257,8 +376,35 @@ impl RedisServer {
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         let port = self.port.to_string();
         let mut command = Command::new(binary());
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some(tls) => {
+                let file = |name: &str, pem: &str| {
+                    let path = self.dir.join(name);
+                    std::fs::write(&path, pem)
+                        .map(|()| path)
+                        .map_err(|e| format!("{}: {e}", self.dir.display()))
+                };
+                let cert = file("server.pem", &tls.pki.server_cert_pem)?;
+                let key = file("server.key", &tls.pki.server_key_pem)?;
+                let ca = file("ca.pem", &tls.pki.ca_pem)?;
+                let auth = if tls.client_auth { "yes" } else { "no" };
+                command
+                    .args(["--port", "0", "--tls-port", &port])
+                    .arg("--tls-cert-file")
+                    .arg(cert)
+                    .arg("--tls-key-file")
+                    .arg(key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(ca)
+                    .args(["--tls-auth-clients", auth])
+            }
+        };
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
         command
-            .args(["--port", &port, "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .arg("--dir")
@@ -288,7 +434,7 @@ impl RedisServer {
                 let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
                 return Err(format!("redis-server exited ({status}): {stderr}{log}"));
             }
-            if answers_ping(self.port) {
+            if self.answers_ping() {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -303,6 +449,24 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+impl RedisServer {
+    /// Whether the server answers `PING`: over a plain socket for a plain
+    /// server, through the kit's client for one with TLS or a password.
+    fn answers_ping(&self) -> bool {
+        if self.tls.is_none() && self.password.is_none() {
+            return answers_ping(self.port);
+        }
+        let Ok(client) = self.client() else {
+            return false;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
+            return false;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+        redis::cmd("PING").query::<String>(&mut conn).is_ok()
     }
 }
 

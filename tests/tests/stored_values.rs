@@ -41,8 +41,10 @@ async fn garbage_reads_as_a_miss_that_is_replaced() {
         );
     }
     let stats = cache.stats();
-    // Each bad entry was counted twice: by `get` and by `get_or_load`.
-    assert_eq!(stats.errors, 2 * cases.len() as u64);
+    // Each bad entry was counted twice: by `get` and by `get_or_load`;
+    // except the empty one, which reads as no entry (entries are read with
+    // `GETRANGE`, which answers a missing key with an empty string too).
+    assert_eq!(stats.errors, 2 * (cases.len() as u64 - 1));
     assert_eq!(stats.loads, cases.len() as u64);
 }
 

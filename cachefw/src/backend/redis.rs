@@ -11,6 +11,12 @@
 //! Every command goes through the circuit breaker of the node that holds its
 //! key (one for a single Redis, one per primary on a cluster), so one dead
 //! primary sends only its own keys to the loaders.
+//!
+//! `rediss://` connects over TLS (rustls, with the `ring` provider) and
+//! never falls back to plain text; the system roots are trusted unless the
+//! builder gives a CA. Entries are read with `GETRANGE key 0 max`, so that
+//! Redis never sends more than `max_value_size + 1` bytes of a value: a
+//! larger one is a miss that is never read in full.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,8 +30,9 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError,
-    RedisFuture, RedisResult, Script, ServerErrorKind, Value,
+    AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, ConnectionInfo, ErrorKind, FromRedisValue,
+    IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, Script, ServerErrorKind,
+    TlsCertificates, Value,
 };
 use tokio::sync::Notify;
 
@@ -61,6 +68,9 @@ fn outcome_of(error: &RedisError) -> Outcome {
         | ErrorKind::Io
         | ErrorKind::ClusterConnectionNotFound
         | ErrorKind::AuthenticationFailed => Outcome::Failed,
+        // The server wants credentials it was not given, or refuses them
+        // (a password rotated under a running cache): it serves us nothing.
+        _ if matches!(error.code(), Some("NOAUTH" | "WRONGPASS")) => Outcome::Failed,
         // An answer about the command itself (`WRONGTYPE`, `OOM`, `NOSCRIPT`
         // after its reload failed, a reply that does not convert): Redis is
         // up, and the breaker stays out of it.
@@ -236,8 +246,13 @@ impl Topology {
 /// A Redis Cluster.
 struct Cluster {
     client: ClusterClient,
-    /// The seed nodes, for the near tier's tracking links.
-    seeds: Vec<redis::ConnectionInfo>,
+    /// A client of each seed node on its own, `host:port` and client: when
+    /// the cluster cannot be reached at start, they tell a Redis that is
+    /// down from settings that cannot work (a certificate, a password).
+    seeds: Vec<(String, Client)>,
+    /// Why the last connection attempt failed, for the callers that waited
+    /// for it.
+    last_error: std::sync::Mutex<Option<RedisError>>,
     /// The cluster connection, made in the background (see `connection`).
     conn: ArcSwapOption<ClusterConnection>,
     connecting: AtomicBool,
@@ -292,10 +307,17 @@ impl Cluster {
                     if let Some(conn) = self.conn.load_full() {
                         return Ok(conn);
                     }
-                    return Err(RedisError::from((
-                        ErrorKind::Io,
-                        "the Redis Cluster connection could not be formed",
-                    )));
+                    let why = self
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone();
+                    return Err(why.unwrap_or_else(|| {
+                        RedisError::from((
+                            ErrorKind::Io,
+                            "the Redis Cluster connection could not be formed",
+                        ))
+                    }));
                 }
             }
         };
@@ -327,8 +349,18 @@ impl Cluster {
                 Ok(Ok(conn)) => cluster.conn.store(Some(Arc::new(conn))),
                 Ok(Err(error)) => {
                     tracing::debug!(%error, "cachefw: Redis Cluster connection failed");
+                    *cluster
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
                 }
-                Err(_) => tracing::debug!("cachefw: Redis Cluster connection timed out"),
+                Err(_) => {
+                    tracing::debug!("cachefw: Redis Cluster connection timed out");
+                    *cluster
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(timed_out());
+                }
             }
             drop(flag);
         });
@@ -512,9 +544,47 @@ impl std::ops::Deref for NodeRef<'_> {
     }
 }
 
+/// How to reach Redis: what the builder gives beyond the URLs.
+pub(crate) struct Connect {
+    /// The bound of one operation, and of making a connection.
+    pub(crate) timeout: Duration,
+    /// PEM: the CA to trust instead of the system roots.
+    pub(crate) root_cert: Option<Vec<u8>>,
+    /// PEM: the client certificate chain and its private key, for mTLS.
+    pub(crate) client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    /// The ACL user (empty: the default user) and its password.
+    pub(crate) credentials: Option<(String, String)>,
+    /// The largest value read or written, in bytes.
+    pub(crate) max_value_size: u64,
+}
+
+impl Connect {
+    fn certificates(&self) -> Option<TlsCertificates> {
+        if self.root_cert.is_none() && self.client_cert.is_none() {
+            return None;
+        }
+        Some(TlsCertificates {
+            client_tls: self
+                .client_cert
+                .as_ref()
+                .map(|(cert, key)| ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: self.root_cert.clone(),
+        })
+    }
+}
+
 pub(crate) struct RedisBackend {
     target: Target,
     timeout: Duration,
+    /// The `GETRANGE` end that reads one byte more than the largest value:
+    /// a reply longer than `max_value_size` is a value too large.
+    max_value_size: u64,
+    read_end: i64,
+    /// The ACL user, for errors (never the password).
+    user: Option<String>,
     acquire: Script,
     fill: Script,
     release: Script,
@@ -527,49 +597,67 @@ impl RedisBackend {
     /// Prepares a connection to the Redis at `url` without opening it, so a
     /// Redis that is down at start leaves the cache degraded rather than
     /// failing.
-    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, Error> {
+    pub(crate) fn new(url: &str, connect: &Connect) -> Result<Self, Error> {
         let name = node_name(url)?;
-        let client = Client::open(url).map_err(|source| Error::InvalidUrl {
-            url: mask_password(url),
-            reason: source.to_string(),
-        })?;
+        let client = client_for(url, connect)?;
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
+            .set_connection_timeout(Some(connect.timeout))
+            .set_response_timeout(Some(connect.timeout));
         let single = Single {
             client,
             config,
             conn: Shared::new(),
             node: Node::new(name),
         };
-        Ok(Self::with_target(Target::Single(single), timeout))
+        Ok(Self::with_target(Target::Single(single), connect))
     }
 
     /// Parses the cluster's seed node URLs; connects on first use.
-    pub(crate) fn cluster(nodes: &[String], timeout: Duration) -> Result<Self, Error> {
+    pub(crate) fn cluster(nodes: &[String], connect: &Connect) -> Result<Self, Error> {
+        let masked = || {
+            nodes
+                .iter()
+                .map(|node| mask_password(node))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut seeds = Vec::with_capacity(nodes.len());
+        let mut infos = Vec::with_capacity(nodes.len());
         for node in nodes {
-            node_name(node)?;
+            let name = node_name(node)?;
+            infos.push(connection_info(node, connect)?);
+            seeds.push((name, client_for(node, connect)?));
         }
-        let client = ClusterClient::builder(nodes.iter().map(String::as_str))
-            .connection_timeout(timeout)
-            .response_timeout(timeout)
-            .retries(1)
-            .build()
-            .map_err(|source| Error::InvalidUrl {
-                url: nodes
-                    .iter()
-                    .map(|node| mask_password(node))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                reason: source.to_string(),
-            })?;
-        let seeds = nodes
-            .iter()
-            .filter_map(|node| redis::IntoConnectionInfo::into_connection_info(node.as_str()).ok())
-            .collect();
+        let tls = nodes.iter().map(|node| is_tls(node)).collect::<Vec<_>>();
+        if tls.iter().any(|t| *t) && !tls.iter().all(|t| *t) {
+            return Err(Error::InvalidUrl {
+                url: masked(),
+                reason: "the seed nodes mix rediss:// and redis://: a cluster is reached over \
+                         TLS or not, never both"
+                    .to_owned(),
+            });
+        }
+        let mut builder = ClusterClient::builder(infos)
+            .connection_timeout(connect.timeout)
+            .response_timeout(connect.timeout)
+            .retries(1);
+        if let Some((user, password)) = &connect.credentials {
+            if !user.is_empty() {
+                builder = builder.username(user);
+            }
+            builder = builder.password(password);
+        }
+        if let Some(certificates) = connect.certificates() {
+            builder = builder.certs(certificates);
+        }
+        let client = builder.build().map_err(|source| Error::InvalidUrl {
+            url: masked(),
+            reason: source.to_string(),
+        })?;
         let cluster = Cluster {
             client,
             seeds,
+            last_error: std::sync::Mutex::new(None),
             conn: ArcSwapOption::empty(),
             connecting: AtomicBool::new(false),
             connected: Notify::new(),
@@ -581,14 +669,25 @@ impl RedisBackend {
         };
         Ok(Self::with_target(
             Target::Cluster(Arc::new(cluster)),
-            timeout,
+            connect,
         ))
     }
 
-    fn with_target(target: Target, timeout: Duration) -> Self {
+    fn with_target(target: Target, connect: &Connect) -> Self {
+        // The user of the credentials, or the URL's.
+        let client = match &target {
+            Target::Single(single) => Some(&single.client),
+            Target::Cluster(cluster) => cluster.seeds.first().map(|(_, client)| client),
+        };
+        let user = client
+            .and_then(|client| client.get_connection_info().redis_settings().username())
+            .map(str::to_owned);
         Self {
             target,
-            timeout,
+            timeout: connect.timeout,
+            max_value_size: connect.max_value_size,
+            read_end: i64::try_from(connect.max_value_size).unwrap_or(i64::MAX - 1),
+            user,
             acquire: Script::new(scripts::ACQUIRE),
             fill: Script::new(scripts::FILL),
             release: Script::new(scripts::RELEASE),
@@ -601,11 +700,55 @@ impl RedisBackend {
     /// Where the near tier's tracking links go.
     pub(crate) fn tracking_servers(&self) -> crate::near::tracking::Servers {
         match &self.target {
-            Target::Single(single) => {
-                crate::near::tracking::Servers::Single(single.client.get_connection_info().clone())
-            }
+            Target::Single(single) => crate::near::tracking::Servers::Single(Box::new(
+                single.client.get_connection_info().clone(),
+            )),
+            Target::Cluster(cluster) => crate::near::tracking::Servers::Cluster(
+                cluster
+                    .seeds
+                    .iter()
+                    .map(|(_, client)| client.get_connection_info().clone())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether `error`, met by the first command, means the settings cannot
+    /// work (a certificate that does not verify, credentials refused) rather
+    /// than a Redis that is down: the error `build()` returns. A cluster's
+    /// connection hides the cause, so its seed nodes are asked one by one.
+    pub(crate) async fn misconfigured(&self, error: &Error) -> Option<Error> {
+        match &self.target {
+            Target::Single(single) => match error {
+                Error::Redis { source, .. } => {
+                    misconfigured(&source.error, &single.node.name, self.user.as_deref())
+                }
+                _ => None,
+            },
             Target::Cluster(cluster) => {
-                crate::near::tracking::Servers::Cluster(cluster.seeds.clone())
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout));
+                for (name, client) in &cluster.seeds {
+                    let probe = async {
+                        let mut conn = client
+                            .get_multiplexed_async_connection_with_config(&config)
+                            .await?;
+                        redis::cmd("PING").query_async::<()>(&mut conn).await
+                    };
+                    match tokio::time::timeout(self.timeout, probe).await {
+                        Ok(Err(error)) => {
+                            if let Some(fatal) = misconfigured(&error, name, self.user.as_deref()) {
+                                return Some(fatal);
+                            }
+                        }
+                        // This seed answers: the cluster's trouble is not
+                        // the settings.
+                        Ok(Ok(())) => return None,
+                        Err(_) => {}
+                    }
+                }
+                None
             }
         }
     }
@@ -786,7 +929,7 @@ impl RedisBackend {
         over: Option<&Bytes>,
     ) -> Result<Option<Bytes>, Error> {
         let mut call = self.acquire.key(key);
-        call.arg(marker).arg(lease_ms);
+        call.arg(marker).arg(lease_ms).arg(self.max_value_size);
         if let Some(over) = over {
             call.arg(over.as_ref());
         }
@@ -890,9 +1033,26 @@ impl RedisBackend {
         self.query("PING", "", &redis::cmd("PING")).await
     }
 
+    /// The value at `key`; [`Error::ValueTooLarge`] for a value larger than
+    /// `max_value_size`, of which Redis sends no more than one byte past the
+    /// limit (`GETRANGE`, as cheap as `GET` for Redis: no script). A
+    /// missing key reads as empty, which no cachefw value is: `None`.
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
-        let reply: Option<Vec<u8>> = self.query("GET", key, redis::cmd("GET").arg(key)).await?;
-        Ok(reply.map(Bytes::from))
+        // Sized once: the arguments never reallocate the command's buffer.
+        let mut command = Cmd::with_capacity(4, key.len() + 32);
+        command.arg("GETRANGE").arg(key).arg(0).arg(self.read_end);
+        let reply: Vec<u8> = self.query("GETRANGE", key, &command).await?;
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        if reply.len() as u64 > self.max_value_size {
+            return Err(Error::ValueTooLarge {
+                key: key.to_owned(),
+                size: None,
+                max: self.max_value_size,
+            });
+        }
+        Ok(Some(Bytes::from(reply)))
     }
 
     pub(crate) async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), Error> {
@@ -1145,6 +1305,12 @@ fn scan_pattern(prefix: &str) -> String {
     pattern
 }
 
+/// Whether a URL asks for TLS.
+fn is_tls(raw: &str) -> bool {
+    let scheme = raw.split_once("://").map_or("", |(scheme, _)| scheme);
+    scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys")
+}
+
 /// `host:port` of a Redis URL, or why the URL cannot be used. Parsed with
 /// the `url` crate; the scheme must be one Redis speaks.
 fn node_name(raw: &str) -> Result<String, Error> {
@@ -1157,9 +1323,13 @@ fn node_name(raw: &str) -> Result<String, Error> {
         "redis" | "valkey" => {}
         "unix" | "redis+unix" | "valkey+unix" => return Ok(url.path().to_owned()),
         "rediss" | "valkeys" => {
-            return Err(invalid(
-                "TLS (rediss://) is not supported by this build".to_owned(),
-            ));
+            if url.fragment().is_some() {
+                return Err(invalid(
+                    "a fragment such as #insecure (TLS without verifying the server) is not \
+                     supported: trust the server's CA with tls_root_cert instead"
+                        .to_owned(),
+                ));
+            }
         }
         other => return Err(invalid(format!("unknown scheme `{other}`"))),
     }
@@ -1168,6 +1338,188 @@ fn node_name(raw: &str) -> Result<String, Error> {
         .filter(|host| !host.is_empty())
         .ok_or_else(|| invalid("no host".to_owned()))?;
     Ok(format!("{host}:{}", url.port().unwrap_or(6379)))
+}
+
+/// The connection settings of `url`, with the builder's credentials.
+fn connection_info(url: &str, connect: &Connect) -> Result<ConnectionInfo, Error> {
+    let info = url
+        .into_connection_info()
+        .map_err(|source| Error::InvalidUrl {
+            url: mask_password(url),
+            reason: source.to_string(),
+        })?;
+    let Some((user, password)) = &connect.credentials else {
+        return Ok(info);
+    };
+    if info.redis_settings().password().is_some() {
+        return Err(Error::Config {
+            setting: "credentials",
+            reason: format!(
+                "the URL {} has a password too: give it in one place",
+                mask_password(url)
+            ),
+        });
+    }
+    let mut settings = info.redis_settings().clone().set_password(password);
+    if !user.is_empty() {
+        settings = settings.set_username(user);
+    }
+    Ok(info.set_redis_settings(settings))
+}
+
+/// A client of the Redis at `url`: over TLS for `rediss://` (with the
+/// builder's CA and client certificate, if any), never over plain text.
+fn client_for(url: &str, connect: &Connect) -> Result<Client, Error> {
+    let info = connection_info(url, connect)?;
+    let invalid = |source: RedisError| Error::InvalidUrl {
+        url: mask_password(url),
+        reason: source.to_string(),
+    };
+    if !is_tls(url) {
+        if connect.root_cert.is_some() || connect.client_cert.is_some() {
+            let setting = if connect.root_cert.is_some() {
+                "tls_root_cert"
+            } else {
+                "tls_client_cert"
+            };
+            return Err(Error::Config {
+                setting,
+                reason: format!(
+                    "TLS certificates need a rediss:// URL, and {} is not one",
+                    mask_password(url)
+                ),
+            });
+        }
+        return Client::open(info).map_err(invalid);
+    }
+    install_crypto_provider();
+    match connect.certificates() {
+        Some(certificates) => Client::build_with_tls(info, certificates).map_err(invalid),
+        None => Client::open(info).map_err(invalid),
+    }
+}
+
+/// rustls's `ring` provider as the process default, unless the
+/// application installed one already (then that one is used).
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The error `build()` returns for `error`, met at start, when it means the
+/// settings cannot work: a TLS handshake that failed (a certificate that
+/// does not verify, one the server wants and was not given) or credentials
+/// Redis refused. `None` for a Redis that is merely down or slow.
+fn misconfigured(error: &RedisError, node: &str, user: Option<&str>) -> Option<Error> {
+    if let Some(reason) = tls_failure(error) {
+        return Some(Error::Tls {
+            node: node.to_owned(),
+            reason,
+        });
+    }
+    let reason = match (error.kind(), error.code()) {
+        (ErrorKind::AuthenticationFailed, _) | (_, Some("WRONGPASS")) => {
+            "authentication failed (WRONGPASS): the user name or password is wrong, the user \
+             is disabled, or it has no password"
+                .to_owned()
+        }
+        (_, Some("NOAUTH")) => "NOAUTH: Redis requires a password (give it with \
+                                credentials(user, password) or in the URL)"
+            .to_owned(),
+        (_, Some("NOPERM")) => format!(
+            "{error} (the ACL user lacks a permission cachefw needs: see the README's ACL line)"
+        ),
+        _ => return None,
+    };
+    Some(Error::Auth {
+        node: node.to_owned(),
+        user: user.map(str::to_owned),
+        reason,
+    })
+}
+
+/// What went wrong in a TLS handshake, and what would fix it; `None` when
+/// `error` is not a TLS failure.
+fn tls_failure(error: &RedisError) -> Option<String> {
+    use rustls::{AlertDescription, CertificateError};
+
+    type Shared = Arc<dyn std::error::Error + Send + Sync>;
+    /// The error itself, or what it wraps: redis-rs keeps I/O errors in an
+    /// `Arc`, and the TLS stream puts rustls's error inside an I/O error.
+    fn unwrap<'a>(
+        error: &'a (dyn std::error::Error + 'static),
+    ) -> &'a (dyn std::error::Error + 'static) {
+        if let Some(shared) = error.downcast_ref::<Shared>() {
+            return unwrap(&**shared);
+        }
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            return unwrap(inner);
+        }
+        error
+    }
+
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut found = None;
+    while let Some(current) = next.map(unwrap) {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            found = Some(tls);
+            break;
+        }
+        if current
+            .downcast_ref::<rustls::pki_types::InvalidDnsNameError>()
+            .is_some()
+        {
+            return Some(format!(
+                "the host is not a name a certificate can be checked against: {current}"
+            ));
+        }
+        next = current.source();
+    }
+    let tls = found?;
+    Some(match tls {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "the server's certificate does not verify ({tls}): it is not signed by a trusted \
+             CA; give the CA that signed it with tls_root_cert"
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "the server's certificate does not verify ({tls}): it is issued for another host \
+             name; connect by a name the certificate lists"
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        ) => format!("the server's certificate is outside its validity period ({tls})"),
+        rustls::Error::InvalidCertificate(_) => {
+            format!("the server's certificate does not verify ({tls})")
+        }
+        rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired | AlertDescription::HandshakeFailure,
+        ) => format!(
+            "the server requires a client certificate ({tls}): give one with tls_client_cert"
+        ),
+        rustls::Error::AlertReceived(
+            AlertDescription::UnknownCA
+            | AlertDescription::BadCertificate
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::CertificateExpired
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::AccessDenied,
+        ) => format!(
+            "the server refused the client certificate ({tls}): it must be signed by a CA \
+             the server trusts (its tls-ca-cert-file)"
+        ),
+        rustls::Error::InvalidMessage(_) => format!(
+            "the TLS handshake failed ({tls}): is this a TLS port? A Redis listening in \
+             plain text does not speak TLS"
+        ),
+        _ => format!("the TLS handshake failed ({tls})"),
+    })
 }
 
 /// The URL with any password replaced by `***`, fit for errors and logs.
@@ -1223,11 +1575,47 @@ mod tests {
             node_name("redis://:pw@10.0.0.1:7000/2").ok().as_deref(),
             Some("10.0.0.1:7000")
         );
+        assert_eq!(
+            node_name("rediss://:pw@cache.internal:6380")
+                .ok()
+                .as_deref(),
+            Some("cache.internal:6380")
+        );
+        assert!(is_tls("rediss://h") && is_tls("VALKEYS://h") && !is_tls("redis://h"));
+        let insecure = node_name("rediss://:secret@h/#insecure").expect_err("#insecure");
+        assert!(insecure.to_string().contains("tls_root_cert"), "{insecure}");
+        assert!(!insecure.to_string().contains("secret"), "{insecure}");
         for bad in ["http://h", "127.0.0.1:6379", "redis://:pa/ss@h", "redis://"] {
             let error = node_name(bad).expect_err(bad).to_string();
             assert!(!error.contains("ss@"), "{error}");
             assert!(error.contains("expected redis://"), "{error}");
         }
+    }
+
+    #[test]
+    fn tls_and_auth_failures_are_told_from_outages() {
+        let wrapped = |tls: rustls::Error| {
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+            RedisError::from(io)
+        };
+        let unknown = wrapped(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        let found = misconfigured(&unknown, "h:1", None).expect("a TLS failure");
+        assert!(matches!(found, Error::Tls { .. }));
+        assert!(found.to_string().contains("tls_root_cert"), "{found}");
+        let required = wrapped(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired,
+        ));
+        let found = misconfigured(&required, "h:1", None).expect("a TLS failure");
+        assert!(found.to_string().contains("tls_client_cert"), "{found}");
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(misconfigured(&refused, "h:1", None).is_none());
+        assert!(misconfigured(&timed_out(), "h:1", None).is_none());
+        let wrongpass = RedisError::from((ErrorKind::AuthenticationFailed, "failed"));
+        let found = misconfigured(&wrongpass, "h:1", Some("app")).expect("auth");
+        assert!(matches!(found, Error::Auth { .. }));
+        assert!(found.to_string().contains("\"app\""), "{found}");
     }
 
     #[test]
@@ -1260,6 +1648,9 @@ mod tests {
         assert_eq!(outcome_of(&server("WRONGTYPE")), Outcome::Answered);
         assert_eq!(outcome_of(&server("NOSCRIPT")), Outcome::Answered);
         assert_eq!(outcome_of(&timed_out()), Outcome::Failed);
+        assert_eq!(outcome_of(&server("NOAUTH")), Outcome::Failed);
+        assert_eq!(outcome_of(&server("WRONGPASS")), Outcome::Failed);
+        assert_eq!(outcome_of(&server("NOPERM")), Outcome::Answered);
         let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert_eq!(outcome_of(&reset), Outcome::Failed);
     }

@@ -51,7 +51,7 @@ const MAX_RETRY: Duration = Duration::from_secs(2);
 /// Where the links go.
 pub(crate) enum Servers {
     /// One server.
-    Single(ConnectionInfo),
+    Single(Box<ConnectionInfo>),
     /// A Redis Cluster, known by its seed nodes: a link per primary.
     Cluster(Vec<ConnectionInfo>),
 }
@@ -131,7 +131,10 @@ impl Supervisor {
         generation: u64,
     ) -> Result<(Vec<Link>, Option<Vec<(usize, usize, String)>>), redis::RedisError> {
         match &self.servers {
-            Servers::Single(info) => Ok((vec![self.link(info.clone(), generation).await?], None)),
+            Servers::Single(info) => Ok((
+                vec![self.link(ConnectionInfo::clone(info), generation).await?],
+                None,
+            )),
             Servers::Cluster(seeds) => {
                 let layout = layout_from_seeds(seeds).await?;
                 let seed = &seeds[0];
