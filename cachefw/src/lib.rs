@@ -60,6 +60,7 @@ mod builder;
 mod cache;
 mod call;
 mod codec;
+mod command;
 mod error;
 mod flight;
 mod inner;
@@ -73,6 +74,7 @@ mod report;
 mod shape;
 mod stats;
 mod ttl;
+mod versioned;
 
 pub use backend::breaker::BreakerState;
 pub use builder::{
