@@ -111,21 +111,27 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod behind;
 mod bind;
+mod clock;
 mod entity;
 mod error;
 mod evict;
 mod key;
 mod life;
 mod outcome;
+mod patch;
 mod repository;
 mod row;
+mod table;
 mod through;
+mod writes;
 
+pub use behind::Backlog;
 pub use cachefw_macros::Entity;
-pub use entity::{Entity, Statements};
+pub use entity::{Entity, Statements, WriteMode};
 pub use error::Error;
-pub use repository::{Page, PageToken, Repository, SAVE_ALL_CHUNK};
+pub use repository::{DEFAULT_CLAIM_IDLE, Page, PageToken, Repository, SAVE_ALL_CHUNK};
 
 use scylla::client::session::Session;
 
@@ -169,10 +175,12 @@ pub mod __private {
     //! Not public API: what `#[derive(Entity)]`'s generated code names.
     pub use crate::bind::Values;
     pub use crate::key::{partition_key, row_key};
+    pub use crate::patch::{PatchValues, present};
     pub use crate::row::{check_column, next_column};
     pub use scylla::deserialize::row::ColumnIterator;
     pub use scylla::deserialize::{DeserializationError, TypeCheckError};
     pub use scylla::frame::response::result::ColumnSpec;
     pub use scylla::serialize::row::SerializeRow;
+    pub use serde;
     pub use std::time::Duration;
 }
