@@ -453,7 +453,13 @@ impl<T: Entity> Repository<T> {
     ///
     /// The first Cassandra failure among the reads.
     pub async fn find_many(&self, keys: &[T::Key]) -> Result<Vec<Option<T>>, Error> {
-        futures_util::stream::iter(keys.iter().map(|key| self.find(key)))
+        // A loop, not a closure over `find`: a closure's future would not
+        // be `Send` for every lifetime of the key it borrows.
+        let mut reads = Vec::with_capacity(keys.len());
+        for key in keys {
+            reads.push(self.find(key));
+        }
+        futures_util::stream::iter(reads)
             .buffered(FIND_MANY_CONCURRENCY)
             .try_collect()
             .await

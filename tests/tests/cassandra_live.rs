@@ -410,7 +410,12 @@ async fn a_missing_table_is_an_error_naming_create_table() {
 
 /// Written behind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Entity)]
-#[entity(keyspace = "cachefw_live", table = "carts", ttl = "10m", write = "behind")]
+#[entity(
+    keyspace = "cachefw_live",
+    table = "carts",
+    ttl = "10m",
+    write = "behind"
+)]
 pub struct Cart {
     #[partition_key]
     pub id: Uuid,
@@ -431,7 +436,12 @@ pub struct CartRow {
 
 /// Written through.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Entity)]
-#[entity(keyspace = "cachefw_live", table = "accounts", ttl = "10m", write = "through")]
+#[entity(
+    keyspace = "cachefw_live",
+    table = "accounts",
+    ttl = "10m",
+    write = "through"
+)]
 pub struct Account {
     #[partition_key]
     pub id: Uuid,
@@ -450,9 +460,7 @@ fn row(cart: &Cart) -> CartRow {
 /// What Cassandra holds for the carts with `ids`.
 async fn in_cassandra(session: &Arc<Session>, ids: &[Uuid]) -> Vec<Option<CartRow>> {
     let empty = Cache::builder().in_memory().build().await.expect("cache");
-    let rows: Repository<CartRow> = Repository::new(session.clone(), empty)
-        .await
-        .expect("repo");
+    let rows: Repository<CartRow> = Repository::new(session.clone(), empty).await.expect("repo");
     let keys: Vec<CartRowKey> = ids.iter().map(|&id| CartRowKey { id }).collect();
     rows.find_many(&keys).await.expect("read Cassandra")
 }
@@ -639,7 +647,10 @@ async fn nulls_written_over_values_clear_them() {
         note: None,
         ..account.clone()
     };
-    assert_eq!(accounts.find(&account.key()).await.expect("find"), Some(cleared));
+    assert_eq!(
+        accounts.find(&account.key()).await.expect("find"),
+        Some(cleared)
+    );
 
     let carts: Repository<Cart> = repository(&session, &cache).await;
     let flusher = carts.spawn_flusher();
@@ -655,6 +666,9 @@ async fn nulls_written_over_values_clear_them() {
     };
     carts.save(&unnoted).await.expect("save");
     drained(&carts).await;
-    assert_eq!(in_cassandra(&session, &[cart.id]).await, [Some(row(&unnoted))]);
+    assert_eq!(
+        in_cassandra(&session, &[cart.id]).await,
+        [Some(row(&unnoted))]
+    );
     flusher.abort();
 }

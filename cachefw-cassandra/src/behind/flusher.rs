@@ -377,17 +377,26 @@ impl<T: Entity> Flusher<T> {
     /// Settles the cache entries of the written rows among `keys`, then
     /// acknowledges their records in one call.
     async fn acknowledge(&mut self, keys: &[String]) {
+        let mut settles = Vec::new();
+        for key in keys {
+            if let Some(row) = self.rows.get(key)
+                && row.written
+            {
+                settles.push(settle::<T>(&self.cache, key, clock::version(row.newest)));
+            }
+        }
+        let outcomes: Vec<(String, Result<Settled, cachefw::Error>)> =
+            futures_util::stream::iter(settles)
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
         let mut ids = Vec::new();
         let mut settled = Vec::new();
-        for key in keys {
-            let Some(row) = self.rows.get_mut(key) else {
+        for (key, outcome) in outcomes {
+            let Some(row) = self.rows.get_mut(&key) else {
                 continue;
             };
-            if !row.written {
-                continue;
-            }
-            let version = clock::version(row.newest);
-            match versioned::settle(&self.cache, key, version, Some(T::TTL)).await {
+            match outcome {
                 Ok(outcome) => {
                     if outcome == Settled::Removed {
                         tracing::debug!(
@@ -396,7 +405,7 @@ impl<T: Entity> Flusher<T> {
                         );
                     }
                     ids.extend(row.ids());
-                    settled.push(key.clone());
+                    settled.push(key);
                 }
                 Err(error) => {
                     row.wait();
@@ -500,6 +509,16 @@ impl<T: Entity> Flusher<T> {
                 .failure(T::TABLE, "cannot read the backlog", &error),
         }
     }
+}
+
+/// Settles the entry at `key` after version `version` was written.
+async fn settle<T: Entity>(
+    cache: &Cache,
+    key: &str,
+    version: u64,
+) -> (String, Result<Settled, cachefw::Error>) {
+    let outcome = versioned::settle(cache, key, version, Some(T::TTL)).await;
+    (key.to_owned(), outcome)
 }
 
 /// Writes a row's changes: the save, then the patches after it, each with

@@ -24,6 +24,10 @@ pub(crate) const GROUP: &str = "cachefw-flushers";
 /// Cassandra directly.
 pub(crate) const CAPACITY: u64 = 1_000_000;
 
+/// Ids per acknowledgement: Redis's Lua unpacks at most about 8,000
+/// values at once.
+const ACK_CHUNK: usize = 1_000;
+
 /// How many dead letters are kept (the oldest go first).
 const DEAD_CAPACITY: u64 = 100_000;
 
@@ -238,17 +242,17 @@ impl Stream {
         parsed.ok_or_else(|| StreamError::reply("XAUTOCLAIM", &reply))
     }
 
-    /// Acknowledges and deletes records written to Cassandra.
+    /// Acknowledges and deletes records written to Cassandra, in chunks
+    /// that Lua's `unpack` can take.
     pub(crate) async fn ack(&self, ids: &[String]) -> Result<(), StreamError> {
-        if ids.is_empty() {
-            return Ok(());
+        for chunk in ids.chunks(ACK_CHUNK) {
+            let mut call = ACK.key(&self.key);
+            call.arg(GROUP);
+            for id in chunk {
+                call.arg(id.as_str());
+            }
+            command::invoke(&self.cache, "XACK", &self.key, &call).await?;
         }
-        let mut call = ACK.key(&self.key);
-        call.arg(GROUP);
-        for id in ids {
-            call.arg(id.as_str());
-        }
-        command::invoke(&self.cache, "XACK", &self.key, &call).await?;
         Ok(())
     }
 

@@ -93,10 +93,19 @@ fn key_refusal(ident: &Ident, column: &Column) -> Option<String> {
     }
 }
 
+/// The expression inside the invisible groups that `macro_rules!` puts
+/// around a substituted fragment (`table = $table`).
+fn ungrouped(mut value: &Expr) -> &Expr {
+    while let Expr::Group(group) = value {
+        value = &group.expr;
+    }
+    value
+}
+
 fn string_arg(value: &Expr, name: &str, errors: &mut Errors) -> Option<LitStr> {
     if let Expr::Lit(ExprLit {
         lit: Lit::Str(lit), ..
-    }) = value
+    }) = ungrouped(value)
     {
         return Some(lit.clone());
     }
@@ -162,7 +171,7 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
                         }
                     }
                 }
-                "cache_partitions" => match &value {
+                "cache_partitions" => match ungrouped(&value) {
                     Expr::Lit(ExprLit {
                         lit: Lit::Bool(b), ..
                     }) => cache_partitions = b.value,
