@@ -178,6 +178,7 @@ mod outcome;
 mod patch;
 mod repository;
 mod row;
+mod rows;
 mod table;
 mod through;
 mod writes;

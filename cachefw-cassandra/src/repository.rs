@@ -22,6 +22,7 @@ use crate::evict::Eviction;
 use crate::life;
 use crate::outcome::{self, Outcome};
 use crate::row::Timed;
+use crate::rows::RowLocks;
 use crate::table::Table;
 use crate::through::{self, Read};
 use crate::writes::Writes;
@@ -107,6 +108,7 @@ pub struct Repository<T: Entity> {
     table: Arc<Table<T>>,
     cache: Cache,
     stream: Stream,
+    rows: RowLocks,
     batch_rows: usize,
     claim_idle: Duration,
 }
@@ -130,6 +132,7 @@ impl<T: Entity> Repository<T> {
         let repository = Self {
             table: Arc::new(Table::new(session)),
             stream: Stream::new(&cache, T::TABLE),
+            rows: RowLocks::default(),
             cache,
             batch_rows: SAVE_ALL_CHUNK,
             claim_idle: DEFAULT_CLAIM_IDLE,
@@ -196,6 +199,7 @@ impl<T: Entity> Repository<T> {
         Writes {
             table: &self.table,
             cache: &self.cache,
+            rows: &self.rows,
         }
     }
 

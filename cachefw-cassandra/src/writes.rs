@@ -11,7 +11,11 @@
 //!   Cluster the stream and the entry may live on different nodes), then
 //!   the row is stored as its version, with no expiry until a flusher
 //!   settles it. When Redis cannot take the record, the write goes to
-//!   Cassandra at once, with its timestamp. A delete goes to Cassandra at
+//!   Cassandra at once, with its timestamp. Within a process a row's
+//!   writes take their timestamp and reach the cache one at a time
+//!   ([`RowLocks`]), so a patch applied to the cached row never lands
+//!   before an older write of it; one that meets a newer write from
+//!   another process evicts the entry instead. A delete goes to Cassandra at
 //!   once, with its timestamp, so an older save still in the stream cannot
 //!   bring the row back.
 //!
@@ -27,6 +31,7 @@ use crate::entity::Entity;
 use crate::error::Error;
 use crate::evict::Eviction;
 use crate::outcome::Outcome;
+use crate::rows::RowLocks;
 use crate::table::{Failed, Table};
 
 /// How many times a write-behind patch retries its read-modify-write of
@@ -37,6 +42,7 @@ const PATCH_ATTEMPTS: u32 = 3;
 pub(crate) struct Writes<'a, T: Entity> {
     pub(crate) table: &'a Table<T>,
     pub(crate) cache: &'a Cache,
+    pub(crate) rows: &'a RowLocks,
 }
 
 /// The row's entry and the partition's, each evicted unless disarmed.
@@ -183,8 +189,9 @@ impl<T: Entity> Writes<'_, T> {
     /// Write-behind: the record, then the entry (no expiry until flushed);
     /// Cassandra directly when Redis does not take the record.
     pub(crate) async fn save_behind(&self, stream: &Stream, row: &T) -> Result<(), Error> {
-        let at = clock::now();
         let key = row.key();
+        let _turn = self.rows.lock(&T::cache_key(&key)).await;
+        let at = clock::now();
         let appended = match behind::save_record(row, at) {
             Ok(fields) => stream.append(&fields).await,
             Err(reason) => Err(behind::StreamError::Encode(reason)),
@@ -245,6 +252,7 @@ impl<T: Entity> Writes<'_, T> {
         key: &T::Key,
         patch: &T::Patch,
     ) -> Result<(), Error> {
+        let _turn = self.rows.lock(&T::cache_key(key)).await;
         let at = clock::now();
         let appended = match behind::patch_record::<T>(key, patch, at) {
             Ok(fields) => stream.append(&fields).await,
@@ -299,6 +307,7 @@ impl<T: Entity> Writes<'_, T> {
 
     /// Write-behind delete: Cassandra at once, with its timestamp.
     pub(crate) async fn delete_behind(&self, key: &T::Key) -> Result<(), Error> {
+        let _turn = self.rows.lock(&T::cache_key(key)).await;
         let at = clock::now();
         let guards = self.guards(key);
         if let Err(failed) = self.table.delete_at(key, Some(at)).await {
