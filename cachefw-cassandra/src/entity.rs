@@ -74,6 +74,16 @@ pub struct Statements {
 
 /// How a repository's writes reach Cassandra and the cache:
 /// `#[entity(write = "invalidate" | "through" | "behind")]`.
+///
+/// ```
+/// use cachefw_cassandra::{Entity, WriteMode};
+///
+/// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+/// #[entity(keyspace = "shop", table = "accounts", ttl = "10m", write = "through")]
+/// pub struct Account { #[partition_key] pub id: uuid::Uuid, pub balance: i64 }
+///
+/// assert_eq!(Account::WRITE, WriteMode::Through);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WriteMode {
     /// A write goes to Cassandra, then evicts the cached entries (the

@@ -48,6 +48,18 @@ impl<'a> PatchValues<'a> {
 /// patch's `Some(None)` ("set it null") survives a stream record, where
 /// a plain `Option<Option<T>>` would read back as `None` ("leave it").
 ///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Patch {
+///     #[serde(default, deserialize_with = "cachefw_cassandra::__private::present")]
+///     note: Option<Option<String>>,
+/// }
+/// let null: Patch = rmp_serde::from_slice(&rmp_serde::to_vec_named(
+///     &std::collections::BTreeMap::from([("note", None::<String>)]),
+/// ).unwrap()).unwrap();
+/// assert_eq!(null.note, Some(None));
+/// ```
+///
 /// # Errors
 ///
 /// When the value is not a `T`.

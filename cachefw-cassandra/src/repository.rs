@@ -30,6 +30,10 @@ use crate::writes::Writes;
 /// How long a write-behind record may stay unacknowledged by the flusher
 /// that took it before another flusher takes it over (see
 /// [`Repository::flusher_claim_idle`]).
+///
+/// ```
+/// assert_eq!(cachefw_cassandra::DEFAULT_CLAIM_IDLE.as_secs(), 30);
+/// ```
 pub const DEFAULT_CLAIM_IDLE: Duration = Duration::from_secs(30);
 
 /// How many keys [`Repository::find_many`] reads at once.

@@ -54,6 +54,9 @@ const FIRST_REDIS_PAUSE: Duration = Duration::from_millis(50);
 const MAX_REDIS_PAUSE: Duration = Duration::from_secs(2);
 /// How often the backlog gauges are refreshed.
 const GAUGE_EVERY: Duration = Duration::from_secs(1);
+/// How often a flusher looks for the consumers of ended flushers, and the
+/// least time such a consumer has been idle.
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
 /// Failures are logged at most this often (with how many were held back).
 const LOG_EVERY: Duration = Duration::from_secs(15);
 
@@ -159,6 +162,8 @@ pub(crate) struct Flusher<T: Entity> {
     dead: Vec<(Entry, String)>,
     /// Ids of dead letters moved but not acknowledged yet.
     moved: Vec<String>,
+    /// When ended consumers are looked for next.
+    next_prune: Option<Instant>,
     log: Log,
 }
 
@@ -180,6 +185,7 @@ impl<T: Entity> Flusher<T> {
             held: HashSet::new(),
             dead: Vec::new(),
             moved: Vec::new(),
+            next_prune: None,
             log: Log {
                 last: None,
                 held_back: 0,
@@ -272,6 +278,7 @@ impl<T: Entity> Flusher<T> {
                 .count();
             if claimed.next == "0-0" {
                 *next_claim = Instant::now() + (self.claim_idle / 4).max(FIRST_POLL);
+                self.prune().await;
             } else {
                 // More to take over: older than anything unread, so before
                 // reading new records.
@@ -288,6 +295,20 @@ impl<T: Entity> Flusher<T> {
             }
         }
         Ok(taken)
+    }
+
+    /// Now and then, removes the consumers of flushers that ended, so that
+    /// processes that come and go do not grow the group without bound.
+    async fn prune(&mut self) {
+        if self.next_prune.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        self.next_prune = Some(Instant::now() + PRUNE_EVERY);
+        let idle = (self.claim_idle * 10).max(PRUNE_EVERY);
+        if let Err(error) = self.stream.prune_consumers(&self.consumer, idle).await {
+            self.log
+                .failure(T::TABLE, "cannot remove ended consumers", &error);
+        }
     }
 
     /// Adds an entry to its row; `false` when already held.

@@ -242,6 +242,31 @@ impl Stream {
         parsed.ok_or_else(|| StreamError::reply("XAUTOCLAIM", &reply))
     }
 
+    /// Removes the group's consumers that hold no record and were idle for
+    /// `min_idle` (flushers that ended; a live one that is removed comes
+    /// back with its next read); how many.
+    pub(crate) async fn prune_consumers(
+        &self,
+        me: &str,
+        min_idle: Duration,
+    ) -> Result<usize, StreamError> {
+        let mut info = redis::cmd("XINFO");
+        info.arg("CONSUMERS").arg(&self.key).arg(GROUP);
+        let reply = command::run(&self.cache, "XINFO", &self.key, &info).await?;
+        let ended = ended_consumers(&reply, me, min_idle)
+            .ok_or_else(|| StreamError::reply("XINFO", &reply))?;
+        for name in &ended {
+            let mut delete = redis::cmd("XGROUP");
+            delete
+                .arg("DELCONSUMER")
+                .arg(&self.key)
+                .arg(GROUP)
+                .arg(name);
+            command::run(&self.cache, "XGROUP", &self.key, &delete).await?;
+        }
+        Ok(ended.len())
+    }
+
     /// Acknowledges and deletes records written to Cassandra, in chunks
     /// that Lua's `unpack` can take.
     pub(crate) async fn ack(&self, ids: &[String]) -> Result<(), StreamError> {
@@ -301,6 +326,45 @@ impl Stream {
             .and_then(|entry| record::timestamp(&entry.fields));
         Ok((pending, oldest))
     }
+}
+
+/// The consumers in an `XINFO CONSUMERS` reply, other than `me`, that hold
+/// no record and were idle for `min_idle`.
+fn ended_consumers(reply: &Value, me: &str, min_idle: Duration) -> Option<Vec<String>> {
+    let Value::Array(consumers) = reply else {
+        return None;
+    };
+    let min_idle = i64::try_from(min_idle.as_millis()).unwrap_or(i64::MAX);
+    let mut ended = Vec::new();
+    for consumer in consumers {
+        let fields: Vec<(&Value, &Value)> = match consumer {
+            Value::Array(flat) => flat
+                .chunks(2)
+                .filter_map(|pair| match pair {
+                    [name, value] => Some((name, value)),
+                    _ => None,
+                })
+                .collect(),
+            Value::Map(pairs) => pairs.iter().map(|(name, value)| (name, value)).collect(),
+            _ => continue,
+        };
+        let field = |wanted: &str| {
+            fields
+                .iter()
+                .find(|(name, _)| text(name).as_deref() == Some(wanted))
+                .map(|(_, value)| *value)
+        };
+        if let (Some(name), Some(Value::Int(0)), Some(Value::Int(idle))) = (
+            field("name").and_then(text),
+            field("pending"),
+            field("idle"),
+        ) && name != me
+            && *idle >= min_idle
+        {
+            ended.push(name);
+        }
+    }
+    Some(ended)
 }
 
 /// A reply that is text: a bulk or simple string.
@@ -365,6 +429,30 @@ mod tests {
 
     fn bulk(text: &str) -> Value {
         Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn ended_consumers_are_idle_and_hold_nothing() {
+        let consumer = |name: &str, pending: i64, idle: i64| {
+            Value::Array(vec![
+                bulk("name"),
+                bulk(name),
+                bulk("pending"),
+                Value::Int(pending),
+                bulk("idle"),
+                Value::Int(idle),
+            ])
+        };
+        let reply = Value::Array(vec![
+            consumer("me", 0, 900_000),
+            consumer("ended", 0, 900_000),
+            consumer("holding", 3, 900_000),
+            consumer("recent", 0, 10),
+            Value::Int(7),
+        ]);
+        let ended = ended_consumers(&reply, "me", Duration::from_secs(300));
+        assert_eq!(ended, Some(vec!["ended".to_owned()]));
+        assert_eq!(ended_consumers(&Value::Nil, "me", Duration::ZERO), None);
     }
 
     #[test]
