@@ -1037,3 +1037,102 @@ async fn write_behind_over_a_redis_cluster() {
     })
     .await;
 }
+
+/// Polls `future` until it has been pending `polls` times, then drops it
+/// there; its output if it finished first.
+async fn cut_after<F: std::future::Future>(polls: usize, future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut pending = 0;
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+        std::task::Poll::Pending if pending == polls => std::task::Poll::Ready(None),
+        std::task::Poll::Pending => {
+            pending += 1;
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// A save dropped at its first await, its second, … until one finishes:
+/// wherever it was cut, the cache and Cassandra end up agreeing (the write
+/// happened or not, and the entry follows), with no later save to set
+/// them right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_cut_off_at_any_await_leave_the_cache_and_cassandra_agreeing() {
+    with_kassandra(|_, session| async move {
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let accounts: Repository<Account> = repository(&session, &cache).await;
+        let mut cuts = 0;
+        for polls in 0.. {
+            let account = Account {
+                id: Uuid::new_v4(),
+                owner: "ada".into(),
+                balance: 1,
+                note: None,
+            };
+            accounts.save(&account).await.expect("save");
+            let changed = Account {
+                balance: 2,
+                ..account.clone()
+            };
+            if cut_after(polls, accounts.save(&changed)).await.is_some() {
+                break;
+            }
+            cuts += 1;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let stored = in_cassandra::<Account>(&session, &[account.key()]).await;
+                let cached = cache
+                    .get::<Account>(&Account::cache_key(&account.key()))
+                    .await
+                    .expect("get");
+                if cached.is_none() || [cached.clone()] == stored.as_slice() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cut at await {polls}: cached {cached:?}, Cassandra {stored:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // How many awaits are pending depends on timing; every save has one.
+        assert!(cuts >= 1, "the save was cut at {cuts} awaits");
+
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        let flusher = carts.spawn_flusher();
+        let mut cuts = 0;
+        for polls in 0.. {
+            let cart = cart(1);
+            carts.save(&cart).await.expect("save");
+            let changed = Cart {
+                total: 2,
+                ..cart.clone()
+            };
+            let finished = cut_after(polls, carts.save(&changed)).await.is_some();
+            drained(&carts, Duration::from_secs(20)).await;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let stored = in_cassandra::<CartRow>(&session, &[CartRowKey { id: cart.id }]).await;
+                let read = carts.find(&cart.key()).await.expect("find");
+                if read.as_ref().map(cart_row) == stored[0] {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cut at await {polls}: read {read:?}, Cassandra {stored:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if finished {
+                break;
+            }
+            cuts += 1;
+        }
+        assert!(cuts >= 1, "the save was cut at {cuts} awaits");
+        flusher.abort();
+    })
+    .await;
+}
