@@ -7,8 +7,6 @@ use scylla::serialize::value::SerializeValue;
 use scylla::serialize::writers::RowWriter;
 use serde::{Deserialize, Deserializer};
 
-use crate::entity::Statements;
-
 /// The columns a patch sets and their values, as `#[derive(Entity)]`
 /// lists them for an `UPDATE … SET`.
 ///
@@ -71,18 +69,14 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// `UPDATE {table} SET c1 = ?, c2 = ? WHERE {key}`.
-pub(crate) fn update_cql(cql: Statements, columns: &[&str]) -> String {
+/// `{update} SET c1 = ?, c2 = ? WHERE {key_condition}`, from the
+/// entity's `UPDATE {table}` and key condition.
+pub(crate) fn update_cql(update: &str, columns: &[&str], key_condition: &str) -> String {
     let set: Vec<String> = columns
         .iter()
         .map(|column| format!("{column} = ?"))
         .collect();
-    format!(
-        "{} SET {} WHERE {}",
-        cql.update,
-        set.join(", "),
-        cql.key_condition
-    )
+    format!("{update} SET {} WHERE {key_condition}", set.join(", "))
 }
 
 /// The values of a patch's `UPDATE`: the columns set, then the key.

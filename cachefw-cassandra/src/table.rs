@@ -227,7 +227,7 @@ impl<T: Entity> Table<T> {
         if set.columns().is_empty() {
             return Ok(());
         }
-        let cql = patch::update_cql(T::CQL, set.columns());
+        let cql = patch::update_cql(T::CQL.update, set.columns(), T::CQL.key_condition);
         let statement = self
             .update_statement(set.columns(), &cql)
             .await

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::VersionedKey;
+use crate::backend::versioned_key::VersionedKey;
 use crate::cache::Cache;
 use crate::codec::Entry;
 use crate::error::Error;

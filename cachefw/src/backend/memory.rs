@@ -7,6 +7,8 @@ use moka::Expiry;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache as Moka;
 
+use crate::backend::versioned_key::VersionedKey;
+
 #[derive(Clone)]
 struct Entry {
     bytes: Bytes,
@@ -214,7 +216,7 @@ impl MemoryBackend {
 
     pub(crate) fn store_versioned(
         &self,
-        at: &super::VersionedKey,
+        at: &VersionedKey,
         value: Bytes,
         ttl_ms: u64,
         version: u64,
@@ -241,7 +243,7 @@ impl MemoryBackend {
 
     pub(crate) fn evict_versioned(
         &self,
-        at: &super::VersionedKey,
+        at: &VersionedKey,
         version: u64,
         record_ttl_ms: u64,
     ) -> bool {
@@ -261,7 +263,7 @@ impl MemoryBackend {
 
     pub(crate) fn settle_versioned(
         &self,
-        at: &super::VersionedKey,
+        at: &VersionedKey,
         version: u64,
         ttl_ms: u64,
         record_ttl_ms: u64,
@@ -289,7 +291,7 @@ impl MemoryBackend {
         2
     }
 
-    pub(crate) fn peek_versioned(&self, at: &super::VersionedKey) -> (Option<Bytes>, Option<u64>) {
+    pub(crate) fn peek_versioned(&self, at: &VersionedKey) -> (Option<Bytes>, Option<u64>) {
         let _held = self.lock_versioned();
         let entry = self.get(&at.entry);
         let (current, holds) = read_record(self.get(&at.record), entry.as_ref());

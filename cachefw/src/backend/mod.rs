@@ -9,12 +9,14 @@ pub(crate) mod breaker;
 pub(crate) mod memory;
 pub(crate) mod redis;
 pub(crate) mod scripts;
+pub(crate) mod versioned_key;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::backend::breaker::BreakerState;
+use crate::backend::versioned_key::VersionedKey;
 use crate::error::Error;
 
 // One per cache, behind its `Arc`: the size of the Redis variant costs
@@ -130,13 +132,6 @@ impl Backend {
             Self::Memory(b) => Ok(b.evict_prefix(prefix).await),
         }
     }
-}
-
-/// The two keys of a versioned entry: the entry, and its version record
-/// (in the entry's cluster slot; see `versioned.rs`).
-pub(crate) struct VersionedKey {
-    pub(crate) entry: String,
-    pub(crate) record: String,
 }
 
 /// Versioned entries and raw commands, with one semantics over both

@@ -29,9 +29,9 @@ use redis::{
 };
 use tokio::sync::Notify;
 
-use crate::backend::VersionedKey;
 use crate::backend::breaker::{Breaker, BreakerState, Outcome};
 use crate::backend::scripts;
+use crate::backend::versioned_key::VersionedKey;
 use crate::error::{Error, RedisFailure};
 
 /// Keys per `UNLINK` in batch and prefix evictions, and the `COUNT` hint of
