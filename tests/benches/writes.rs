@@ -6,9 +6,9 @@
 //! cargo bench -p cachefw-tests --bench writes
 //! ```
 //!
-//! Each mode saves `SAVES` rows per round, in three rounds taken in turn
-//! (so that the noise of a shared machine hits every mode alike); each row
-//! of the table is the median round. Write-behind saves run with no
+//! Each mode saves `SAVES` rows per round, in `ROUNDS` rounds taken in
+//! turn (so that the noise of a shared machine hits every mode alike); each
+//! row of the table is the median round. Write-behind saves run with no
 //! flusher; the backlog they leave is then drained by one flusher, and
 //! again (another round of saves) by two.
 
@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 const TASKS: usize = 8;
-const SAVES: usize = 4_000;
+const SAVES: usize = 2_000;
+const ROUNDS: usize = 9;
 
 macro_rules! entity {
     ($name:ident, $table:literal, $write:literal) => {
@@ -135,7 +136,7 @@ async fn run(session: Arc<Session>, cache: Cache) {
     drain(&behind, 1).await;
 
     let (mut inv, mut thr, mut beh, mut drains) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..3 {
+    for _ in 0..ROUNDS {
         inv.push(saves(&invalidated).await);
         thr.push(saves(&through).await);
         beh.push(saves(&behind).await);
@@ -145,7 +146,7 @@ async fn run(session: Arc<Session>, cache: Cache) {
     let two = drain(&behind, 2).await;
 
     let (inv, thr, beh) = (median(inv), median(thr), median(beh));
-    println!("{TASKS} tasks, {SAVES} saves of distinct rows per round; median of 3 rounds");
+    println!("{TASKS} tasks, {SAVES} saves of distinct rows per round; median of {ROUNDS} rounds");
     println!(
         "{:<14} {:>10} {:>9} {:>9} {:>14}",
         "mode", "saves/s", "p50", "p99", "vs invalidate"
