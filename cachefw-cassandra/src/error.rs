@@ -49,6 +49,29 @@ pub enum Error {
         /// The CQL text.
         statement: &'static str,
     },
+    /// `#[entity(write = "behind")]` over a cache that is not Redis: the
+    /// writes would live only in this process until flushed.
+    #[error(
+        "table `{table}` is written behind (`#[entity(write = \"behind\")]`), which needs a \
+         Redis cache to hold the writes until they are flushed; this cache is `{backend}` \
+         (build it with `.redis(url)`, or use write = \"through\")"
+    )]
+    WriteBehindNeedsRedis {
+        /// The table.
+        table: &'static str,
+        /// The cache's backend, as `Cache::backend_name` says.
+        backend: &'static str,
+    },
+    /// Redis could not answer a call that only Redis can answer (the
+    /// write-behind backlog).
+    #[error("reading the write-behind stream of `{table}` failed: {source}")]
+    Stream {
+        /// The table.
+        table: &'static str,
+        /// The cache's error, or a reply of an unexpected shape.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// [`Repository::save_with_ttl`](crate::Repository::save_with_ttl) was
     /// refused before writing: a cached copy of the row could outlive it.
     #[error("save_with_ttl on `{table}` refused: {reason}")]
@@ -106,6 +129,35 @@ impl Error {
         Self::Prepare {
             statement,
             source: Box::new(source),
+        }
+    }
+
+    /// Preparing a statement built at run time (a patch's `UPDATE`) failed.
+    pub(crate) fn prepare_dynamic(
+        (keyspace, table): (&str, &str),
+        statement: &str,
+        source: PrepareError,
+    ) -> Self {
+        if prepare_missing_table(&source) {
+            return Self::MissingTable {
+                table: format!("{keyspace}.{table}"),
+                statement: statement.to_owned(),
+                source: Box::new(source),
+            };
+        }
+        Self::execute(statement, source)
+    }
+
+    /// Whether this error says that preparing failed in a way that trying
+    /// again cannot change (a missing table, a statement the server
+    /// refuses).
+    pub(crate) fn refused_preparing(&self) -> bool {
+        match self {
+            Self::MissingTable { .. } => true,
+            Self::Prepare { source, .. } | Self::Execute { source, .. } => source
+                .downcast_ref::<PrepareError>()
+                .is_some_and(crate::outcome::permanent_prepare),
+            _ => false,
         }
     }
 

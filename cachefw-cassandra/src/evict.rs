@@ -58,6 +58,9 @@ impl Eviction {
 
     /// Spawns the eviction after [`SETTLE`] (`now`: at once too).
     fn settle_later(&mut self, now: bool) {
+        if self.keys.is_empty() {
+            return;
+        }
         let (cache, keys) = (self.cache.clone(), std::mem::take(&mut self.keys));
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {

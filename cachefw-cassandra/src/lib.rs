@@ -44,8 +44,8 @@
 //! # let _ = ada; Ok(()) }
 //! ```
 //!
-//! `#[derive(Entity)]` takes `#[entity(keyspace, table, ttl, cache_partitions)]`
-//! on the struct, and `#[partition_key]` (one or more, in order),
+//! `#[derive(Entity)]` takes `#[entity(keyspace, table, ttl, cache_partitions,
+//! write)]` on the struct, and `#[partition_key]` (one or more, in order),
 //! `#[clustering_key]` (zero or more, `order = "desc"` optional) and
 //! `#[column(name = "…")]` on fields. Column types map from field types:
 //! `String`→text, `i8`/`i16`/`i32`/`i64`→tinyint/smallint/int/bigint,
@@ -100,6 +100,61 @@
 //! rows (32; [`Repository::batch_rows`] changes it) and evicts each
 //! batch's entries with one call of the cache.
 //!
+//! # Write modes
+//!
+//! `#[entity(write = "…")]` says how [`Repository::save`],
+//! [`Repository::patch`] and [`Repository::delete`] reach Cassandra and
+//! the cache ([`WriteMode`]):
+//!
+//! - `"invalidate"` (the default): Cassandra, then the cached entries are
+//!   evicted; the next read loads the row.
+//! - `"through"`: Cassandra, with the call's timestamp, then the row is
+//!   stored in the cache as that version of its entry. The store voids any
+//!   reader's lease, so a read that loaded the old row cannot fill it
+//!   afterwards, and is dropped when a newer save of the row is stored
+//!   already, so two concurrent saves never leave the older row cached.
+//! - `"behind"`: the save returns once Redis holds the cache entry and a
+//!   record in the table's stream, `{namespace}:wb:{table}` (outside the
+//!   cache's version: neither a version bump nor `clear()` removes it).
+//!   Flushers ([`Repository::spawn_flusher`], any number, in any
+//!   processes) write the records to Cassandra `USING TIMESTAMP` of the
+//!   call, so a replayed or late record never overwrites a newer write.
+//!   Until its record is flushed the entry does not expire: reads see the
+//!   write. [`Repository::backlog`] says how many records wait.
+//!
+//! **Durability of write-behind.** A write is acknowledged once Redis
+//! holds it, so it is as durable as the Redis that took it. With AOF and
+//! `appendfsync everysec`, a crash of Redis loses up to about a second of
+//! acknowledged writes; with `appendfsync always`, none; without
+//! persistence, a restart loses every write not flushed yet. After a
+//! failover, what the replica had received survives. When Redis cannot take
+//! a save (down, slow, its stream full) the save writes Cassandra itself,
+//! with its timestamp, and is then as durable as that write.
+//!
+//! ```no_run
+//! # use cachefw_cassandra::{Entity, Repository};
+//! #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+//! #[entity(keyspace = "shop", table = "carts", ttl = "10m", write = "behind")]
+//! pub struct Cart { #[partition_key] pub id: uuid::Uuid, pub items: Vec<String>, pub total: i64 }
+//! # async fn demo(session: std::sync::Arc<scylla::client::session::Session>, cache: cachefw::Cache)
+//! # -> Result<(), cachefw_cassandra::Error> {
+//! let carts: Repository<Cart> = Repository::new(session, cache).await?; // a Redis cache
+//! let flusher = carts.spawn_flusher();
+//! let id = uuid::Uuid::new_v4();
+//! carts.save(&Cart { id, items: vec!["tea".into()], total: 4 }).await?;
+//! carts.patch(&CartKey { id }, &CartPatch { total: Some(12), ..Default::default() }).await?;
+//! let backlog = carts.backlog().await?;                 // records not yet in Cassandra
+//! # let _ = (flusher, backlog); Ok(()) }
+//! ```
+//!
+//! # Field patches
+//!
+//! The derive also generates `{Entity}Patch`: every regular (non-key)
+//! field as an `Option` (an `Option<T>` field as `Option<Option<T>>`, where
+//! `Some(None)` sets the column null), with `Default`.
+//! [`Repository::patch`] writes only the fields that are `Some`
+//! (`UPDATE … SET`), so a concurrent patch of other fields survives.
+//!
 //! # Failed writes
 //!
 //! A write that fails with an unknown outcome (a write timeout, a
@@ -111,21 +166,28 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod behind;
 mod bind;
+mod clock;
 mod entity;
 mod error;
 mod evict;
 mod key;
 mod life;
 mod outcome;
+mod patch;
 mod repository;
 mod row;
+mod rows;
+mod table;
 mod through;
+mod writes;
 
+pub use behind::Backlog;
 pub use cachefw_macros::Entity;
-pub use entity::{Entity, Statements};
+pub use entity::{Entity, Statements, WriteMode};
 pub use error::Error;
-pub use repository::{Page, PageToken, Repository, SAVE_ALL_CHUNK};
+pub use repository::{DEFAULT_CLAIM_IDLE, Page, PageToken, Repository, SAVE_ALL_CHUNK};
 
 use scylla::client::session::Session;
 
@@ -169,10 +231,12 @@ pub mod __private {
     //! Not public API: what `#[derive(Entity)]`'s generated code names.
     pub use crate::bind::Values;
     pub use crate::key::{partition_key, row_key};
+    pub use crate::patch::{PatchValues, present};
     pub use crate::row::{check_column, next_column};
     pub use scylla::deserialize::row::ColumnIterator;
     pub use scylla::deserialize::{DeserializationError, TypeCheckError};
     pub use scylla::frame::response::result::ColumnSpec;
     pub use scylla::serialize::row::SerializeRow;
+    pub use serde;
     pub use std::time::Duration;
 }

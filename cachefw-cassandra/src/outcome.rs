@@ -13,7 +13,7 @@
 //! id). A custom retry policy that retries after a timeout can hide an
 //! applied attempt behind a later refusal; the default one never does.
 
-use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
 
 /// What a failed write did to the row, as far as the client can know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +89,46 @@ fn of_db_error(error: &DbError) -> Outcome {
     }
 }
 
+/// Whether a failed write would fail again however often it is retried:
+/// the statement or its values are wrong for the table (Cassandra refuses
+/// it as invalid, or the driver cannot serialize it). A timeout, an
+/// overloaded or unavailable cluster, a lost connection pass; the
+/// write-behind flusher retries those without limit.
+pub(crate) fn permanent(error: &ExecutionError) -> bool {
+    match error {
+        ExecutionError::BadQuery(_) => true,
+        ExecutionError::PrepareError(error) => permanent_prepare(error),
+        ExecutionError::LastAttemptError(attempt) => permanent_attempt(attempt),
+        _ => false,
+    }
+}
+
+/// [`permanent`] for preparing a statement.
+pub(crate) fn permanent_prepare(error: &PrepareError) -> bool {
+    match error {
+        PrepareError::AllAttemptsFailed { first_attempt } => permanent_attempt(first_attempt),
+        _ => false,
+    }
+}
+
+fn permanent_attempt(error: &RequestAttemptError) -> bool {
+    match error {
+        RequestAttemptError::SerializationError(_)
+        | RequestAttemptError::CqlRequestSerialization(_) => true,
+        RequestAttemptError::DbError(error, _) => matches!(
+            error,
+            DbError::SyntaxError
+                | DbError::Invalid
+                | DbError::AlreadyExists { .. }
+                | DbError::FunctionFailure { .. }
+                | DbError::Unauthorized
+                | DbError::ConfigError
+                | DbError::ProtocolError
+        ),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -123,6 +163,23 @@ mod tests {
         assert_eq!(of(&db(DbError::Other(0x1700))), Outcome::Unknown);
         let client = ExecutionError::RequestTimeout(Duration::from_secs(12));
         assert_eq!(of(&client), Outcome::Unknown);
+    }
+
+    #[test]
+    fn only_mistakes_are_permanent() {
+        assert!(permanent(&db(DbError::Invalid)));
+        assert!(permanent(&db(DbError::SyntaxError)));
+        assert!(!permanent(&db(DbError::Overloaded)));
+        assert!(!permanent(&db(DbError::ServerError)));
+        let unavailable = db(DbError::Unavailable {
+            consistency: Consistency::Quorum,
+            required: 2,
+            alive: 1,
+        });
+        assert!(!permanent(&unavailable));
+        assert!(!permanent(&ExecutionError::RequestTimeout(
+            Duration::from_secs(1)
+        )));
     }
 
     #[test]

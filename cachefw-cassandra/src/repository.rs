@@ -1,29 +1,43 @@
 //! [`Repository`]: an entity's table read through the cache; writes go to
-//! Cassandra first, then evict the cached entries they may have changed.
+//! Cassandra and the cache as the entity's [`WriteMode`] says.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachefw::Cache;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use scylla::client::session::Session;
-use scylla::errors::{DbError, PrepareError, RequestAttemptError};
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
-use tokio::sync::OnceCell;
 
+use crate::behind::{self, Backlog, Flusher, Stream};
 use crate::bind::Then;
-use crate::entity::Entity;
+use crate::clock;
+use crate::entity::{Entity, WriteMode};
 use crate::error::Error;
 use crate::evict::Eviction;
 use crate::life;
 use crate::outcome::{self, Outcome};
 use crate::row::Timed;
+use crate::rows::RowLocks;
+use crate::table::Table;
 use crate::through::{self, Read};
+use crate::writes::Writes;
+
+/// How long a write-behind record may stay unacknowledged by the flusher
+/// that took it before another flusher takes it over (see
+/// [`Repository::flusher_claim_idle`]).
+///
+/// ```
+/// assert_eq!(cachefw_cassandra::DEFAULT_CLAIM_IDLE.as_secs(), 30);
+/// ```
+pub const DEFAULT_CLAIM_IDLE: Duration = Duration::from_secs(30);
+
+/// How many keys [`Repository::find_many`] reads at once.
+const FIND_MANY_CONCURRENCY: usize = 32;
 
 /// How many rows [`Repository::save_all`] writes per batch by default.
 ///
@@ -68,42 +82,39 @@ pub struct Page<T> {
     pub next: Option<PageToken>,
 }
 
-/// A select as prepared: with the `TTL()` columns, or without them on a
-/// server that cannot parse them.
-struct Select {
-    statement: PreparedStatement,
-    text: &'static str,
-    reads_ttl: bool,
-}
-
-/// Each statement, prepared on first use.
-#[derive(Default)]
-struct Prepared {
-    insert: OnceCell<PreparedStatement>,
-    insert_with_ttl: OnceCell<PreparedStatement>,
-    insert_if_not_exists: OnceCell<PreparedStatement>,
-    select: OnceCell<Select>,
-    delete: OnceCell<PreparedStatement>,
-    select_partition: OnceCell<Select>,
-    select_partition_page: OnceCell<PreparedStatement>,
-}
-
 /// The table of entity `T`, read through a [`Cache`].
 ///
 /// Reads go through the cache under the entity's key
 /// (`{table}:{pk…}:{ck…}`) for the entity's TTL, or for less when the row
 /// expires sooner (its `TTL()` is read with it), so a cached row never
-/// outlives the row. Writes go to Cassandra first and then evict the cached
-/// entry (and the partition's, when partitions are cached): after a
-/// success, and after a timeout or any failure that may hide an applied
-/// write; only a write Cassandra refused leaves the entries alone. A cache
-/// failure never fails a call.
+/// outlives the row. Writes follow the entity's [`WriteMode`]
+/// (`#[entity(write = "…")]`):
+///
+/// - `"invalidate"` (the default): Cassandra first, then the cached entry
+///   (and the partition's, when partitions are cached) is evicted: after a
+///   success, and after a timeout or any failure that may hide an applied
+///   write; only a write Cassandra refused leaves the entries alone.
+/// - `"through"`: [`save`](Self::save) writes Cassandra, then stores the
+///   row in the cache over any reader's lease (a reader that loaded the old
+///   row cannot fill it afterwards), unless a newer save of the row is
+///   stored already; both carry the call's timestamp.
+/// - `"behind"`: [`save`](Self::save) and [`patch`](Self::patch) return once
+///   Redis holds the cache entry and a record in the table's stream;
+///   flushers ([`spawn_flusher`](Self::spawn_flusher)) write the records to
+///   Cassandra later, each `USING TIMESTAMP` of its call. A write is then
+///   as durable as the Redis that took it: with AOF `appendfsync
+///   everysec`, a Redis crash loses up to about a second of acknowledged
+///   writes; without persistence, a restart loses every write not flushed.
+///
+/// A cache failure never fails a call: a write-behind save that Redis
+/// cannot take goes to Cassandra at once.
 pub struct Repository<T: Entity> {
-    session: Arc<Session>,
+    table: Arc<Table<T>>,
     cache: Cache,
-    prepared: Prepared,
+    stream: Stream,
+    rows: RowLocks,
     batch_rows: usize,
-    entity: PhantomData<fn() -> T>,
+    claim_idle: Duration,
 }
 
 impl<T: Entity> Repository<T> {
@@ -113,16 +124,24 @@ impl<T: Entity> Repository<T> {
     ///
     /// # Errors
     ///
-    /// None today; the `Result` leaves room for checks of the session.
+    /// [`Error::WriteBehindNeedsRedis`] for a write-behind entity over an
+    /// in-memory cache.
     pub async fn new(session: Arc<Session>, cache: Cache) -> Result<Self, Error> {
+        if T::WRITE == WriteMode::Behind && cache.backend_name() != "redis" {
+            return Err(Error::WriteBehindNeedsRedis {
+                table: T::TABLE,
+                backend: cache.backend_name(),
+            });
+        }
         let repository = Self {
-            session,
+            table: Arc::new(Table::new(session)),
+            stream: Stream::new(&cache, T::TABLE),
+            rows: RowLocks::default(),
             cache,
-            prepared: Prepared::default(),
             batch_rows: SAVE_ALL_CHUNK,
-            entity: PhantomData,
+            claim_idle: DEFAULT_CLAIM_IDLE,
         };
-        if let Err(error) = repository.prepare_all().await {
+        if let Err(error) = repository.table.prepare_all().await {
             // Before `create_table` the table may not exist yet: the
             // statement that needs it says so.
             tracing::debug!(%error, "cachefw-cassandra: statements are prepared on first use");
@@ -150,91 +169,6 @@ impl<T: Entity> Repository<T> {
         self
     }
 
-    async fn prepare_all(&self) -> Result<(), Error> {
-        let cql = T::CQL;
-        let p = &self.prepared;
-        for (cell, statement) in [
-            (&p.insert, cql.insert),
-            (&p.insert_with_ttl, cql.insert_with_ttl),
-            (&p.insert_if_not_exists, cql.insert_if_not_exists),
-            (&p.delete, cql.delete),
-            (&p.select_partition_page, cql.select_partition),
-        ] {
-            self.prepared(cell, statement).await?;
-        }
-        self.select(&p.select, cql.select_with_ttl, cql.select)
-            .await?;
-        self.select(
-            &p.select_partition,
-            cql.select_partition_with_ttl,
-            cql.select_partition,
-        )
-        .await?;
-        Ok(())
-    }
-
-    fn table() -> (&'static str, &'static str) {
-        (T::KEYSPACE, T::TABLE)
-    }
-
-    async fn prepared<'a>(
-        &self,
-        cell: &'a OnceCell<PreparedStatement>,
-        statement: &'static str,
-    ) -> Result<&'a PreparedStatement, Error> {
-        cell.get_or_try_init(|| async {
-            self.session
-                .prepare(statement)
-                .await
-                .map_err(|source| Error::prepare(Self::table(), statement, source))
-        })
-        .await
-    }
-
-    /// The select with its `TTL()` columns, or the plain one on a server
-    /// that cannot parse `TTL()` (kassandra, which never expires rows
-    /// either) or for an entity with no column whose `TTL()` can be read.
-    async fn select<'a>(
-        &self,
-        cell: &'a OnceCell<Select>,
-        with_ttl: Option<&'static str>,
-        plain: &'static str,
-    ) -> Result<&'a Select, Error> {
-        cell.get_or_try_init(|| async {
-            if let Some(text) = with_ttl {
-                match self.session.prepare(text).await {
-                    Ok(statement) => {
-                        return Ok(Select {
-                            statement,
-                            text,
-                            reads_ttl: true,
-                        });
-                    }
-                    Err(error) if !unparsable(&error) => {
-                        return Err(Error::prepare(Self::table(), text, error));
-                    }
-                    Err(error) => tracing::warn!(
-                        %error,
-                        statement = text,
-                        "cachefw-cassandra: the server cannot read TTL(); rows are cached \
-                         for the entity's TTL and save_with_ttl is refused"
-                    ),
-                }
-            }
-            let statement = self
-                .session
-                .prepare(plain)
-                .await
-                .map_err(|source| Error::prepare(Self::table(), plain, source))?;
-            Ok(Select {
-                statement,
-                text: plain,
-                reads_ttl: false,
-            })
-        })
-        .await
-    }
-
     /// Creates the table if it does not exist, then prepares the statements.
     ///
     /// # Errors
@@ -242,11 +176,12 @@ impl<T: Entity> Repository<T> {
     /// When Cassandra refuses the DDL or a statement.
     pub async fn create_table(&self) -> Result<(), Error> {
         let statement = T::CQL.create_table;
-        self.session
+        self.table
+            .session
             .query_unpaged(statement, &[])
             .await
-            .map_err(|source| Error::execution(Self::table(), statement, source))?;
-        self.prepare_all().await
+            .map_err(|source| Error::execution(Table::<T>::name(), statement, source))?;
+        self.table.prepare_all().await
     }
 
     /// The cache keys a write of the row with `key` may change.
@@ -264,6 +199,22 @@ impl<T: Entity> Repository<T> {
         Eviction::new(&self.cache, keys)
     }
 
+    fn writes(&self) -> Writes<'_, T> {
+        Writes {
+            table: &self.table,
+            cache: &self.cache,
+            rows: &self.rows,
+        }
+    }
+
+    /// The timestamp of a write outside `save`, `patch` and `delete` (a
+    /// TTL save, a batch): none with invalidation, where the server's
+    /// clock serves; the call's otherwise, so that it orders against the
+    /// cached versions and the stream's records.
+    fn timestamp() -> Option<i64> {
+        (T::WRITE != WriteMode::Invalidate).then(clock::now)
+    }
+
     /// Runs one write, then evicts `eviction`'s entries unless Cassandra
     /// refused the write.
     async fn write(
@@ -273,29 +224,107 @@ impl<T: Entity> Repository<T> {
         values: impl SerializeRow,
         eviction: Eviction,
     ) -> Result<(), Error> {
-        match self.session.execute_unpaged(statement, values).await {
+        let stamped;
+        let statement = match Self::timestamp() {
+            Some(at) => {
+                let mut copy = statement.clone();
+                copy.set_timestamp(Some(at));
+                stamped = copy;
+                &stamped
+            }
+            None => statement,
+        };
+        match self.table.session.execute_unpaged(statement, values).await {
             Ok(_) => {
                 eviction.run().await;
                 Ok(())
             }
             Err(error) => {
                 settle(eviction, outcome::of(&error)).await;
-                Err(Error::execution(Self::table(), cql, error))
+                Err(Error::execution(Table::<T>::name(), cql, error))
             }
         }
     }
 
-    /// Writes `entity`, then evicts its cached entries.
+    /// Writes `entity` as the entity's [`WriteMode`] says: to Cassandra,
+    /// then evicting its cached entries (invalidate) or storing the row
+    /// (through); or to Redis, for a flusher to write (behind).
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// #[entity(keyspace = "shop", table = "carts", ttl = "10m", write = "behind")]
+    /// pub struct Cart { #[partition_key] pub id: uuid::Uuid, pub items: Vec<String>, pub total: i64 }
+    /// # async fn demo(session: std::sync::Arc<scylla::client::session::Session>, cache: cachefw::Cache)
+    /// # -> Result<(), cachefw_cassandra::Error> {
+    /// let carts: Repository<Cart> = Repository::new(session, cache).await?;
+    /// let _flusher = carts.spawn_flusher();
+    /// let cart = Cart { id: uuid::Uuid::new_v4(), items: vec!["tea".into()], total: 4 };
+    /// carts.save(&cart).await?;                 // Redis has it: the entry and the record
+    /// assert_eq!(carts.find(&cart.key()).await?.map(|c| c.total), Some(4));
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
-    /// When the write fails. Its entries are evicted all the same unless
-    /// Cassandra definitely refused it (a timeout may hide a write).
+    /// When the Cassandra write fails (for write-behind: when Redis could
+    /// not take the write and Cassandra failed too). The entries are
+    /// evicted all the same unless Cassandra definitely refused it (a
+    /// timeout may hide a write).
     pub async fn save(&self, entity: &T) -> Result<(), Error> {
-        let cql = T::CQL.insert;
-        let statement = self.prepared(&self.prepared.insert, cql).await?;
-        let eviction = self.eviction([entity.key()]);
-        self.write(cql, statement, entity.values(), eviction).await
+        let writes = self.writes();
+        match T::WRITE {
+            WriteMode::Invalidate => writes.save_invalidating(entity).await,
+            WriteMode::Through => writes.save_through(entity).await,
+            WriteMode::Behind => writes.save_behind(&self.stream, entity).await,
+        }
+    }
+
+    /// Writes only the fields `patch` gives (`UPDATE … SET`) of the row with
+    /// `key`, leaving the others as Cassandra has them, and evicts the
+    /// row's entry. With write-through the row is then read back through
+    /// the cache. With write-behind the patch is a stream record, written
+    /// by a flusher with its own timestamp (Cassandra keeps the newest
+    /// write of each column), and the cached row is patched in place when
+    /// it holds a write of its own (otherwise evicted, and read from
+    /// Cassandra until the flush). A patch with no field set writes
+    /// nothing.
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// #[entity(keyspace = "shop", table = "carts", ttl = "10m")]
+    /// pub struct Cart {
+    ///     #[partition_key] pub id: uuid::Uuid,
+    ///     pub items: Vec<String>,
+    ///     pub total: i64,
+    ///     pub coupon: Option<String>,
+    /// }
+    /// # async fn demo(carts: Repository<Cart>, id: uuid::Uuid) -> Result<(), cachefw_cassandra::Error> {
+    /// // Only `total` and `coupon` change; `items` stays as it is.
+    /// let patch = CartPatch { total: Some(12), coupon: Some(None), ..Default::default() };
+    /// carts.patch(&CartKey { id }, &patch).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`save`](Self::save).
+    pub async fn patch(&self, key: &T::Key, patch: &T::Patch) -> Result<(), Error> {
+        if T::patch_values(patch).columns().is_empty() {
+            return Ok(());
+        }
+        let writes = self.writes();
+        match T::WRITE {
+            WriteMode::Invalidate => writes.patch_invalidating(key, patch).await,
+            WriteMode::Through => {
+                writes.patch_through(key, patch).await?;
+                // Read back under the lease; a failure here is only a miss.
+                let _ = self.find(key).await;
+                Ok(())
+            }
+            WriteMode::Behind => writes.patch_behind(&self.stream, key, patch).await,
+        }
     }
 
     /// Writes `entity` with `USING TTL` (whole seconds, rounded up), then
@@ -322,13 +351,21 @@ impl<T: Entity> Repository<T> {
             ));
         }
         let select = self
-            .select(&self.prepared.select, T::CQL.select_with_ttl, T::CQL.select)
+            .table
+            .select(
+                &self.table.prepared.select,
+                T::CQL.select_with_ttl,
+                T::CQL.select,
+            )
             .await?;
         if !select.reads_ttl {
             return Err(refuse("the server cannot read TTL()"));
         }
         let cql = T::CQL.insert_with_ttl;
-        let statement = self.prepared(&self.prepared.insert_with_ttl, cql).await?;
+        let statement = self
+            .table
+            .prepared(&self.table.prepared.insert_with_ttl, cql)
+            .await?;
         if statement.get_variable_col_specs().len() != T::COLUMNS + 1 {
             return Err(refuse("the server ignores `USING TTL ?` in an INSERT"));
         }
@@ -354,10 +391,12 @@ impl<T: Entity> Repository<T> {
     pub async fn insert_if_not_exists(&self, entity: &T) -> Result<bool, Error> {
         let cql = T::CQL.insert_if_not_exists;
         let statement = self
-            .prepared(&self.prepared.insert_if_not_exists, cql)
+            .table
+            .prepared(&self.table.prepared.insert_if_not_exists, cql)
             .await?;
         let eviction = self.eviction([entity.key()]);
         let result = match self
+            .table
             .session
             .execute_unpaged(statement, entity.values())
             .await
@@ -365,7 +404,7 @@ impl<T: Entity> Repository<T> {
             Ok(result) => result,
             Err(error) => {
                 settle(eviction, outcome::of(&error)).await;
-                return Err(Error::execution(Self::table(), cql, error));
+                return Err(Error::execution(Table::<T>::name(), cql, error));
             }
         };
         let applied = result
@@ -403,16 +442,53 @@ impl<T: Entity> Repository<T> {
         .await
     }
 
+    /// The rows with `keys`, aligned with them: each read as
+    /// [`find`](Self::find) reads it, several at once.
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// # #[entity(keyspace = "shop", table = "users", ttl = "10m")]
+    /// # pub struct User { #[partition_key] pub id: uuid::Uuid, pub name: String }
+    /// # async fn demo(users: Repository<User>, a: uuid::Uuid, b: uuid::Uuid)
+    /// # -> Result<(), cachefw_cassandra::Error> {
+    /// let found = users.find_many(&[UserKey { id: a }, UserKey { id: b }]).await?;
+    /// assert_eq!(found.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first Cassandra failure among the reads.
+    pub async fn find_many(&self, keys: &[T::Key]) -> Result<Vec<Option<T>>, Error> {
+        // A loop, not a closure over `find`: a closure's future would not
+        // be `Send` for every lifetime of the key it borrows.
+        let mut reads = Vec::with_capacity(keys.len());
+        for key in keys {
+            reads.push(self.find(key));
+        }
+        futures_util::stream::iter(reads)
+            .buffered(FIND_MANY_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
     async fn load_row(&self, key: &T::Key) -> Result<Read<T>, Error> {
         let select = self
-            .select(&self.prepared.select, T::CQL.select_with_ttl, T::CQL.select)
+            .table
+            .select(
+                &self.table.prepared.select,
+                T::CQL.select_with_ttl,
+                T::CQL.select,
+            )
             .await?;
         let sent = Instant::now();
         let row = self
+            .table
             .session
             .execute_unpaged(&select.statement, T::key_values(key))
             .await
-            .map_err(|source| Error::execution(Self::table(), select.text, source))?
+            .map_err(|source| Error::execution(Table::<T>::name(), select.text, source))?
             .into_rows_result()
             .map_err(|source| Error::execute(select.text, source))?
             .maybe_first_row::<Timed<T>>()
@@ -429,18 +505,23 @@ impl<T: Entity> Repository<T> {
         })
     }
 
-    /// Deletes the row with `key`, then evicts its cached entries.
+    /// Deletes the row with `key`, then evicts its cached entries. With
+    /// write-through and write-behind the delete carries the call's
+    /// timestamp, and the entry records it: an older save still on its way
+    /// (in the stream, or in flight) neither brings the row back in
+    /// Cassandra nor stores it in the cache.
     ///
     /// # Errors
     ///
     /// When the delete fails; the entries are evicted unless Cassandra
     /// definitely refused it.
     pub async fn delete(&self, key: &T::Key) -> Result<(), Error> {
-        let cql = T::CQL.delete;
-        let statement = self.prepared(&self.prepared.delete, cql).await?;
-        let eviction = self.eviction([key.clone()]);
-        self.write(cql, statement, T::key_values(key), eviction)
-            .await
+        let writes = self.writes();
+        match T::WRITE {
+            WriteMode::Invalidate => writes.delete_invalidating(key).await,
+            WriteMode::Through => writes.delete_through(key).await,
+            WriteMode::Behind => writes.delete_behind(key).await,
+        }
     }
 
     /// Every row of `partition`, in clustering order, fetched page by page;
@@ -455,7 +536,8 @@ impl<T: Entity> Repository<T> {
             // Not cached: the rows' TTLs are not needed.
             let cql = T::CQL.select_partition;
             let statement = self
-                .prepared(&self.prepared.select_partition_page, cql)
+                .table
+                .prepared(&self.table.prepared.select_partition_page, cql)
                 .await?;
             let read = self.load_partition(partition, statement, cql).await?;
             return Ok(read.value.unwrap_or_default());
@@ -463,8 +545,9 @@ impl<T: Entity> Repository<T> {
         let key = T::partition_cache_key(partition);
         let rows = through::read_through(&self.cache, &key, T::TTL, || async {
             let select = self
+                .table
                 .select(
-                    &self.prepared.select_partition,
+                    &self.table.prepared.select_partition,
                     T::CQL.select_partition_with_ttl,
                     T::CQL.select_partition,
                 )
@@ -486,6 +569,7 @@ impl<T: Entity> Repository<T> {
     ) -> Result<Read<Vec<T>>, Error> {
         let sent = Instant::now();
         let rows: Vec<Timed<T>> = self
+            .table
             .session
             .execute_iter(statement.clone(), T::partition_values(partition))
             .await
@@ -516,16 +600,18 @@ impl<T: Entity> Repository<T> {
     ) -> Result<Page<T>, Error> {
         let cql = T::CQL.select_partition;
         let mut statement = self
-            .prepared(&self.prepared.select_partition_page, cql)
+            .table
+            .prepared(&self.table.prepared.select_partition_page, cql)
             .await?
             .clone();
         statement.set_page_size(page_size.max(1));
         let state = from.map_or_else(PagingState::start, |token| token.0.clone());
         let (result, next) = self
+            .table
             .session
             .execute_single_page(&statement, T::partition_values(partition), state)
             .await
-            .map_err(|source| Error::execution(Self::table(), cql, source))?;
+            .map_err(|source| Error::execution(Table::<T>::name(), cql, source))?;
         let rows = result
             .into_rows_result()
             .map_err(|source| Error::execute(cql, source))?
@@ -558,16 +644,20 @@ impl<T: Entity> Repository<T> {
             return Ok(());
         }
         let cql = T::CQL.insert;
-        let statement = self.prepared(&self.prepared.insert, cql).await?;
+        let statement = self
+            .table
+            .prepared(&self.table.prepared.insert, cql)
+            .await?;
         let mut start = 0;
         for chunk in entities.chunks(self.batch_rows) {
             let mut batch = Batch::new(BatchType::Logged);
+            batch.set_timestamp(Self::timestamp());
             for _ in chunk {
                 batch.append_statement(statement.clone());
             }
             let values: Vec<_> = chunk.iter().map(Entity::values).collect();
             let eviction = self.eviction(chunk.iter().map(Entity::key));
-            let result = self.session.batch(&batch, values).await;
+            let result = self.table.session.batch(&batch, values).await;
             let end = start + chunk.len();
             match result {
                 Ok(_) => eviction.run().await,
@@ -575,7 +665,7 @@ impl<T: Entity> Repository<T> {
                     settle(eviction, outcome::of(&error)).await;
                     let statement =
                         format!("BATCH of rows {start}..{end} of {}: {cql}", entities.len());
-                    return Err(Error::execution(Self::table(), statement, error));
+                    return Err(Error::execution(Table::<T>::name(), statement, error));
                 }
             }
             start = end;
@@ -587,6 +677,110 @@ impl<T: Entity> Repository<T> {
     pub fn cache(&self) -> &Cache {
         &self.cache
     }
+
+    /// Sets how long a write-behind record may stay unacknowledged by the
+    /// flusher that took it (dead, or stuck) before the flushers this
+    /// repository spawns take it over ([`DEFAULT_CLAIM_IDLE`], 30 s, by
+    /// default). Shorter takes over sooner, and may write a record twice
+    /// (harmless: the same timestamp) while a slow flusher still holds it.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// # #[entity(keyspace = "shop", table = "carts", ttl = "10m", write = "behind")]
+    /// # pub struct Cart { #[partition_key] pub id: uuid::Uuid, pub total: i64 }
+    /// # async fn demo(session: std::sync::Arc<scylla::client::session::Session>, cache: cachefw::Cache)
+    /// # -> Result<(), cachefw_cassandra::Error> {
+    /// let carts = Repository::<Cart>::new(session, cache)
+    ///     .await?
+    ///     .flusher_claim_idle(Duration::from_secs(10));
+    /// # let _ = carts; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn flusher_claim_idle(mut self, idle: Duration) -> Self {
+        self.claim_idle = idle.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Starts a flusher of this table's write-behind stream on the current
+    /// tokio runtime: it writes the records to Cassandra, each with its own
+    /// timestamp, settles their cache entries and acknowledges them. Start
+    /// any number, in any processes: they share the records (one Redis
+    /// consumer group), and take over those of a flusher that died after
+    /// the claim idle time. `abort()` on the handle stops it; the records
+    /// it held are taken over by another. Over an in-memory cache there is
+    /// nothing to flush and the task ends at once.
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// # #[entity(keyspace = "shop", table = "carts", ttl = "10m", write = "behind")]
+    /// # pub struct Cart { #[partition_key] pub id: uuid::Uuid, pub total: i64 }
+    /// # async fn demo(carts: Repository<Cart>) {
+    /// let flusher = carts.spawn_flusher();
+    /// // … at shutdown, once the backlog is empty:
+    /// flusher.abort();
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn spawn_flusher(&self) -> tokio::task::JoinHandle<()> {
+        if self.cache.backend_name() != "redis" {
+            return tokio::spawn(async {});
+        }
+        let flusher = Flusher::new(
+            self.table.clone(),
+            self.cache.clone(),
+            self.stream.clone(),
+            self.claim_idle,
+        );
+        tokio::spawn(flusher.run())
+    }
+
+    /// How many write-behind records wait for a flusher, and how long ago
+    /// the oldest was written (also published as the gauges
+    /// `cachefw_writebehind_pending` and
+    /// `cachefw_writebehind_oldest_seconds`, label `table`, through the
+    /// `metrics` facade). Always empty over an in-memory cache.
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// # #[entity(keyspace = "shop", table = "carts", ttl = "10m", write = "behind")]
+    /// # pub struct Cart { #[partition_key] pub id: uuid::Uuid, pub total: i64 }
+    /// # async fn demo(carts: Repository<Cart>) -> Result<(), cachefw_cassandra::Error> {
+    /// let backlog = carts.backlog().await?;
+    /// if backlog.oldest.is_some_and(|age| age.as_secs() > 60) {
+    ///     eprintln!("{} writes wait for Cassandra", backlog.pending);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stream`] when Redis does not answer.
+    pub async fn backlog(&self) -> Result<Backlog, Error> {
+        if self.cache.backend_name() != "redis" {
+            return Ok(Backlog::default());
+        }
+        let (pending, oldest) = self
+            .stream
+            .backlog()
+            .await
+            .map_err(|source| Error::Stream {
+                table: T::TABLE,
+                source: Box::new(source),
+            })?;
+        let backlog = Backlog {
+            pending,
+            oldest: behind::age(oldest),
+        };
+        behind::publish(T::TABLE, backlog.pending, backlog.oldest);
+        Ok(backlog)
+    }
 }
 
 /// Evicts after a failed write unless Cassandra refused it.
@@ -595,19 +789,4 @@ async fn settle(eviction: Eviction, outcome: Outcome) {
         Outcome::Refused => eviction.disarm(),
         Outcome::Unknown => eviction.run_unsettled().await,
     }
-}
-
-/// Whether preparing failed because the server could not parse the text
-/// (Cassandra answers `SyntaxError`, kassandra `ProtocolError`), rather than
-/// because of the table.
-fn unparsable(error: &PrepareError) -> bool {
-    matches!(
-        error,
-        PrepareError::AllAttemptsFailed {
-            first_attempt: RequestAttemptError::DbError(
-                DbError::SyntaxError | DbError::ProtocolError,
-                _
-            )
-        }
-    )
 }

@@ -467,6 +467,119 @@ fn repository_futures_are_send() {
         send(&repo.find_partition_page(&partition, 10, None));
         send(&repo.delete(&key));
         send(&repo.create_table());
+        send(&repo.patch(&key, &EventPatch::default()));
+        send(&repo.find_many(std::slice::from_ref(&key)));
+        send(&repo.backlog());
     }
     let _: fn(&Repository<Event>, &Event, &[Event]) = check;
+}
+
+/// An entity declared by a `macro_rules!` macro: its arguments arrive in
+/// invisible groups, which the derive sees through.
+macro_rules! declared {
+    ($name:ident, $table:literal, $write:literal) => {
+        #[derive(Clone, Debug, Serialize, Deserialize, Entity)]
+        #[entity(keyspace = "ks", table = $table, ttl = "1m", write = $write, cache_partitions = false)]
+        pub struct $name {
+            #[partition_key]
+            pub id: i64,
+            pub total: i64,
+        }
+    };
+}
+
+declared!(Declared, "declared", "behind");
+
+#[test]
+fn write_modes_default_to_invalidate() {
+    use cachefw_cassandra::WriteMode;
+    assert_eq!(User::WRITE, WriteMode::Invalidate);
+    assert_eq!(Declared::WRITE, WriteMode::Behind);
+    assert_eq!(Declared::CQL.update, "UPDATE ks.declared");
+}
+
+#[test]
+fn patches_set_only_their_columns() {
+    let patch = ReservedPatch {
+        select: Some("picked".into()),
+        key: Some(3),
+        ..Default::default()
+    };
+    assert_eq!(
+        Reserved::patch_values(&patch).columns(),
+        ["\"select\"", "key"],
+        "quoted as in every statement, in field order"
+    );
+    assert!(
+        Reserved::patch_values(&ReservedPatch::default())
+            .columns()
+            .is_empty()
+    );
+    assert_eq!(Reserved::CQL.update, "UPDATE \"Shop\".\"table\"");
+    assert_eq!(
+        Reserved::CQL.key_condition,
+        "\"from\" = ? AND \"order\" = ?"
+    );
+    assert_eq!(
+        Event::CQL.key_condition,
+        "user_id = ? AND day = ? AND at = ? AND seq = ?"
+    );
+
+    let mut row = Reserved {
+        source: "web".into(),
+        rank: 1,
+        user_id: Uuid::nil(),
+        select: "old".into(),
+        key: 1,
+    };
+    row.apply(&patch);
+    assert_eq!((row.select.as_str(), row.key, row.rank), ("picked", 3, 1));
+
+    let mut tags = Tags {
+        id: 1,
+        note: Some("kept".into()),
+        tags: BTreeSet::from(["a".to_owned()]),
+    };
+    tags.apply(&TagsPatch {
+        tags: Some(BTreeSet::new()),
+        ..Default::default()
+    });
+    assert_eq!(tags.note.as_deref(), Some("kept"), "a field left out stays");
+    tags.apply(&TagsPatch {
+        note: Some(None),
+        ..Default::default()
+    });
+    assert_eq!(tags.note, None, "Some(None) sets null");
+}
+
+/// A patch travels through a write-behind record as MessagePack: "set it
+/// null" (`Some(None)`) must not read back as "leave it" (`None`).
+#[test]
+fn a_patch_keeps_set_null_apart_from_leave_alone() {
+    let round_trip = |patch: &TagsPatch| -> TagsPatch {
+        let bytes = rmp_serde::to_vec_named(patch).expect("encodes");
+        rmp_serde::from_slice(&bytes).expect("decodes")
+    };
+    let null = TagsPatch {
+        note: Some(None),
+        ..Default::default()
+    };
+    assert_eq!(round_trip(&null), null);
+    let set = TagsPatch {
+        note: Some(Some("n".into())),
+        tags: Some(BTreeSet::from(["t".to_owned()])),
+    };
+    assert_eq!(round_trip(&set), set);
+    assert_eq!(round_trip(&TagsPatch::default()), TagsPatch::default());
+    let key = EventKey {
+        user_id: Uuid::nil(),
+        day: 1,
+        at: 2,
+        seq: 3,
+    };
+    let bytes = rmp_serde::to_vec_named(&key).expect("encodes");
+    assert_eq!(
+        rmp_serde::from_slice::<EventKey>(&bytes).expect("decodes"),
+        key
+    );
 }

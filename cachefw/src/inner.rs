@@ -457,7 +457,7 @@ impl Inner {
     /// them), under the journal: recorded before it is sent, struck off
     /// once Redis confirms it, kept for the replay otherwise (including
     /// when this future is dropped at the await).
-    async fn evicting<T>(
+    pub(crate) async fn evicting<T>(
         &self,
         targets: impl IntoIterator<Item = Target>,
         write: impl Future<Output = Result<T, Error>>,

@@ -63,6 +63,7 @@ mod cache;
 mod call;
 mod clock;
 mod codec;
+mod command;
 mod error;
 mod flight;
 mod inner;
@@ -80,6 +81,7 @@ mod shape;
 pub mod spring {}
 mod stats;
 mod ttl;
+mod versioned;
 
 pub use backend::breaker::BreakerState;
 pub use builder::{

@@ -11,3 +11,19 @@ pub use crate::call::{CacheRef, Call, KeyWriter, Writes, installed_or_warn};
 pub use crate::key::push_part;
 pub use crate::policy::Options;
 pub use crate::shape::{Dispatch, Tag, caching_none, declare, own_receiver};
+
+// For cachefw-cassandra: versioned entries and raw commands, and the
+// Redis client they speak (one version for both crates).
+pub use redis;
+
+/// Versioned entries: see the module `versioned.rs`.
+pub mod versioned {
+    pub use crate::versioned::{
+        Peeked, RECORD_MARGIN, Settled, Stored, evict, peek, settle, store,
+    };
+}
+
+/// Raw Redis commands through the cache's connections and breakers.
+pub mod command {
+    pub use crate::command::{invoke, run};
+}

@@ -2,7 +2,8 @@
 //! ports, which tests stop and restart to inject faults, and a proxy that
 //! makes a server slow.
 //!
-//! Every server has its own port and directory, persists nothing, and is
+//! Every server has its own port and directory, persists nothing (unless
+//! started with [`RedisServer::start_durable`]), and is
 //! killed when its [`RedisServer`] is dropped (and, on Linux, when the test
 //! process dies). Nothing here assumes a server on 6379.
 //!

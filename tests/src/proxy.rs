@@ -26,6 +26,8 @@ struct Shared {
     hold: Mutex<Option<(Vec<u8>, Duration)>>,
     /// How many reply chunks were held back.
     held: AtomicU64,
+    /// Chunks passed on from clients to the server.
+    requests: AtomicU64,
     stopping: AtomicBool,
     /// Every socket the proxy holds, to close them when it stops.
     streams: Mutex<Vec<TcpStream>>,
@@ -49,6 +51,7 @@ impl DelayProxy {
             delay_ms: AtomicU64::new(0),
             hold: Mutex::new(None),
             held: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),
         });
@@ -84,6 +87,13 @@ impl DelayProxy {
     /// The proxy's URL, `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How many chunks of requests have reached the server so far (a
+    /// request's bytes usually arrive as one): a test that must know a
+    /// request was sent polls this.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
     }
 
     /// Holds back each reply chunk for `delay` from now on.
@@ -160,6 +170,9 @@ fn pump(shared: &Arc<Shared>, from: &TcpStream, to: &TcpStream, delayed: bool) {
             }
             if shared.stopping.load(Ordering::SeqCst) || to.write_all(&buffer[..read]).is_err() {
                 break;
+            }
+            if !delayed {
+                shared.requests.fetch_add(1, Ordering::SeqCst);
             }
         }
         let _ = to.shutdown(Shutdown::Both);

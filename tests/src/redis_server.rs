@@ -122,6 +122,20 @@ impl RedisServer {
         panic!("redis-server did not start on any of 5 free ports: {why}");
     }
 
+    /// [`start`](Self::start) with an append-only file, fsynced as
+    /// `appendfsync` says (`"everysec"`, `"always"`, `"no"`):
+    /// [`restart`](Self::restart) after a crash and
+    /// [`restart_gracefully`](Self::restart_gracefully) come back with its
+    /// data. With `"everysec"` a crash loses up to about a second of
+    /// writes; a graceful restart loses none.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_durable(appendfsync: &str) -> Self {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", appendfsync])
+    }
+
     /// A server that is not running, on a port held for it (connections are
     /// refused): for tests of a cache built while its Redis is down.
     /// [`restart`](Self::restart) starts it.
@@ -283,8 +297,38 @@ impl RedisServer {
         self.cmd::<()>("REPLICAOF", &[b"NO", b"ONE"]);
     }
 
+    /// Stops the server as an operator would (`SIGTERM`): it finishes the
+    /// command at hand, fsyncs its append-only file and exits; then starts
+    /// it again on the same port, with its data.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not exit or come back within a few seconds.
+    pub fn restart_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = libc::pid_t::try_from(child.id()).unwrap_or_else(|e| panic!("pid: {e}"));
+            // SAFETY: kill(2) with a pid of our own child and a valid signal.
+            let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+            assert_eq!(sent, 0, "kill({pid}, SIGTERM) failed");
+            let deadline = Instant::now() + READY_WITHIN;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    _ => panic!("redis-server on {} did not exit on SIGTERM", self.port),
+                }
+            }
+            self.hold = PortHold::on(self.port);
+        }
+        self.restart();
+    }
+
     /// Starts the server again on the same port, with the data of its last
-    /// [`snapshot`](Self::snapshot), if any, and none otherwise.
+    /// [`snapshot`](Self::snapshot), if any, and none otherwise; a server
+    /// started by [`start_durable`](Self::start_durable) comes back with
+    /// what its append-only file holds.
     ///
     /// # Panics
     ///

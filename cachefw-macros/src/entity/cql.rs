@@ -105,6 +105,8 @@ pub(crate) struct Statements {
     pub(crate) delete: String,
     pub(crate) select_partition: String,
     pub(crate) select_partition_with_ttl: Option<String>,
+    pub(crate) update: String,
+    pub(crate) key_condition: String,
 }
 
 /// The columns whose `TTL()` a select reads, when the row's remaining life
@@ -192,6 +194,8 @@ pub(crate) fn statements(entity: &Entity) -> Statements {
         select_partition: format!("SELECT {all} FROM {table} WHERE {partition_where}"),
         select_partition_with_ttl: with_ttl
             .map(|columns| format!("SELECT {columns} FROM {table} WHERE {partition_where}")),
+        update: format!("UPDATE {table}"),
+        key_condition: key_where,
     }
 }
 

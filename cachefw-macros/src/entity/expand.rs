@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::cql;
-use super::parse::{Entity, Field};
+use super::parse::{Entity, Field, Write};
 
 pub(crate) fn expand(entity: &Entity) -> TokenStream {
     let ident = &entity.ident;
@@ -43,6 +43,8 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
         delete,
         select_partition,
         select_partition_with_ttl,
+        update,
+        key_condition,
     } = cql::statements(entity);
     let optional = |text: Option<String>| match text {
         Some(text) => quote!(::core::option::Option::Some(#text)),
@@ -56,18 +58,73 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
         entity.ttl_ms,
         entity.cache_partitions,
     );
+    let write = match entity.write {
+        Write::Invalidate => quote!(Invalidate),
+        Write::Through => quote!(Through),
+        Write::Behind => quote!(Behind),
+    };
+    let patch = format_ident!("{}Patch", ident);
+    let regular: Vec<&Field> = entity.regular_fields().collect();
+    let patch_names: Vec<_> = regular.iter().map(|f| &f.ident).collect();
+    let patch_types: Vec<_> = regular.iter().map(|f| &f.ty).collect();
+    let patch_columns: Vec<String> = regular.iter().map(|f| cql::ident(&f.name)).collect();
+    let patch_field_docs: Vec<String> = regular
+        .iter()
+        .map(|f| {
+            if f.column.optional {
+                format!("Sets `{}` when `Some`: `Some(None)` sets it null.", f.ident)
+            } else {
+                format!("Sets `{}` when `Some`.", f.ident)
+            }
+        })
+        .collect();
+    let patch_doc = format!(
+        "Some columns of a [`{ident}`] row, for `Repository::patch`: each `Some` field is \
+         written, each `None` left as it is."
+    );
     let key_doc = format!("The primary key of [`{ident}`], as the repository takes it.");
     let partition_doc = format!("The partition key of [`{ident}`].");
     let private = quote!(::cachefw_cassandra::__private);
 
     quote! {
         #[doc = #key_doc]
-        #[derive(Clone, Debug, PartialEq)]
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            #private::serde::Serialize,
+            #private::serde::Deserialize,
+        )]
+        #[serde(crate = "::cachefw_cassandra::__private::serde")]
         #vis struct #key { #(#key_decl,)* }
 
         #[doc = #partition_doc]
         #[derive(Clone, Debug, PartialEq)]
         #vis struct #partition { #(#partition_decl,)* }
+
+        #[doc = #patch_doc]
+        #[derive(
+            Clone,
+            Debug,
+            Default,
+            PartialEq,
+            #private::serde::Serialize,
+            #private::serde::Deserialize,
+        )]
+        #[serde(crate = "::cachefw_cassandra::__private::serde")]
+        #vis struct #patch {
+            #(
+                #[doc = #patch_field_docs]
+                // Present and null is `Some(None)`: `present` keeps it
+                // apart from absent.
+                #[serde(
+                    default,
+                    skip_serializing_if = "::core::option::Option::is_none",
+                    deserialize_with = "::cachefw_cassandra::__private::present"
+                )]
+                #vis #patch_names: ::core::option::Option<#patch_types>,
+            )*
+        }
 
         impl ::cachefw_cassandra::Entity for #ident {
             type Key = #key;
@@ -88,7 +145,30 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
                 delete: #delete,
                 select_partition: #select_partition,
                 select_partition_with_ttl: #select_partition_with_ttl,
+                update: #update,
+                key_condition: #key_condition,
             };
+            const WRITE: ::cachefw_cassandra::WriteMode = ::cachefw_cassandra::WriteMode::#write;
+
+            type Patch = #patch;
+
+            fn patch_values(patch: &#patch) -> #private::PatchValues<'_> {
+                let mut set = #private::PatchValues::default();
+                #(
+                    if let ::core::option::Option::Some(value) = &patch.#patch_names {
+                        set.push(#patch_columns, value);
+                    }
+                )*
+                set
+            }
+
+            fn apply(&mut self, patch: &#patch) {
+                #(
+                    if let ::core::option::Option::Some(value) = &patch.#patch_names {
+                        self.#patch_names = ::core::clone::Clone::clone(value);
+                    }
+                )*
+            }
 
             fn key(&self) -> #key {
                 #key { #(#key_names: ::core::clone::Clone::clone(&self.#key_names),)* }

@@ -25,6 +25,14 @@ pub(crate) struct Field {
     pub(crate) role: Role,
 }
 
+/// How a repository writes the entity: `#[entity(write = "…")]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    Invalidate,
+    Through,
+    Behind,
+}
+
 pub(crate) struct Entity {
     pub(crate) ident: Ident,
     pub(crate) vis: syn::Visibility,
@@ -32,6 +40,7 @@ pub(crate) struct Entity {
     pub(crate) table: String,
     pub(crate) ttl_ms: u64,
     pub(crate) cache_partitions: bool,
+    pub(crate) write: Write,
     pub(crate) fields: Vec<Field>,
 }
 
@@ -48,6 +57,10 @@ impl Entity {
 
     pub(crate) fn key_fields(&self) -> impl Iterator<Item = &Field> {
         self.partition_keys().chain(self.clustering_keys())
+    }
+
+    pub(crate) fn regular_fields(&self) -> impl Iterator<Item = &Field> {
+        self.fields.iter().filter(|f| f.role == Role::Regular)
     }
 }
 
@@ -80,10 +93,19 @@ fn key_refusal(ident: &Ident, column: &Column) -> Option<String> {
     }
 }
 
+/// The expression inside the invisible groups that `macro_rules!` puts
+/// around a substituted fragment (`table = $table`).
+fn ungrouped(mut value: &Expr) -> &Expr {
+    while let Expr::Group(group) = value {
+        value = &group.expr;
+    }
+    value
+}
+
 fn string_arg(value: &Expr, name: &str, errors: &mut Errors) -> Option<LitStr> {
     if let Expr::Lit(ExprLit {
         lit: Lit::Str(lit), ..
-    }) = value
+    }) = ungrouped(value)
     {
         return Some(lit.clone());
     }
@@ -127,6 +149,7 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
     let mut table = None;
     let mut ttl_ms = None;
     let mut cache_partitions = false;
+    let mut write = Write::Invalidate;
     let mut found_entity = false;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("entity")) {
         found_entity = true;
@@ -148,7 +171,7 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
                         }
                     }
                 }
-                "cache_partitions" => match &value {
+                "cache_partitions" => match ungrouped(&value) {
                     Expr::Lit(ExprLit {
                         lit: Lit::Bool(b), ..
                     }) => cache_partitions = b.value,
@@ -157,11 +180,26 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
                         "`cache_partitions` takes `true` or `false`",
                     )),
                 },
+                "write" => {
+                    if let Some(lit) = string_arg(&value, "write", errors) {
+                        match lit.value().as_str() {
+                            "invalidate" => write = Write::Invalidate,
+                            "through" => write = Write::Through,
+                            "behind" => write = Write::Behind,
+                            _ => errors.push(syn::Error::new_spanned(
+                                lit,
+                                "`write` is \"invalidate\" (the default: a save evicts the \
+                                 cached row), \"through\" (a save stores it) or \"behind\" \
+                                 (a save goes to Redis, then to Cassandra)",
+                            )),
+                        }
+                    }
+                }
                 _ => errors.push(syn::Error::new_spanned(
                     &meta.path,
                     format!(
                         "unknown argument `{name}` of #[entity]; valid arguments are: \
-                         keyspace, table, ttl, cache_partitions"
+                         keyspace, table, ttl, cache_partitions, write"
                     ),
                 )),
             }
@@ -308,6 +346,7 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
         table,
         ttl_ms,
         cache_partitions,
+        write,
         fields,
     })
 }

@@ -7,6 +7,7 @@ use moka::Expiry;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache as Moka;
 
+use crate::backend::versioned_key::VersionedKey;
 use crate::clock::{millis, now_ms};
 use crate::codec::{claim_of, meta_of, with_claim};
 
@@ -57,6 +58,10 @@ impl Expiry<String, Entry> for PerEntryTtl {
 
 pub(crate) struct MemoryBackend {
     entries: Moka<String, Entry>,
+    /// Held across the two keys of a versioned write (see
+    /// [`store_versioned`](Self::store_versioned)); plain writes stay per
+    /// key, as moka orders them.
+    versioned: std::sync::Mutex<()>,
 }
 
 impl MemoryBackend {
@@ -70,7 +75,10 @@ impl MemoryBackend {
             })
             .expire_after(PerEntryTtl)
             .build();
-        Self { entries }
+        Self {
+            entries,
+            versioned: std::sync::Mutex::new(()),
+        }
     }
 
     // Every write goes through `and_compute_with`, which moka serialises per
@@ -223,6 +231,145 @@ impl MemoryBackend {
                 Some(held) if held.value().bytes == *marker => Op::Remove,
                 _ => Op::Nop,
             });
+    }
+}
+
+/// How long an entry "without expiry" lives in memory: moka needs a TTL.
+const NO_EXPIRY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The TTL of a versioned write's milliseconds (0: none).
+fn life(ms: u64) -> Duration {
+    if ms == 0 {
+        NO_EXPIRY
+    } else {
+        Duration::from_millis(ms)
+    }
+}
+
+/// A version record: the version, and a digest of its write's bytes (none
+/// after an eviction). Digests are compared within this process only.
+fn record(version: u64, bytes: Option<&[u8]>) -> Bytes {
+    let mut out = version.to_be_bytes().to_vec();
+    if let Some(bytes) = bytes {
+        out.extend_from_slice(&digest(bytes).to_be_bytes());
+    }
+    Bytes::from(out)
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The version of a record, and whether `entry` is the bytes of its write.
+fn read_record(record: Option<Bytes>, entry: Option<&Bytes>) -> (Option<u64>, bool) {
+    let Some(record) = record else {
+        return (None, false);
+    };
+    let version = record
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes);
+    let held = record
+        .get(8..16)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes);
+    let holds = matches!((held, entry), (Some(held), Some(entry)) if digest(entry) == held);
+    (version, holds)
+}
+
+/// Versioned entries, as `backend/scripts.rs` does them on Redis.
+impl MemoryBackend {
+    fn lock_versioned(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.versioned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn store_versioned(
+        &self,
+        at: &VersionedKey,
+        value: Bytes,
+        ttl_ms: u64,
+        version: u64,
+        record_ttl_ms: u64,
+        expect: Option<u64>,
+    ) -> u8 {
+        let _held = self.lock_versioned();
+        let entry = self.get(&at.entry);
+        let (current, holds) = read_record(self.get(&at.record), entry.as_ref());
+        if expect.is_some() && current != expect {
+            return 2;
+        }
+        if current.is_some_and(|current| current >= version) {
+            if !holds {
+                self.delete(&at.entry);
+            }
+            return 0;
+        }
+        let stamp = record(version, Some(&value));
+        self.set(&at.entry, value, life(ttl_ms));
+        self.set(&at.record, stamp, life(record_ttl_ms));
+        1
+    }
+
+    pub(crate) fn evict_versioned(
+        &self,
+        at: &VersionedKey,
+        version: u64,
+        record_ttl_ms: u64,
+    ) -> bool {
+        let _held = self.lock_versioned();
+        let entry = self.get(&at.entry);
+        let (current, holds) = read_record(self.get(&at.record), entry.as_ref());
+        if current.is_some_and(|current| current > version) {
+            if !holds {
+                self.delete(&at.entry);
+            }
+            return false;
+        }
+        self.delete(&at.entry);
+        self.set(&at.record, record(version, None), life(record_ttl_ms));
+        true
+    }
+
+    pub(crate) fn settle_versioned(
+        &self,
+        at: &VersionedKey,
+        version: u64,
+        ttl_ms: u64,
+        record_ttl_ms: u64,
+    ) -> u8 {
+        let _held = self.lock_versioned();
+        let entry = self.get(&at.entry);
+        let record_bytes = self.get(&at.record);
+        let (current, holds) = read_record(record_bytes.clone(), entry.as_ref());
+        if current.is_some_and(|current| current > version) {
+            return 0;
+        }
+        if ttl_ms != 0
+            && current == Some(version)
+            && holds
+            && let (Some(entry), Some(record_bytes)) = (entry, &record_bytes)
+        {
+            self.set(&at.entry, entry, life(ttl_ms));
+            self.set(&at.record, record_bytes.clone(), life(record_ttl_ms));
+            return 1;
+        }
+        self.delete(&at.entry);
+        if let Some(record_bytes) = record_bytes {
+            self.set(&at.record, record_bytes, life(record_ttl_ms));
+        }
+        2
+    }
+
+    pub(crate) fn peek_versioned(&self, at: &VersionedKey) -> (Option<Bytes>, Option<u64>) {
+        let _held = self.lock_versioned();
+        let entry = self.get(&at.entry);
+        let (current, holds) = read_record(self.get(&at.record), entry.as_ref());
+        (entry.filter(|_| holds), current)
     }
 }
 

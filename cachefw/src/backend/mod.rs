@@ -9,12 +9,14 @@ pub(crate) mod breaker;
 pub(crate) mod memory;
 pub(crate) mod redis;
 pub(crate) mod scripts;
+pub(crate) mod versioned_key;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::backend::breaker::BreakerState;
+use crate::backend::versioned_key::VersionedKey;
 use crate::error::Error;
 
 // One per cache, behind its `Arc`: the size of the Redis variant costs
@@ -171,5 +173,114 @@ impl Backend {
             Self::Redis(b) => b.evict_prefix(prefix).await,
             Self::Memory(b) => Ok(b.evict_prefix(prefix).await),
         }
+    }
+}
+
+/// Versioned entries and raw commands, with one semantics over both
+/// backends (raw commands only over Redis).
+impl Backend {
+    /// Whether one script may touch both keys.
+    pub(crate) fn same_slot(&self, first: &str, second: &str) -> bool {
+        match self {
+            Self::Redis(b) => b.same_slot(first, second),
+            Self::Memory(_) => true,
+        }
+    }
+
+    /// Stores `value` as `version` of the entry unless a version as new or
+    /// newer is stored, or the stored one is not `expect`ed: 1 stored, 0
+    /// superseded, 2 not the expected version. `ttl_ms` 0: no expiry.
+    pub(crate) async fn store_versioned(
+        &self,
+        at: &VersionedKey,
+        value: Bytes,
+        ttl_ms: u64,
+        version: u64,
+        record_ttl_ms: u64,
+        expect: Option<u64>,
+    ) -> Result<u8, Error> {
+        match self {
+            Self::Redis(b) => {
+                b.store_versioned(at, &value, ttl_ms, version, record_ttl_ms, expect)
+                    .await
+            }
+            Self::Memory(b) => {
+                Ok(b.store_versioned(at, value, ttl_ms, version, record_ttl_ms, expect))
+            }
+        }
+    }
+
+    /// Removes the entry, recording `version`, unless a newer version's
+    /// own write is there; whether it was removed.
+    pub(crate) async fn evict_versioned(
+        &self,
+        at: &VersionedKey,
+        version: u64,
+        record_ttl_ms: u64,
+    ) -> Result<bool, Error> {
+        match self {
+            Self::Redis(b) => b.evict_versioned(at, version, record_ttl_ms).await,
+            Self::Memory(b) => Ok(b.evict_versioned(at, version, record_ttl_ms)),
+        }
+    }
+
+    /// After `version` reached the source: 1 its entry now expires in
+    /// `ttl_ms` (0: removed instead), 2 whatever else was there removed, 0
+    /// a newer version is stored.
+    pub(crate) async fn settle_versioned(
+        &self,
+        at: &VersionedKey,
+        version: u64,
+        ttl_ms: u64,
+        record_ttl_ms: u64,
+    ) -> Result<u8, Error> {
+        match self {
+            Self::Redis(b) => b.settle_versioned(at, version, ttl_ms, record_ttl_ms).await,
+            Self::Memory(b) => Ok(b.settle_versioned(at, version, ttl_ms, record_ttl_ms)),
+        }
+    }
+
+    /// The entry if it holds its version's own write, and the version.
+    pub(crate) async fn peek_versioned(
+        &self,
+        at: &VersionedKey,
+    ) -> Result<(Option<Bytes>, Option<u64>), Error> {
+        match self {
+            Self::Redis(b) => b.peek_versioned(at).await,
+            Self::Memory(b) => Ok(b.peek_versioned(at)),
+        }
+    }
+
+    /// Runs one raw command on the Redis node holding `key`.
+    pub(crate) async fn command(
+        &self,
+        op: &'static str,
+        key: &str,
+        command: &::redis::Cmd,
+    ) -> Result<::redis::Value, Error> {
+        match self {
+            Self::Redis(b) => b.command(op, key, command).await,
+            Self::Memory(_) => Err(needs_redis(op)),
+        }
+    }
+
+    /// Runs a script on the Redis node holding `key`.
+    pub(crate) async fn invoke(
+        &self,
+        op: &'static str,
+        key: &str,
+        invocation: &::redis::ScriptInvocation<'_>,
+    ) -> Result<::redis::Value, Error> {
+        match self {
+            Self::Redis(b) => b.invoke(op, key, invocation).await,
+            Self::Memory(_) => Err(needs_redis(op)),
+        }
+    }
+}
+
+fn needs_redis(op: &str) -> Error {
+    Error::Config {
+        setting: "backend",
+        reason: format!("`{op}` is a Redis command and this cache is in memory"),
     }
 }

@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 
 use crate::backend::breaker::{Breaker, BreakerState, Outcome};
 use crate::backend::scripts;
+use crate::backend::versioned_key::VersionedKey;
 use crate::codec::{CLAIM_AT, ENTRY_HEADER_LEN, LEASE_TAG_BYTE, NONCE_AT};
 use crate::error::{Error, RedisFailure};
 
@@ -1288,6 +1289,116 @@ impl RedisBackend {
                 NodeRef::Cluster(node.clone())
             }
         }
+    }
+}
+
+/// The scripts of versioned entries, hashed once.
+static STORE: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(&scripts::store()));
+static EVICT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(&scripts::evict()));
+static SETTLE: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(&scripts::settle()));
+static PEEK: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(&scripts::peek()));
+
+/// Versioned entries (see `versioned.rs`), and commands from outside this
+/// crate (see `command.rs`): each through the breaker of the node that
+/// holds its key, as every command.
+impl RedisBackend {
+    /// Whether one script may touch both keys: always on one Redis; on a
+    /// cluster when they hash to one slot.
+    pub(crate) fn same_slot(&self, a: &str, b: &str) -> bool {
+        match &self.target {
+            Target::Single(_) => true,
+            Target::Cluster(_) => slot_of(a.as_bytes()) == slot_of(b.as_bytes()),
+        }
+    }
+
+    /// Runs `invocation` on the node that holds `key`.
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &str,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        let node = self.node_for(key);
+        self.run(op, key, &node, async |link| {
+            invocation.invoke_async(link).await
+        })
+        .await
+    }
+
+    /// Runs `command` on the node that holds `key`; the reply as it came.
+    pub(crate) async fn command(
+        &self,
+        op: &'static str,
+        key: &str,
+        command: &Cmd,
+    ) -> Result<Value, Error> {
+        self.query(op, key, command).await
+    }
+
+    /// See `scripts::store`: 1 stored, 0 superseded, 2 not the expected
+    /// version.
+    pub(crate) async fn store_versioned(
+        &self,
+        at: &VersionedKey,
+        value: &[u8],
+        ttl_ms: u64,
+        version: u64,
+        record_ttl_ms: u64,
+        expect: Option<u64>,
+    ) -> Result<u8, Error> {
+        let mut call = STORE.key(&at.entry);
+        call.key(&at.record)
+            .arg(value)
+            .arg(ttl_ms)
+            .arg(version)
+            .arg(record_ttl_ms)
+            .arg(expect.map(|v| v.to_string()).unwrap_or_default());
+        self.invoke("STORE", &at.entry, &call).await
+    }
+
+    /// See `scripts::evict`: whether the entry was removed.
+    pub(crate) async fn evict_versioned(
+        &self,
+        at: &VersionedKey,
+        version: u64,
+        record_ttl_ms: u64,
+    ) -> Result<bool, Error> {
+        let mut call = EVICT.key(&at.entry);
+        call.key(&at.record).arg(version).arg(record_ttl_ms);
+        let removed: u8 = self.invoke("EVICT", &at.entry, &call).await?;
+        Ok(removed == 1)
+    }
+
+    /// See `scripts::settle`: 1 kept with its TTL, 2 removed, 0 newer.
+    pub(crate) async fn settle_versioned(
+        &self,
+        at: &VersionedKey,
+        version: u64,
+        ttl_ms: u64,
+        record_ttl_ms: u64,
+    ) -> Result<u8, Error> {
+        let mut call = SETTLE.key(&at.entry);
+        call.key(&at.record)
+            .arg(version)
+            .arg(ttl_ms)
+            .arg(record_ttl_ms);
+        self.invoke("SETTLE", &at.entry, &call).await
+    }
+
+    /// See `scripts::peek`: the version's own entry, and the version.
+    pub(crate) async fn peek_versioned(
+        &self,
+        at: &VersionedKey,
+    ) -> Result<(Option<Bytes>, Option<u64>), Error> {
+        let mut call = PEEK.key(&at.entry);
+        call.key(&at.record);
+        let (entry, version): (Option<Vec<u8>>, String) =
+            self.invoke("PEEK", &at.entry, &call).await?;
+        Ok((entry.map(Bytes::from), version.parse().ok()))
     }
 }
 

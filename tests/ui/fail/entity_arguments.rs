@@ -15,4 +15,18 @@ pub struct NoEntityAttribute {
     pub id: i64,
 }
 
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+#[entity(keyspace = "shop", table = "carts", ttl = "10m", write = "sideways")]
+pub struct UnknownWriteMode {
+    #[partition_key]
+    pub id: i64,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+#[entity(keyspace = "shop", table = "carts", ttl = "10m", write = behind)]
+pub struct UnquotedWriteMode {
+    #[partition_key]
+    pub id: i64,
+}
+
 fn main() {}

@@ -1,0 +1,282 @@
+//! [`Table`]: an entity's table as the driver sees it, shared by a
+//! repository and its flushers: the session, the statements (prepared on
+//! first use), and the writes that carry their own timestamp.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use scylla::client::session::Session;
+use scylla::errors::{DbError, PrepareError, RequestAttemptError};
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
+use tokio::sync::OnceCell;
+
+use crate::entity::Entity;
+use crate::error::Error;
+use crate::outcome::{self, Outcome};
+use crate::patch::{self, Patched};
+
+/// A select as prepared: with the `TTL()` columns, or without them on a
+/// server that cannot parse them.
+pub(crate) struct Select {
+    pub(crate) statement: PreparedStatement,
+    pub(crate) text: &'static str,
+    pub(crate) reads_ttl: bool,
+}
+
+/// Each statement, prepared on first use.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    pub(crate) insert: OnceCell<PreparedStatement>,
+    pub(crate) insert_with_ttl: OnceCell<PreparedStatement>,
+    pub(crate) insert_if_not_exists: OnceCell<PreparedStatement>,
+    pub(crate) select: OnceCell<Select>,
+    pub(crate) delete: OnceCell<PreparedStatement>,
+    pub(crate) select_partition: OnceCell<Select>,
+    pub(crate) select_partition_page: OnceCell<PreparedStatement>,
+}
+
+/// A write Cassandra did not confirm: the error, whether the row may have
+/// changed anyway, and whether trying again can help (for the flusher).
+pub(crate) struct Failed {
+    pub(crate) error: Error,
+    pub(crate) outcome: Outcome,
+    pub(crate) permanent: bool,
+}
+
+impl Failed {
+    /// Preparing the statement failed: nothing was sent.
+    fn prepare(error: Error) -> Self {
+        Self {
+            permanent: error.refused_preparing(),
+            outcome: Outcome::Refused,
+            error,
+        }
+    }
+}
+
+/// The table of entity `T`.
+pub(crate) struct Table<T> {
+    pub(crate) session: Arc<Session>,
+    pub(crate) prepared: Prepared,
+    /// `UPDATE`s of a patch, by the columns they set.
+    patches: Mutex<HashMap<Vec<&'static str>, PreparedStatement>>,
+    entity: PhantomData<fn() -> T>,
+}
+
+impl<T: Entity> Table<T> {
+    pub(crate) fn new(session: Arc<Session>) -> Self {
+        Self {
+            session,
+            prepared: Prepared::default(),
+            patches: Mutex::new(HashMap::new()),
+            entity: PhantomData,
+        }
+    }
+
+    /// `(keyspace, table)`, for errors.
+    pub(crate) fn name() -> (&'static str, &'static str) {
+        (T::KEYSPACE, T::TABLE)
+    }
+
+    pub(crate) async fn prepare_all(&self) -> Result<(), Error> {
+        let cql = T::CQL;
+        let p = &self.prepared;
+        for (cell, statement) in [
+            (&p.insert, cql.insert),
+            (&p.insert_with_ttl, cql.insert_with_ttl),
+            (&p.insert_if_not_exists, cql.insert_if_not_exists),
+            (&p.delete, cql.delete),
+            (&p.select_partition_page, cql.select_partition),
+        ] {
+            self.prepared(cell, statement).await?;
+        }
+        self.select(&p.select, cql.select_with_ttl, cql.select)
+            .await?;
+        self.select(
+            &p.select_partition,
+            cql.select_partition_with_ttl,
+            cql.select_partition,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn prepared<'a>(
+        &self,
+        cell: &'a OnceCell<PreparedStatement>,
+        statement: &'static str,
+    ) -> Result<&'a PreparedStatement, Error> {
+        cell.get_or_try_init(|| async {
+            self.session
+                .prepare(statement)
+                .await
+                .map_err(|source| Error::prepare(Self::name(), statement, source))
+        })
+        .await
+    }
+
+    /// The select with its `TTL()` columns, or the plain one on a server
+    /// that cannot parse `TTL()` (kassandra, which never expires rows
+    /// either) or for an entity with no column whose `TTL()` can be read.
+    pub(crate) async fn select<'a>(
+        &self,
+        cell: &'a OnceCell<Select>,
+        with_ttl: Option<&'static str>,
+        plain: &'static str,
+    ) -> Result<&'a Select, Error> {
+        cell.get_or_try_init(|| async {
+            if let Some(text) = with_ttl {
+                match self.session.prepare(text).await {
+                    Ok(statement) => {
+                        return Ok(Select {
+                            statement,
+                            text,
+                            reads_ttl: true,
+                        });
+                    }
+                    Err(error) if !unparsable(&error) => {
+                        return Err(Error::prepare(Self::name(), text, error));
+                    }
+                    Err(error) => tracing::warn!(
+                        %error,
+                        statement = text,
+                        "cachefw-cassandra: the server cannot read TTL(); rows are cached \
+                         for the entity's TTL and save_with_ttl is refused"
+                    ),
+                }
+            }
+            let statement = self
+                .session
+                .prepare(plain)
+                .await
+                .map_err(|source| Error::prepare(Self::name(), plain, source))?;
+            Ok(Select {
+                statement,
+                text: plain,
+                reads_ttl: false,
+            })
+        })
+        .await
+    }
+
+    /// Runs one write with the timestamp `at` (µs since the epoch), if
+    /// given: Cassandra keeps, cell by cell, the write with the highest.
+    async fn execute_at(
+        &self,
+        cql: &str,
+        statement: &PreparedStatement,
+        values: impl SerializeRow,
+        at: Option<i64>,
+    ) -> Result<(), Failed> {
+        let stamped;
+        let statement = match at {
+            Some(at) => {
+                let mut copy = statement.clone();
+                copy.set_timestamp(Some(at));
+                // The same write with the same timestamp lands once, however
+                // often it is sent: the driver may retry it after a timeout.
+                copy.set_is_idempotent(true);
+                stamped = copy;
+                &stamped
+            }
+            None => statement,
+        };
+        self.session
+            .execute_unpaged(statement, values)
+            .await
+            .map(|_| ())
+            .map_err(|source| Failed {
+                outcome: outcome::of(&source),
+                permanent: outcome::permanent(&source),
+                error: Error::execution(Self::name(), cql, source),
+            })
+    }
+
+    /// `INSERT`s every column of `entity`.
+    pub(crate) async fn insert_at(&self, entity: &T, at: Option<i64>) -> Result<(), Failed> {
+        let cql = T::CQL.insert;
+        let statement = self
+            .prepared(&self.prepared.insert, cql)
+            .await
+            .map_err(Failed::prepare)?;
+        self.execute_at(cql, statement, entity.values(), at).await
+    }
+
+    /// `DELETE`s the row with `key`.
+    pub(crate) async fn delete_at(&self, key: &T::Key, at: Option<i64>) -> Result<(), Failed> {
+        let cql = T::CQL.delete;
+        let statement = self
+            .prepared(&self.prepared.delete, cql)
+            .await
+            .map_err(Failed::prepare)?;
+        self.execute_at(cql, statement, T::key_values(key), at)
+            .await
+    }
+
+    /// `UPDATE … SET` of the columns `patch` gives, of the row with `key`;
+    /// nothing for an empty patch.
+    pub(crate) async fn update_at(
+        &self,
+        key: &T::Key,
+        patch: &T::Patch,
+        at: Option<i64>,
+    ) -> Result<(), Failed> {
+        let set = T::patch_values(patch);
+        if set.columns().is_empty() {
+            return Ok(());
+        }
+        let cql = patch::update_cql(T::CQL.update, set.columns(), T::CQL.key_condition);
+        let statement = self
+            .update_statement(set.columns(), &cql)
+            .await
+            .map_err(Failed::prepare)?;
+        let values = Patched {
+            set: set.values(),
+            key: T::key_values(key),
+        };
+        self.execute_at(&cql, &statement, values, at).await
+    }
+
+    async fn update_statement(
+        &self,
+        columns: &[&'static str],
+        cql: &str,
+    ) -> Result<PreparedStatement, Error> {
+        let known = self
+            .patches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(columns)
+            .cloned();
+        if let Some(statement) = known {
+            return Ok(statement);
+        }
+        let statement = self
+            .session
+            .prepare(cql.to_owned())
+            .await
+            .map_err(|source| Error::prepare_dynamic(Self::name(), cql, source))?;
+        self.patches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(columns.to_vec(), statement.clone());
+        Ok(statement)
+    }
+}
+
+/// Whether preparing failed because the server could not parse the text
+/// (Cassandra answers `SyntaxError`, kassandra `ProtocolError`), rather than
+/// because of the table.
+fn unparsable(error: &PrepareError) -> bool {
+    matches!(
+        error,
+        PrepareError::AllAttemptsFailed {
+            first_attempt: RequestAttemptError::DbError(
+                DbError::SyntaxError | DbError::ProtocolError,
+                _
+            )
+        }
+    )
+}
