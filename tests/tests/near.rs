@@ -475,6 +475,25 @@ async fn soak_with_a_restart_reads_nothing_stale() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_soak_with_a_failover_reads_nothing_stale() {
+    let cluster = Arc::new(RedisCluster::start_with_replicas(3, 1));
+    let mut caches = Vec::new();
+    for _ in 0..4 {
+        caches.push(near_cluster(&cluster, "csoak").await);
+    }
+    let key = caches[0].full_key("k1");
+    let cluster_for_fault = cluster.clone();
+    soak(caches, Duration::from_secs(12), move || {
+        let primary = cluster_for_fault.owner_of(&key);
+        let replica = cluster_for_fault
+            .replica_of(primary)
+            .expect("a replica of the primary");
+        cluster_for_fault.failover_to(replica);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_writes_flushes_and_a_slot_migration_reach_the_near_tier() {
     let cluster = RedisCluster::start(3);
     let reader = near_cluster(&cluster, "cl").await;
