@@ -864,24 +864,28 @@ impl RedisBackend {
                 cluster.refresh_layout();
             }
         }
-        result.map_err(|source| {
-            if source.is_timeout() {
-                Error::Timeout {
-                    op,
-                    key: key.to_owned(),
-                    after: self.timeout,
-                }
-            } else {
-                Error::Redis {
-                    op,
-                    key: key.to_owned(),
-                    source: RedisFailure {
-                        outage: outcome_of(&source) != Outcome::Answered,
-                        error: source,
-                    },
-                }
+        result.map_err(|source| self.error_of(op, key, source))
+    }
+
+    /// Our error for a failed command: a timeout (after ours), or what
+    /// Redis said, marked as an outage when it is one.
+    fn error_of(&self, op: &'static str, key: &str, source: RedisError) -> Error {
+        if source.is_timeout() {
+            Error::Timeout {
+                op,
+                key: key.to_owned(),
+                after: self.timeout,
             }
-        })
+        } else {
+            Error::Redis {
+                op,
+                key: key.to_owned(),
+                source: RedisFailure {
+                    outage: outcome_of(&source) != Outcome::Answered,
+                    error: source,
+                },
+            }
+        }
     }
 
     /// A cluster probe's outcome. A node whose probes keep failing may be
@@ -1048,24 +1052,7 @@ impl RedisBackend {
     /// round trip. The breakers are left as they are: a readiness probe
     /// must not decide for the calls.
     pub(crate) async fn ping_now(&self) -> Result<Duration, Error> {
-        let failed = |node: &str, source: RedisError| {
-            if source.is_timeout() {
-                Error::Timeout {
-                    op: "PING",
-                    key: node.to_owned(),
-                    after: self.timeout,
-                }
-            } else {
-                Error::Redis {
-                    op: "PING",
-                    key: node.to_owned(),
-                    source: RedisFailure {
-                        outage: outcome_of(&source) != Outcome::Answered,
-                        error: source,
-                    },
-                }
-            }
-        };
+        let failed = |node: &str, source: RedisError| self.error_of("PING", node, source);
         match &self.target {
             Target::Single(single) => {
                 let started = Instant::now();
