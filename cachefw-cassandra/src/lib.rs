@@ -169,6 +169,7 @@
 mod behind;
 mod bind;
 mod clock;
+mod counter;
 mod entity;
 mod error;
 mod evict;
@@ -185,6 +186,7 @@ mod writes;
 
 pub use behind::Backlog;
 pub use cachefw_macros::Entity;
+pub use counter::NoCounter;
 pub use entity::{Entity, Statements, WriteMode};
 pub use error::Error;
 pub use repository::{DEFAULT_CLAIM_IDLE, Page, PageToken, Repository, SAVE_ALL_CHUNK};
@@ -232,7 +234,7 @@ pub mod __private {
     pub use crate::bind::Values;
     pub use crate::key::{partition_key, row_key};
     pub use crate::patch::{PatchValues, present};
-    pub use crate::row::{check_column, next_column};
+    pub use crate::row::{check_column, check_counter, next_column, next_counter};
     pub use scylla::deserialize::row::ColumnIterator;
     pub use scylla::deserialize::{DeserializationError, TypeCheckError};
     pub use scylla::frame::response::result::ColumnSpec;
