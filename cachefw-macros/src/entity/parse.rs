@@ -97,8 +97,8 @@ fn key_refusal(ident: &Ident, column: &Column) -> Option<String> {
              use a scalar key"
         )),
         Kind::Counter => Some(format!(
-            "key field `{ident}` cannot be a #[counter]: Cassandra keys rows by plain \
-             columns, and counts in regular ones"
+            "key field `{ident}` cannot be a #[counter]: Cassandra's primary key columns \
+             cannot be counters; count in a regular field"
         )),
     }
 }
@@ -112,7 +112,10 @@ fn counter_column(ident: &Ident, ty: &Type, column: Option<Column>) -> Result<Co
             optional: false,
         });
     }
-    let written = quote::ToTokens::to_token_stream(ty).to_string();
+    // Tokens print spaced (`Option < i64 >`); a type reads better without.
+    let written = quote::ToTokens::to_token_stream(ty)
+        .to_string()
+        .replace(' ', "");
     Err(format!(
         "#[counter] field `{ident}` is `{written}`; a counter is an `i64` (CQL `counter`, a \
          64-bit signed integer; one never incremented reads as 0)"
@@ -324,9 +327,9 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
         let mut counter = false;
         for attr in &field.attrs {
             if attr.path().is_ident("counter") {
-                if let Err(error) = attr.meta.require_path_only() {
-                    errors.push(syn::Error::new(
-                        error.span(),
+                if attr.meta.require_path_only().is_err() {
+                    errors.push(syn::Error::new_spanned(
+                        &attr.meta,
                         "#[counter] takes no arguments: the field is a CQL `counter`, \
                          changed by `Repository::increment`",
                     ));
