@@ -19,6 +19,12 @@
 //!   once, with its timestamp, so an older save still in the stream cannot
 //!   bring the row back.
 //!
+//! Outside the stream, in every mode: a batch (`save_all`) and a TTL save
+//! go to Cassandra with the call's timestamp (none with invalidation); then
+//! a batch's rows are stored as that version and a TTL save evicts
+//! recording it. An `INSERT … IF NOT EXISTS` changes the cache only when
+//! applied. An increment of a counter evicts, in every mode.
+//!
 //! Every write holds an [`Eviction`] of its entries from before it is sent:
 //! a caller cut off at any await leaves them evicted, never stale.
 
