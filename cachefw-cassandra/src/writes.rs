@@ -28,6 +28,8 @@
 //! Every write holds an [`Eviction`] of its entries from before it is sent:
 //! a caller cut off at any await leaves them evicted, never stale.
 
+use std::collections::HashMap;
+
 use cachefw::__private::versioned::{self, Peeked, Stored};
 use cachefw::Cache;
 use futures_util::StreamExt;
@@ -105,11 +107,13 @@ impl<T: Entity> Writes<'_, T> {
     /// With write-behind a newer entry may be a patch applied to a row
     /// older than this one (another process's): then the entry is evicted
     /// instead, and the row read from Cassandra until the patch is flushed.
+    /// `evict` lists entries to evict rather than store.
     async fn store_written<'r>(
         &self,
         rows: impl Iterator<Item = (&'r T, &'r T::Key)>,
         at: i64,
         guards: Guards,
+        mut evict: Vec<String>,
     ) {
         let version = clock::version(at);
         // A loop, not a closure: a closure's future would not be `Send` for
@@ -118,11 +122,12 @@ impl<T: Entity> Writes<'_, T> {
         for (row, key) in rows {
             stores.push(self.store_one(row, key, version));
         }
-        let evict: Vec<String> = futures_util::stream::iter(stores)
+        let not_stored: Vec<String> = futures_util::stream::iter(stores)
             .buffer_unordered(STORE_CONCURRENCY)
             .filter_map(std::future::ready)
             .collect()
             .await;
+        evict.extend(not_stored);
         Eviction::new(self.cache, evict).run().await;
         guards.row.disarm();
         guards.partition.run().await;
@@ -160,13 +165,28 @@ impl<T: Entity> Writes<'_, T> {
             guards.failed(failed.outcome).await;
             return Err(failed.error);
         }
-        match at {
-            None => {
-                guards.row.run().await;
-                guards.partition.run().await;
-            }
-            Some(at) => self.store_written(rows.iter().zip(&keys), at, guards).await,
+        let Some(at) = at else {
+            guards.row.run().await;
+            guards.partition.run().await;
+            return Ok(());
+        };
+        // Two rows of one key in a batch share its timestamp, and Cassandra
+        // breaks that tie by comparing values: which one it kept is not
+        // known here, so that entry is evicted.
+        let entries: Vec<String> = keys.iter().map(T::cache_key).collect();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for entry in &entries {
+            *seen.entry(entry).or_default() += 1;
         }
+        let once = |entry: &String| seen.get(entry.as_str()) == Some(&1);
+        let stored = rows
+            .iter()
+            .zip(&keys)
+            .zip(&entries)
+            .filter(|(_, entry)| once(entry))
+            .map(|(row, _)| row);
+        let repeated: Vec<String> = entries.iter().filter(|e| !once(e)).cloned().collect();
+        self.store_written(stored, at, guards, repeated).await;
         Ok(())
     }
 
@@ -237,7 +257,7 @@ impl<T: Entity> Writes<'_, T> {
                     guards.row.run().await;
                     guards.partition.run().await;
                 } else {
-                    self.store_written(std::iter::once((row, &key)), at, guards)
+                    self.store_written(std::iter::once((row, &key)), at, guards, Vec::new())
                         .await;
                 }
                 Ok(true)

@@ -1450,6 +1450,25 @@ async fn save_all_stores_its_rows_as_versions_but_never_over_a_newer_write() {
             in_cassandra::<Account>(&session, &keys).await,
             rows.iter().cloned().map(Some).collect::<Vec<_>>()
         );
+        // Two rows of one key in a batch: which one Cassandra keeps is its
+        // choice (same timestamp), so neither is stored.
+        let twice = [
+            Account {
+                balance: 7,
+                ..rows[2].clone()
+            },
+            Account {
+                balance: 8,
+                ..rows[2].clone()
+            },
+        ];
+        accounts.save_all(&twice).await.expect("save_all");
+        assert_eq!(cache.get::<Account>(&entries[2]).await.expect("get"), None);
+        assert_eq!(
+            cache.get::<Account>(&entries[3]).await.expect("get"),
+            Some(rows[3].clone()),
+            "other entries untouched"
+        );
 
         let carts: Repository<Cart> = repository(&session, &cache).await;
         let rows: Vec<Cart> = (0..5).map(cart).collect();
