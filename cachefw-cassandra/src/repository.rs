@@ -622,7 +622,9 @@ impl<T: Entity> Repository<T> {
     /// stored as that version of its entry, unless a newer write of it is
     /// stored already (an older save still on its way, in flight or in the
     /// stream, then neither overwrites the row in Cassandra nor in the
-    /// cache).
+    /// cache). A key given twice in one batch is evicted instead: both rows
+    /// carry one timestamp, and Cassandra keeps the one whose values
+    /// compare greater.
     ///
     /// Each batch is atomic; the whole is not: when a batch fails, the
     /// batches before it stay written (and evicted or stored).
