@@ -364,6 +364,7 @@ async fn exercise(redis: Option<&RedisServer>) {
         "{stats}"
     );
     assert_eq!(stats["errors"], 0, "{stats}");
+    assert_eq!(stats["breaker"], "closed", "{stats}");
 
     if let Some(redis) = redis {
         let cached = format!("shop:v1:users:{id}");

@@ -285,3 +285,23 @@ async fn a_value_over_max_value_size_is_a_counted_miss_and_reloaded() {
         assert_eq!(read, [Some("v:item:2".to_owned())], "near: {near}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_type_fails_alone() {
+    let redis = RedisServer::start();
+    let cache = common::redis_cache(&redis, "batch").await;
+    cache.set("item:1", &1u64, MINUTE).await.expect("set");
+    // Not a string: GETRANGE answers WRONGTYPE for this key only.
+    redis.cmd::<()>("HSET", &[b"batch:v1:item:2", b"field", b"value"]);
+    let source = Arc::new(Source::default());
+    let got = batch(&cache, &source, &keys(1..4)).await;
+    assert_eq!(got, expected(1..4));
+    assert_eq!(
+        source.asked(),
+        [keys(2..4)],
+        "the other keys are answered as usual"
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (1, 2), "{stats:?}");
+    assert!(stats.errors >= 1, "the WRONGTYPE answer is counted");
+}

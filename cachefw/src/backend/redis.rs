@@ -1099,8 +1099,9 @@ impl RedisBackend {
     /// `MGET` could not bound the size of a reply): one pipeline per node
     /// (per slot on a cluster, where a pipeline is sent to one node),
     /// batched, all sent at once on the multiplexed connection. A value
-    /// larger than `max_value_size` is [`Error::ValueTooLarge`] for its key;
-    /// a group that fails answers its error for each of its keys.
+    /// larger than `max_value_size` is [`Error::ValueTooLarge`] for its key,
+    /// and an error answer (`WRONGTYPE`) is that key's alone; a group that
+    /// fails answers its error for each of its keys.
     pub(crate) async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Bytes>, Error>> {
         let cluster = matches!(self.target, Target::Cluster(_));
         // Groups of key indexes, by slot on a cluster (all keys of one
@@ -1120,6 +1121,7 @@ impl RedisBackend {
                 let first = keys[batch[0]].as_str();
                 let node = self.node_for(first);
                 let mut pipeline = Pipeline::with_capacity(batch.len());
+                pipeline.ignore_errors();
                 for at in batch {
                     pipeline
                         .cmd("GETRANGE")
@@ -1129,7 +1131,9 @@ impl RedisBackend {
                 }
                 let reply = self
                     .run("GETRANGE", first, &node, async |link| {
-                        pipeline.query_async::<Vec<Vec<u8>>>(link).await
+                        pipeline
+                            .query_async::<Vec<RedisResult<Vec<u8>>>>(link)
+                            .await
                     })
                     .await;
                 (batch, reply)
@@ -1139,7 +1143,18 @@ impl RedisBackend {
             match reply {
                 Ok(values) if values.len() == batch.len() => {
                     for (at, value) in batch.iter().zip(values) {
-                        found[*at] = self.bounded(&keys[*at], value);
+                        let key = &keys[*at];
+                        found[*at] = match value {
+                            Ok(value) => self.bounded(key, value),
+                            Err(error) => Err(Error::Redis {
+                                op: "GETRANGE",
+                                key: key.clone(),
+                                source: RedisFailure {
+                                    outage: outcome_of(&error) != Outcome::Answered,
+                                    error,
+                                },
+                            }),
+                        };
                     }
                 }
                 Ok(values) => {
