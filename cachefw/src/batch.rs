@@ -1,4 +1,5 @@
-//! Cache-aside for many keys at once: one read for all of them (`MGET`),
+//! Cache-aside for many keys at once: one read for all of them (pipelined
+//! `GETRANGE`s, bounded by `max_value_size` as single reads are),
 //! one loader call for the keys that missed, and their fills sent together.
 //! Each missing key is still loaded once however many callers want it: in
 //! this process through single-flight (a key another batch or call is
@@ -73,7 +74,7 @@ impl Inner {
     /// per slot group (offered to the near tier on the way).
     async fn read_many(&self, fulls: &[String]) -> Vec<Read> {
         let Some(near) = self.near() else {
-            let found = self.backend().get_many(fulls).await;
+            let found = self.backend_get_many(fulls).await;
             return fulls
                 .iter()
                 .zip(found)
@@ -98,7 +99,7 @@ impl Inner {
         if !missing.is_empty() {
             let keys: Vec<String> = missing.iter().map(|at| fulls[*at].clone()).collect();
             let tickets: Vec<_> = keys.iter().map(|key| near.ticket(key)).collect();
-            let found = self.backend().get_many(&keys).await;
+            let found = self.backend_get_many(&keys).await;
             let now = now_ms();
             for ((at, found), ticket) in missing.into_iter().zip(found).zip(tickets) {
                 if let (Ok(Some(bytes)), Some(ticket)) = (&found, ticket) {
@@ -110,6 +111,20 @@ impl Inner {
         out.into_iter()
             .map(|found| found.unwrap_or((Ok(None), false)))
             .collect()
+    }
+
+    /// The backend's bytes at each of `fulls`; a value larger than
+    /// `max_value_size` (never read in full) is counted, logged, and reads
+    /// as missing, as [`Inner::backend_get`] does for one key.
+    async fn backend_get_many(&self, fulls: &[String]) -> Vec<Result<Option<Bytes>, Error>> {
+        let mut found = self.backend().get_many(fulls).await;
+        for read in &mut found {
+            if let Err(error @ Error::ValueTooLarge { .. }) = read {
+                self.failure(error);
+                *read = Ok(None);
+            }
+        }
+        found
     }
 
     /// The value in `bytes` if it decodes as `T` and is within its TTL; a
@@ -331,10 +346,7 @@ impl Inner {
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(MAX_POLL);
             let keys: Vec<String> = waiting.iter().map(|at| fulls[*at].clone()).collect();
-            for (at, found) in waiting
-                .into_iter()
-                .zip(self.backend().get_many(&keys).await)
-            {
+            for (at, found) in waiting.into_iter().zip(self.backend_get_many(&keys).await) {
                 let value = match found {
                     Ok(Some(bytes)) if is_lease(&bytes) => continue,
                     Ok(Some(bytes)) => self.fresh::<T>(&fulls[at], &bytes, now_ms()),

@@ -468,10 +468,12 @@ impl Cache {
             .await
     }
 
-    /// The values at `keys`, in order, read in one round trip (`MGET`; one
-    /// per slot on a Redis Cluster, all sent at once). A key that is
-    /// missing, past its TTL, or holds an entry that does not decode as `T`
-    /// is `None` (a bad entry is counted in [`Stats::errors`]).
+    /// The values at `keys`, in order, read in one round trip (pipelined
+    /// `GETRANGE`s; one pipeline per slot on a Redis Cluster, all sent at
+    /// once). A key that is missing, past its TTL, holds an entry that does
+    /// not decode as `T`, or a value larger than `max_value_size` (never
+    /// read in full) is `None` (a bad or oversized entry is counted in
+    /// [`Stats::errors`]).
     ///
     /// ```
     /// # use std::time::Duration;

@@ -32,7 +32,9 @@
 //! The attribute macros [`cacheable`], [`cache_evict`] and [`cache_put`]
 //! declare the same cache-aside on async functions, with keys and TTLs
 //! checked at compile time. Coming from Spring? [`spring`] maps its cache
-//! annotations to them, and says where cachefw differs.
+//! annotations to them, and says where cachefw differs. Before serving
+//! real traffic, read the [`production`] checklist: timeouts, the breaker,
+//! deploys, metrics and what to alert on.
 //!
 //! Keys are laid out as `{namespace}:v{version}:{key}`; bumping the version
 //! makes every old entry unreachable at once. Values carry a small header
@@ -75,6 +77,8 @@ mod macros;
 mod meters;
 mod near;
 mod policy;
+#[doc = include_str!("../docs/production.md")]
+pub mod production {}
 mod report;
 mod shape;
 #[doc = include_str!("../docs/spring.md")]

@@ -6,6 +6,8 @@ use crate::backend::breaker::BreakerState;
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 ///
 /// Counters start at zero when the cache is built and are shared by its clones.
+/// It serializes with serde as an object of its fields, the breaker as
+/// `"closed"`, `"open"` or `"half_open"` (for a stats endpoint).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -35,6 +37,7 @@ pub struct Stats {
     pub short_circuited: u64,
     /// The circuit breaker's state now (on a Redis Cluster, `Open` while
     /// any node's breaker is open).
+    #[serde(serialize_with = "breaker_name")]
     pub breaker: BreakerState,
     /// Of `hits`, reads answered with a value past its TTL:
     /// stale-while-revalidate, fail-safe (`stale_if_error`) and load
@@ -68,6 +71,16 @@ impl Stats {
         let reads = self.hits + self.misses;
         (reads > 0).then(|| self.hits as f64 / reads as f64)
     }
+}
+
+/// The breaker's state as a lowercase name (`BreakerState` itself stays
+/// free of serde, which only this snapshot needs).
+fn breaker_name<S: serde::Serializer>(state: &BreakerState, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(match state {
+        BreakerState::Closed => "closed",
+        BreakerState::Open => "open",
+        BreakerState::HalfOpen => "half_open",
+    })
 }
 
 /// The live counters behind [`Stats`].

@@ -226,3 +226,82 @@ async fn batches_over_a_cluster() {
         expected(0..100)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_max_value_size_is_a_counted_miss_and_reloaded() {
+    for near in [false, true] {
+        let redis = RedisServer::start();
+        let mut builder = Cache::builder()
+            .redis(redis.url())
+            .namespace("batch")
+            .max_value_size(64);
+        if near {
+            builder = builder.near_cache(1 << 20);
+        }
+        let cache = builder.build().await.expect("builds");
+        // A valid entry of 200 bytes, written by a cache without the limit:
+        // read in full it would decode.
+        let writer = common::redis_cache(&redis, "batch").await;
+        writer
+            .set("item:2", &"x".repeat(200), MINUTE)
+            .await
+            .expect("set");
+        cache.set("item:1", &"one", MINUTE).await.expect("set");
+        let before = cache.stats().errors;
+        let read = cache
+            .get_many::<String>(&["item:1", "item:2", "item:3"])
+            .await
+            .expect("get_many");
+        assert_eq!(read, [Some("one".to_owned()), None, None], "near: {near}");
+        assert_eq!(
+            cache.stats().errors,
+            before + 1,
+            "the oversized value is counted (near: {near})"
+        );
+        let asked = Mutex::new(Vec::new());
+        let got = cache
+            .get_or_load_many(&["item:1", "item:2"], MINUTE, |missing| async {
+                asked.lock().expect("lock").push(missing.clone());
+                Ok::<_, SourceDown>(
+                    missing
+                        .into_iter()
+                        .map(|key| (key.clone(), format!("v:{key}")))
+                        .collect::<HashMap<_, _>>(),
+                )
+            })
+            .await
+            .expect("the loader does not fail");
+        assert_eq!(got, [Some("one".to_owned()), Some("v:item:2".to_owned())]);
+        assert_eq!(
+            *asked.lock().expect("lock"),
+            [vec!["item:2".to_owned()]],
+            "the oversized entry is loaded again (near: {near})"
+        );
+        // The reload replaced it: a hit now.
+        let read = cache
+            .get_many::<String>(&["item:2"])
+            .await
+            .expect("get_many");
+        assert_eq!(read, [Some("v:item:2".to_owned())], "near: {near}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_type_fails_alone() {
+    let redis = RedisServer::start();
+    let cache = common::redis_cache(&redis, "batch").await;
+    cache.set("item:1", &1u64, MINUTE).await.expect("set");
+    // Not a string: GETRANGE answers WRONGTYPE for this key only.
+    redis.cmd::<()>("HSET", &[b"batch:v1:item:2", b"field", b"value"]);
+    let source = Arc::new(Source::default());
+    let got = batch(&cache, &source, &keys(1..4)).await;
+    assert_eq!(got, expected(1..4));
+    assert_eq!(
+        source.asked(),
+        [keys(2..4)],
+        "the other keys are answered as usual"
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (1, 2), "{stats:?}");
+    assert!(stats.errors >= 1, "the WRONGTYPE answer is counted");
+}

@@ -189,7 +189,7 @@ fn copy_error(error: &Error, key: &str) -> Error {
             },
         },
         other => Error::Redis {
-            op: "MGET",
+            op: "GETRANGE",
             key: key.to_owned(),
             source: RedisFailure {
                 error: RedisError::from((
@@ -1152,17 +1152,7 @@ impl RedisBackend {
         let mut command = Cmd::with_capacity(4, key.len() + 32);
         command.arg("GETRANGE").arg(key).arg(0).arg(self.read_end);
         let reply: Vec<u8> = self.query("GETRANGE", key, &command).await?;
-        if reply.is_empty() {
-            return Ok(None);
-        }
-        if reply.len() as u64 > self.max_value_size {
-            return Err(Error::ValueTooLarge {
-                key: key.to_owned(),
-                size: None,
-                max: self.max_value_size,
-            });
-        }
-        Ok(Some(Bytes::from(reply)))
+        self.bounded(key, reply)
     }
 
     pub(crate) async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), Error> {
@@ -1214,10 +1204,13 @@ impl RedisBackend {
         }
     }
 
-    /// The bytes at each key, by `MGET`: one per node (per slot on a
-    /// cluster, where a multi-key command must stay in one slot), batched,
-    /// all sent at once on the multiplexed connection. A group that fails
-    /// answers its error for each of its keys.
+    /// The bytes at each key, by pipelined `GETRANGE key 0 max` (as `get`:
+    /// `MGET` could not bound the size of a reply): one pipeline per node
+    /// (per slot on a cluster, where a pipeline is sent to one node),
+    /// batched, all sent at once on the multiplexed connection. A value
+    /// larger than `max_value_size` is [`Error::ValueTooLarge`] for its key,
+    /// and an error answer (`WRONGTYPE`) is that key's alone; a group that
+    /// fails answers its error for each of its keys.
     pub(crate) async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Bytes>, Error>> {
         let cluster = matches!(self.target, Target::Cluster(_));
         // Groups of key indexes, by slot on a cluster (all keys of one
@@ -1236,13 +1229,20 @@ impl RedisBackend {
             .map(|batch| async move {
                 let first = keys[batch[0]].as_str();
                 let node = self.node_for(first);
-                let mut command = redis::cmd("MGET");
+                let mut pipeline = Pipeline::with_capacity(batch.len());
+                pipeline.ignore_errors();
                 for at in batch {
-                    command.arg(keys[*at].as_str());
+                    pipeline
+                        .cmd("GETRANGE")
+                        .arg(keys[*at].as_str())
+                        .arg(0)
+                        .arg(self.read_end);
                 }
                 let reply = self
-                    .run("MGET", first, &node, async |link| {
-                        command.query_async::<Vec<Option<Vec<u8>>>>(link).await
+                    .run("GETRANGE", first, &node, async |link| {
+                        pipeline
+                            .query_async::<Vec<RedisResult<Vec<u8>>>>(link)
+                            .await
                     })
                     .await;
                 (batch, reply)
@@ -1252,18 +1252,29 @@ impl RedisBackend {
             match reply {
                 Ok(values) if values.len() == batch.len() => {
                     for (at, value) in batch.iter().zip(values) {
-                        found[*at] = Ok(value.map(Bytes::from));
+                        let key = &keys[*at];
+                        found[*at] = match value {
+                            Ok(value) => self.bounded(key, value),
+                            Err(error) => Err(Error::Redis {
+                                op: "GETRANGE",
+                                key: key.clone(),
+                                source: RedisFailure {
+                                    outage: outcome_of(&error) != Outcome::Answered,
+                                    error,
+                                },
+                            }),
+                        };
                     }
                 }
                 Ok(values) => {
                     for at in batch {
                         found[*at] = Err(Error::Redis {
-                            op: "MGET",
+                            op: "GETRANGE",
                             key: keys[*at].clone(),
                             source: RedisFailure {
                                 error: RedisError::from((
                                     ErrorKind::Parse,
-                                    "MGET answered a reply of another length",
+                                    "a GETRANGE pipeline answered a reply of another length",
                                     format!("{} values for {} keys", values.len(), batch.len()),
                                 )),
                                 outage: false,
@@ -1279,6 +1290,22 @@ impl RedisBackend {
             }
         }
         found
+    }
+
+    /// A `GETRANGE key 0 max` reply: empty is a missing key (no cachefw
+    /// value is empty), longer than `max_value_size` a value too large.
+    fn bounded(&self, key: &str, reply: Vec<u8>) -> Result<Option<Bytes>, Error> {
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        if reply.len() as u64 > self.max_value_size {
+            return Err(Error::ValueTooLarge {
+                key: key.to_owned(),
+                size: None,
+                max: self.max_value_size,
+            });
+        }
+        Ok(Some(Bytes::from(reply)))
     }
 
     /// `SCAN`s for every key starting with `prefix` and `UNLINK`s what it

@@ -78,11 +78,12 @@ async fn timed(db: &Database, id: u64) -> Result<(User, String), DbError> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    // RUST_LOG as one level (`debug`, `info`, …); warnings by default.
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|level| level.parse().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
+    tracing_subscriber::fmt().with_max_level(level).init();
 
     let builder = Cache::builder().namespace("quickstart");
     let cache = match std::env::var("REDIS_URL") {
