@@ -5,14 +5,18 @@ use std::time::Duration;
 use std::fmt;
 
 use crate::backend::Backend;
+#[cfg(feature = "memory")]
 use crate::backend::memory::MemoryBackend;
+#[cfg(feature = "redis")]
 use crate::backend::redis::{Connect, RedisBackend, install_crypto_provider, mask_password};
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::inner::{Inner, Settings};
 use crate::journal::DEFAULT_JOURNAL_CAPACITY;
+#[cfg(feature = "redis")]
 use crate::key::Keys;
+#[cfg(feature = "redis")]
 use crate::near::{DEFAULT_NEAR_TTL, NearTier};
 use crate::policy::Defaults;
 
@@ -109,11 +113,19 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Memory => f.write_str("Memory"),
+            #[cfg(feature = "redis")]
             Self::Redis(url) => f.debug_tuple("Redis").field(&mask_password(url)).finish(),
+            #[cfg(feature = "redis")]
             Self::Cluster(nodes) => f
                 .debug_tuple("Cluster")
                 .field(&nodes.iter().map(|n| mask_password(n)).collect::<Vec<_>>())
                 .finish(),
+            // Without the feature nothing reads the URLs, and nothing masks
+            // their passwords: they are not shown.
+            #[cfg(not(feature = "redis"))]
+            Self::Redis(_) => f.write_str("Redis(..)"),
+            #[cfg(not(feature = "redis"))]
+            Self::Cluster(_) => f.write_str("Cluster(..)"),
         }
     }
 }
@@ -471,17 +483,32 @@ impl CacheBuilder {
                 ),
             ));
         }
+        #[cfg(not(feature = "redis"))]
+        if self.near_capacity.is_some() {
+            return Err(missing_feature("near_cache", "redis", "the near tier"));
+        }
         let backend = match &self.store {
+            #[cfg(feature = "memory")]
             Store::Memory => {
                 if self.memory_capacity == 0 {
                     return Err(config("memory_capacity", "must be greater than zero"));
                 }
                 Backend::Memory(MemoryBackend::new(self.memory_capacity))
             }
+            #[cfg(not(feature = "memory"))]
+            Store::Memory => {
+                return Err(missing_feature(
+                    "in_memory",
+                    "memory",
+                    "the in-memory backend (what a builder that names no backend builds)",
+                ));
+            }
+            #[cfg(feature = "redis")]
             Store::Redis(url) => {
                 let connect = self.connect()?;
                 Self::started(RedisBackend::new(url, &connect)?, url).await?
             }
+            #[cfg(feature = "redis")]
             Store::Cluster(nodes) => {
                 if nodes.is_empty() {
                     return Err(config("redis_cluster", "needs at least one seed node URL"));
@@ -490,6 +517,18 @@ impl CacheBuilder {
                 let backend = RedisBackend::cluster(nodes, &connect)?;
                 let masked: Vec<_> = nodes.iter().map(|node| mask_password(node)).collect();
                 Self::started(backend, &masked.join(", ")).await?
+            }
+            #[cfg(not(feature = "redis"))]
+            Store::Redis(_) => {
+                return Err(missing_feature("redis", "redis", "the Redis backend"));
+            }
+            #[cfg(not(feature = "redis"))]
+            Store::Cluster(_) => {
+                return Err(missing_feature(
+                    "redis_cluster",
+                    "redis",
+                    "the Redis backend",
+                ));
             }
         };
         if self.journal_capacity == 0 {
@@ -519,6 +558,7 @@ impl CacheBuilder {
                 }
                 None
             }
+            #[cfg(feature = "memory")]
             (Some(_), Backend::Memory(_)) => {
                 return Err(config(
                     "near_cache",
@@ -526,7 +566,9 @@ impl CacheBuilder {
                      already (use .redis(url) or .redis_cluster(nodes), or drop .near_cache)",
                 ));
             }
+            #[cfg(feature = "redis")]
             (Some(0), _) => return Err(config("near_cache", "must be greater than zero bytes")),
+            #[cfg(feature = "redis")]
             (Some(bytes), Backend::Redis(redis)) => {
                 let cap = self.near_ttl.unwrap_or(DEFAULT_NEAR_TTL);
                 if cap.is_zero() {
@@ -564,6 +606,7 @@ impl CacheBuilder {
     }
 }
 
+#[cfg(feature = "redis")]
 impl CacheBuilder {
     /// Opens the connection now, so the first call does not wait for it; a
     /// Redis that does not answer is logged, not an error. One that answers
@@ -647,6 +690,7 @@ impl CacheBuilder {
 }
 
 /// The certificates of a PEM given to `setting`: at least one, all parsed.
+#[cfg(feature = "redis")]
 fn certificates(
     setting: &'static str,
     pem: &[u8],
@@ -671,4 +715,17 @@ fn config(setting: &'static str, reason: impl Into<String>) -> Error {
         setting,
         reason: reason.into(),
     }
+}
+
+/// `setting` needs `what`, which the cargo feature `feature` of cachefw
+/// compiles in, and this build left out.
+#[cfg(not(all(feature = "redis", feature = "memory")))]
+fn missing_feature(setting: &'static str, feature: &str, what: &str) -> Error {
+    config(
+        setting,
+        format!(
+            "{what} is not compiled in: enable the `{feature}` feature of cachefw \
+             (`cachefw = {{ version = \"…\", features = [\"{feature}\"] }}`; it is on by default)"
+        ),
+    )
 }

@@ -194,17 +194,28 @@ pub enum Error {
 /// changing this crate's API.
 #[derive(Debug)]
 pub struct RedisFailure {
-    pub(crate) error: redis::RedisError,
+    pub(crate) error: RedisError,
     /// Whether it means the server is unreachable or unwell (as opposed to
     /// an answer about the command, such as `WRONGTYPE`).
     pub(crate) outage: bool,
 }
 
+#[cfg(feature = "redis")]
+type RedisError = redis::RedisError;
+
+/// Without the `redis` feature no Redis failure can be made; the type stays,
+/// so that code matching on [`Error`] compiles with every set of features.
+#[cfg(not(feature = "redis"))]
+type RedisError = std::convert::Infallible;
+
 impl RedisFailure {
     /// The error code Redis answered with, such as `READONLY`, `WRONGTYPE`
     /// or `OOM`; `None` for a failure of the connection.
     pub fn code(&self) -> Option<&str> {
-        self.error.code()
+        #[cfg(feature = "redis")]
+        return self.error.code();
+        #[cfg(not(feature = "redis"))]
+        match self.error {}
     }
 }
 
