@@ -424,15 +424,29 @@ impl CacheBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidUrl`] for a malformed Redis URL, [`Error::Config`] for
-    /// an empty namespace, a zero timeout, default TTL, lease time, memory
-    /// capacity, value or key limit, a jitter outside `[0, 1)`, a TLS PEM
-    /// that does not parse, a near tier on the in-memory backend or of 0
-    /// bytes, or a `near_ttl` without a near tier. When Redis answers at
-    /// start but cannot be used with these settings: [`Error::Tls`] (a
-    /// certificate that does not verify, a client certificate the server
-    /// wants) or [`Error::Auth`] (`WRONGPASS`, `NOAUTH`, `NOPERM`).
-    /// Never because Redis is unreachable.
+    /// - [`Error::InvalidUrl`]: a Redis URL that does not parse or has no
+    ///   scheme Redis speaks (such as `127.0.0.1:6379` for
+    ///   `redis://127.0.0.1:6379`); the message says what a valid one
+    ///   looks like, with any password masked.
+    /// - [`Error::Config`], naming the setting: an empty namespace; a zero
+    ///   timeout, default TTL, lease time, memory capacity, journal
+    ///   capacity, value or key limit (or a key limit the prefix fills); a
+    ///   jitter outside `[0, 1)`; a refresh beta that is not positive; a
+    ///   zero load timeout; a cluster with no seed node; a TLS PEM that
+    ///   does not parse, a key that does not match its certificate, or
+    ///   certificates with a `redis://` URL; a password both in the URL and
+    ///   in [`credentials`](Self::credentials); a near tier on the
+    ///   in-memory backend or of 0 bytes, or a `near_ttl` without one; a
+    ///   backend whose cargo feature this build left out (`redis` for
+    ///   `.redis(..)`, `.redis_cluster(..)` and `.near_cache(..)`; `memory`
+    ///   for `.in_memory()` and for a builder that names no backend).
+    /// - When Redis answers at start but cannot be used with these
+    ///   settings: [`Error::Tls`] (a certificate that does not verify, a
+    ///   client certificate the server wants) or [`Error::Auth`]
+    ///   (`WRONGPASS`, `NOAUTH`, `NOPERM`).
+    ///
+    /// Never because Redis is unreachable: the cache then starts degraded
+    /// (calls go to the loaders) and caches once Redis answers.
     pub async fn build(self) -> Result<Cache, Error> {
         if self.namespace.is_empty() {
             return Err(config("namespace", "must not be empty"));
