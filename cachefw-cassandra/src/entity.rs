@@ -125,8 +125,20 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + '
 
     /// `{Entity}Patch`: every regular (non-key) field as an `Option`
     /// (`Option<Option<T>>` for an `Option<T>` field, where `Some(None)`
-    /// sets the column null).
+    /// sets the column null); empty for a table of counters.
     type Patch: Serialize + DeserializeOwned + Default + Clone + Debug + Send + Sync + 'static;
+
+    /// `{Entity}Counter`, one variant per `#[counter]` field, for
+    /// [`Repository::increment`](crate::Repository::increment);
+    /// [`NoCounter`](crate::NoCounter), which has no value, for a table of
+    /// rows.
+    type Counter: Copy + Debug + Send + Sync + 'static;
+    /// The counter columns (every regular column of a table of counters;
+    /// none for a table of rows).
+    const COUNTERS: &'static [&'static str];
+    /// `UPDATE … SET c = c + ? WHERE …` of `counter`: the amount binds
+    /// first, then the key.
+    fn increment_cql(counter: Self::Counter) -> &'static str;
 
     /// The columns a patch sets, in field order, with their values.
     fn patch_values(patch: &Self::Patch) -> PatchValues<'_>;

@@ -43,8 +43,13 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A lightweight transaction answered without its `[applied]` column.
-    #[error("`{statement}` returned no `[applied]` column")]
+    /// A lightweight transaction answered without its `[applied]` column:
+    /// the server may have written the row without checking the condition
+    /// (kassandra, the in-memory test server, drops `IF NOT EXISTS`).
+    #[error(
+        "`{statement}` returned no `[applied]` column: the server may not run lightweight \
+         transactions, and may have written the row unconditionally"
+    )]
     NoApplied {
         /// The CQL text.
         statement: &'static str,
@@ -71,6 +76,24 @@ pub enum Error {
         /// The cache's error, or a reply of an unexpected shape.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A call that sets a row's values on an entity with `#[counter]` fields,
+    /// refused before anything is sent: Cassandra only increments
+    /// ([`Repository::increment`](crate::Repository::increment)), reads and
+    /// deletes the rows of a table of counters.
+    #[error(
+        "`{call}` on `{table}` refused: it is a table of counters ({counters}), and {reason}; \
+         change counters with `Repository::increment`"
+    )]
+    CounterTable {
+        /// The table.
+        table: &'static str,
+        /// The repository method called (`save`, `save_all`, …).
+        call: &'static str,
+        /// The counter columns, comma-separated.
+        counters: String,
+        /// What Cassandra refuses.
+        reason: &'static str,
     },
     /// [`Repository::save_with_ttl`](crate::Repository::save_with_ttl) was
     /// refused before writing: a cached copy of the row could outlive it.

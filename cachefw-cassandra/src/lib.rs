@@ -46,8 +46,9 @@
 //!
 //! `#[derive(Entity)]` takes `#[entity(keyspace, table, ttl, cache_partitions,
 //! write)]` on the struct, and `#[partition_key]` (one or more, in order),
-//! `#[clustering_key]` (zero or more, `order = "desc"` optional) and
-//! `#[column(name = "…")]` on fields. Column types map from field types:
+//! `#[clustering_key]` (zero or more, `order = "desc"` optional),
+//! `#[column(name = "…")]` and `#[counter]` (see [Counters](#counters)) on
+//! fields. Column types map from field types:
 //! `String`→text, `i8`/`i16`/`i32`/`i64`→tinyint/smallint/int/bigint,
 //! `f32`/`f64`→float/double, `bool`→boolean, `uuid::Uuid`→uuid,
 //! `chrono::DateTime<Utc>`→timestamp, `Vec<u8>`→blob, `Vec<T>`→list,
@@ -98,7 +99,8 @@
 //!
 //! [`Repository::save_all`] writes logged batches of [`SAVE_ALL_CHUNK`]
 //! rows (32; [`Repository::batch_rows`] changes it) and evicts each
-//! batch's entries with one call of the cache.
+//! batch's entries with one call of the cache (with write-through and
+//! write-behind: stores its rows, see [`Repository::save_all`]).
 //!
 //! # Write modes
 //!
@@ -147,6 +149,49 @@
 //! # let _ = (flusher, backlog); Ok(()) }
 //! ```
 //!
+//! `save_all`, `save_with_ttl` and `insert_if_not_exists` go to Cassandra
+//! directly in every mode; with write-through and write-behind their
+//! writes carry the call's timestamp or version, so an older save still on
+//! its way neither overwrites them in Cassandra nor in the cache.
+//! `insert_if_not_exists` changes the cache only when it applied.
+//!
+//! # Counters
+//!
+//! A `#[counter]` field is an `i64` stored as a CQL `counter`. Cassandra
+//! keeps counters in tables of counters only (every non-key column one), and
+//! only increments, reads and deletes them: the derive refuses a table that
+//! mixes them, a counter key, a counter that is not an `i64` and
+//! `write = "behind"` (an increment is not idempotent, and a flusher may
+//! write a record twice), each at compile time. It generates
+//! `{Entity}Counter`, one variant per counter, for
+//! [`Repository::increment`], which adds to one counter and evicts the
+//! row's entries (with write-through, then reads the totals back). Calls
+//! that would set a counter's value ([`Repository::save`], `save_all`,
+//! `save_with_ttl`, `insert_if_not_exists`) return
+//! [`Error::CounterTable`] before anything is sent.
+//!
+//! ```
+//! use cachefw_cassandra::Entity;
+//!
+//! #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+//! #[entity(keyspace = "shop", table = "page_hits", ttl = "1m")]
+//! pub struct PageHits {
+//!     #[partition_key] pub url: String,
+//!     #[counter] pub views: i64,
+//!     #[counter] pub clicks: i64,
+//! }
+//!
+//! assert_eq!(
+//!     PageHits::CQL.create_table,
+//!     "CREATE TABLE IF NOT EXISTS shop.page_hits (url text, views counter, clicks counter, \
+//!      PRIMARY KEY ((url)))"
+//! );
+//! assert_eq!(
+//!     PageHits::increment_cql(PageHitsCounter::Clicks),
+//!     "UPDATE shop.page_hits SET clicks = clicks + ? WHERE url = ?"
+//! );
+//! ```
+//!
 //! # Field patches
 //!
 //! The derive also generates `{Entity}Patch`: every regular (non-key)
@@ -169,6 +214,7 @@
 mod behind;
 mod bind;
 mod clock;
+mod counter;
 mod entity;
 mod error;
 mod evict;
@@ -185,6 +231,7 @@ mod writes;
 
 pub use behind::Backlog;
 pub use cachefw_macros::Entity;
+pub use counter::NoCounter;
 pub use entity::{Entity, Statements, WriteMode};
 pub use error::Error;
 pub use repository::{DEFAULT_CLAIM_IDLE, Page, PageToken, Repository, SAVE_ALL_CHUNK};
@@ -232,7 +279,7 @@ pub mod __private {
     pub use crate::bind::Values;
     pub use crate::key::{partition_key, row_key};
     pub use crate::patch::{PatchValues, present};
-    pub use crate::row::{check_column, next_column};
+    pub use crate::row::{check_column, check_counter, next_column, next_counter};
     pub use scylla::deserialize::row::ColumnIterator;
     pub use scylla::deserialize::{DeserializationError, TypeCheckError};
     pub use scylla::frame::response::result::ColumnSpec;

@@ -8,19 +8,12 @@ use cachefw::Cache;
 use futures_util::{StreamExt, TryStreamExt};
 use scylla::client::session::Session;
 use scylla::response::{PagingState, PagingStateResponse};
-use scylla::serialize::row::SerializeRow;
-use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
-use scylla::value::{CqlValue, Row};
 
 use crate::behind::{self, Backlog, Flusher, Stream};
-use crate::bind::Then;
-use crate::clock;
 use crate::entity::{Entity, WriteMode};
 use crate::error::Error;
-use crate::evict::Eviction;
 use crate::life;
-use crate::outcome::{self, Outcome};
 use crate::row::Timed;
 use crate::rows::RowLocks;
 use crate::table::Table;
@@ -184,65 +177,11 @@ impl<T: Entity> Repository<T> {
         self.table.prepare_all().await
     }
 
-    /// The cache keys a write of the row with `key` may change.
-    fn keys_of(key: &T::Key) -> [Option<String>; 2] {
-        let partition = T::CACHE_PARTITIONS.then(|| T::partition_cache_key(&T::partition_of(key)));
-        [Some(T::cache_key(key)), partition]
-    }
-
-    fn eviction(&self, keys: impl IntoIterator<Item = T::Key>) -> Eviction {
-        let keys = keys
-            .into_iter()
-            .flat_map(|key| Self::keys_of(&key))
-            .flatten()
-            .collect();
-        Eviction::new(&self.cache, keys)
-    }
-
     fn writes(&self) -> Writes<'_, T> {
         Writes {
             table: &self.table,
             cache: &self.cache,
             rows: &self.rows,
-        }
-    }
-
-    /// The timestamp of a write outside `save`, `patch` and `delete` (a
-    /// TTL save, a batch): none with invalidation, where the server's
-    /// clock serves; the call's otherwise, so that it orders against the
-    /// cached versions and the stream's records.
-    fn timestamp() -> Option<i64> {
-        (T::WRITE != WriteMode::Invalidate).then(clock::now)
-    }
-
-    /// Runs one write, then evicts `eviction`'s entries unless Cassandra
-    /// refused the write.
-    async fn write(
-        &self,
-        cql: &'static str,
-        statement: &PreparedStatement,
-        values: impl SerializeRow,
-        eviction: Eviction,
-    ) -> Result<(), Error> {
-        let stamped;
-        let statement = match Self::timestamp() {
-            Some(at) => {
-                let mut copy = statement.clone();
-                copy.set_timestamp(Some(at));
-                stamped = copy;
-                &stamped
-            }
-            None => statement,
-        };
-        match self.table.session.execute_unpaged(statement, values).await {
-            Ok(_) => {
-                eviction.run().await;
-                Ok(())
-            }
-            Err(error) => {
-                settle(eviction, outcome::of(&error)).await;
-                Err(Error::execution(Table::<T>::name(), cql, error))
-            }
         }
     }
 
@@ -270,8 +209,11 @@ impl<T: Entity> Repository<T> {
     /// When the Cassandra write fails (for write-behind: when Redis could
     /// not take the write and Cassandra failed too). The entries are
     /// evicted all the same unless Cassandra definitely refused it (a
-    /// timeout may hide a write).
+    /// timeout may hide a write). [`Error::CounterTable`], before anything
+    /// is sent, for a table of counters, whose rows Cassandra cannot INSERT:
+    /// use [`increment`](Self::increment).
     pub async fn save(&self, entity: &T) -> Result<(), Error> {
+        refuse_counters::<T>("save", "Cassandra cannot INSERT into it")?;
         let writes = self.writes();
         match T::WRITE {
             WriteMode::Invalidate => writes.save_invalidating(entity).await,
@@ -327,10 +269,13 @@ impl<T: Entity> Repository<T> {
         }
     }
 
-    /// Writes `entity` with `USING TTL` (whole seconds, rounded up), then
-    /// evicts its cached entries. A later [`find`](Self::find) reads the
-    /// row's `TTL()` and caches it for the entity's TTL or until the row
-    /// expires, whichever comes first.
+    /// Writes `entity` with `USING TTL` (whole seconds, rounded up), straight
+    /// to Cassandra in every write mode, then evicts its cached entries. A
+    /// later [`find`](Self::find) reads the row's `TTL()` and caches it for
+    /// the entity's TTL or until the row expires, whichever comes first.
+    /// With write-through and write-behind the write carries the call's
+    /// timestamp and the eviction records it, so an older save still on its
+    /// way does not bring its row back, in Cassandra or in the cache.
     ///
     /// # Errors
     ///
@@ -338,8 +283,13 @@ impl<T: Entity> Repository<T> {
     /// the row: the entity has no column whose `TTL()` tells the row's
     /// ([`Statements::select_with_ttl`](crate::Statements::select_with_ttl)
     /// is `None`), or the server cannot read `TTL()` or ignores `USING TTL`.
-    /// Otherwise as [`save`](Self::save).
+    /// [`Error::CounterTable`] for a table of counters. Otherwise as
+    /// [`save`](Self::save).
     pub async fn save_with_ttl(&self, entity: &T, ttl: Duration) -> Result<(), Error> {
+        refuse_counters::<T>(
+            "save_with_ttl",
+            "Cassandra cannot INSERT into it, nor give a counter a TTL",
+        )?;
         let refuse = |reason| Error::RowTtl {
             table: T::TABLE,
             reason,
@@ -373,59 +323,96 @@ impl<T: Entity> Repository<T> {
         // Past i32::MAX seconds Cassandra refuses the TTL itself (its limit
         // is 20 years), which is the error to show.
         let seconds = i32::try_from(seconds.max(1)).unwrap_or(i32::MAX);
-        let values = Then {
-            row: entity.values(),
-            last: seconds,
-        };
-        let eviction = self.eviction([entity.key()]);
-        self.write(cql, statement, values, eviction).await
+        self.writes()
+            .save_with_ttl(statement, entity, seconds)
+            .await
     }
 
     /// Writes `entity` only if no row has its key (a lightweight
-    /// transaction); returns whether it was written.
+    /// transaction); returns whether it was written. The cache changes only
+    /// when it was: the entry is evicted (invalidate) or holds the new row
+    /// (through, behind); a row that existed keeps its entry.
+    ///
+    /// A lightweight transaction carries the coordinator's timestamp, not
+    /// the call's: as Cassandra advises, do not mix it with concurrent
+    /// plain writes of the same row. With write-behind, a row whose save
+    /// still waits in the stream (its entry holds it) exists: the answer is
+    /// `false` without asking Cassandra.
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// # #[entity(keyspace = "shop", table = "users", ttl = "10m")]
+    /// # pub struct User { #[partition_key] pub id: uuid::Uuid, pub name: String }
+    /// # async fn demo(users: Repository<User>) -> Result<(), cachefw_cassandra::Error> {
+    /// let ada = User { id: uuid::Uuid::new_v4(), name: "Ada".into() };
+    /// if !users.insert_if_not_exists(&ada).await? {
+    ///     println!("{} was taken", ada.id);
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
-    /// When Cassandra fails or answers without `[applied]`. The entries are
-    /// evicted when the outcome is unknown, as by [`save`](Self::save).
+    /// When Cassandra fails, and [`Error::NoApplied`] when it answers
+    /// without `[applied]` (a server without lightweight transactions, such
+    /// as kassandra, which writes the row unconditionally). The entries are
+    /// evicted then, and when the outcome is unknown, as by
+    /// [`save`](Self::save). [`Error::CounterTable`] for a table of
+    /// counters.
     pub async fn insert_if_not_exists(&self, entity: &T) -> Result<bool, Error> {
-        let cql = T::CQL.insert_if_not_exists;
-        let statement = self
-            .table
-            .prepared(&self.table.prepared.insert_if_not_exists, cql)
-            .await?;
-        let eviction = self.eviction([entity.key()]);
-        let result = match self
-            .table
-            .session
-            .execute_unpaged(statement, entity.values())
-            .await
-        {
-            Ok(result) => result,
-            Err(error) => {
-                settle(eviction, outcome::of(&error)).await;
-                return Err(Error::execution(Table::<T>::name(), cql, error));
-            }
-        };
-        let applied = result
-            .into_rows_result()
-            .map_err(|source| Error::execute(cql, source))
-            .and_then(|rows| {
-                rows.maybe_first_row::<Row>()
-                    .map_err(|source| Error::execute(cql, source))
-            })
-            .and_then(
-                |row| match row.as_ref().and_then(|row| row.columns.first()) {
-                    Some(Some(CqlValue::Boolean(applied))) => Ok(*applied),
-                    _ => Err(Error::NoApplied { statement: cql }),
-                },
-            );
-        match applied {
-            Ok(false) => eviction.disarm(),
-            // Applied, or answered without saying: the row may be new.
-            Ok(true) | Err(_) => eviction.run().await,
+        refuse_counters::<T>(
+            "insert_if_not_exists",
+            "Cassandra cannot INSERT into it, nor run a lightweight transaction on it",
+        )?;
+        self.writes().insert_if_not_exists(entity).await
+    }
+
+    /// Adds `by` (negative: subtracts) to the counter `counter` of the row
+    /// with `key` (`UPDATE … SET c = c + ?`), then evicts the row's entry
+    /// (and its partition's): the next read loads the new totals. With
+    /// `write = "through"` the row is then read back through the cache.
+    ///
+    /// Counters are declared with `#[counter]` on `i64` fields; every
+    /// regular field of such an entity is one (Cassandra keeps counters in
+    /// tables of counters only), and the derive generates
+    /// `{Entity}Counter`, one variant per counter. A row exists once one of
+    /// its counters was incremented; a counter never incremented reads 0.
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// #[entity(keyspace = "shop", table = "page_hits", ttl = "1m")]
+    /// pub struct PageHits {
+    ///     #[partition_key] pub url: String,
+    ///     #[counter] pub views: i64,
+    ///     #[counter] pub clicks: i64,
+    /// }
+    /// # async fn demo(hits: Repository<PageHits>) -> Result<(), cachefw_cassandra::Error> {
+    /// let key = PageHitsKey { url: "/".into() };
+    /// hits.increment(&key, PageHitsCounter::Views, 1).await?;
+    /// let views = hits.find(&key).await?.map_or(0, |row| row.views);
+    /// # let _ = views; Ok(()) }
+    /// ```
+    ///
+    /// An increment is not idempotent: it is never sent twice (the driver
+    /// does not retry it after a timeout), and counters cannot be written
+    /// behind (`write = "behind"` on a table of counters does not compile).
+    /// After a timeout the increment may or may not have been applied, as
+    /// Cassandra itself cannot tell; the entries are evicted as after a
+    /// success.
+    ///
+    /// # Errors
+    ///
+    /// When Cassandra fails; the entries are evicted unless Cassandra
+    /// definitely refused the increment.
+    pub async fn increment(&self, key: &T::Key, counter: T::Counter, by: i64) -> Result<(), Error> {
+        self.writes().increment(key, counter, by).await?;
+        if T::WRITE == WriteMode::Through {
+            // Read back under the lease; a failure here is only a miss.
+            let _ = self.find(key).await;
         }
-        applied
+        Ok(())
     }
 
     /// The row with `key`: from the cache, or from Cassandra and then
@@ -628,46 +615,34 @@ impl<T: Entity> Repository<T> {
     }
 
     /// Writes every entity, in logged batches of [`batch_rows`](Self::batch_rows)
-    /// rows ([`SAVE_ALL_CHUNK`] by default), and after each batch evicts its
-    /// rows' cached entries in one call of the cache.
+    /// rows ([`SAVE_ALL_CHUNK`] by default), straight to Cassandra in every
+    /// write mode. After each batch, with invalidation, its rows' cached
+    /// entries are evicted in one call of the cache; with write-through and
+    /// write-behind the batch carries the call's timestamp and each row is
+    /// stored as that version of its entry, unless a newer write of it is
+    /// stored already (an older save still on its way, in flight or in the
+    /// stream, then neither overwrites the row in Cassandra nor in the
+    /// cache). A key given twice in one batch is evicted instead: both rows
+    /// carry one timestamp, and Cassandra keeps the one whose values
+    /// compare greater.
     ///
     /// Each batch is atomic; the whole is not: when a batch fails, the
-    /// batches before it stay written (and evicted).
+    /// batches before it stay written (and evicted or stored).
     ///
     /// # Errors
     ///
     /// When a batch fails (the error names its rows); the batches after it
     /// are not written. Its entries are evicted unless Cassandra definitely
-    /// refused it.
+    /// refused it. [`Error::CounterTable`] for a table of counters.
     pub async fn save_all(&self, entities: &[T]) -> Result<(), Error> {
-        if entities.is_empty() {
-            return Ok(());
-        }
-        let cql = T::CQL.insert;
-        let statement = self
-            .table
-            .prepared(&self.table.prepared.insert, cql)
-            .await?;
+        refuse_counters::<T>("save_all", "Cassandra cannot INSERT into it")?;
+        let writes = self.writes();
         let mut start = 0;
         for chunk in entities.chunks(self.batch_rows) {
-            let mut batch = Batch::new(BatchType::Logged);
-            batch.set_timestamp(Self::timestamp());
-            for _ in chunk {
-                batch.append_statement(statement.clone());
-            }
-            let values: Vec<_> = chunk.iter().map(Entity::values).collect();
-            let eviction = self.eviction(chunk.iter().map(Entity::key));
-            let result = self.table.session.batch(&batch, values).await;
             let end = start + chunk.len();
-            match result {
-                Ok(_) => eviction.run().await,
-                Err(error) => {
-                    settle(eviction, outcome::of(&error)).await;
-                    let statement =
-                        format!("BATCH of rows {start}..{end} of {}: {cql}", entities.len());
-                    return Err(Error::execution(Table::<T>::name(), statement, error));
-                }
-            }
+            let label =
+                |cql: &str| format!("BATCH of rows {start}..{end} of {}: {cql}", entities.len());
+            writes.save_batch(chunk, label).await?;
             start = end;
         }
         Ok(())
@@ -783,10 +758,15 @@ impl<T: Entity> Repository<T> {
     }
 }
 
-/// Evicts after a failed write unless Cassandra refused it.
-async fn settle(eviction: Eviction, outcome: Outcome) {
-    match outcome {
-        Outcome::Refused => eviction.disarm(),
-        Outcome::Unknown => eviction.run_unsettled().await,
+/// [`Error::CounterTable`] for `call` on a table of counters.
+fn refuse_counters<T: Entity>(call: &'static str, reason: &'static str) -> Result<(), Error> {
+    if T::COUNTERS.is_empty() {
+        return Ok(());
     }
+    Err(Error::CounterTable {
+        table: T::TABLE,
+        call,
+        counters: T::COUNTERS.join(", "),
+        reason,
+    })
 }

@@ -6,6 +6,7 @@ use scylla::deserialize::row::{ColumnIterator, DeserializeRow};
 use scylla::deserialize::value::DeserializeValue;
 use scylla::deserialize::{DeserializationError, TypeCheckError};
 use scylla::frame::response::result::ColumnSpec;
+use scylla::value::Counter;
 
 use crate::entity::Entity;
 
@@ -70,6 +71,26 @@ where
             source,
         })
     })
+}
+
+/// Checks that column `index` of a result is a CQL `counter`.
+///
+/// # Errors
+///
+/// When the column is missing or is not a counter.
+pub fn check_counter(columns: &[ColumnSpec<'_>], index: usize) -> Result<(), TypeCheckError> {
+    check_column::<Option<Counter>>(columns, index)
+}
+
+/// Reads the next column of a row as a counter's value: a counter never
+/// incremented is null in a row where another counter was, and reads as 0.
+///
+/// # Errors
+///
+/// When the row has no column left, or the column is not a counter.
+pub fn next_counter(columns: &mut ColumnIterator<'_, '_>) -> Result<i64, DeserializationError> {
+    let counter: Option<Counter> = next_column(columns)?;
+    Ok(counter.map_or(0, |Counter(value)| value))
 }
 
 /// An entity read with the `TTL()` of its columns, when the select asked.

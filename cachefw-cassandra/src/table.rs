@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use scylla::client::session::Session;
 use scylla::errors::{DbError, PrepareError, RequestAttemptError};
 use scylla::serialize::row::SerializeRow;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
+use scylla::value::{Counter, CqlValue, Row};
 use tokio::sync::OnceCell;
 
+use crate::bind::Then;
 use crate::entity::Entity;
 use crate::error::Error;
 use crate::outcome::{self, Outcome};
@@ -62,6 +65,8 @@ pub(crate) struct Table<T> {
     pub(crate) prepared: Prepared,
     /// `UPDATE`s of a patch, by the columns they set.
     patches: Mutex<HashMap<Vec<&'static str>, PreparedStatement>>,
+    /// `UPDATE … SET c = c + ?` of each counter, by their text.
+    increments: Mutex<HashMap<&'static str, PreparedStatement>>,
     entity: PhantomData<fn() -> T>,
 }
 
@@ -71,6 +76,7 @@ impl<T: Entity> Table<T> {
             session,
             prepared: Prepared::default(),
             patches: Mutex::new(HashMap::new()),
+            increments: Mutex::new(HashMap::new()),
             entity: PhantomData,
         }
     }
@@ -83,13 +89,21 @@ impl<T: Entity> Table<T> {
     pub(crate) async fn prepare_all(&self) -> Result<(), Error> {
         let cql = T::CQL;
         let p = &self.prepared;
-        for (cell, statement) in [
+        let inserts = [
             (&p.insert, cql.insert),
             (&p.insert_with_ttl, cql.insert_with_ttl),
             (&p.insert_if_not_exists, cql.insert_if_not_exists),
+        ];
+        // Cassandra refuses to prepare an INSERT into a table of counters.
+        let inserts = if T::COUNTERS.is_empty() {
+            &inserts[..]
+        } else {
+            &[]
+        };
+        for (cell, statement) in inserts.iter().copied().chain([
             (&p.delete, cql.delete),
             (&p.select_partition_page, cql.select_partition),
-        ] {
+        ]) {
             self.prepared(cell, statement).await?;
         }
         self.select(&p.select, cql.select_with_ttl, cql.select)
@@ -202,6 +216,138 @@ impl<T: Entity> Table<T> {
             .await
             .map_err(Failed::prepare)?;
         self.execute_at(cql, statement, entity.values(), at).await
+    }
+
+    /// `INSERT`s every row of `rows` in one logged batch with the timestamp
+    /// `at`; `label` names the rows in an error.
+    pub(crate) async fn insert_batch_at(
+        &self,
+        rows: &[T],
+        at: Option<i64>,
+        label: impl FnOnce(&str) -> String,
+    ) -> Result<(), Failed> {
+        let cql = T::CQL.insert;
+        let statement = self
+            .prepared(&self.prepared.insert, cql)
+            .await
+            .map_err(Failed::prepare)?;
+        let mut batch = Batch::new(BatchType::Logged);
+        batch.set_timestamp(at);
+        for _ in rows {
+            batch.append_statement(statement.clone());
+        }
+        let values: Vec<_> = rows.iter().map(Entity::values).collect();
+        self.session
+            .batch(&batch, values)
+            .await
+            .map(|_| ())
+            .map_err(|source| Failed {
+                outcome: outcome::of(&source),
+                permanent: outcome::permanent(&source),
+                error: Error::execution(Self::name(), label(cql), source),
+            })
+    }
+
+    /// `INSERT … USING TTL ?` of `row`, living `seconds`, with the timestamp
+    /// `at`. `statement` is the prepared `insert_with_ttl`.
+    pub(crate) async fn insert_with_ttl_at(
+        &self,
+        statement: &PreparedStatement,
+        row: &T,
+        seconds: i32,
+        at: Option<i64>,
+    ) -> Result<(), Failed> {
+        let values = Then {
+            row: row.values(),
+            last: seconds,
+        };
+        self.execute_at(T::CQL.insert_with_ttl, statement, values, at)
+            .await
+    }
+
+    /// `INSERT … IF NOT EXISTS` of `row`: whether Cassandra applied it. A
+    /// conditional write carries the coordinator's timestamp (Cassandra
+    /// refuses a client's), so none is set.
+    pub(crate) async fn insert_if_not_exists(&self, row: &T) -> Result<bool, Failed> {
+        let cql = T::CQL.insert_if_not_exists;
+        let statement = self
+            .prepared(&self.prepared.insert_if_not_exists, cql)
+            .await
+            .map_err(Failed::prepare)?;
+        let result = self
+            .session
+            .execute_unpaged(statement, row.values())
+            .await
+            .map_err(|source| Failed {
+                outcome: outcome::of(&source),
+                permanent: outcome::permanent(&source),
+                error: Error::execution(Self::name(), cql, source),
+            })?;
+        // Written, or maybe written, without saying whether: as a write of
+        // unknown outcome.
+        let unknown = |error| Failed {
+            outcome: Outcome::Unknown,
+            permanent: false,
+            error,
+        };
+        // An answer that is not rows (kassandra's, which drops the
+        // condition) has no `[applied]` either.
+        let Ok(rows) = result.into_rows_result() else {
+            return Err(unknown(Error::NoApplied { statement: cql }));
+        };
+        let row = rows
+            .maybe_first_row::<Row>()
+            .map_err(|source| unknown(Error::execute(cql, source)))?;
+        match row.as_ref().and_then(|row| row.columns.first()) {
+            Some(Some(CqlValue::Boolean(applied))) => Ok(*applied),
+            _ => Err(unknown(Error::NoApplied { statement: cql })),
+        }
+    }
+
+    /// `UPDATE … SET c = c + ?` of the counter `counter` of the row with
+    /// `key`, by `by`. An increment is not idempotent: the statement stays
+    /// unmarked, so the driver never sends it again after a timeout (which
+    /// may hide an applied increment), and no client timestamp is set
+    /// (Cassandra orders counter updates itself).
+    pub(crate) async fn increment(
+        &self,
+        key: &T::Key,
+        counter: T::Counter,
+        by: i64,
+    ) -> Result<(), Failed> {
+        let cql = T::increment_cql(counter);
+        let statement = self
+            .increment_statement(cql)
+            .await
+            .map_err(Failed::prepare)?;
+        let amount = Counter(by);
+        let values = Patched {
+            set: &[&amount],
+            key: T::key_values(key),
+        };
+        self.execute_at(cql, &statement, values, None).await
+    }
+
+    async fn increment_statement(&self, cql: &'static str) -> Result<PreparedStatement, Error> {
+        let known = self
+            .increments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(cql)
+            .cloned();
+        if let Some(statement) = known {
+            return Ok(statement);
+        }
+        let statement = self
+            .session
+            .prepare(cql)
+            .await
+            .map_err(|source| Error::prepare(Self::name(), cql, source))?;
+        self.increments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(cql, statement.clone());
+        Ok(statement)
     }
 
     /// `DELETE`s the row with `key`.

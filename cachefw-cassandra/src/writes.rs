@@ -19,15 +19,25 @@
 //!   once, with its timestamp, so an older save still in the stream cannot
 //!   bring the row back.
 //!
+//! Outside the stream, in every mode: a batch (`save_all`) and a TTL save
+//! go to Cassandra with the call's timestamp (none with invalidation); then
+//! a batch's rows are stored as that version and a TTL save evicts
+//! recording it. An `INSERT … IF NOT EXISTS` changes the cache only when
+//! applied. An increment of a counter evicts, in every mode.
+//!
 //! Every write holds an [`Eviction`] of its entries from before it is sent:
 //! a caller cut off at any await leaves them evicted, never stale.
 
+use std::collections::HashMap;
+
 use cachefw::__private::versioned::{self, Peeked, Stored};
 use cachefw::Cache;
+use futures_util::StreamExt;
+use scylla::statement::prepared::PreparedStatement;
 
 use crate::behind::{self, Stream};
 use crate::clock;
-use crate::entity::Entity;
+use crate::entity::{Entity, WriteMode};
 use crate::error::Error;
 use crate::evict::Eviction;
 use crate::outcome::Outcome;
@@ -37,6 +47,9 @@ use crate::table::{Failed, Table};
 /// How many times a write-behind patch retries its read-modify-write of
 /// the cached row when another write lands in between.
 const PATCH_ATTEMPTS: u32 = 3;
+
+/// How many rows of a batch are stored in the cache at once.
+const STORE_CONCURRENCY: usize = 32;
 
 /// A table and its cache, as the writes need them.
 pub(crate) struct Writes<'a, T: Entity> {
@@ -65,14 +78,231 @@ impl Guards {
 
 impl<T: Entity> Writes<'_, T> {
     fn guards(&self, key: &T::Key) -> Guards {
-        let partition = T::CACHE_PARTITIONS
-            .then(|| T::partition_cache_key(&T::partition_of(key)))
-            .into_iter()
+        self.guards_of(std::slice::from_ref(key))
+    }
+
+    /// The entries of the rows with `keys`, and of their partitions.
+    fn guards_of(&self, keys: &[T::Key]) -> Guards {
+        let partitions = keys
+            .iter()
+            .filter(|_| T::CACHE_PARTITIONS)
+            .map(|key| T::partition_cache_key(&T::partition_of(key)))
             .collect();
         Guards {
-            row: Eviction::new(self.cache, vec![T::cache_key(key)]),
-            partition: Eviction::new(self.cache, partition),
+            row: Eviction::new(self.cache, keys.iter().map(T::cache_key).collect()),
+            partition: Eviction::new(self.cache, partitions),
         }
+    }
+
+    /// The timestamp of a write that goes to Cassandra outside the stream
+    /// (a TTL save, a batch): none with invalidation, where the server's
+    /// clock serves; the call's otherwise, so that it orders against the
+    /// cached versions and the stream's records.
+    fn stamp() -> Option<i64> {
+        (T::WRITE != WriteMode::Invalidate).then(clock::now)
+    }
+
+    /// Rows written to Cassandra at `at` outside the stream, now stored as
+    /// version `at` of their entries, each unless a newer write is stored.
+    /// With write-behind a newer entry may be a patch applied to a row
+    /// older than this one (another process's): then the entry is evicted
+    /// instead, and the row read from Cassandra until the patch is flushed.
+    /// `evict` lists entries to evict rather than store.
+    async fn store_written<'r>(
+        &self,
+        rows: impl Iterator<Item = (&'r T, &'r T::Key)>,
+        at: i64,
+        guards: Guards,
+        mut evict: Vec<String>,
+    ) {
+        let version = clock::version(at);
+        // A loop, not a closure: a closure's future would not be `Send` for
+        // every lifetime of the row it borrows.
+        let mut stores = Vec::new();
+        for (row, key) in rows {
+            stores.push(self.store_one(row, key, version));
+        }
+        let not_stored: Vec<String> = futures_util::stream::iter(stores)
+            .buffer_unordered(STORE_CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        evict.extend(not_stored);
+        Eviction::new(self.cache, evict).run().await;
+        guards.row.disarm();
+        guards.partition.run().await;
+    }
+
+    /// Stores `row` as `version`; the entry to evict instead, if any.
+    async fn store_one(&self, row: &T, key: &T::Key, version: u64) -> Option<String> {
+        let entry = T::cache_key(key);
+        let stored = versioned::store(self.cache, &entry, row, version, Some(T::TTL), None).await;
+        let kept = match stored {
+            Ok(Stored::Stored) => true,
+            // With write-through a newer entry is a whole row (a save), or
+            // nothing (a delete or patch, which evict).
+            Ok(_) => T::WRITE == WriteMode::Through,
+            Err(error) => {
+                tracing::debug!(%error, "cachefw-cassandra: a written row was evicted, not stored");
+                false
+            }
+        };
+        (!kept).then_some(entry)
+    }
+
+    /// One logged batch of `rows` (see `Repository::save_all`): with
+    /// invalidation the entries are evicted; otherwise the batch carries
+    /// the call's timestamp and its rows are stored as that version.
+    pub(crate) async fn save_batch(
+        &self,
+        rows: &[T],
+        label: impl FnOnce(&str) -> String,
+    ) -> Result<(), Error> {
+        let keys: Vec<T::Key> = rows.iter().map(Entity::key).collect();
+        let guards = self.guards_of(&keys);
+        let at = Self::stamp();
+        if let Err(failed) = self.table.insert_batch_at(rows, at, label).await {
+            guards.failed(failed.outcome).await;
+            return Err(failed.error);
+        }
+        let Some(at) = at else {
+            guards.row.run().await;
+            guards.partition.run().await;
+            return Ok(());
+        };
+        // Two rows of one key in a batch share its timestamp, and Cassandra
+        // breaks that tie by comparing values: which one it kept is not
+        // known here, so that entry is evicted.
+        let entries: Vec<String> = keys.iter().map(T::cache_key).collect();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for entry in &entries {
+            *seen.entry(entry).or_default() += 1;
+        }
+        let once = |entry: &String| seen.get(entry.as_str()) == Some(&1);
+        let stored = rows
+            .iter()
+            .zip(&keys)
+            .zip(&entries)
+            .filter(|(_, entry)| once(entry))
+            .map(|(row, _)| row);
+        let repeated: Vec<String> = entries.iter().filter(|e| !once(e)).cloned().collect();
+        self.store_written(stored, at, guards, repeated).await;
+        Ok(())
+    }
+
+    /// `row` written with `USING TTL` (`statement`, `seconds`), then its
+    /// entry evicted: a later read caches it no longer than it lives. With
+    /// write-through and write-behind the write carries the call's
+    /// timestamp and the eviction records it, so an older save still on
+    /// its way does not store its row afterwards.
+    pub(crate) async fn save_with_ttl(
+        &self,
+        statement: &PreparedStatement,
+        row: &T,
+        seconds: i32,
+    ) -> Result<(), Error> {
+        let key = row.key();
+        let _turn = self.turn(&key).await;
+        let at = Self::stamp();
+        let guards = self.guards(&key);
+        let written = self
+            .table
+            .insert_with_ttl_at(statement, row, seconds, at)
+            .await;
+        if let Err(failed) = written {
+            guards.failed(failed.outcome).await;
+            return Err(failed.error);
+        }
+        match at {
+            None => {
+                guards.row.run().await;
+                guards.partition.run().await;
+            }
+            // See `evict_version` for why write-behind keeps no newer entry.
+            Some(at) => {
+                let keep_newer = T::WRITE == WriteMode::Through;
+                self.evict_version(&key, at, guards, keep_newer).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// `INSERT … IF NOT EXISTS`: the cache changes only when the row was
+    /// written. Applied, the row's entry is evicted (invalidate) or stored
+    /// as a version taken before the request (through, behind; the write
+    /// itself carries the coordinator's later timestamp). Not applied, the
+    /// entries stay: the row is as it was. Answered without `[applied]`,
+    /// or not at all, the row may be new: evicted.
+    ///
+    /// With write-behind, a row whose cached entry holds a write of its
+    /// own (a save waiting in the stream, or flushed) exists: the answer is
+    /// `false` without asking Cassandra, whose condition cannot see a
+    /// record not flushed yet.
+    pub(crate) async fn insert_if_not_exists(&self, row: &T) -> Result<bool, Error> {
+        let key = row.key();
+        let _turn = self.turn(&key).await;
+        if T::WRITE == WriteMode::Behind && self.holds_own_write(&key).await {
+            return Ok(false);
+        }
+        let at = clock::now();
+        let guards = self.guards(&key);
+        match self.table.insert_if_not_exists(row).await {
+            Ok(false) => {
+                guards.row.disarm();
+                guards.partition.disarm();
+                Ok(false)
+            }
+            Ok(true) => {
+                if T::WRITE == WriteMode::Invalidate {
+                    guards.row.run().await;
+                    guards.partition.run().await;
+                } else {
+                    self.store_written(std::iter::once((row, &key)), at, guards, Vec::new())
+                        .await;
+                }
+                Ok(true)
+            }
+            Err(failed) => {
+                guards.failed(failed.outcome).await;
+                Err(failed.error)
+            }
+        }
+    }
+
+    /// Whether the row's entry holds a write of its own (not a fill).
+    async fn holds_own_write(&self, key: &T::Key) -> bool {
+        let peeked = versioned::peek::<T>(self.cache, &T::cache_key(key)).await;
+        matches!(
+            peeked,
+            Ok(Peeked {
+                value: Some(_),
+                version: Some(_),
+            })
+        )
+    }
+
+    /// The row's turn among this process's write-behind writes of it (see
+    /// [`RowLocks`]); no wait in the other modes, whose writes order by
+    /// their versions alone.
+    async fn turn(&self, key: &T::Key) -> Option<crate::rows::RowLock<'_>> {
+        match T::WRITE {
+            WriteMode::Behind => Some(self.rows.lock(&T::cache_key(key)).await),
+            WriteMode::Invalidate | WriteMode::Through => None,
+        }
+    }
+
+    /// `UPDATE … SET c = c + ?` of one counter, then the row's entries
+    /// evicted (journaled by the cache when Redis cannot take it), unless
+    /// Cassandra refused the increment. The caller of a write-through
+    /// increment reads the new totals back.
+    pub(crate) async fn increment(
+        &self,
+        key: &T::Key,
+        counter: T::Counter,
+        by: i64,
+    ) -> Result<(), Error> {
+        self.invalidating(key, self.table.increment(key, counter, by))
+            .await
     }
 
     /// Runs `write`, then evicts the row's entries unless Cassandra refused

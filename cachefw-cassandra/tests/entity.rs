@@ -106,6 +106,22 @@ pub struct Tags {
     pub tags: BTreeSet<String>,
 }
 
+/// A table of counters, one of them renamed (to a reserved word), keyed by
+/// a partition and a clustering column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(keyspace = "shop", table = "page_hits", ttl = "1m", write = "through")]
+pub struct PageHits {
+    #[partition_key]
+    pub site: String,
+    #[clustering_key]
+    pub path: String,
+    #[counter]
+    pub views: i64,
+    #[counter]
+    #[column(name = "from")]
+    pub from_search: i64,
+}
+
 /// Twenty columns: more than the 16 values a tuple binds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Entity)]
 #[entity(keyspace = "ks", table = "wide", ttl = "1m")]
@@ -472,6 +488,10 @@ fn repository_futures_are_send() {
         send(&repo.backlog());
     }
     let _: fn(&Repository<Event>, &Event, &[Event]) = check;
+    fn check_counters(repo: &Repository<PageHits>, key: &PageHitsKey) {
+        send(&repo.increment(key, PageHitsCounter::Views, 1));
+    }
+    let _: fn(&Repository<PageHits>, &PageHitsKey) = check_counters;
 }
 
 /// An entity declared by a `macro_rules!` macro: its arguments arrive in
@@ -582,4 +602,68 @@ fn a_patch_keeps_set_null_apart_from_leave_alone() {
         rmp_serde::from_slice::<EventKey>(&bytes).expect("decodes"),
         key
     );
+}
+
+#[test]
+fn counters_have_their_own_statements_and_no_ttl_select() {
+    assert_eq!(
+        PageHits::CQL.create_table,
+        "CREATE TABLE IF NOT EXISTS shop.page_hits (site text, path text, views counter, \
+         \"from\" counter, PRIMARY KEY ((site), path))"
+    );
+    assert_eq!(PageHits::COUNTERS, ["views", "from"]);
+    assert_eq!(
+        PageHits::increment_cql(PageHitsCounter::Views),
+        "UPDATE shop.page_hits SET views = views + ? WHERE site = ? AND path = ?"
+    );
+    assert_eq!(
+        PageHits::increment_cql(PageHitsCounter::FromSearch),
+        "UPDATE shop.page_hits SET \"from\" = \"from\" + ? WHERE site = ? AND path = ?"
+    );
+    // Counters have no TTL(): Cassandra refuses it on them.
+    assert_eq!(PageHits::CQL.select_with_ttl, None);
+    assert_eq!(PageHits::CQL.select_partition_with_ttl, None);
+    // Counters are incremented, never set: the patch has no field.
+    assert!(
+        PageHits::patch_values(&PageHitsPatch::default())
+            .columns()
+            .is_empty()
+    );
+    assert!(User::COUNTERS.is_empty());
+}
+
+#[test]
+fn a_counter_never_incremented_reads_as_zero() {
+    let specs = [
+        spec("site", native(NativeType::Text)),
+        spec("path", native(NativeType::Text)),
+        spec("views", native(NativeType::Counter)),
+        spec("from", native(NativeType::Counter)),
+    ];
+    PageHits::type_check(&specs).expect("counter columns read as counters");
+    // site "s", path "/", views 7, from null: length-prefixed values, -1
+    // for null.
+    let mut frame = Vec::new();
+    for value in [&b"s"[..], &b"/"[..], &7_i64.to_be_bytes()[..]] {
+        frame.extend_from_slice(&i32::try_from(value.len()).expect("short").to_be_bytes());
+        frame.extend_from_slice(value);
+    }
+    frame.extend_from_slice(&(-1_i32).to_be_bytes());
+    let frame = Bytes::from(frame);
+    let mut columns = ColumnIterator::new(&specs, FrameSlice::new(&frame));
+    let row = PageHits::from_columns(&mut columns).expect("the row reads");
+    assert_eq!(
+        row,
+        PageHits {
+            site: "s".into(),
+            path: "/".into(),
+            views: 7,
+            from_search: 0,
+        }
+    );
+    // A bigint column is not a counter, and the check names it.
+    let mut wrong = specs.clone();
+    wrong[2] = spec("views", native(NativeType::BigInt));
+    let error = PageHits::type_check(&wrong).expect_err("bigint is not counter");
+    assert!(error.to_string().contains("views"), "{error}");
 }

@@ -60,7 +60,10 @@ pub fn cache_config(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Derives a Cassandra repository entity. Documented on
 /// `cachefw_cassandra::Entity`.
-#[proc_macro_derive(Entity, attributes(entity, partition_key, clustering_key, column))]
+#[proc_macro_derive(
+    Entity,
+    attributes(entity, partition_key, clustering_key, column, counter)
+)]
 pub fn derive_entity(input: TokenStream) -> TokenStream {
     entity::derive(input.into()).into()
 }

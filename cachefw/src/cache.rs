@@ -127,12 +127,34 @@ impl Cache {
         self.inner().keys().full(key)
     }
 
-    /// A snapshot of the counters.
+    /// One real round trip to Redis (on a cluster, to every primary, the
+    /// slowest returned), made even while the circuit breaker is open and
+    /// without changing it: for readiness probes. The in-memory backend
+    /// answers `Ok(Duration::ZERO)`.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().redis("redis://127.0.0.1:6379").build().await?;
+    /// let round_trip = cache.ping().await?;
+    /// println!("Redis answered in {round_trip:?}");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] past the cache's timeout, [`Error::Redis`] when a
+    /// server fails or refuses (both name the server in `key`).
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        self.inner().backend().ping().await
+    }
+
+    /// A snapshot of the counters (`Serialize`, e.g. for a status page).
     pub fn stats(&self) -> Stats {
         let pending = u64::try_from(self.inner().pending_evictions()).unwrap_or(u64::MAX);
         self.inner()
             .stats()
-            .snapshot(self.inner().backend().breaker(), pending)
+            .snapshot(self.inner().backend().breaker_for(), pending)
     }
 
     /// Reads the value at `key`.

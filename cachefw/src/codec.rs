@@ -47,7 +47,7 @@ const MAX_DEPTH: usize = 256;
 // when (ms, Redis server time, 8 bytes) and by whom (a nonce, 8 bytes).
 // The claim lets one caller reload an entry while everyone keeps reading
 // it; any write of the key replaces the entry and so voids the claim.
-const EXPIRES_AT: usize = HEADER_LEN;
+pub(crate) const EXPIRES_AT: usize = HEADER_LEN;
 const DELTA_AT: usize = EXPIRES_AT + 8;
 /// Where the refresh claim starts (the scripts in `backend/scripts.rs`
 /// write it in place).

@@ -1,4 +1,5 @@
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::backend::breaker::BreakerState;
 
@@ -14,7 +15,7 @@ use crate::backend::breaker::BreakerState;
 /// assert_eq!(stats.hits + stats.misses, 0);
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Reads that found a usable value.
@@ -49,6 +50,15 @@ pub struct Stats {
     /// Of `hits`, reads answered by the near tier (no round trip to Redis;
     /// see `CacheBuilder::near_cache`).
     pub near_hits: u64,
+    /// How long the breaker has been in its state (`breaker`): closed since
+    /// it last closed, open since it opened, half open since its interval
+    /// ended. Serialized as `breaker_for_secs`, in (fractional) seconds.
+    #[serde(rename = "breaker_for_secs", serialize_with = "seconds")]
+    pub breaker_for: Duration,
+}
+
+fn seconds<S: serde::Serializer>(duration: &Duration, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_f64(duration.as_secs_f64())
 }
 
 impl Stats {
@@ -115,7 +125,11 @@ impl Counters {
         self.short_circuited.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, breaker: BreakerState, pending_evictions: u64) -> Stats {
+    pub(crate) fn snapshot(
+        &self,
+        (breaker, breaker_for): (BreakerState, Duration),
+        pending_evictions: u64,
+    ) -> Stats {
         Stats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
@@ -128,6 +142,7 @@ impl Counters {
             refreshes: self.refreshes.load(Ordering::Relaxed),
             pending_evictions,
             near_hits: self.near_hits.load(Ordering::Relaxed),
+            breaker_for,
         }
     }
 }

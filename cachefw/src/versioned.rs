@@ -208,12 +208,17 @@ pub async fn settle(
     };
     let record_ttl = ttl.unwrap_or(Duration::ZERO).saturating_add(RECORD_MARGIN);
     let record_ttl_ms = millis(&at, record_ttl)?;
+    // The entry is rewritten or removed: this cache's near copy goes, before
+    // and once Redis answered (see `Inner::evicting`).
+    inner.near_written(&at.entry);
     let settled = inner.observe(
         inner
             .backend()
             .settle_versioned(&at, version, ttl_ms, record_ttl_ms)
             .await,
-    )?;
+    );
+    inner.near_written(&at.entry);
+    let settled = settled?;
     Ok(match settled {
         1 => Settled::Kept,
         0 => Settled::Newer,

@@ -5,7 +5,10 @@
 //! `frozen<…>` DDL, the missing-table error as Cassandra words it; and of
 //! the write paths, what write timestamps decide (kassandra ignores them):
 //! a replayed old write-behind record, a delete before an older pending
-//! save, flushers racing on one row, and nulls written over values.
+//! save, flushers racing on one row, and nulls written over values. And
+//! what kassandra has not at all: counters (their table, increments, the
+//! eviction that follows, replayed when Redis was away) and lightweight
+//! transactions applied or not, with what each leaves in the cache.
 //!
 //! Every test here is `#[ignore]`d: run them with a node named by
 //! `CACHEFW_CASSANDRA_URI` (`host:port`):
@@ -670,5 +673,401 @@ async fn nulls_written_over_values_clear_them() {
         in_cassandra(&session, &[cart.id]).await,
         [Some(row(&unnoted))]
     );
+    flusher.abort();
+}
+
+/// A table of counters, its partitions cached too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(
+    keyspace = "cachefw_live",
+    table = "hits",
+    ttl = "10m",
+    cache_partitions = true
+)]
+pub struct Hits {
+    #[partition_key]
+    pub site: String,
+    #[clustering_key]
+    pub path: String,
+    #[counter]
+    pub views: i64,
+    #[counter]
+    pub clicks: i64,
+}
+
+/// A table of counters written through: an increment reads the totals back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(
+    keyspace = "cachefw_live",
+    table = "hits_through",
+    ttl = "10m",
+    write = "through"
+)]
+pub struct HitsThrough {
+    #[partition_key]
+    pub site: String,
+    #[counter]
+    pub views: i64,
+}
+
+fn hits(site: &str, views: i64, clicks: i64) -> Hits {
+    Hits {
+        site: site.to_owned(),
+        path: "/".into(),
+        views,
+        clicks,
+    }
+}
+
+/// Waits until the cache has delivered every eviction it kept.
+async fn settled(cache: &Cache) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.stats().pending_evictions > 0 {
+        assert!(Instant::now() < deadline, "{:?}", cache.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "set CACHEFW_CASSANDRA_URI"]
+async fn counters_count_and_each_increment_evicts_the_row_and_its_partition() {
+    let session = session().await;
+    let (cache, _redis) = cache().await;
+    let repo: Repository<Hits> = repository(&session, &cache).await;
+    let site = Uuid::new_v4().to_string();
+    let key = HitsKey {
+        site: site.clone(),
+        path: "/".into(),
+    };
+    let partition = HitsPartition { site: site.clone() };
+    let (entry, partition_entry) = (Hits::cache_key(&key), Hits::partition_cache_key(&partition));
+    assert_eq!(
+        repo.find(&key).await.expect("find"),
+        None,
+        "no row before a counter was incremented"
+    );
+    repo.increment(&key, HitsCounter::Views, 3)
+        .await
+        .expect("increment");
+    assert_eq!(
+        repo.find(&key).await.expect("find"),
+        Some(hits(&site, 3, 0)),
+        "a counter never incremented reads 0"
+    );
+    assert_eq!(
+        repo.find_partition(&partition).await.expect("partition"),
+        [hits(&site, 3, 0)]
+    );
+    assert!(cache.get::<Hits>(&entry).await.expect("get").is_some());
+    assert!(
+        cache
+            .get::<Vec<Hits>>(&partition_entry)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    repo.increment(&key, HitsCounter::Clicks, 2)
+        .await
+        .expect("increment");
+    assert_eq!(cache.get::<Hits>(&entry).await.expect("get"), None);
+    assert_eq!(
+        cache.get::<Vec<Hits>>(&partition_entry).await.expect("get"),
+        None
+    );
+    repo.increment(&key, HitsCounter::Views, -1)
+        .await
+        .expect("decrement");
+    assert_eq!(
+        repo.find(&key).await.expect("find"),
+        Some(hits(&site, 2, 2))
+    );
+    assert_eq!(
+        repo.find_partition(&partition).await.expect("partition"),
+        [hits(&site, 2, 2)]
+    );
+
+    // 8 tasks of 25 increments each: none lost, none counted twice.
+    let repo = Arc::new(repo);
+    let busy = HitsKey {
+        site: site.clone(),
+        path: "/busy".into(),
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (repo, busy) = (repo.clone(), busy.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                repo.increment(&busy, HitsCounter::Views, 1)
+                    .await
+                    .expect("increment");
+                repo.find(&busy).await.expect("find");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("no panic");
+    }
+    let total = repo.find(&busy).await.expect("find").map(|row| row.views);
+    assert_eq!(total, Some(200));
+
+    repo.delete(&key).await.expect("delete");
+    assert_eq!(repo.find(&key).await.expect("find"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "set CACHEFW_CASSANDRA_URI"]
+async fn an_increment_whose_eviction_cannot_reach_redis_is_replayed() {
+    let session = session().await;
+    let redis = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(redis.url())
+        .namespace("live")
+        .timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .expect("cache");
+    let repo: Repository<Hits> = repository(&session, &cache).await;
+    let site = Uuid::new_v4().to_string();
+    let key = HitsKey {
+        site: site.clone(),
+        path: "/".into(),
+    };
+    repo.increment(&key, HitsCounter::Views, 1)
+        .await
+        .expect("increment");
+    assert_eq!(
+        repo.find(&key).await.expect("find"),
+        Some(hits(&site, 1, 0))
+    );
+    redis.freeze();
+    repo.increment(&key, HitsCounter::Views, 1)
+        .await
+        .expect("a cache failure never fails the increment");
+    assert!(cache.stats().pending_evictions >= 1, "{:?}", cache.stats());
+    assert_eq!(
+        repo.find(&key).await.expect("find"),
+        Some(hits(&site, 2, 0)),
+        "reads of the row skip Redis until the eviction is delivered"
+    );
+    redis.thaw();
+    settled(&cache).await;
+    let cached = cache
+        .get::<Hits>(&Hits::cache_key(&key))
+        .await
+        .expect("get");
+    assert!(
+        cached.is_none() || cached == Some(hits(&site, 2, 0)),
+        "the old total is gone from Redis: {cached:?}"
+    );
+    assert_eq!(
+        repo.find(&key).await.expect("find"),
+        Some(hits(&site, 2, 0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "set CACHEFW_CASSANDRA_URI"]
+async fn write_through_increments_read_the_new_totals_back() {
+    let session = session().await;
+    let (cache, _redis) = cache().await;
+    let repo: Repository<HitsThrough> = repository(&session, &cache).await;
+    let site = Uuid::new_v4().to_string();
+    let key = HitsThroughKey { site: site.clone() };
+    let entry = HitsThrough::cache_key(&key);
+    for (by, total) in [(5, 5), (2, 7), (-10, -3)] {
+        repo.increment(&key, HitsThroughCounter::Views, by)
+            .await
+            .expect("increment");
+        assert_eq!(
+            cache.get::<HitsThrough>(&entry).await.expect("get"),
+            Some(HitsThrough {
+                site: site.clone(),
+                views: total
+            }),
+            "cached right after the increment"
+        );
+    }
+}
+
+/// Applied, an `INSERT … IF NOT EXISTS` evicts the entry (invalidate) or
+/// stores the row (through, behind); not applied, it leaves the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "set CACHEFW_CASSANDRA_URI"]
+async fn lightweight_transactions_cache_only_what_they_applied() {
+    let session = session().await;
+    let redis = RedisServer::start();
+    let cache = redis_cache(&redis).await;
+
+    let users: Repository<User> = repository(&session, &cache).await;
+    let ada = ada();
+    let entry = User::cache_key(&ada.key());
+    cache
+        .set(&entry, &ada, Duration::from_secs(60))
+        .await
+        .expect("set");
+    assert!(users.insert_if_not_exists(&ada).await.expect("lwt"));
+    assert_eq!(
+        cache.get::<User>(&entry).await.expect("get"),
+        None,
+        "evicted"
+    );
+    assert_eq!(
+        users.find(&ada.key()).await.expect("find"),
+        Some(ada.clone())
+    );
+    let other = User {
+        name: "Other".into(),
+        ..ada.clone()
+    };
+    assert!(!users.insert_if_not_exists(&other).await.expect("lwt"));
+    assert_eq!(
+        cache.get::<User>(&entry).await.expect("get"),
+        Some(ada),
+        "not applied: the entry stays"
+    );
+
+    let accounts: Repository<Account> = repository(&session, &cache).await;
+    let account = Account {
+        id: Uuid::new_v4(),
+        owner: "ada".into(),
+        note: None,
+    };
+    let entry = Account::cache_key(&account.key());
+    assert!(accounts.insert_if_not_exists(&account).await.expect("lwt"));
+    assert_eq!(
+        cache.get::<Account>(&entry).await.expect("get"),
+        Some(account.clone()),
+        "stored by the write-through insert"
+    );
+    let other = Account {
+        owner: "other".into(),
+        ..account.clone()
+    };
+    assert!(!accounts.insert_if_not_exists(&other).await.expect("lwt"));
+    assert_eq!(
+        cache.get::<Account>(&entry).await.expect("get"),
+        Some(account.clone())
+    );
+    assert_eq!(
+        accounts.find(&account.key()).await.expect("find"),
+        Some(account)
+    );
+
+    let carts: Repository<Cart> = repository(&session, &cache).await;
+    let cart = Cart {
+        id: Uuid::new_v4(),
+        total: 1,
+        note: None,
+    };
+    assert!(carts.insert_if_not_exists(&cart).await.expect("lwt"));
+    let entry = format!("live:v1:{}", Cart::cache_key(&cart.key()));
+    let pttl = redis.pttl(&entry);
+    assert!(
+        pttl > 0 && pttl <= 600_000,
+        "stored, and in Cassandra: {pttl}"
+    );
+    assert_eq!(in_cassandra(&session, &[cart.id]).await, [Some(row(&cart))]);
+    assert_eq!(carts.backlog().await.expect("backlog").pending, 0);
+    // A save waiting in the stream: the row exists, Cassandra is not asked.
+    let pending = Cart {
+        id: Uuid::new_v4(),
+        total: 2,
+        note: None,
+    };
+    carts.save(&pending).await.expect("save");
+    let other = Cart {
+        total: 3,
+        ..pending.clone()
+    };
+    assert!(!carts.insert_if_not_exists(&other).await.expect("answered"));
+    assert_eq!(in_cassandra(&session, &[pending.id]).await, [None]);
+    let flusher = carts.spawn_flusher();
+    drained(&carts).await;
+    assert_eq!(
+        in_cassandra(&session, &[pending.id]).await,
+        [Some(row(&pending))]
+    );
+    flusher.abort();
+}
+
+/// A TTL save with write-through records its version as it evicts: a save
+/// that took its timestamp before it and stores afterwards is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "set CACHEFW_CASSANDRA_URI"]
+async fn a_ttl_save_keeps_an_older_save_in_flight_out_of_the_cache() {
+    use cachefw::__private::versioned::{self, Stored};
+
+    let session = session().await;
+    let (cache, _redis) = cache().await;
+    let accounts: Repository<Account> = repository(&session, &cache).await;
+    let old = Account {
+        id: Uuid::new_v4(),
+        owner: "old".into(),
+        note: None,
+    };
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_micros();
+    let before = u64::try_from(before).expect("µs fit");
+    let new = Account {
+        owner: "new".into(),
+        ..old.clone()
+    };
+    accounts
+        .save_with_ttl(&new, Duration::from_secs(3600))
+        .await
+        .expect("save_with_ttl");
+    let entry = Account::cache_key(&old.key());
+    let late = versioned::store(
+        &cache,
+        &entry,
+        &old,
+        before,
+        Some(Duration::from_secs(60)),
+        None,
+    )
+    .await
+    .expect("store");
+    assert_eq!(late, Stored::Superseded);
+    assert_eq!(accounts.find(&old.key()).await.expect("find"), Some(new));
+}
+
+/// With write-behind, `save_all` goes to Cassandra at once with the call's
+/// timestamp: an older save still in the stream, flushed afterwards, loses
+/// to it in Cassandra as in the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "set CACHEFW_CASSANDRA_URI"]
+async fn save_all_wins_over_an_older_save_still_in_the_stream() {
+    let session = session().await;
+    let redis = RedisServer::start();
+    let cache = redis_cache(&redis).await;
+    let carts: Repository<Cart> = repository(&session, &cache).await;
+    let old = Cart {
+        id: Uuid::new_v4(),
+        total: 1,
+        note: Some("old".into()),
+    };
+    carts.save(&old).await.expect("save");
+    let new = Cart {
+        total: 2,
+        note: Some("new".into()),
+        ..old.clone()
+    };
+    carts
+        .save_all(std::slice::from_ref(&new))
+        .await
+        .expect("save_all");
+    assert_eq!(
+        cache
+            .get::<Cart>(&Cart::cache_key(&new.key()))
+            .await
+            .expect("get"),
+        Some(new.clone())
+    );
+    let flusher = carts.spawn_flusher();
+    drained(&carts).await;
+    assert_eq!(in_cassandra(&session, &[new.id]).await, [Some(row(&new))]);
+    assert_eq!(carts.find(&new.key()).await.expect("find"), Some(new));
     flusher.abort();
 }

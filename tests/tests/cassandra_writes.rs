@@ -11,6 +11,16 @@
 //! only timestamps decide (a replayed old record, a delete before an older
 //! pending save, two flushers racing on one row) is in
 //! `cassandra_live.rs`.
+//!
+//! kassandra has no counters (a `counter` column in `CREATE TABLE` panics
+//! its server thread, and it cannot parse `SET c = c + ?`) and no
+//! lightweight transactions (it drops `IF NOT EXISTS`, writes the row and
+//! answers without `[applied]`). So here the counters are the refusals
+//! (every call that would set a counter's value, and an increment the
+//! server refuses), and `insert_if_not_exists` is the answer without
+//! `[applied]`; the counting itself, increments evicting the row (and
+//! replayed when Redis was away), and applied and refused lightweight
+//! transactions are in `cassandra_live.rs`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,7 +84,27 @@ pub struct Profile {
     pub bio: Option<String>,
 }
 
+/// A table of counters. Never created here: kassandra cannot hold one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Entity)]
+#[entity(
+    keyspace = "shop",
+    table = "page_hits",
+    ttl = "10m",
+    cache_partitions = true
+)]
+pub struct PageHits {
+    #[partition_key]
+    pub site: String,
+    #[clustering_key]
+    pub path: String,
+    #[counter]
+    pub views: i64,
+    #[counter]
+    pub clicks: i64,
+}
+
 const CLAIM_IDLE: Duration = Duration::from_millis(500);
+const MINUTE: Duration = Duration::from_secs(60);
 
 async fn connect(addr: SocketAddr) -> Arc<Session> {
     let profile = ExecutionProfile::builder()
@@ -1172,6 +1202,399 @@ async fn sweep_behind(session: &Arc<Session>, carts: &Repository<Cart>) -> usize
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if finished {
+            return polls;
+        }
+        polls += 1;
+    }
+}
+
+/// Every call that would give a counter a value (an INSERT, a TTL, a
+/// lightweight transaction) is refused before anything is sent, naming the
+/// table, its counters and `increment`; the cached entries stay as they
+/// were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_counters_refuses_every_write_that_sets_a_value() {
+    with_kassandra(|_, session| async move {
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let hits = Repository::<PageHits>::new(session.clone(), cache.clone())
+            .await
+            .expect("repository");
+        let row = PageHits {
+            site: "example.org".into(),
+            path: "/".into(),
+            views: 3,
+            clicks: 1,
+        };
+        let key = row.key();
+        let entry = PageHits::cache_key(&key);
+        let partition = PageHits::partition_cache_key(&PageHits::partition_of(&key));
+        cache.set(&entry, &row, MINUTE).await.expect("set");
+        cache.set(&partition, &[&row], MINUTE).await.expect("set");
+
+        let refusals = [
+            ("save", hits.save(&row).await.err()),
+            (
+                "save_all",
+                hits.save_all(std::slice::from_ref(&row)).await.err(),
+            ),
+            (
+                "save_with_ttl",
+                hits.save_with_ttl(&row, MINUTE).await.err(),
+            ),
+            (
+                "insert_if_not_exists",
+                hits.insert_if_not_exists(&row).await.err(),
+            ),
+        ];
+        for (call, error) in refusals {
+            let Some(error) = error else {
+                panic!("`{call}` on a table of counters succeeded");
+            };
+            let message = error.to_string();
+            assert!(
+                matches!(
+                    &error,
+                    Error::CounterTable { table: "page_hits", call: named, counters, .. }
+                        if *named == call && counters == "views, clicks"
+                ),
+                "{call}: {error:?}"
+            );
+            assert!(message.contains("Repository::increment"), "{message}");
+        }
+        // A patch of a table of counters has no field: it writes nothing.
+        hits.patch(&key, &PageHitsPatch::default())
+            .await
+            .expect("an empty patch");
+        assert_eq!(
+            cache.get::<PageHits>(&entry).await.expect("get"),
+            Some(row.clone()),
+            "nothing was sent, so nothing was evicted"
+        );
+        assert_eq!(
+            cache.get::<Vec<PageHits>>(&partition).await.expect("get"),
+            Some(vec![row])
+        );
+    })
+    .await;
+}
+
+/// kassandra cannot parse `SET views = views + ?`: the increment is
+/// refused before anything is applied, so the error names the statement
+/// and the row's entries stay (an increment that may have been applied
+/// evicts them; see `cassandra_live.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_increment_the_server_refuses_is_an_error_and_leaves_the_entries() {
+    with_kassandra(|_, session| async move {
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let hits = Repository::<PageHits>::new(session.clone(), cache.clone())
+            .await
+            .expect("repository");
+        let row = PageHits {
+            site: "example.org".into(),
+            path: "/about".into(),
+            views: 1,
+            clicks: 0,
+        };
+        let entry = PageHits::cache_key(&row.key());
+        cache.set(&entry, &row, MINUTE).await.expect("set");
+        let error = hits
+            .increment(&row.key(), PageHitsCounter::Views, 1)
+            .await
+            .expect_err("kassandra cannot parse an increment");
+        assert!(
+            error.to_string().contains(
+                "UPDATE shop.page_hits SET views = views + ? WHERE site = ? AND path = ?"
+            ),
+            "{error}"
+        );
+        assert_eq!(cache.get::<PageHits>(&entry).await.expect("get"), Some(row));
+    })
+    .await;
+}
+
+/// kassandra writes an `INSERT … IF NOT EXISTS` unconditionally and answers
+/// without `[applied]`: in every write mode that is `Error::NoApplied`, and
+/// the row's entry (which may hold the old row) is evicted, so reads see
+/// what Cassandra holds. With write-behind, a row whose save waits in the
+/// stream exists: the answer is `false`, and neither Cassandra nor the
+/// entry changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_if_not_exists_caches_only_what_it_wrote_in_every_mode() {
+    with_kassandra(|_, session| async move {
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+
+        let profiles: Repository<Profile> = repository(&session, &cache).await;
+        let old = Profile {
+            id: Uuid::new_v4(),
+            name: "old".into(),
+            city: "Oslo".into(),
+            bio: None,
+        };
+        profiles.save(&old).await.expect("save");
+        assert_eq!(
+            profiles.find(&old.key()).await.expect("find"),
+            Some(old.clone())
+        );
+        let new = Profile {
+            name: "new".into(),
+            ..old.clone()
+        };
+        let answer = profiles.insert_if_not_exists(&new).await;
+        assert!(matches!(answer, Err(Error::NoApplied { .. })), "{answer:?}");
+        assert_eq!(profiles.find(&old.key()).await.expect("find"), Some(new));
+
+        let accounts: Repository<Account> = repository(&session, &cache).await;
+        let old = Account {
+            id: Uuid::new_v4(),
+            owner: "ada".into(),
+            balance: 1,
+            note: None,
+        };
+        accounts.save(&old).await.expect("save");
+        let new = Account {
+            balance: 2,
+            ..old.clone()
+        };
+        let answer = accounts.insert_if_not_exists(&new).await;
+        assert!(matches!(answer, Err(Error::NoApplied { .. })), "{answer:?}");
+        assert_eq!(
+            cache
+                .get::<Account>(&Account::cache_key(&old.key()))
+                .await
+                .expect("get"),
+            None,
+            "the stored row was evicted"
+        );
+        assert_eq!(accounts.find(&old.key()).await.expect("find"), Some(new));
+
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        let pending = cart(1);
+        carts.save(&pending).await.expect("save");
+        let other = Cart {
+            total: 2,
+            ..pending.clone()
+        };
+        assert!(
+            !carts.insert_if_not_exists(&other).await.expect("answered"),
+            "a row saved behind exists"
+        );
+        assert_eq!(
+            in_cassandra::<CartRow>(&session, &[CartRowKey { id: pending.id }]).await,
+            [None],
+            "Cassandra was not asked"
+        );
+        assert_eq!(
+            carts.find(&pending.key()).await.expect("find"),
+            Some(pending)
+        );
+        let fresh = cart(3);
+        let answer = carts.insert_if_not_exists(&fresh).await;
+        assert!(matches!(answer, Err(Error::NoApplied { .. })), "{answer:?}");
+        assert_eq!(carts.find(&fresh.key()).await.expect("find"), Some(fresh));
+        assert_eq!(carts.backlog().await.expect("backlog").pending, 1);
+    })
+    .await;
+}
+
+/// `save_all` with write-through and write-behind goes to Cassandra and
+/// stores each row as the version of the call, over a fill, but never over
+/// a newer write: with write-through a newer entry is a whole row and
+/// stays; with write-behind it may be a patch applied to an older row, and
+/// is evicted. No stream record is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_all_stores_its_rows_as_versions_but_never_over_a_newer_write() {
+    use cachefw::__private::versioned;
+
+    with_kassandra(|_, session| async move {
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+
+        let accounts: Repository<Account> = repository(&session, &cache).await;
+        let rows: Vec<Account> = (0..5)
+            .map(|balance| Account {
+                id: Uuid::new_v4(),
+                owner: "ada".into(),
+                balance,
+                note: None,
+            })
+            .collect();
+        let entries: Vec<String> = rows.iter().map(|r| Account::cache_key(&r.key())).collect();
+        let newer = Account {
+            balance: 100,
+            ..rows[0].clone()
+        };
+        versioned::store(&cache, &entries[0], &newer, u64::MAX, Some(MINUTE), None)
+            .await
+            .expect("a newer version");
+        let filled = Account {
+            balance: -1,
+            ..rows[1].clone()
+        };
+        cache
+            .set(&entries[1], &filled, MINUTE)
+            .await
+            .expect("a fill");
+        accounts.save_all(&rows).await.expect("save_all");
+        let mut expected: Vec<Option<Account>> = rows.iter().cloned().map(Some).collect();
+        expected[0] = Some(newer);
+        for (entry, expected) in entries.iter().zip(&expected) {
+            assert_eq!(&cache.get::<Account>(entry).await.expect("get"), expected);
+            let pttl = redis.pttl(&format!("shop:v1:{entry}"));
+            assert!(pttl > 0 && pttl <= 600_000, "{entry} expires: {pttl}");
+        }
+        let keys: Vec<AccountKey> = rows.iter().map(Entity::key).collect();
+        assert_eq!(
+            in_cassandra::<Account>(&session, &keys).await,
+            rows.iter().cloned().map(Some).collect::<Vec<_>>()
+        );
+        // Two rows of one key in a batch: which one Cassandra keeps is its
+        // choice (same timestamp), so neither is stored.
+        let twice = [
+            Account {
+                balance: 7,
+                ..rows[2].clone()
+            },
+            Account {
+                balance: 8,
+                ..rows[2].clone()
+            },
+        ];
+        accounts.save_all(&twice).await.expect("save_all");
+        assert_eq!(cache.get::<Account>(&entries[2]).await.expect("get"), None);
+        assert_eq!(
+            cache.get::<Account>(&entries[3]).await.expect("get"),
+            Some(rows[3].clone()),
+            "other entries untouched"
+        );
+
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        let rows: Vec<Cart> = (0..5).map(cart).collect();
+        let entries: Vec<String> = rows.iter().map(|r| Cart::cache_key(&r.key())).collect();
+        let newer = Cart {
+            total: 100,
+            ..rows[0].clone()
+        };
+        versioned::store(&cache, &entries[0], &newer, u64::MAX, None, None)
+            .await
+            .expect("a newer version");
+        carts.save_all(&rows).await.expect("save_all");
+        assert_eq!(cache.get::<Cart>(&entries[0]).await.expect("get"), None);
+        for (entry, row) in entries.iter().zip(&rows).skip(1) {
+            assert_eq!(
+                cache.get::<Cart>(entry).await.expect("get").as_ref(),
+                Some(row)
+            );
+        }
+        assert_eq!(carts.backlog().await.expect("backlog").pending, 0);
+        let keys: Vec<CartRowKey> = rows.iter().map(|c| CartRowKey { id: c.id }).collect();
+        assert_eq!(
+            in_cassandra::<CartRow>(&session, &keys).await,
+            rows.iter().map(|c| Some(cart_row(c))).collect::<Vec<_>>()
+        );
+    })
+    .await;
+}
+
+/// [`saves_cut_off_at_any_await_leave_the_cache_and_cassandra_agreeing`]
+/// for `save_all` with write-through and write-behind, whose rows are
+/// stored in the cache after the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_cut_off_at_any_await_leave_the_cache_and_cassandra_agreeing() {
+    with_kassandra(|_, session| async move {
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let accounts: Repository<Account> = repository(&session, &cache).await;
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        let mut cuts = 0;
+        for _ in 0..20 {
+            cuts += sweep_batches(&session, &cache, &accounts, &carts).await;
+            if cuts >= 6 {
+                break;
+            }
+        }
+        assert!(cuts >= 1, "batches were cut {cuts} times");
+    })
+    .await;
+}
+
+/// Cuts a second `save_all` of three accounts and three carts at its
+/// first await, its second, … until both finish; how many were cut.
+async fn sweep_batches(
+    session: &Arc<Session>,
+    cache: &Cache,
+    accounts: &Repository<Account>,
+    carts: &Repository<Cart>,
+) -> usize {
+    let mut polls = 0;
+    loop {
+        let first: Vec<Account> = (0..3)
+            .map(|balance| Account {
+                id: Uuid::new_v4(),
+                owner: "ada".into(),
+                balance,
+                note: None,
+            })
+            .collect();
+        accounts.save_all(&first).await.expect("save_all");
+        let changed: Vec<Account> = first
+            .iter()
+            .map(|a| Account {
+                balance: a.balance + 10,
+                ..a.clone()
+            })
+            .collect();
+        let carts_first: Vec<Cart> = (0..3).map(cart).collect();
+        carts.save_all(&carts_first).await.expect("save_all");
+        let carts_changed: Vec<Cart> = carts_first
+            .iter()
+            .map(|c| Cart {
+                total: c.total + 10,
+                ..c.clone()
+            })
+            .collect();
+        let through = cut_after(polls, accounts.save_all(&changed))
+            .await
+            .is_some();
+        let behind = cut_after(polls, carts.save_all(&carts_changed))
+            .await
+            .is_some();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let keys: Vec<AccountKey> = first.iter().map(Entity::key).collect();
+        let cart_keys: Vec<CartRowKey> = carts_first
+            .iter()
+            .map(|c| CartRowKey { id: c.id })
+            .collect();
+        loop {
+            let stored = in_cassandra::<Account>(session, &keys).await;
+            let stored_carts = in_cassandra::<CartRow>(session, &cart_keys).await;
+            let mut agree = true;
+            for (key, stored) in keys.iter().zip(&stored) {
+                let cached = cache
+                    .get::<Account>(&Account::cache_key(key))
+                    .await
+                    .expect("get");
+                agree &= cached.is_none() || &cached == stored;
+            }
+            for (cart, stored) in carts_first.iter().zip(&stored_carts) {
+                let cached = cache
+                    .get::<Cart>(&Cart::cache_key(&cart.key()))
+                    .await
+                    .expect("get");
+                agree &= cached.is_none() || cached.as_ref().map(cart_row) == *stored;
+            }
+            if agree {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cut at await {polls}: Cassandra {stored:?} and {stored_carts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if through && behind {
             return polls;
         }
         polls += 1;

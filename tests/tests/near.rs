@@ -475,6 +475,25 @@ async fn soak_with_a_restart_reads_nothing_stale() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_soak_with_a_failover_reads_nothing_stale() {
+    let cluster = Arc::new(RedisCluster::start_with_replicas(3, 1));
+    let mut caches = Vec::new();
+    for _ in 0..4 {
+        caches.push(near_cluster(&cluster, "csoak").await);
+    }
+    let key = caches[0].full_key("k1");
+    let cluster_for_fault = cluster.clone();
+    soak(caches, Duration::from_secs(12), move || {
+        let primary = cluster_for_fault.owner_of(&key);
+        let replica = cluster_for_fault
+            .replica_of(primary)
+            .expect("a replica of the primary");
+        cluster_for_fault.failover_to(replica);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_writes_flushes_and_a_slot_migration_reach_the_near_tier() {
     let cluster = RedisCluster::start(3);
     let reader = near_cluster(&cluster, "cl").await;
@@ -519,6 +538,35 @@ async fn cluster_writes_flushes_and_a_slot_migration_reach_the_near_tier() {
     until_near(&reader, key).await;
     let from = cluster.owner_of(&full);
     let to = (0..3).find(|node| *node != from).expect("another primary");
+    // While the slot is marked as moving, keys go through `ASK` to a node
+    // whose writes the tier might not hear of: it serves nothing.
+    let slot: i64 = cluster.nodes()[from].cmd("CLUSTER", &[b"KEYSLOT", full.as_bytes()]);
+    let slot = slot.to_string();
+    let from_id: String = cluster.nodes()[from].cmd("CLUSTER", &[b"MYID"]);
+    let to_id: String = cluster.nodes()[to].cmd("CLUSTER", &[b"MYID"]);
+    cluster.nodes()[to].cmd::<()>(
+        "CLUSTER",
+        &[
+            b"SETSLOT",
+            slot.as_bytes(),
+            b"IMPORTING",
+            from_id.as_bytes(),
+        ],
+    );
+    cluster.nodes()[from].cmd::<()>(
+        "CLUSTER",
+        &[b"SETSLOT", slot.as_bytes(), b"MIGRATING", to_id.as_bytes()],
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let before = reader.stats().near_hits;
+    for _ in 0..20 {
+        let _ = reader.get::<u64>(key).await;
+    }
+    assert_eq!(
+        reader.stats().near_hits,
+        before,
+        "the near tier served while a slot was migrating"
+    );
     cluster.migrate_slot_of(&full, to);
     writer
         .set(key, &3u64, MINUTE)

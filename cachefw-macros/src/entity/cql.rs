@@ -107,17 +107,22 @@ pub(crate) struct Statements {
     pub(crate) select_partition_with_ttl: Option<String>,
     pub(crate) update: String,
     pub(crate) key_condition: String,
+    /// `UPDATE … SET c = c + ? WHERE …` of each counter, in field order.
+    pub(crate) increments: Vec<String>,
 }
 
 /// The columns whose `TTL()` a select reads, when the row's remaining life
 /// can be read at all: `TTL()` exists for every regular column that is not a
-/// collection, and a row written by the repository has a value (hence a
-/// TTL) in each non-`Option` one, so one of those must exist.
+/// collection or a counter (counters never expire), and a row written by
+/// the repository has a value (hence a TTL) in each non-`Option` one, so
+/// one of those must exist.
 fn ttl_columns(entity: &Entity) -> Option<Vec<&Field>> {
     let readable: Vec<&Field> = entity
         .fields
         .iter()
-        .filter(|f| f.role == Role::Regular && f.column.kind != Kind::Collection)
+        .filter(|f| {
+            f.role == Role::Regular && !matches!(f.column.kind, Kind::Collection | Kind::Counter)
+        })
         .collect();
     readable
         .iter()
@@ -194,6 +199,13 @@ pub(crate) fn statements(entity: &Entity) -> Statements {
         select_partition: format!("SELECT {all} FROM {table} WHERE {partition_where}"),
         select_partition_with_ttl: with_ttl
             .map(|columns| format!("SELECT {columns} FROM {table} WHERE {partition_where}")),
+        increments: entity
+            .counters()
+            .map(|f| {
+                let column = ident(&f.name);
+                format!("UPDATE {table} SET {column} = {column} + ? WHERE {key_where}")
+            })
+            .collect(),
         update: format!("UPDATE {table}"),
         key_condition: key_where,
     }

@@ -5,7 +5,8 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::cql;
-use super::parse::{Entity, Field, Write};
+use super::parse::{self, Entity, Field, Write};
+use super::types::Kind;
 
 pub(crate) fn expand(entity: &Entity) -> TokenStream {
     let ident = &entity.ident;
@@ -29,8 +30,6 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
     let key_names: Vec<_> = key_fields.iter().map(|f| &f.ident).collect();
     let partition_names: Vec<_> = partition_fields.iter().map(|f| &f.ident).collect();
     let all_names: Vec<_> = entity.fields.iter().map(|f| &f.ident).collect();
-    let all_types: Vec<_> = entity.fields.iter().map(|f| &f.ty).collect();
-    let indices = 0..entity.fields.len();
     let columns = entity.fields.len();
 
     let cql::Statements {
@@ -45,6 +44,7 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
         select_partition_with_ttl,
         update,
         key_condition,
+        increments,
     } = cql::statements(entity);
     let optional = |text: Option<String>| match text {
         Some(text) => quote!(::core::option::Option::Some(#text)),
@@ -63,8 +63,13 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
         Write::Through => quote!(Through),
         Write::Behind => quote!(Behind),
     };
+    let private = quote!(::cachefw_cassandra::__private);
     let patch = format_ident!("{}Patch", ident);
-    let regular: Vec<&Field> = entity.regular_fields().collect();
+    // A counter is only incremented: it has no place in a patch.
+    let regular: Vec<&Field> = entity
+        .regular_fields()
+        .filter(|f| f.column.kind != Kind::Counter)
+        .collect();
     let patch_names: Vec<_> = regular.iter().map(|f| &f.ident).collect();
     let patch_types: Vec<_> = regular.iter().map(|f| &f.ty).collect();
     let patch_columns: Vec<String> = regular.iter().map(|f| cql::ident(&f.name)).collect();
@@ -78,13 +83,40 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
             }
         })
         .collect();
-    let patch_doc = format!(
-        "Some columns of a [`{ident}`] row, for `Repository::patch`: each `Some` field is \
-         written, each `None` left as it is."
-    );
+    let patch_doc = if entity.counters().next().is_some() {
+        format!(
+            "The patch of [`{ident}`], a table of counters: empty, as counters are not set \
+             but incremented (`Repository::increment`)."
+        )
+    } else {
+        format!(
+            "Some columns of a [`{ident}`] row, for `Repository::patch`: each `Some` field \
+             is written, each `None` left as it is."
+        )
+    };
+    let counter = counter_items(entity, &increments);
+    let counter_type = &counter.ty;
+    let counter_enum = &counter.declaration;
+    let counter_columns = &counter.columns;
+    let counter_arms = &counter.arms;
+    let checks = entity.fields.iter().enumerate().map(|(index, f)| {
+        let ty = &f.ty;
+        if f.column.kind == Kind::Counter {
+            quote!(#private::check_counter(columns, #index)?;)
+        } else {
+            quote!(#private::check_column::<#ty>(columns, #index)?;)
+        }
+    });
+    let reads = entity.fields.iter().map(|f| {
+        let name = &f.ident;
+        if f.column.kind == Kind::Counter {
+            quote!(#name: #private::next_counter(columns)?,)
+        } else {
+            quote!(#name: #private::next_column(columns)?,)
+        }
+    });
     let key_doc = format!("The primary key of [`{ident}`], as the repository takes it.");
     let partition_doc = format!("The partition key of [`{ident}`].");
-    let private = quote!(::cachefw_cassandra::__private);
 
     quote! {
         #[doc = #key_doc]
@@ -126,6 +158,8 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
             )*
         }
 
+        #counter_enum
+
         impl ::cachefw_cassandra::Entity for #ident {
             type Key = #key;
             type Partition = #partition;
@@ -151,6 +185,15 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
             const WRITE: ::cachefw_cassandra::WriteMode = ::cachefw_cassandra::WriteMode::#write;
 
             type Patch = #patch;
+            type Counter = #counter_type;
+
+            const COUNTERS: &'static [&'static str] = &[#(#counter_columns),*];
+
+            fn increment_cql(counter: #counter_type) -> &'static str {
+                match counter {
+                    #(#counter_arms)*
+                }
+            }
 
             fn patch_values(patch: &#patch) -> #private::PatchValues<'_> {
                 let mut set = #private::PatchValues::default();
@@ -193,7 +236,7 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
             fn type_check(
                 columns: &[#private::ColumnSpec<'_>],
             ) -> ::core::result::Result<(), #private::TypeCheckError> {
-                #(#private::check_column::<#all_types>(columns, #indices)?;)*
+                #(#checks)*
                 ::core::result::Result::Ok(())
             }
 
@@ -202,7 +245,7 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
             ) -> ::core::result::Result<Self, #private::DeserializationError> {
                 // Fields are evaluated in the order written: the column order.
                 ::core::result::Result::Ok(Self {
-                    #(#all_names: #private::next_column(columns)?,)*
+                    #(#reads)*
                 })
             }
 
@@ -214,5 +257,63 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
                 #private::partition_key(#table, &[#(&partition.#partition_names),*])
             }
         }
+    }
+}
+
+/// The counter items of an entity: `{Entity}Counter` (one variant per
+/// `#[counter]` field) and the `Entity` items naming it, or `NoCounter`
+/// for a table of rows.
+struct CounterItems {
+    ty: TokenStream,
+    declaration: TokenStream,
+    columns: Vec<String>,
+    arms: Vec<TokenStream>,
+}
+
+fn counter_items(entity: &Entity, increments: &[String]) -> CounterItems {
+    let counters: Vec<&Field> = entity.counters().collect();
+    if counters.is_empty() {
+        return CounterItems {
+            ty: quote!(::cachefw_cassandra::NoCounter),
+            declaration: TokenStream::new(),
+            columns: Vec::new(),
+            arms: Vec::new(),
+        };
+    }
+    let (ident, vis) = (&entity.ident, &entity.vis);
+    let name = format_ident!("{}Counter", ident);
+    let variants: Vec<_> = counters
+        .iter()
+        .map(|f| format_ident!("{}", parse::variant_name(&f.ident), span = f.ident.span()))
+        .collect();
+    let docs = counters.iter().map(|f| {
+        format!(
+            "The counter `{}` (column `{}`).",
+            f.ident,
+            cql::ident(&f.name)
+        )
+    });
+    let doc = format!(
+        "A counter of [`{ident}`], as `Repository::increment` takes it: one variant per \
+         `#[counter]` field."
+    );
+    CounterItems {
+        ty: quote!(#name),
+        declaration: quote! {
+            #[doc = #doc]
+            #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+            #vis enum #name {
+                #(
+                    #[doc = #docs]
+                    #variants,
+                )*
+            }
+        },
+        columns: counters.iter().map(|f| f.name.clone()).collect(),
+        arms: variants
+            .iter()
+            .zip(increments)
+            .map(|(variant, cql)| quote!(#name::#variant => #cql,))
+            .collect(),
     }
 }

@@ -62,6 +62,12 @@ impl Entity {
     pub(crate) fn regular_fields(&self) -> impl Iterator<Item = &Field> {
         self.fields.iter().filter(|f| f.role == Role::Regular)
     }
+
+    /// The `#[counter]` fields: all the regular fields of a table of
+    /// counters, none otherwise.
+    pub(crate) fn counters(&self) -> impl Iterator<Item = &Field> {
+        self.fields.iter().filter(|f| is_counter(f))
+    }
 }
 
 /// Whether `name` can name a keyspace or a table: Cassandra allows 1 to 48
@@ -90,7 +96,95 @@ fn key_refusal(ident: &Ident, column: &Column) -> Option<String> {
              collections, and a collection has no `Display` to render in the cache key; \
              use a scalar key"
         )),
+        Kind::Counter => Some(format!(
+            "key field `{ident}` cannot be a #[counter]: Cassandra's primary key columns \
+             cannot be counters; count in a regular field"
+        )),
     }
+}
+
+/// The column of a `#[counter]` field, or why it cannot be one.
+fn counter_column(ident: &Ident, ty: &Type, column: Option<Column>) -> Result<Column, String> {
+    if column.is_some_and(|c| c.cql == "bigint" && !c.optional) {
+        return Ok(Column {
+            cql: "counter".to_owned(),
+            kind: Kind::Counter,
+            optional: false,
+        });
+    }
+    // Tokens print spaced (`Option < i64 >`); a type reads better without.
+    let written = quote::ToTokens::to_token_stream(ty)
+        .to_string()
+        .replace(' ', "");
+    Err(format!(
+        "#[counter] field `{ident}` is `{written}`; a counter is an `i64` (CQL `counter`, a \
+         64-bit signed integer; one never incremented reads as 0)"
+    ))
+}
+
+/// Whether `field` is a counter column (a key marked `#[counter]` is an
+/// error of its own, not a counter).
+fn is_counter(field: &Field) -> bool {
+    field.role == Role::Regular && field.column.kind == Kind::Counter
+}
+
+/// The errors of a table of counters: Cassandra keeps counters only in
+/// tables whose every regular column is one, and an increment cannot be
+/// written behind.
+fn check_counters(fields: &[Field], write: Option<&(Write, LitStr)>, errors: &mut Errors) {
+    let Some(first) = fields.iter().find(|f| is_counter(f)) else {
+        return;
+    };
+    for field in fields
+        .iter()
+        .filter(|f| f.role == Role::Regular && f.column.kind != Kind::Counter)
+    {
+        errors.push(syn::Error::new_spanned(
+            &field.ident,
+            format!(
+                "field `{}` is not a #[counter], but `{}` is: Cassandra keeps counters only \
+                 in tables whose every non-key column is a counter; make `{}` a #[counter] \
+                 or keep it in another entity (another table)",
+                field.ident, first.ident, field.ident
+            ),
+        ));
+    }
+    if let Some((Write::Behind, lit)) = write {
+        errors.push(syn::Error::new_spanned(
+            lit,
+            format!(
+                "a table of counters (`{}` is a #[counter]) cannot be written behind: an \
+                 increment is not idempotent, so a record a flusher writes again (after a \
+                 crash or a takeover) would count twice; use write = \"invalidate\" (the \
+                 default: an increment evicts the row) or \"through\" (it reads the new \
+                 totals back)",
+                first.ident
+            ),
+        ));
+    }
+}
+
+/// `views` → `Views`, `page_hits` → `PageHits`: a field's variant in
+/// `{Entity}Counter`.
+pub(crate) fn variant_name(ident: &Ident) -> String {
+    let name = ident.to_string();
+    let name = name.strip_prefix("r#").unwrap_or(&name);
+    let mut variant = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            variant.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            variant.push(c);
+        }
+    }
+    if variant.is_empty() || variant.starts_with(|c: char| c.is_ascii_digit()) {
+        variant.insert(0, 'C');
+    }
+    variant
 }
 
 /// The expression inside the invisible groups that `macro_rules!` puts
@@ -150,6 +244,7 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
     let mut ttl_ms = None;
     let mut cache_partitions = false;
     let mut write = Write::Invalidate;
+    let mut write_lit: Option<(Write, LitStr)> = None;
     let mut found_entity = false;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("entity")) {
         found_entity = true;
@@ -182,11 +277,18 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
                 },
                 "write" => {
                     if let Some(lit) = string_arg(&value, "write", errors) {
-                        match lit.value().as_str() {
-                            "invalidate" => write = Write::Invalidate,
-                            "through" => write = Write::Through,
-                            "behind" => write = Write::Behind,
-                            _ => errors.push(syn::Error::new_spanned(
+                        let mode = match lit.value().as_str() {
+                            "invalidate" => Some(Write::Invalidate),
+                            "through" => Some(Write::Through),
+                            "behind" => Some(Write::Behind),
+                            _ => None,
+                        };
+                        match mode {
+                            Some(mode) => {
+                                write = mode;
+                                write_lit = Some((mode, lit));
+                            }
+                            None => errors.push(syn::Error::new_spanned(
                                 lit,
                                 "`write` is \"invalidate\" (the default: a save evicts the \
                                  cached row), \"through\" (a save stores it) or \"behind\" \
@@ -222,8 +324,18 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
         };
         let mut role = Role::Regular;
         let mut name = ident.to_string();
+        let mut counter = false;
         for attr in &field.attrs {
-            if attr.path().is_ident("partition_key") {
+            if attr.path().is_ident("counter") {
+                if attr.meta.require_path_only().is_err() {
+                    errors.push(syn::Error::new_spanned(
+                        &attr.meta,
+                        "#[counter] takes no arguments: the field is a CQL `counter`, \
+                         changed by `Repository::increment`",
+                    ));
+                }
+                counter = true;
+            } else if attr.path().is_ident("partition_key") {
                 role = Role::Partition;
             } else if attr.path().is_ident("clustering_key") {
                 let mut descending = false;
@@ -282,9 +394,20 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
         }
         // A field whose type has no column is still a field: its role counts
         // in the checks below, and expansion stops at the error anyway.
-        let column = match types::column(&field.ty) {
-            Ok(column) => column,
-            Err(why) => {
+        let column = match (types::column(&field.ty), counter) {
+            (column, true) => {
+                counter_column(&ident, &field.ty, column.ok()).unwrap_or_else(|message| {
+                    errors.push(syn::Error::new_spanned(&field.ty, message));
+                    // Still a counter: the checks of its table below apply.
+                    Column {
+                        cql: String::new(),
+                        kind: Kind::Counter,
+                        optional: false,
+                    }
+                })
+            }
+            (Ok(column), false) => column,
+            (Err(why), false) => {
                 let message = match why {
                     Unsupported::Unknown => format!(
                         "field `{ident}` has a type with no CQL column type; \
@@ -324,6 +447,23 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
             role,
         });
     }
+    check_counters(&fields, write_lit.as_ref(), errors);
+    let mut variants: Vec<(String, &Ident)> = Vec::new();
+    for field in fields.iter().filter(|f| is_counter(f)) {
+        let variant = variant_name(&field.ident);
+        match variants.iter().find(|(seen, _)| *seen == variant) {
+            Some((_, first)) => errors.push(syn::Error::new_spanned(
+                &field.ident,
+                format!(
+                    "counter `{}` and counter `{first}` both name the variant \
+                     `{variant}` of the entity's counter enum; rename one of the fields \
+                     (a #[column(name = \"…\")] keeps its column)",
+                    field.ident
+                ),
+            )),
+            None => variants.push((variant, &field.ident)),
+        }
+    }
     if !fields.iter().any(|f| f.role == Role::Partition) && !named.named.is_empty() {
         errors.push(syn::Error::new_spanned(
             &input.ident,
@@ -349,4 +489,60 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
         write,
         fields,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variant(name: &str) -> String {
+        variant_name(&syn::parse_str::<Ident>(name).expect("an identifier"))
+    }
+
+    fn errors_of(item: &str) -> Vec<String> {
+        let input: DeriveInput = syn::parse_str(item).expect("a struct");
+        let mut errors = Errors::default();
+        let _ = parse(&input, &mut errors);
+        errors.messages()
+    }
+
+    #[test]
+    fn counter_variants_are_upper_camel_case() {
+        assert_eq!(variant("views"), "Views");
+        assert_eq!(variant("page_views"), "PageViews");
+        assert_eq!(variant("_hidden"), "Hidden");
+        assert_eq!(variant("r#type"), "Type");
+        assert_eq!(variant("a__b"), variant("a_b"));
+        assert_eq!(variant("_1st"), "C1st");
+    }
+
+    #[test]
+    fn a_table_of_counters_is_checked_whole() {
+        let accepted = errors_of(
+            "#[entity(keyspace = \"k\", table = \"t\", ttl = \"1m\", write = \"through\")]
+             struct Hits { #[partition_key] id: i64, #[counter] views: i64, #[counter] clicks: i64 }",
+        );
+        assert!(accepted.is_empty(), "{accepted:?}");
+        let refused = errors_of(
+            "#[entity(keyspace = \"k\", table = \"t\", ttl = \"1m\", write = \"behind\")]
+             struct Hits {
+                 #[partition_key] #[counter] id: i64,
+                 #[counter] views: u64,
+                 name: String,
+                 #[counter] a__b: i64,
+                 #[counter] a_b: i64,
+             }",
+        );
+        let expected = [
+            "key field `id` cannot be a #[counter]",
+            "#[counter] field `views` is `u64`",
+            "field `name` is not a #[counter], but `views` is",
+            "cannot be written behind",
+            "counter `a_b` and counter `a__b` both name the variant `AB`",
+        ];
+        assert_eq!(refused.len(), expected.len(), "{refused:#?}");
+        for (message, part) in refused.iter().zip(expected) {
+            assert!(message.contains(part), "{message:?} vs {part:?}");
+        }
+    }
 }

@@ -24,6 +24,8 @@ pub(crate) enum Kind {
     Blob,
     /// A list, set or map.
     Collection,
+    /// A `#[counter]` (an `i64` as CQL `counter`): no `TTL()`, never a key.
+    Counter,
 }
 
 /// A field's column type.

@@ -24,8 +24,9 @@ const MAX_INTERVAL: Duration = Duration::from_secs(5);
 /// that many processes do not probe a recovering server in lockstep.
 const JITTER: f64 = 0.2;
 
-/// The breaker's state, as [`Stats::breaker`](crate::Stats::breaker) reports it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// The breaker's state, as [`Stats::breaker`](crate::Stats::breaker) reports it
+/// (serialized as `"Closed"`, `"Open"` or `"HalfOpen"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub enum BreakerState {
     /// Calls go to the backend.
@@ -60,6 +61,8 @@ pub(crate) struct Breaker {
     interval: AtomicU64,
     /// Whether a probe is out.
     probing: AtomicBool,
+    /// Milliseconds since `clock` when it last opened or closed.
+    changed_at: AtomicU64,
 }
 
 /// Why the breaker refused a call: how long until it probes again.
@@ -126,6 +129,7 @@ impl Breaker {
             open_until: AtomicU64::new(0),
             interval: AtomicU64::new(millis(FIRST_INTERVAL)),
             probing: AtomicBool::new(false),
+            changed_at: AtomicU64::new(0),
         }
     }
 
@@ -202,6 +206,7 @@ impl Breaker {
             .is_ok()
         {
             self.epoch.fetch_add(1, Ordering::AcqRel);
+            self.changed_at.store(self.now(), Ordering::Relaxed);
             tracing::warn!(
                 failures,
                 "cachefw: Redis keeps failing; circuit breaker open, calls skip Redis and \
@@ -215,6 +220,7 @@ impl Breaker {
         self.interval
             .store(millis(FIRST_INTERVAL), Ordering::Relaxed);
         if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+            self.changed_at.store(self.now(), Ordering::Relaxed);
             tracing::info!("cachefw: circuit breaker closed: a probe of Redis succeeded");
         }
     }
@@ -226,11 +232,27 @@ impl Breaker {
             .store(self.now() + jittered(interval), Ordering::Release);
     }
 
+    #[cfg(test)]
     pub(crate) fn state(&self) -> BreakerState {
+        self.state_for().0
+    }
+
+    /// The state, and how long it has held: closed since it last closed
+    /// (or was made), open since it opened (failed probes keep it open),
+    /// half open since its interval ended.
+    pub(crate) fn state_for(&self) -> (BreakerState, Duration) {
+        let now = self.now();
+        let since = |at: u64| Duration::from_millis(now.saturating_sub(at));
         match self.open_until.load(Ordering::Acquire) {
-            0 => BreakerState::Closed,
-            until if self.now() < until => BreakerState::Open,
-            _ => BreakerState::HalfOpen,
+            0 => (
+                BreakerState::Closed,
+                since(self.changed_at.load(Ordering::Relaxed)),
+            ),
+            until if now < until => (
+                BreakerState::Open,
+                since(self.changed_at.load(Ordering::Relaxed)),
+            ),
+            until => (BreakerState::HalfOpen, since(until)),
         }
     }
 }

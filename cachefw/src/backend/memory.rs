@@ -352,10 +352,21 @@ impl MemoryBackend {
         if ttl_ms != 0
             && current == Some(version)
             && holds
-            && let (Some(entry), Some(record_bytes)) = (entry, &record_bytes)
+            && let (Some(entry), Some(_)) = (entry, &record_bytes)
         {
-            self.set(&at.entry, entry, life(ttl_ms));
-            self.set(&at.record, record_bytes.clone(), life(record_ttl_ms));
+            // Fresh for its TTL in its own metadata too; the record's
+            // digest follows the rewritten bytes.
+            let mut bytes = entry.to_vec();
+            let at_expiry = crate::codec::EXPIRES_AT..crate::codec::EXPIRES_AT + 8;
+            if let Some(expiry) = bytes.get_mut(at_expiry) {
+                expiry.copy_from_slice(&super::redis::expires_at(ttl_ms));
+            }
+            self.set(
+                &at.record,
+                record(version, Some(&bytes)),
+                life(record_ttl_ms),
+            );
+            self.set(&at.entry, Bytes::from(bytes), life(ttl_ms));
             return 1;
         }
         self.delete(&at.entry);

@@ -198,6 +198,24 @@ impl Backend {
         }
     }
 
+    /// One real round trip to every server, whatever the breakers say: the
+    /// slowest. Memory has none to make.
+    pub(crate) async fn ping(&self) -> Result<Duration, Error> {
+        match self {
+            Self::Redis(b) => b.ping_now().await,
+            Self::Memory(_) => Ok(Duration::ZERO),
+        }
+    }
+
+    /// [`breaker`](Self::breaker), and how long it has held that state
+    /// (memory: closed since the process started using it, reported as 0).
+    pub(crate) fn breaker_for(&self) -> (BreakerState, Duration) {
+        match self {
+            Self::Redis(b) => b.breaker_for(),
+            Self::Memory(_) => (BreakerState::Closed, Duration::ZERO),
+        }
+    }
+
     /// Removes every entry whose full key starts with `prefix`, taken
     /// literally; how many were removed.
     pub(crate) async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {

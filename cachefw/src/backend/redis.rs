@@ -756,18 +756,27 @@ impl RedisBackend {
 
     /// The breakers' state: the worst node's.
     pub(crate) fn breaker_state(&self) -> BreakerState {
+        self.breaker_for().0
+    }
+
+    /// The breakers' state, the worst node's, and how long it has held
+    /// (among the nodes in that state, the longest).
+    pub(crate) fn breaker_for(&self) -> (BreakerState, Duration) {
+        let rank = |state: BreakerState| match state {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        };
         match &self.target {
-            Target::Single(single) => single.node.breaker.state(),
+            Target::Single(single) => single.node.breaker.state_for(),
             Target::Cluster(cluster) => {
                 let topology = cluster.topology.load();
-                let states = topology.nodes.iter().map(|node| node.breaker.state());
-                states.fold(BreakerState::Closed, |worst, state| match (worst, state) {
-                    (BreakerState::Open, _) | (_, BreakerState::Open) => BreakerState::Open,
-                    (BreakerState::HalfOpen, _) | (_, BreakerState::HalfOpen) => {
-                        BreakerState::HalfOpen
-                    }
-                    _ => BreakerState::Closed,
-                })
+                topology
+                    .nodes
+                    .iter()
+                    .map(|node| node.breaker.state_for())
+                    .max_by_key(|(state, held)| (rank(*state), *held))
+                    .unwrap_or((BreakerState::Closed, Duration::ZERO))
             }
         }
     }
@@ -855,24 +864,28 @@ impl RedisBackend {
                 cluster.refresh_layout();
             }
         }
-        result.map_err(|source| {
-            if source.is_timeout() {
-                Error::Timeout {
-                    op,
-                    key: key.to_owned(),
-                    after: self.timeout,
-                }
-            } else {
-                Error::Redis {
-                    op,
-                    key: key.to_owned(),
-                    source: RedisFailure {
-                        outage: outcome_of(&source) != Outcome::Answered,
-                        error: source,
-                    },
-                }
+        result.map_err(|source| self.error_of(op, key, source))
+    }
+
+    /// Our error for a failed command: a timeout (after ours), or what
+    /// Redis said, marked as an outage when it is one.
+    fn error_of(&self, op: &'static str, key: &str, source: RedisError) -> Error {
+        if source.is_timeout() {
+            Error::Timeout {
+                op,
+                key: key.to_owned(),
+                after: self.timeout,
             }
-        })
+        } else {
+            Error::Redis {
+                op,
+                key: key.to_owned(),
+                source: RedisFailure {
+                    outage: outcome_of(&source) != Outcome::Answered,
+                    error: source,
+                },
+            }
+        }
     }
 
     /// A cluster probe's outcome. A node whose probes keep failing may be
@@ -1032,6 +1045,102 @@ impl RedisBackend {
     /// command.
     pub(crate) async fn ping(&self) -> Result<(), Error> {
         self.query("PING", "", &redis::cmd("PING")).await
+    }
+
+    /// One real `PING` of every server (every known primary of a cluster),
+    /// whatever the breakers say, each bounded by the timeout; the slowest
+    /// round trip. The breakers are left as they are: a readiness probe
+    /// must not decide for the calls.
+    pub(crate) async fn ping_now(&self) -> Result<Duration, Error> {
+        let failed = |node: &str, source: RedisError| self.error_of("PING", node, source);
+        match &self.target {
+            Target::Single(single) => {
+                let started = Instant::now();
+                let attempt = async {
+                    let (mut conn, id) = single
+                        .conn
+                        .get(self.timeout, || {
+                            single
+                                .client
+                                .get_multiplexed_async_connection_with_config(&single.config)
+                        })
+                        .await?;
+                    let result = redis::cmd("PING").query_async::<()>(&mut conn).await;
+                    if let Err(error) = &result
+                        && outcome_of(error) != Outcome::Answered
+                    {
+                        single.conn.discard(id);
+                    }
+                    result
+                };
+                tokio::time::timeout(self.timeout, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out()))
+                    .map_err(|source| failed(&single.node.name, source))?;
+                Ok(started.elapsed())
+            }
+            Target::Cluster(cluster) => {
+                let names: Vec<String> = {
+                    let topology = cluster.topology.load();
+                    match topology.known {
+                        true => topology
+                            .nodes
+                            .iter()
+                            .map(|node| node.name.clone())
+                            .collect(),
+                        false => Vec::new(),
+                    }
+                };
+                let conn = tokio::time::timeout(self.timeout, cluster.connection(self.timeout))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out()))
+                    .map_err(|source| failed("cluster", source))?;
+                let ping_one = |routing: RoutingInfo, name: String| {
+                    let mut conn = (*conn).clone();
+                    async move {
+                        let started = Instant::now();
+                        let ping = redis::cmd("PING");
+                        let result =
+                            tokio::time::timeout(self.timeout, conn.route_command(ping, routing))
+                                .await
+                                .unwrap_or_else(|_| Err(timed_out()));
+                        result
+                            .map(|_| started.elapsed())
+                            .map_err(|source| failed(&name, source))
+                    }
+                };
+                let pings: Vec<_> = if names.is_empty() {
+                    vec![ping_one(
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                        "cluster".to_owned(),
+                    )]
+                } else {
+                    names
+                        .into_iter()
+                        .map(|name| {
+                            let (host, port) = name
+                                .rsplit_once(':')
+                                .and_then(|(host, port)| {
+                                    Some((host.to_owned(), port.parse().ok()?))
+                                })
+                                .unwrap_or_default();
+                            ping_one(
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                    host,
+                                    port,
+                                }),
+                                name,
+                            )
+                        })
+                        .collect()
+                };
+                let mut slowest = Duration::ZERO;
+                for result in futures_util::future::join_all(pings).await {
+                    slowest = slowest.max(result?);
+                }
+                Ok(slowest)
+            }
+        }
     }
 
     /// The value at `key`; [`Error::ValueTooLarge`] for a value larger than
@@ -1385,7 +1494,9 @@ impl RedisBackend {
         call.key(&at.record)
             .arg(version)
             .arg(ttl_ms)
-            .arg(record_ttl_ms);
+            .arg(record_ttl_ms)
+            .arg(&expires_at(ttl_ms)[..])
+            .arg(crate::codec::EXPIRES_AT);
         self.invoke("SETTLE", &at.entry, &call).await
     }
 
@@ -1400,6 +1511,12 @@ impl RedisBackend {
             self.invoke("PEEK", &at.entry, &call).await?;
         Ok((entry.map(Bytes::from), version.parse().ok()))
     }
+}
+
+/// The header bytes of an expiry `ttl_ms` from now (the writer's clock, as
+/// every entry's).
+pub(crate) fn expires_at(ttl_ms: u64) -> [u8; 8] {
+    crate::clock::now_ms().saturating_add(ttl_ms).to_be_bytes()
 }
 
 /// A `SCAN MATCH` pattern for every key starting with `prefix`, taken

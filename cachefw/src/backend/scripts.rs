@@ -158,7 +158,10 @@ return 1
     )
 }
 
-/// `ARGV`: version, entry ttl ms (`0`: drop the entry), record ttl ms.
+/// `ARGV`: version, entry ttl ms (`0`: drop the entry), record ttl ms, the
+/// entry's new expiry (8 bytes, big-endian ms) and where it goes in the
+/// header: kept entries become fresh for that TTL, in their own metadata
+/// too (the record's digest follows the rewritten bytes).
 /// After the write of that version reached the database: gives its own
 /// entry the TTL (1), or removes whatever else the entry holds (2), since
 /// it is older than the database now; a newer version is left alone (0).
@@ -168,8 +171,9 @@ pub(crate) fn settle() -> String {
 local version, digest = record()
 if version ~= '' and newer(version, ARGV[1]) then return 0 end
 if ARGV[2] ~= '0' and version == ARGV[1] and holds(digest) then
+  redis.call('SETRANGE', KEYS[1], tonumber(ARGV[5]), ARGV[4])
+  put(KEYS[2], version .. ' ' .. redis.sha1hex(redis.call('GET', KEYS[1])), ARGV[3])
   expire(KEYS[1], ARGV[2])
-  expire(KEYS[2], ARGV[3])
   return 1
 end
 redis.call('DEL', KEYS[1])

@@ -12,13 +12,13 @@
 //!   start a new epoch, which voids every entry at once (and moka drops
 //!   them too).
 //! - **Reads racing invalidations.** A read takes a [`Ticket`] (the state
-//!   and its key's stripe counter) before it asks Redis. The reply is
-//!   stored, *then* the ticket is checked again; if an invalidation of the
-//!   key (or a new epoch) came in between, the stored copy is removed. An
-//!   invalidation bumps the stripe *before* it removes the key, so whichever
-//!   order the two sides interleave in, the copy is gone: either the reader
-//!   sees the bump, or the bump comes after the reader's check and the
-//!   removal after its insert.
+//!   and its key's stripe counter) before it asks Redis, and what it stores
+//!   carries that ticket. A held copy is served only while its stripe's
+//!   counter is still the one in its ticket: an invalidation of any key of
+//!   the stripe bumps the counter, and every copy taken before the bump is
+//!   void from that instant, whether it was stored before the bump, after
+//!   it, or is being stored right now. Removing it from moka afterwards
+//!   only frees the memory (so moka's own orderings decide nothing).
 //! - **Own writes.** A write through this cache invalidates the key before
 //!   it is sent and again once Redis acknowledged it, so a read that got the
 //!   old value while the write was in flight cannot keep it.
@@ -66,6 +66,9 @@ pub(crate) struct Held {
     pub(crate) bytes: Bytes,
     /// The `state` this entry was stored under.
     state: u64,
+    /// Its key's stripe, and that stripe's counter when the read began.
+    stripe: usize,
+    count: u64,
     life: Duration,
     /// The entry decoded, once a reader that can clone its type decoded it
     /// (`Decoded<T>` of that reader's `T`: a reader of another type finds
@@ -208,7 +211,8 @@ impl Near {
             return None;
         }
         let NearEntry(held) = self.entries.get(key)?;
-        (held.state == state).then_some(held)
+        (held.state == state && self.stripes[held.stripe].load(SeqCst) == held.count)
+            .then_some(held)
     }
 
     /// Taken before a read of `key` from Redis; `None` while the tier does
@@ -242,10 +246,14 @@ impl Near {
             NearEntry(Arc::new(Held {
                 bytes: bytes.clone(),
                 state: ticket.state,
+                stripe: ticket.stripe,
+                count: ticket.count,
                 life,
                 decoded: OnceLock::new(),
             })),
         );
+        // Void already if overtaken (`get` would not serve it): this only
+        // frees the memory.
         if self.state.load(SeqCst) != ticket.state
             || self.stripes[ticket.stripe].load(SeqCst) != ticket.count
         {
@@ -259,32 +267,35 @@ impl Near {
         self.entries.invalidate(key);
     }
 
-    /// Starts a new epoch, keeping the up bit as `up`, and empties the tier.
-    fn new_epoch(&self, up: bool) {
-        let _ = self.state.fetch_update(SeqCst, SeqCst, |state| {
+    /// Starts a new epoch whose up bit `up` decides from the current state
+    /// (`None`: leave the state alone), in one step, so that a flush and a
+    /// link going down cannot undo each other; empties the tier if it did.
+    fn new_epoch(&self, up: impl Fn(bool) -> Option<bool>) {
+        let moved = self.state.fetch_update(SeqCst, SeqCst, |state| {
+            let up = up(state & 1 == 1)?;
             Some((((state >> 1) + 1) << 1) | u64::from(up))
         });
-        self.entries.invalidate_all();
+        if moved.is_ok() {
+            self.entries.invalidate_all();
+        }
     }
 
     /// Everything goes (a flush on the server, an eviction by prefix, a
-    /// topology change); the tier keeps serving what is read from now on.
+    /// topology change); the tier keeps serving what is read from now on,
+    /// if it served.
     pub(crate) fn flush(&self) {
-        let up = self.is_up();
-        self.new_epoch(up);
+        self.new_epoch(Some);
     }
 
     /// A tracking link is down: nothing is served or stored until
     /// [`up`](Self::up).
     pub(crate) fn down(&self) {
-        if self.is_up() {
-            self.new_epoch(false);
-        }
+        self.new_epoch(|up| up.then_some(false));
     }
 
     /// Every tracking link is up again: the tier starts empty.
     pub(crate) fn up(&self) {
-        self.new_epoch(true);
+        self.new_epoch(|_| Some(true));
     }
 }
 
@@ -330,6 +341,36 @@ mod tests {
         near.invalidate("k");
         near.offer("k", &fresh(1), ticket, 1);
         assert!(near.get("k").is_none());
+    }
+
+    #[test]
+    fn a_copy_stored_after_its_invalidation_is_never_served() {
+        let near = up();
+        let ticket = near.ticket("k").expect("up");
+        // The invalidation lands between the reply and the insert: the
+        // copy that goes in afterwards must not be served even for the
+        // moment before the reader's own check removes it.
+        near.invalidate("k");
+        near.entries.insert(
+            "k".to_owned(),
+            NearEntry(Arc::new(Held {
+                bytes: fresh(1),
+                state: ticket.state,
+                stripe: ticket.stripe,
+                count: ticket.count,
+                life: DEFAULT_NEAR_TTL,
+                decoded: OnceLock::new(),
+            })),
+        );
+        assert!(near.get("k").is_none());
+    }
+
+    #[test]
+    fn a_flush_racing_a_link_going_down_leaves_it_down() {
+        let near = up();
+        near.down();
+        near.flush();
+        assert!(!near.is_up(), "a flush never brings the tier up");
     }
 
     #[test]

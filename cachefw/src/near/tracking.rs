@@ -18,7 +18,7 @@
 //! probes them, and tells the near tier when it may serve: only while every
 //! link is up, from an empty tier each time they come back. A link that
 //! closes (the library pushes a disconnection), a probe that fails or times
-//! out, a `FLUSHALL`/`FLUSHDB` (a null invalidation), and a change of the
+//! out (or finds the server no longer a primary, or a slot migrating), a `FLUSHALL`/`FLUSHDB` (a null invalidation), and a change of the
 //! cluster's slot layout (a failover, a slot migration) each stop or empty
 //! the tier before it serves again.
 
@@ -38,9 +38,10 @@ use crate::near::Near;
 /// The name of every tracking connection (`CLIENT LIST` shows it).
 pub(crate) const LINK_NAME: &str = "cachefw-near";
 
-/// How often the links are probed (a `PING` each; on a Cluster, the slot
-/// layout too), and how long a probe may take before its link counts as
-/// down.
+/// How often the links are probed (`ROLE` on a single server, which must
+/// still be a primary; `CLUSTER NODES` on each cluster primary, which must
+/// migrate no slot, and the slot layout), and how long a probe may take
+/// before its link counts as down.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 const PROBE_PATIENCE: Duration = Duration::from_secs(1);
 /// Waits between failed attempts to bring the links up: doubling to the
@@ -75,7 +76,6 @@ pub(crate) fn start(near: Arc<Near>, servers: Servers, prefix: String) -> Tracki
         servers,
         prefix,
         generation: Arc::new(AtomicU64::new(0)),
-        broken: Arc::new(Notify::new()),
     };
     Tracking {
         task: tokio::spawn(supervisor.run()),
@@ -89,35 +89,72 @@ struct Supervisor {
     /// Links of older generations are gone: their disconnections are
     /// ignored.
     generation: Arc<AtomicU64>,
-    /// Woken by a link's disconnection.
-    broken: Arc<Notify>,
 }
 
-/// One server's link, and the slot layout it was made for.
+/// Takes the tier down when the supervisor stops for any reason (its cache
+/// dropped, its runtime shut down, a panic): with nobody listening for
+/// invalidations, nothing may be served.
+struct DownOnDrop(Arc<Near>);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        self.0.down();
+    }
+}
+
+/// One server's link.
 struct Link {
     conn: MultiplexedConnection,
 }
 
+/// The links of one generation, the slot layout they were made for (on a
+/// cluster), and what wakes the watch when one of them closes.
+struct Links {
+    links: Vec<Link>,
+    layout: Option<Vec<(usize, usize, String)>>,
+    broken: Arc<Notify>,
+}
+
+/// How often a failure to bring the links up is logged at `warn`.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
 impl Supervisor {
     async fn run(self) {
+        let _down = DownOnDrop(Arc::clone(&self.near));
         let mut retry = FIRST_RETRY;
+        let mut warned: Option<tokio::time::Instant> = None;
         loop {
             let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-            match tokio::time::timeout(PROBE_PATIENCE * 4, self.connect(generation)).await {
-                Ok(Ok((links, layout))) => {
+            let budget = PROBE_PATIENCE * 4 + Duration::from_millis(100) * self.servers.len();
+            match tokio::time::timeout(budget, self.connect(generation)).await {
+                Ok(Ok(links)) => {
                     // Every link tracks now: writes from here on reach us.
                     // The tier starts empty, so nothing written while we
                     // were not listening can be served.
                     self.near.up();
                     retry = FIRST_RETRY;
-                    self.watch(&links, layout.as_deref()).await;
+                    warned = None;
+                    self.watch(&links).await;
                     self.near.down();
                 }
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "near cache: invalidation links not up");
+                failed => {
                     self.near.down();
+                    let error = match failed {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => format!("not up within {budget:?}"),
+                    };
+                    // A setting that cannot work (an ACL without `CLIENT`,
+                    // a renamed command) keeps the tier down for good:
+                    // say so where operators look, now and then.
+                    if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        warned = Some(tokio::time::Instant::now());
+                        tracing::warn!(
+                            %error,
+                            "cachefw: the near tier's invalidation links are not up; it serves \
+                             nothing until they are (reads go to Redis)"
+                        );
+                    }
                 }
-                Err(_) => self.near.down(),
             }
             tokio::time::sleep(retry).await;
             retry = (retry * 2).min(MAX_RETRY);
@@ -125,33 +162,57 @@ impl Supervisor {
     }
 
     /// Links to every server (every primary of a cluster, as its layout
-    /// says now), tracking; and that layout.
-    async fn connect(
-        &self,
-        generation: u64,
-    ) -> Result<(Vec<Link>, Option<Vec<(usize, usize, String)>>), redis::RedisError> {
+    /// says now, made together), tracking; refused while a slot is being
+    /// migrated, or when the layout changed while the links were made.
+    async fn connect(&self, generation: u64) -> Result<Links, redis::RedisError> {
+        let broken = Arc::new(Notify::new());
         match &self.servers {
-            Servers::Single(info) => Ok((
-                vec![self.link(ConnectionInfo::clone(info), generation).await?],
-                None,
-            )),
+            Servers::Single(info) => {
+                let link = self
+                    .link(ConnectionInfo::clone(info), generation, &broken)
+                    .await?;
+                probe_single(&link).await?;
+                Ok(Links {
+                    links: vec![link],
+                    layout: None,
+                    broken,
+                })
+            }
             Servers::Cluster(seeds) => {
                 let layout = layout_from_seeds(seeds).await?;
-                let seed = &seeds[0];
+                let seed = seeds.first().ok_or_else(unreadable_layout)?;
                 let mut primaries: Vec<&str> =
                     layout.iter().map(|(_, _, node)| node.as_str()).collect();
                 primaries.sort_unstable();
                 primaries.dedup();
-                let mut links = Vec::with_capacity(primaries.len());
-                for node in primaries {
-                    links.push(self.link(at(seed, node)?, generation).await?);
+                let made = primaries
+                    .into_iter()
+                    .map(|node| async { self.link(at(seed, node)?, generation, &broken).await });
+                let links = futures_util::future::try_join_all(made).await?;
+                // Read again now that every link tracks: a layout that moved
+                // while they were made could hide a primary we lack.
+                let first = links.first().ok_or_else(unreadable_layout)?;
+                if read_layout(first).await?.as_deref() != Some(layout.as_slice()) {
+                    return Err(layout_moved());
                 }
-                Ok((links, Some(layout)))
+                for link in &links {
+                    probe_cluster_node(link).await?;
+                }
+                Ok(Links {
+                    links,
+                    layout: Some(layout),
+                    broken,
+                })
             }
         }
     }
 
-    async fn link(&self, info: ConnectionInfo, generation: u64) -> Result<Link, redis::RedisError> {
+    async fn link(
+        &self,
+        info: ConnectionInfo,
+        generation: u64,
+        broken: &Arc<Notify>,
+    ) -> Result<Link, redis::RedisError> {
         let settings = info
             .redis_settings()
             .clone()
@@ -159,7 +220,7 @@ impl Supervisor {
         let client = Client::open(info.set_redis_settings(settings))?;
         let near = Arc::clone(&self.near);
         let current = Arc::clone(&self.generation);
-        let broken = Arc::clone(&self.broken);
+        let broken = Arc::clone(broken);
         // Runs on the connection's own task as each push arrives: the key
         // leaves the tier before the next reply on this link is read.
         let on_push = move |push: PushInfo| {
@@ -196,43 +257,104 @@ impl Supervisor {
         Ok(Link { conn })
     }
 
-    /// Probes the links until one fails, closes, or the cluster's layout
-    /// changes.
-    async fn watch(&self, links: &[Link], layout: Option<&[(usize, usize, String)]>) {
+    /// Probes the links until one fails, closes, stops being a primary, a
+    /// slot starts migrating, or the cluster's layout changes.
+    async fn watch(&self, links: &Links) {
         loop {
             tokio::select! {
-                () = self.broken.notified() => return,
+                () = links.broken.notified() => return,
                 () = tokio::time::sleep(PROBE_EVERY) => {}
             }
             if !self.near.is_up() {
                 return;
             }
-            for link in links {
-                let mut conn = link.conn.clone();
-                let ping = redis::cmd("PING");
-                let ping = ping.exec_async(&mut conn);
-                if !matches!(tokio::time::timeout(PROBE_PATIENCE, ping).await, Ok(Ok(()))) {
-                    return;
+            let probes = links.links.iter().map(|link| async move {
+                match &links.layout {
+                    None => probe_single(link).await,
+                    Some(_) => probe_cluster_node(link).await,
                 }
+            });
+            let probed =
+                tokio::time::timeout(PROBE_PATIENCE, futures_util::future::try_join_all(probes))
+                    .await;
+            if !matches!(probed, Ok(Ok(_))) {
+                return;
             }
-            if let (Some(layout), Some(link)) = (layout, links.first()) {
-                let mut conn = link.conn.clone();
-                let mut slots = redis::cmd("CLUSTER");
-                slots.arg("SLOTS");
-                let read = slots.query_async::<Value>(&mut conn);
-                let now = match tokio::time::timeout(PROBE_PATIENCE, read).await {
-                    Ok(Ok(reply)) => crate::backend::redis::parse_slots(reply),
+            if let (Some(layout), Some(link)) = (&links.layout, links.links.first()) {
+                match read_layout(link).await {
+                    Ok(Some(now)) if now == *layout => {}
                     _ => return,
-                };
-                if !now.is_some_and(|mut now| {
-                    now.sort_unstable();
-                    now == layout
-                }) {
-                    return;
                 }
             }
         }
     }
+}
+
+impl Servers {
+    /// How many servers the seeds name (at least one).
+    fn len(&self) -> u32 {
+        match self {
+            Self::Single(_) => 1,
+            Self::Cluster(seeds) => u32::try_from(seeds.len()).unwrap_or(u32::MAX).max(1),
+        }
+    }
+}
+
+/// A single server must still be a primary: after a failover behind one
+/// address (DNS, a proxy), the old node may answer `PING` while the writes
+/// go elsewhere.
+async fn probe_single(link: &Link) -> Result<(), redis::RedisError> {
+    let mut conn = link.conn.clone();
+    let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
+    match role.first() {
+        Some(Value::BulkString(role)) if role.as_slice() == b"master" => Ok(()),
+        Some(Value::SimpleString(role)) if role == "master" => Ok(()),
+        _ => Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "the tracked server is no longer a primary",
+        ))),
+    }
+}
+
+/// A cluster primary answers, and migrates no slot: while one moves
+/// (`MIGRATING`/`IMPORTING`, shown as `[slot->-node]` and `[slot-<-node]`
+/// in `CLUSTER NODES`), its keys are read and written through `ASK` on a
+/// node that may have no link, so the tier stays down until it is done.
+async fn probe_cluster_node(link: &Link) -> Result<(), redis::RedisError> {
+    let mut conn = link.conn.clone();
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut conn)
+        .await?;
+    if nodes.contains("->-") || nodes.contains("-<-") {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "a slot is migrating",
+        )));
+    }
+    Ok(())
+}
+
+/// The slot layout as one link's server sees it, sorted.
+async fn read_layout(
+    link: &Link,
+) -> Result<Option<Vec<(usize, usize, String)>>, redis::RedisError> {
+    let mut conn = link.conn.clone();
+    let reply: Value = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut conn)
+        .await?;
+    Ok(crate::backend::redis::parse_slots(reply).map(|mut layout| {
+        layout.sort_unstable();
+        layout
+    }))
+}
+
+fn layout_moved() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Client,
+        "the slot layout changed while the links were made",
+    ))
 }
 
 /// An invalidation push: `[keys]`, or `[nil]` when the server flushed.
