@@ -1,8 +1,9 @@
 //! Attribute arguments: `name = value` pairs. One table ([`arguments!`])
-//! lists every argument with the type its value parses into and the macros
-//! that take it; the accepted names, the parse and the fields of [`Args`]
-//! all come from it. Every mistake is reported on its own span, all at once:
-//! an unknown or repeated name, a value of the wrong kind, a malformed TTL.
+//! lists every argument with the type its value parses into, the macros
+//! that take it, and whether `#[cache_config]` may give it as a default;
+//! the accepted names, the parse and the fields of [`Args`] all come from
+//! it. Every mistake is reported on its own span, all at once: an unknown
+//! or repeated name, a value of the wrong kind, a malformed TTL.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::ext::IdentExt as _;
@@ -36,6 +37,47 @@ impl Kind {
             Self::Put => "#[cache_put]",
         }
     }
+
+    /// The attribute an attribute path names, if it names one of ours:
+    /// `cacheable`, `cache_put` or `cache_evict`, alone or as the last
+    /// segment of a path through a module named `cachefw`
+    /// (`cachefw::cache_put`, `my_crate::cachefw::cache_evict`).
+    pub(crate) fn of_path(path: &Path) -> Option<Self> {
+        let mut segments = path.segments.iter().rev();
+        let name = &segments.next()?.ident;
+        let kind = [Self::Cacheable, Self::Put, Self::Evict]
+            .into_iter()
+            .find(|kind| name == kind.name())?;
+        match segments.next() {
+            None if path.leading_colon.is_none() => Some(kind),
+            Some(module) if module.ident == "cachefw" => Some(kind),
+            _ => None,
+        }
+    }
+}
+
+/// Where a list of arguments is written: on a function, or on an `impl`
+/// block as the defaults of its methods (`#[cache_config]`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Site {
+    Fn(Kind),
+    Config,
+}
+
+impl Site {
+    fn attribute(self) -> &'static str {
+        match self {
+            Self::Fn(kind) => kind.attribute(),
+            Self::Config => "#[cache_config]",
+        }
+    }
+
+    fn takes(self, name: Name) -> bool {
+        match self {
+            Self::Fn(kind) => name.taken_by(kind),
+            Self::Config => name.is_default(),
+        }
+    }
 }
 
 /// The keyword of one argument, named as its field: a `syn` custom keyword,
@@ -50,9 +92,10 @@ macro_rules! keyword {
 }
 
 /// Declares the arguments: each row is `Variant field(name): ValueType =>
-/// [the macros that take it];`.
+/// [the macros that take it];`, with `default` after the list when
+/// `#[cache_config]` may give it to the methods of an `impl` block.
 macro_rules! arguments {
-    ($($variant:ident $field:ident($name:tt): $value:ty => [$($kind:ident),+];)+) => {
+    ($($variant:ident $field:ident($name:tt): $value:ty => [$($kind:ident),+] $($default:ident)?;)+) => {
         mod kw {
             $(keyword!($field($name));)+
         }
@@ -75,6 +118,12 @@ macro_rules! arguments {
             fn taken_by(self, kind: Kind) -> bool {
                 match self {
                     $(Self::$variant => matches!(kind, $(Kind::$kind)|+),)+
+                }
+            }
+
+            fn is_default(self) -> bool {
+                match self {
+                    $(Self::$variant => arguments!(@default $($default)?),)+
                 }
             }
 
@@ -105,21 +154,25 @@ macro_rules! arguments {
             }
         }
     };
+    (@default default) => { true };
+    (@default) => { false };
 }
 
-// A new argument is one row here (and its value type, if new).
+// A new argument is one row here (and its value type, if new). A default
+// is one that means the same on every method of an impl: not a key, a
+// condition or a shape, which speak of one function's parameters or return.
 arguments! {
     Key key(key): KeyText => [Cacheable, Put, Evict];
     Prefix prefix(prefix): KeyText => [Evict];
-    Ttl ttl(ttl): Ttl => [Cacheable, Put];
-    Cache cache(cache): Expr => [Cacheable, Put, Evict];
+    Ttl ttl(ttl): Ttl => [Cacheable, Put] default;
+    Cache cache(cache): Expr => [Cacheable, Put, Evict] default;
     CacheNone cache_none(cache_none): Ttl => [Cacheable];
     Condition condition(condition): Expr => [Cacheable, Put, Evict];
     Unless unless(unless): Expr => [Cacheable, Put];
-    Jitter jitter(jitter): Jitter => [Cacheable, Put];
+    Jitter jitter(jitter): Jitter => [Cacheable, Put] default;
     Before before(before): LitBool => [Evict];
     Shape shape(shape): DeclaredShape => [Cacheable, Put, Evict];
-    Crate krate(crate): Path => [Cacheable, Put, Evict];
+    Crate krate(crate): Path => [Cacheable, Put, Evict] default;
     RefreshAhead refresh_ahead(refresh_ahead): RefreshAhead => [Cacheable];
     StaleWhileRevalidate stale_while_revalidate(stale_while_revalidate): Ttl => [Cacheable];
     StaleIfError stale_if_error(stale_if_error): Ttl => [Cacheable];
@@ -375,9 +428,34 @@ impl Args {
         span: Span,
         errors: &mut Errors,
     ) -> Self {
+        let (args, seen) = Self::parse_list(Site::Fn(kind), tokens, errors);
+        args.check_target(kind, &seen, span, errors);
+        args
+    }
+
+    /// Parses the arguments of `#[cache_config]`: defaults only, at least
+    /// one.
+    pub(crate) fn parse_defaults(tokens: TokenStream, errors: &mut Errors) -> Self {
+        let empty = tokens.is_empty();
+        let (args, _) = Self::parse_list(Site::Config, tokens, errors);
+        if empty {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                format!(
+                    "#[cache_config] needs at least one default for the methods of its impl \
+                     block: {}, such as `#[cache_config(cache = self.cache, ttl = \"5m\")]`",
+                    defaults()
+                ),
+            ));
+        }
+        args
+    }
+
+    /// The arguments, and the names given (the first of each).
+    fn parse_list(site: Site, tokens: TokenStream, errors: &mut Errors) -> (Self, Vec<Name>) {
         let valid: Vec<&str> = Name::ALL
             .iter()
-            .filter(|name| name.taken_by(kind))
+            .filter(|name| site.takes(**name))
             .map(|name| name.as_str())
             .collect();
         let valid = valid.join(", ");
@@ -385,14 +463,14 @@ impl Args {
         let mut seen = Vec::new();
         let parser = |input: ParseStream<'_>| {
             while !input.is_empty() {
-                if let Err(error) = args.parse_one(kind, input, &mut seen, &valid) {
+                if let Err(error) = args.parse_one(site, input, &mut seen, &valid) {
                     errors.push(error);
                     skip_argument(input);
                 }
                 if !input.is_empty()
                     && let Err(error) = input.parse::<Token![,]>()
                 {
-                    errors.push(syntax(kind, &error, &valid));
+                    errors.push(syntax(site, &error, &valid));
                     skip_argument(input);
                     let _ = input.parse::<Option<Token![,]>>();
                 }
@@ -400,15 +478,14 @@ impl Args {
             Ok(())
         };
         if let Err(error) = parser.parse2(tokens) {
-            errors.push(syntax(kind, &error, &valid));
+            errors.push(syntax(site, &error, &valid));
         }
-        args.check_target(kind, &seen, span, errors);
-        args
+        (args, seen)
     }
 
     fn parse_one(
         &mut self,
-        kind: Kind,
+        site: Site,
         input: ParseStream<'_>,
         seen: &mut Vec<Name>,
         valid: &str,
@@ -418,18 +495,21 @@ impl Args {
                 span,
                 format!(
                     "unknown argument `{name}` of {}; valid arguments are: {valid}",
-                    kind.attribute()
+                    site.attribute()
                 ),
             )
         };
         let Some((name, span)) = Name::parse(input)? else {
             let ident = input
                 .call(Ident::parse_any)
-                .map_err(|error| syntax(kind, &error, valid))?;
+                .map_err(|error| syntax(site, &error, valid))?;
             return Err(unknown(&ident, ident.span()));
         };
-        if !name.taken_by(kind) {
-            return Err(unknown(&name.as_str(), span));
+        if !site.takes(name) {
+            return Err(match site {
+                Site::Config => not_a_default(name, span),
+                Site::Fn(_) => unknown(&name.as_str(), span),
+            });
         }
         if seen.contains(&name) {
             return Err(syn::Error::new(
@@ -440,7 +520,7 @@ impl Args {
         seen.push(name);
         input
             .parse::<Token![=]>()
-            .map_err(|error| syntax(kind, &error, valid))?;
+            .map_err(|error| syntax(site, &error, valid))?;
         let value: Expr = input.parse()?;
         self.set(name, value)
     }
@@ -473,14 +553,68 @@ impl Args {
 }
 
 /// A malformed argument list, said with what the attribute takes.
-fn syntax(kind: Kind, error: &syn::Error, valid: &str) -> syn::Error {
+fn syntax(site: Site, error: &syn::Error, valid: &str) -> syn::Error {
     syn::Error::new(
         error.span(),
         format!(
             "{error}: {} takes `name = value` arguments: {valid}",
-            kind.attribute()
+            site.attribute()
         ),
     )
+}
+
+/// The names `#[cache_config]` takes, for messages.
+fn defaults() -> String {
+    let names: Vec<&str> = Name::ALL
+        .iter()
+        .filter(|name| name.is_default())
+        .map(|name| name.as_str())
+        .collect();
+    names.join(", ")
+}
+
+/// An argument of the methods' attributes that `#[cache_config]` cannot
+/// give them all.
+fn not_a_default(name: Name, span: Span) -> syn::Error {
+    let why = match name {
+        Name::Key | Name::Prefix => "it names the entries of one method, so write it in that \
+             method's attribute"
+            .to_owned(),
+        Name::Condition | Name::Unless => "it is an expression over one method's parameters \
+             or result, so write it in that method's attribute"
+            .to_owned(),
+        Name::Shape => "it is the return shape of one method, so write it in that method's \
+             attribute"
+            .to_owned(),
+        Name::Before => "it says when one method evicts, so write it in that method's \
+             #[cache_evict]"
+            .to_owned(),
+        Name::CacheNone => "it applies only to methods that return `Option<T>` or \
+             `Result<Option<T>, E>`, so write it in their #[cacheable]"
+            .to_owned(),
+        _ => format!(
+            "it is a freshness option: set it for the whole cache with \
+             `CacheBuilder::{}(..)`, or in one method's #[cacheable]",
+            name.as_str()
+        ),
+    };
+    syn::Error::new(
+        span,
+        format!(
+            "`{}` cannot be a default of #[cache_config]: {why}; #[cache_config] gives its \
+             methods: {}",
+            name.as_str(),
+            defaults(),
+        ),
+    )
+}
+
+/// Whether the attribute `kind` takes the argument `name` (as written in
+/// code): which of `#[cache_config]`'s defaults apply to it.
+pub(crate) fn takes(kind: Kind, name: &str) -> bool {
+    Name::ALL
+        .iter()
+        .any(|known| known.as_str() == name && known.taken_by(kind))
 }
 
 #[cfg(test)]

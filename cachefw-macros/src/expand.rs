@@ -97,7 +97,15 @@ fn ttl_tokens(private: &TokenStream, ttl: Option<&Ttl>) -> TokenStream {
     }
 }
 
-fn cache_tokens(private: &TokenStream, cache: Option<&Expr>) -> TokenStream {
+/// The cache of one attribute: its `cache = …`, or the installed one, which
+/// warns naming `site` (the function, `module_path!()::name`) when there is
+/// none, since then that attribute does nothing.
+fn cache_tokens(
+    private: &TokenStream,
+    cache: Option<&Expr>,
+    kind: Kind,
+    site: &TokenStream,
+) -> TokenStream {
     match cache {
         // Method-call syntax, so that `Arc<Cache>`, `&Cache` and statics
         // that dereference to a `Cache` work as they are.
@@ -106,8 +114,22 @@ fn cache_tokens(private: &TokenStream, cache: Option<&Expr>) -> TokenStream {
             use #private::CacheRef as _;
             (#expr).__cachefw_cache()
         }},
-        None => quote!(#private::installed_or_warn()),
+        None => {
+            let attribute = match kind {
+                Kind::Cacheable => quote!(Cacheable),
+                Kind::Put => quote!(Put),
+                Kind::Evict => quote!(Evict),
+            };
+            quote!(#private::installed_or_warn(#site, #private::Attribute::#attribute))
+        }
     }
+}
+
+/// `module_path!()::name` of the function, as a `&'static str`: the metrics
+/// label and the name in warnings.
+fn site_tokens(private: &TokenStream, name: &Ident) -> TokenStream {
+    let name = name.to_string();
+    quote!(#private::concat!(#private::module_path!(), "::", #name))
 }
 
 /// The `unless` predicate over `result`, a reference to the value about to
@@ -126,7 +148,7 @@ pub(crate) fn unless_tokens(unless: Option<&Expr>) -> TokenStream {
 /// `site` is the function's name: the metrics label the call with
 /// `module_path!()::name`.
 pub(crate) fn options_tokens(private: &TokenStream, args: &Args, site: &Ident) -> TokenStream {
-    let site = site.to_string();
+    let site = site_tokens(private, site);
     let ttl = ttl_tokens(private, args.ttl.as_ref());
     let none_ttl = ttl_tokens(private, args.cache_none.as_ref());
     let jitter = match &args.jitter {
@@ -159,18 +181,25 @@ pub(crate) fn options_tokens(private: &TokenStream, args: &Args, site: &Ident) -
         stale_while_revalidate: #swr,
         stale_if_error: #sie,
         load_timeout: #load_timeout,
-        site: #private::concat!(#private::module_path!(), "::", #site),
+        site: #site,
     })
 }
 
 /// An expression making the `Call` of one attribute before the body runs:
 /// its cache and the key (or prefix) rendered from the parameters, or a
-/// bypass when its `condition` is false.
-pub(crate) fn new_call(private: &TokenStream, args: &Args, template: &Template) -> TokenStream {
+/// bypass when its `condition` is false. `name` is the function's.
+pub(crate) fn new_call(
+    private: &TokenStream,
+    kind: Kind,
+    args: &Args,
+    template: &Template,
+    name: &Ident,
+) -> TokenStream {
     let writer = Ident::new("__cachefw_key", Span::mixed_site());
     let render = template.render(&writer);
     let capacity = template.capacity();
-    let cache = cache_tokens(private, args.cache.as_ref());
+    let site = site_tokens(private, name);
+    let cache = cache_tokens(private, args.cache.as_ref(), kind, &site);
     let constructor = if args.prefix.is_some() {
         quote!(prefix)
     } else {
@@ -250,7 +279,7 @@ fn cacheable_tokens(args: &Args, analysis: &Analysis, errors: &mut Errors) -> Op
     }
     let template = template?;
     let private = private_path(args);
-    let call = new_call(&private, args, &template);
+    let call = new_call(&private, Kind::Cacheable, args, &template, &analysis.name);
     let mut shape = shape_tokens(&private);
     shape.extend(declared_shape_tokens(&private, args));
     if let Some(none) = &args.cache_none {

@@ -1,5 +1,6 @@
 //! Procedural macros of `cachefw`: `#[cacheable]`, `#[cache_evict]` and
-//! `#[cache_put]`, and `#[derive(Entity)]` for `cachefw-cassandra`.
+//! `#[cache_put]`, `#[cache_config]` for the methods of an `impl` block,
+//! and `#[derive(Entity)]` for `cachefw-cassandra`.
 //!
 //! Use them through the `cachefw` crate, which re-exports and documents
 //! them; the generated code names only `::cachefw::__private`.
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod config;
 mod entity;
 mod errors;
 mod expand;
@@ -47,6 +49,13 @@ pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn cache_put(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::Put, args.into(), item.into()).into()
+}
+
+/// Gives the cachefw attributes on an `impl` block's methods a cache and
+/// defaults. Documented on `cachefw::cache_config`.
+#[proc_macro_attribute]
+pub fn cache_config(args: TokenStream, item: TokenStream) -> TokenStream {
+    config::expand(args.into(), item.into()).into()
 }
 
 /// Derives a Cassandra repository entity. Documented on

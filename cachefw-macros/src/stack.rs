@@ -9,10 +9,11 @@
 //! [`EXPANDED`]: the compiler still resolves it (so its import is used, and
 //! a path to it is checked), and it then expands to the function unchanged.
 //!
-//! A sibling is known by its name: `cache_put` or `cache_evict`, alone or as
-//! the last segment of a path through a module named `cachefw`
-//! (`cachefw::cache_put`, `my_crate::cachefw::cache_evict`). One imported
-//! under another name is not taken: it expands on its own, around this one.
+//! A sibling is known by its name ([`Kind::of_path`]): `cache_put` or
+//! `cache_evict`, alone or as the last segment of a path through a module
+//! named `cachefw` (`cachefw::cache_put`, `my_crate::cachefw::cache_evict`).
+//! One imported under another name is not taken: it expands on its own,
+//! around this one.
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -42,16 +43,7 @@ pub(crate) struct Sibling {
 
 /// The kind of write an attribute path names, if it names one.
 fn kind_of(path: &Path) -> Option<Kind> {
-    let mut segments = path.segments.iter().rev();
-    let name = &segments.next()?.ident;
-    let kind = [Kind::Put, Kind::Evict]
-        .into_iter()
-        .find(|kind| name == kind.name())?;
-    match segments.next() {
-        None if path.leading_colon.is_none() => Some(kind),
-        Some(module) if module.ident == "cachefw" => Some(kind),
-        _ => None,
-    }
+    Kind::of_path(path).filter(|kind| *kind != Kind::Cacheable)
 }
 
 /// Reads the sibling writes from `function`'s attributes, in the order they

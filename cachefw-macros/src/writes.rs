@@ -76,7 +76,7 @@ pub(crate) fn tokens(
             None => stack_private.clone(),
         };
         let local = format_ident!("__cachefw_write_{at}");
-        let call = expand::new_call(&private, args, &template);
+        let call = expand::new_call(&private, *kind, args, &template, &analysis.name);
         make.extend(quote!(let #local = #call;));
         shape.extend(expand::declared_shape_tokens(&private, args));
         let writer = Ident::new("__cachefw_key", Span::mixed_site());

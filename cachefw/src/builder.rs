@@ -5,14 +5,18 @@ use std::time::Duration;
 use std::fmt;
 
 use crate::backend::Backend;
+#[cfg(feature = "memory")]
 use crate::backend::memory::MemoryBackend;
+#[cfg(feature = "redis")]
 use crate::backend::redis::{Connect, RedisBackend, install_crypto_provider, mask_password};
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::inner::{Inner, Settings};
 use crate::journal::DEFAULT_JOURNAL_CAPACITY;
+#[cfg(feature = "redis")]
 use crate::key::Keys;
+#[cfg(feature = "redis")]
 use crate::near::{DEFAULT_NEAR_TTL, NearTier};
 use crate::policy::Defaults;
 
@@ -109,11 +113,19 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Memory => f.write_str("Memory"),
+            #[cfg(feature = "redis")]
             Self::Redis(url) => f.debug_tuple("Redis").field(&mask_password(url)).finish(),
+            #[cfg(feature = "redis")]
             Self::Cluster(nodes) => f
                 .debug_tuple("Cluster")
                 .field(&nodes.iter().map(|n| mask_password(n)).collect::<Vec<_>>())
                 .finish(),
+            // Without the feature nothing reads the URLs, and nothing masks
+            // their passwords: they are not shown.
+            #[cfg(not(feature = "redis"))]
+            Self::Redis(_) => f.write_str("Redis(..)"),
+            #[cfg(not(feature = "redis"))]
+            Self::Cluster(_) => f.write_str("Cluster(..)"),
         }
     }
 }
@@ -412,15 +424,29 @@ impl CacheBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidUrl`] for a malformed Redis URL, [`Error::Config`] for
-    /// an empty namespace, a zero timeout, default TTL, lease time, memory
-    /// capacity, value or key limit, a jitter outside `[0, 1)`, a TLS PEM
-    /// that does not parse, a near tier on the in-memory backend or of 0
-    /// bytes, or a `near_ttl` without a near tier. When Redis answers at
-    /// start but cannot be used with these settings: [`Error::Tls`] (a
-    /// certificate that does not verify, a client certificate the server
-    /// wants) or [`Error::Auth`] (`WRONGPASS`, `NOAUTH`, `NOPERM`).
-    /// Never because Redis is unreachable.
+    /// - [`Error::InvalidUrl`]: a Redis URL that does not parse or has no
+    ///   scheme Redis speaks (such as `127.0.0.1:6379` for
+    ///   `redis://127.0.0.1:6379`); the message says what a valid one
+    ///   looks like, with any password masked.
+    /// - [`Error::Config`], naming the setting: an empty namespace; a zero
+    ///   timeout, default TTL, lease time, memory capacity, journal
+    ///   capacity, value or key limit (or a key limit the prefix fills); a
+    ///   jitter outside `[0, 1)`; a refresh beta that is not positive; a
+    ///   zero load timeout; a cluster with no seed node; a TLS PEM that
+    ///   does not parse, a key that does not match its certificate, or
+    ///   certificates with a `redis://` URL; a password both in the URL and
+    ///   in [`credentials`](Self::credentials); a near tier on the
+    ///   in-memory backend or of 0 bytes, or a `near_ttl` without one; a
+    ///   backend whose cargo feature this build left out (`redis` for
+    ///   `.redis(..)`, `.redis_cluster(..)` and `.near_cache(..)`; `memory`
+    ///   for `.in_memory()` and for a builder that names no backend).
+    /// - When Redis answers at start but cannot be used with these
+    ///   settings: [`Error::Tls`] (a certificate that does not verify, a
+    ///   client certificate the server wants) or [`Error::Auth`]
+    ///   (`WRONGPASS`, `NOAUTH`, `NOPERM`).
+    ///
+    /// Never because Redis is unreachable: the cache then starts degraded
+    /// (calls go to the loaders) and caches once Redis answers.
     pub async fn build(self) -> Result<Cache, Error> {
         if self.namespace.is_empty() {
             return Err(config("namespace", "must not be empty"));
@@ -471,17 +497,32 @@ impl CacheBuilder {
                 ),
             ));
         }
+        #[cfg(not(feature = "redis"))]
+        if self.near_capacity.is_some() {
+            return Err(missing_feature("near_cache", "redis", "the near tier"));
+        }
         let backend = match &self.store {
+            #[cfg(feature = "memory")]
             Store::Memory => {
                 if self.memory_capacity == 0 {
                     return Err(config("memory_capacity", "must be greater than zero"));
                 }
                 Backend::Memory(MemoryBackend::new(self.memory_capacity))
             }
+            #[cfg(not(feature = "memory"))]
+            Store::Memory => {
+                return Err(missing_feature(
+                    "in_memory",
+                    "memory",
+                    "the in-memory backend (what a builder that names no backend builds)",
+                ));
+            }
+            #[cfg(feature = "redis")]
             Store::Redis(url) => {
                 let connect = self.connect()?;
                 Self::started(RedisBackend::new(url, &connect)?, url).await?
             }
+            #[cfg(feature = "redis")]
             Store::Cluster(nodes) => {
                 if nodes.is_empty() {
                     return Err(config("redis_cluster", "needs at least one seed node URL"));
@@ -490,6 +531,18 @@ impl CacheBuilder {
                 let backend = RedisBackend::cluster(nodes, &connect)?;
                 let masked: Vec<_> = nodes.iter().map(|node| mask_password(node)).collect();
                 Self::started(backend, &masked.join(", ")).await?
+            }
+            #[cfg(not(feature = "redis"))]
+            Store::Redis(_) => {
+                return Err(missing_feature("redis", "redis", "the Redis backend"));
+            }
+            #[cfg(not(feature = "redis"))]
+            Store::Cluster(_) => {
+                return Err(missing_feature(
+                    "redis_cluster",
+                    "redis",
+                    "the Redis backend",
+                ));
             }
         };
         if self.journal_capacity == 0 {
@@ -519,6 +572,7 @@ impl CacheBuilder {
                 }
                 None
             }
+            #[cfg(feature = "memory")]
             (Some(_), Backend::Memory(_)) => {
                 return Err(config(
                     "near_cache",
@@ -526,7 +580,9 @@ impl CacheBuilder {
                      already (use .redis(url) or .redis_cluster(nodes), or drop .near_cache)",
                 ));
             }
+            #[cfg(feature = "redis")]
             (Some(0), _) => return Err(config("near_cache", "must be greater than zero bytes")),
+            #[cfg(feature = "redis")]
             (Some(bytes), Backend::Redis(redis)) => {
                 let cap = self.near_ttl.unwrap_or(DEFAULT_NEAR_TTL);
                 if cap.is_zero() {
@@ -564,6 +620,7 @@ impl CacheBuilder {
     }
 }
 
+#[cfg(feature = "redis")]
 impl CacheBuilder {
     /// Opens the connection now, so the first call does not wait for it; a
     /// Redis that does not answer is logged, not an error. One that answers
@@ -647,6 +704,7 @@ impl CacheBuilder {
 }
 
 /// The certificates of a PEM given to `setting`: at least one, all parsed.
+#[cfg(feature = "redis")]
 fn certificates(
     setting: &'static str,
     pem: &[u8],
@@ -671,4 +729,17 @@ fn config(setting: &'static str, reason: impl Into<String>) -> Error {
         setting,
         reason: reason.into(),
     }
+}
+
+/// `setting` needs `what`, which the cargo feature `feature` of cachefw
+/// compiles in, and this build left out.
+#[cfg(not(all(feature = "redis", feature = "memory")))]
+fn missing_feature(setting: &'static str, feature: &str, what: &str) -> Error {
+    config(
+        setting,
+        format!(
+            "{what} is not compiled in: enable the `{feature}` feature of cachefw \
+             (`cachefw = {{ version = \"…\", features = [\"{feature}\"] }}`; it is on by default)"
+        ),
+    )
 }

@@ -171,10 +171,17 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
-    /// Redis fails; [`Error::KeyTooLong`] for a key longer than
-    /// [`max_key_len`](crate::CacheBuilder::max_key_len) (as for every
-    /// operation on a key).
+    /// - [`Error::KeyTooLong`]: the full key is longer than
+    ///   [`max_key_len`](crate::CacheBuilder::max_key_len) (as for every
+    ///   operation on a key); nothing was read.
+    /// - Over Redis only: [`Error::Unavailable`] while the circuit breaker
+    ///   is open after repeated failures (Redis is not asked),
+    ///   [`Error::Timeout`] when Redis did not answer within the
+    ///   [`timeout`](crate::CacheBuilder::timeout), [`Error::Redis`] when
+    ///   the connection failed or Redis answered with an error.
+    ///
+    /// Never for an entry that does not decode or is too large: that is
+    /// `None`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         match self.inner().read(&self.inner().keys().full(key)).await {
             Ok(Some((
@@ -208,13 +215,17 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidTtl`] for a TTL under a millisecond, [`Error::Encode`]
-    /// when `value` does not serialize, [`Error::ValueTooLarge`] when its
-    /// encoding is larger than
-    /// [`max_value_size`](crate::CacheBuilder::max_value_size) (counted in
-    /// [`Stats::errors`]; the old entry is evicted), [`Error::Redis`],
-    /// [`Error::Timeout`] or [`Error::Unavailable`] (the breaker is open)
-    /// when Redis fails.
+    /// - [`Error::KeyTooLong`], as for [`get`](Self::get).
+    /// - [`Error::InvalidTtl`]: a TTL under a millisecond or beyond what
+    ///   Redis stores.
+    /// - [`Error::Encode`]: `value` does not serialize with the codec.
+    /// - [`Error::ValueTooLarge`]: its encoding is larger than
+    ///   [`max_value_size`](crate::CacheBuilder::max_value_size) (counted in
+    ///   [`Stats::errors`]; the old entry is evicted).
+    /// - Over Redis only: [`Error::Unavailable`] while the breaker is open,
+    ///   [`Error::Timeout`], [`Error::Redis`], as for [`get`](Self::get);
+    ///   the old entry is then evicted as a failed
+    ///   [`delete`](Self::delete) is.
     pub async fn set<T: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -238,8 +249,11 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
-    /// Redis fails (the eviction is then pending, as above).
+    /// - [`Error::KeyTooLong`], as for [`get`](Self::get).
+    /// - Over Redis only: [`Error::Unavailable`] while the breaker is open,
+    ///   [`Error::Timeout`], [`Error::Redis`], as for [`get`](Self::get).
+    ///   The eviction is then pending, as above: the error says that Redis
+    ///   has not confirmed it yet, not that it is lost.
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         self.inner()
             .delete_full(&self.inner().keys().full(key))
@@ -251,8 +265,8 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// As [`delete`](Self::delete); every key whose eviction failed is
-    /// pending.
+    /// As [`delete`](Self::delete), for any of the keys; every key whose
+    /// eviction failed is pending.
     pub async fn delete_many(&self, keys: &[&str]) -> Result<u64, Error> {
         let fulls: Vec<String> = keys
             .iter()
@@ -267,8 +281,9 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
-    /// Redis fails.
+    /// [`Error::KeyTooLong`]; over Redis, [`Error::Unavailable`] while the
+    /// breaker is open, [`Error::Timeout`] or [`Error::Redis`]: as for
+    /// [`get`](Self::get).
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         let inner = self.inner();
         let full = inner.keys().full(key);
@@ -287,7 +302,11 @@ impl Cache {
 
     /// Removes every entry whose key starts with `prefix`, taken literally
     /// (`*`, `?`, `[` and `\` match only themselves), and returns how many
-    /// were removed. Over Redis this is `SCAN` + `UNLINK` in batches, never
+    /// were removed. The empty prefix removes every entry of this namespace
+    /// and version, as [`clear`](Self::clear) does (and nothing of other
+    /// namespaces or versions, nor the write-behind streams of
+    /// `cachefw-cassandra`, which live outside the version); `clear` also
+    /// settles the evictions waiting for Redis, so prefer it. Over Redis this is `SCAN` + `UNLINK` in batches, never
     /// `KEYS`: it walks the whole keyspace of the server (every primary of
     /// a cluster), on the caller's time, so keep it off hot request paths.
     /// Entries written while it runs may survive it. In memory it runs on
@@ -310,10 +329,14 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
-    /// Redis fails part-way (entries removed before the failure stay
-    /// removed); [`Error::PartialEviction`] when a cluster primary could not
-    /// be reached.
+    /// - [`Error::KeyTooLong`]: the full prefix is longer than
+    ///   [`max_key_len`](crate::CacheBuilder::max_key_len).
+    /// - Over Redis only: [`Error::Unavailable`] while the breaker is open,
+    ///   [`Error::Timeout`] or [`Error::Redis`] when Redis fails part-way
+    ///   (entries removed before the failure stay removed);
+    ///   [`Error::PartialEviction`] when a cluster primary could not be
+    ///   reached. The eviction is then pending, as for
+    ///   [`delete`](Self::delete).
     pub async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
         let inner = self.inner();
         inner.evict_prefix_full(&inner.keys().full(prefix)).await
@@ -324,9 +347,23 @@ impl Cache {
     /// that was waiting for Redis, and lets reads use Redis again after the
     /// pending evictions overflowed their bound.
     ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().namespace("shop").build().await?;
+    /// cache.set("user:1", &1, Duration::from_secs(60)).await?;
+    /// cache.set("order:1", &2, Duration::from_secs(60)).await?;
+    /// assert_eq!(cache.clear().await?, 2);
+    /// assert_eq!(cache.get::<i32>("user:1").await?, None);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
-    /// As [`evict_prefix`](Self::evict_prefix).
+    /// Over Redis only: [`Error::Unavailable`] while the breaker is open,
+    /// [`Error::Timeout`], [`Error::Redis`] or [`Error::PartialEviction`],
+    /// as for [`evict_prefix`](Self::evict_prefix).
     pub async fn clear(&self) -> Result<u64, Error> {
         self.inner().clear().await
     }
@@ -351,7 +388,11 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// Only the loader's own error.
+    /// Only the loader's own error. A cache failure (any error
+    /// [`get`](Self::get) or [`set`](Self::set) would return, such as
+    /// [`Error::Unavailable`] while the breaker is open, or
+    /// [`Error::KeyTooLong`]) is counted in [`Stats::errors`] and logged,
+    /// and the loader's value is returned.
     pub async fn get_or_load<T, E, F, Fut>(
         &self,
         key: &str,
@@ -488,8 +529,9 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`], [`Error::Timeout`] or [`Error::Unavailable`] when
-    /// Redis fails for any of the keys.
+    /// Over Redis only: [`Error::Unavailable`] while the breaker is open,
+    /// [`Error::Timeout`] or [`Error::Redis`] when Redis fails for any of
+    /// the keys, as for [`get`](Self::get).
     pub async fn get_many<T: DeserializeOwned>(
         &self,
         keys: &[&str],

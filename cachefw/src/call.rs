@@ -7,25 +7,61 @@ mod writes;
 
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::aside::{Borrowed, Owned};
 use crate::cache::Cache;
 use crate::policy::{Options, Policy};
+use crate::report;
 use crate::shape::Shape;
 
 pub use self::writes::Writes;
 
-/// The cache installed with [`crate::install`]; warns once per process when
-/// there is none, since every annotated call then runs uncached.
-pub fn installed_or_warn() -> Option<Cache> {
-    static WARNED: AtomicBool = AtomicBool::new(false);
+/// The attribute a [`Call`] comes from, for the warning of
+/// [`installed_or_warn`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Attribute {
+    /// `#[cacheable]`: a read.
+    Cacheable,
+    /// `#[cache_put]`: a write.
+    Put,
+    /// `#[cache_evict]`: an eviction.
+    Evict,
+}
+
+impl Attribute {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Cacheable => "#[cacheable]",
+            Self::Put => "#[cache_put]",
+            Self::Evict => "#[cache_evict]",
+        }
+    }
+
+    /// What a call of the attribute did not do without a cache.
+    fn missed(self) -> &'static str {
+        match self {
+            Self::Cacheable => {
+                "read nothing from a cache and stored nothing: the body ran uncached"
+            }
+            Self::Put => "stored nothing: wherever its key is cached, the old value stays",
+            Self::Evict => {
+                "evicted nothing: wherever its key is cached (such as in the `cache = …` of \
+                 the reads beside it), the old value keeps being served"
+            }
+        }
+    }
+}
+
+/// The cache installed with [`crate::install`], for an attribute that names
+/// no `cache = …`. When there is none, that attribute does nothing, which is
+/// most harmful for an eviction beside reads that name their cache (they
+/// keep serving what it was meant to remove): the first such call of each
+/// attribute of each function logs a warning naming the function (`site`,
+/// `module_path!()::name`) and what did not happen.
+pub fn installed_or_warn(site: &'static str, attribute: Attribute) -> Option<Cache> {
     let cache = crate::install::installed();
-    if cache.is_none() && !WARNED.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            "cachefw: no cache installed and no `cache = …` given: annotated functions run \
-             uncached; call cachefw::install(cache) at start-up"
-        );
+    if cache.is_none() {
+        report::uninstalled(site, attribute.name(), attribute.missed());
     }
     cache
 }

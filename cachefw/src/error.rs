@@ -194,17 +194,28 @@ pub enum Error {
 /// changing this crate's API.
 #[derive(Debug)]
 pub struct RedisFailure {
-    pub(crate) error: redis::RedisError,
+    pub(crate) error: RedisError,
     /// Whether it means the server is unreachable or unwell (as opposed to
     /// an answer about the command, such as `WRONGTYPE`).
     pub(crate) outage: bool,
 }
 
+#[cfg(feature = "redis")]
+type RedisError = redis::RedisError;
+
+/// Without the `redis` feature no Redis failure can be made; the type stays,
+/// so that code matching on [`Error`] compiles with every set of features.
+#[cfg(not(feature = "redis"))]
+type RedisError = std::convert::Infallible;
+
 impl RedisFailure {
     /// The error code Redis answered with, such as `READONLY`, `WRONGTYPE`
     /// or `OOM`; `None` for a failure of the connection.
     pub fn code(&self) -> Option<&str> {
-        self.error.code()
+        #[cfg(feature = "redis")]
+        return self.error.code();
+        #[cfg(not(feature = "redis"))]
+        match self.error {}
     }
 }
 
@@ -301,5 +312,32 @@ fn of_key(key: &str) -> String {
         String::new()
     } else {
         format!(" of {key:?}")
+    }
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use crate::cache::Cache;
+    use crate::error::Error;
+
+    /// A URL without a scheme (the most common slip: `host:port`) is
+    /// refused, and the message says what a valid one looks like.
+    #[tokio::test]
+    async fn a_url_without_a_scheme_keeps_the_hint() {
+        for url in ["127.0.0.1:6379", "localhost:6379", "cache.internal", ""] {
+            let error = Cache::builder().redis(url).build().await.unwrap_err();
+            assert!(matches!(error, Error::InvalidUrl { .. }), "{url}: {error:?}");
+            let message = error.to_string();
+            assert!(
+                message.contains("expected redis://[user:password@]host[:port][/db]"),
+                "{url}: {message}"
+            );
+        }
+        let error = Cache::builder()
+            .redis_cluster(["10.0.0.1:7000"])
+            .build()
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("expected redis://"), "{error}");
     }
 }

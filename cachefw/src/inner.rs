@@ -109,7 +109,9 @@ impl Inner {
         let meters = Meters::new(
             &settings.namespace,
             match backend {
+                #[cfg(feature = "memory")]
                 Backend::Memory(_) => Tier::Memory,
+                #[cfg(feature = "redis")]
                 Backend::Redis(_) => Tier::Redis,
             },
         );

@@ -31,10 +31,11 @@
 //!
 //! The attribute macros [`cacheable`], [`cache_evict`] and [`cache_put`]
 //! declare the same cache-aside on async functions, with keys and TTLs
-//! checked at compile time. Coming from Spring? [`spring`] maps its cache
-//! annotations to them, and says where cachefw differs. Before serving
-//! real traffic, read the [`production`] checklist: timeouts, the breaker,
-//! deploys, metrics and what to alert on.
+//! checked at compile time; [`cache_config`] gives the methods of an
+//! `impl` block one cache and defaults. Coming from Spring? [`spring`] maps
+//! its cache annotations to them, and says where cachefw differs. Before
+//! serving real traffic, read the [`production`] checklist: timeouts, the
+//! breaker, deploys, metrics and what to alert on.
 //!
 //! Keys are laid out as `{namespace}:v{version}:{key}`; bumping the version
 //! makes every old entry unreachable at once. Values carry a small header
@@ -53,6 +54,19 @@
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+// A build with one backend leaves helpers shared with the other unused (the
+// breaker, the claim codec, arms over one variant); the default build, with
+// both, is the one the lints hold to account.
+#![cfg_attr(
+    not(all(feature = "redis", feature = "memory")),
+    allow(dead_code, unused_imports, unused_variables)
+)]
+
+#[cfg(not(any(feature = "redis", feature = "memory")))]
+compile_error!(
+    "cachefw needs a backend: enable its `redis` feature, its `memory` feature, or both (the \
+     default)"
+);
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -65,6 +79,7 @@ mod cache;
 mod call;
 mod clock;
 mod codec;
+#[cfg(feature = "redis")]
 mod command;
 mod error;
 mod flight;
@@ -75,6 +90,8 @@ mod key;
 mod lease;
 mod macros;
 mod meters;
+// Without Redis there is no near tier to start, but `Inner` still holds an
+// (always empty) slot for one.
 mod near;
 mod policy;
 #[doc = include_str!("../docs/production.md")]
@@ -84,6 +101,8 @@ mod shape;
 #[doc = include_str!("../docs/spring.md")]
 pub mod spring {}
 mod stats;
+#[cfg(all(feature = "testing", unix))]
+pub mod testing;
 mod ttl;
 mod versioned;
 
@@ -97,5 +116,5 @@ pub use codec::Codec;
 pub use error::{Error, RedisFailure};
 pub use install::{install, installed};
 pub use journal::DEFAULT_JOURNAL_CAPACITY;
-pub use macros::{cache_evict, cache_put, cacheable};
+pub use macros::{cache_config, cache_evict, cache_put, cacheable};
 pub use stats::Stats;

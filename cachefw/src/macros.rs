@@ -31,7 +31,7 @@
 /// | --- | --- |
 /// | `key = "user:<id>"` | required: literal text with `<param>` or `<param.field.path>` placeholders, each checked against the parameters at compile time and rendered with `Display` (see [Keys](#keys)); `<result>` is an error here, since the key is read before the body runs |
 /// | `ttl = "10m"` | how long a value lives: `"500ms"`, `"45s"`, `"10m"`, `"1h30m"`, `"1d"`; default [`Cache::default_ttl`](crate::Cache::default_ttl) |
-/// | `cache = <expr>` | the cache to use, evaluated in the function's scope (`self.cache`, a static, a call): a [`Cache`](crate::Cache), an `Option<Cache>`, or anything that dereferences to one; default: the one given to [`install`](crate::install) |
+/// | `cache = <expr>` | the cache to use, evaluated in the function's scope (`self.cache`, a static, a call): a [`Cache`](crate::Cache), an `Option<Cache>`, or anything that dereferences to one; default: the one given to [`install`](crate::install) (see [Which cache](#which-cache)) |
 /// | `cache_none = "30s"` | for `Option<T>` and `Result<Option<T>, E>` returns: also cache `None` (`Ok(None)`), for this long; a compile error on any other shape |
 /// | `condition = <bool expr>` | over the parameters; when false the call bypasses the cache (no read, no store) |
 /// | `unless = <bool expr>` | over `result: &T`, the value about to be stored; when true it is returned but not stored |
@@ -47,6 +47,54 @@
 /// (`ttl = 10`, `key = user`), a malformed TTL, an unknown or repeated
 /// argument, or a placeholder that names no parameter is an error on that
 /// text, saying what would be valid, and all of them are reported at once.
+///
+/// # Which cache
+///
+/// Each attribute uses its own `cache = …`, or else the cache given to
+/// [`install`](crate::install): attributes do not share a cache because
+/// they sit on one function or one `impl` block. So on methods that keep
+/// their cache in a field, **every** attribute must name it, the evictions
+/// too: a `#[cache_evict]` without `cache = self.cache` beside reads that
+/// have it evicts from the installed cache (or, with none installed, from
+/// nothing), and the reads keep serving the old value. Name the cache once
+/// for a whole `impl` block with [`cache_config`]:
+///
+/// ```
+/// use cachefw::{Cache, cache_config, cache_evict, cacheable};
+/// # #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// # struct User { id: u64, name: String }
+/// # #[derive(Debug)] struct DbError;
+///
+/// struct UserRepo { cache: Cache }
+///
+/// #[cache_config(cache = self.cache, ttl = "5m")]
+/// impl UserRepo {
+///     #[cacheable(key = "user:<id>")]                 // cache = self.cache, ttl = "5m"
+///     async fn get(&self, id: u64) -> Result<User, DbError> {
+///         Ok(User { id, name: "Ada".into() })
+///     }
+///
+///     #[cache_evict(key = "user:<id>")]               // cache = self.cache
+///     async fn rename(&self, id: u64, name: &str) -> Result<(), DbError> {
+///         let _ = (id, name);                          // write to the source here
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachefw::Error> {
+/// let repo = UserRepo { cache: Cache::builder().build().await? };
+/// repo.get(1).await.ok();
+/// assert!(repo.cache.get::<User>("user:1").await?.is_some());
+/// repo.rename(1, "Grace").await.ok();
+/// assert!(repo.cache.get::<User>("user:1").await?.is_none()); // evicted from self.cache
+/// # Ok(()) }
+/// ```
+///
+/// An attribute that names no cache, when none is installed, does nothing:
+/// the first call of each such function logs a warning (through `tracing`)
+/// that names it, `module::function`, and says what did not happen (a
+/// read or store, an eviction).
 ///
 /// # Background options
 ///
@@ -180,8 +228,9 @@
 /// Concurrent misses of one key run the body once, in this process and, through
 /// the key's Redis lease, across processes; a value loaded before an eviction
 /// of its key is not stored. A cache failure (Redis down or slow, a bad entry)
-/// never fails the call: the body runs and its answer is returned. With no cache installed and no `cache = …`, the
-/// function runs uncached and one warning is logged for the process.
+/// never fails the call: the body runs and its answer is returned. With no
+/// cache installed and no `cache = …`, the function runs uncached and one
+/// warning naming it is logged (see [Which cache](#which-cache)).
 ///
 /// It works on free functions and methods (`&self`, `&mut self`), generic
 /// functions, with `impl Trait`, reference and pattern parameters that are
@@ -271,7 +320,7 @@ pub use cachefw_macros::cacheable;
 /// | `prefix = "user:"` | instead of `key`: every entry whose key starts with it, taken literally (may hold placeholders) |
 /// | `before = true` | evict before the body runs, and again after it, whatever it returns (default `false`); its key cannot name `<result>` |
 /// | `condition = <bool expr>` | over the parameters, evaluated before the body; when false this eviction is skipped |
-/// | `cache = <expr>` | the cache to use, as in [`cacheable`] |
+/// | `cache = <expr>` | the cache to use, as in [`cacheable`]: the same one as the reads it invalidates (see [Which cache](cacheable#which-cache)) |
 /// | `shape = "result"` | the return shape, as in [`cacheable`]; never required |
 /// | `crate = my_crate::cachefw` | as in [`cacheable`] |
 ///
@@ -281,7 +330,13 @@ pub use cachefw_macros::cacheable;
 /// value to name (`None`, `Ok(None)`). A failed eviction (Redis down) is
 /// counted and logged, never returned to the caller: it is kept and
 /// replayed once Redis answers, and reads of its key bypass Redis until
-/// then.
+/// then (see [`CacheBuilder::eviction_journal_capacity`](crate::CacheBuilder::eviction_journal_capacity)).
+///
+/// An eviction evicts from its own `cache = …`, or the installed cache:
+/// beside reads that name their cache (`cache = self.cache`), it must name
+/// the same one, or [`cache_config`] must give it to both. Without a cache
+/// it evicts nothing, and its first call logs a warning naming the
+/// function.
 pub use cachefw_macros::cache_evict;
 
 /// Write-through: stores an `async fn`'s result under its key, as its
@@ -417,3 +472,78 @@ pub use cachefw_macros::cache_evict;
 /// kept until Redis confirms it, and those not yet begun are turned into
 /// evictions that run in the background.
 pub use cachefw_macros::cache_put;
+
+/// Gives every `#[cacheable]`, `#[cache_put]` and `#[cache_evict]` on the
+/// methods of an `impl` block a cache and defaults, unless the method's
+/// attribute names its own (Spring's `@CacheConfig`).
+///
+/// Without it, each attribute names its cache itself, and one that forgets
+/// (an eviction beside reads with `cache = self.cache`) silently works on
+/// another cache: see [Which cache](cacheable#which-cache).
+///
+/// ```
+/// use cachefw::{Cache, cache_config, cache_evict, cache_put, cacheable};
+/// # #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// # struct User { id: u64, name: String }
+/// # #[derive(Debug)] struct DbError;
+///
+/// struct UserRepo { cache: Cache }
+///
+/// #[cache_config(cache = self.cache, ttl = "5m")]
+/// impl UserRepo {
+///     #[cacheable(key = "user:<id>")]                  // self.cache, 5 minutes
+///     async fn get(&self, id: u64) -> Result<User, DbError> {
+///         Ok(User { id, name: "Ada".into() })
+///     }
+///
+///     #[cache_put(key = "user:<u.id>", ttl = "1h")]    // self.cache, 1 hour: its own ttl wins
+///     async fn save(&self, u: User) -> Result<User, DbError> {
+///         Ok(u)
+///     }
+///
+///     #[cache_evict(key = "user:<id>")]                // self.cache (an eviction takes no ttl)
+///     async fn remove(&self, id: u64) -> Result<(), DbError> {
+///         let _ = id;
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cachefw::Error> {
+/// let repo = UserRepo { cache: Cache::builder().build().await? };
+/// repo.get(1).await.ok();
+/// assert!(repo.cache.ttl("user:1").await?.is_some_and(|left| left.as_secs() <= 300));
+/// repo.remove(1).await.ok();
+/// assert!(repo.cache.get::<User>("user:1").await?.is_none());
+/// # Ok(()) }
+/// ```
+///
+/// # Arguments
+///
+/// | argument | given to | meaning |
+/// | --- | --- | --- |
+/// | `cache = <expr>` | every attribute | as in [`cacheable`], evaluated in each method (`self.cache` needs a `self`) |
+/// | `ttl = "5m"` | `#[cacheable]`, `#[cache_put]` | as in [`cacheable`] |
+/// | `jitter = "10%"` | `#[cacheable]`, `#[cache_put]` | as in [`cacheable`] |
+/// | `crate = my_crate::cachefw` | every attribute | as in [`cacheable`] |
+///
+/// At least one is required. Arguments that speak of one method (`key`,
+/// `prefix`, `condition`, `unless`, `shape`, `before`, `cache_none`) cannot
+/// be defaults, and the freshness options (`refresh_ahead`,
+/// `stale_while_revalidate`, `stale_if_error`, `load_timeout`) are defaults
+/// of the whole cache, on its [`CacheBuilder`](crate::CacheBuilder): naming
+/// one here, an unknown argument, or `#[cache_config]` on anything but an
+/// `impl` block is a compile error on that text.
+///
+/// # How it works
+///
+/// The compiler expands `#[cache_config]` before the attributes of the
+/// methods, so it rewrites them: each attribute gets the defaults it takes
+/// and does not name, written after its own arguments, and then expands as
+/// if they had been written there. An error in a default (a `cache`
+/// expression of the wrong type) is reported on the default. The
+/// attributes are found by name, as [stacked ones](cache_put#stacking)
+/// are: `cacheable`, `cache_put` and `cache_evict`, alone or through a
+/// path ending in `cachefw::`. It works on inherent and trait impls,
+/// `#[async_trait]` ones included.
+pub use cachefw_macros::cache_config;

@@ -7,13 +7,14 @@ pub use std::option::Option;
 pub use std::time::Duration;
 pub use std::{concat, module_path};
 
-pub use crate::call::{CacheRef, Call, KeyWriter, Writes, installed_or_warn};
+pub use crate::call::{Attribute, CacheRef, Call, KeyWriter, Writes, installed_or_warn};
 pub use crate::key::push_part;
 pub use crate::policy::Options;
 pub use crate::shape::{Dispatch, Tag, caching_none, declare, own_receiver};
 
 // For cachefw-cassandra: versioned entries and raw commands, and the
 // Redis client they speak (one version for both crates).
+#[cfg(feature = "redis")]
 pub use redis;
 
 /// Versioned entries: see the module `versioned.rs`.
@@ -24,6 +25,7 @@ pub mod versioned {
 }
 
 /// Raw Redis commands through the cache's connections and breakers.
+#[cfg(feature = "redis")]
 pub mod command {
     pub use crate::command::{invoke, run};
 }

@@ -84,3 +84,37 @@ fn never_prints_the_password_of_redis_url() {
         assert!(!output.contains("s3cret"), "the password leaked:\n{output}");
     }
 }
+
+/// The user-facing test kit against the example: a private Redis from
+/// `cachefw::testing`, and the cache API to see what the run stored.
+#[test]
+fn runs_against_a_redis_of_the_testing_kit() {
+    #[derive(serde::Deserialize)]
+    struct User {
+        name: String,
+    }
+
+    let mut redis = cachefw::testing::RedisServer::start();
+    assert_tells_the_story(&run_quickstart(Some(&redis.url())));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stored = runtime.block_on(async {
+        let cache = cachefw::Cache::builder()
+            .redis(redis.url())
+            .namespace("quickstart")
+            .build()
+            .await
+            .expect("builds");
+        cache.get::<User>("user:7").await.expect("get")
+    });
+    assert_eq!(stored.map(|user| user.name).as_deref(), Some("User 7"));
+
+    // With the server gone, the example still serves every caller.
+    redis.stop();
+    let stdout = run_quickstart(Some(&redis.url()));
+    assert!(stdout.contains("by 1 load(s) of the source"), "{stdout}");
+    redis.restart();
+    assert_tells_the_story(&run_quickstart(Some(&redis.url())));
+}

@@ -84,3 +84,47 @@ async fn redis_eviction_escapes_globs_in_the_namespace() {
     assert_eq!(starred.evict_prefix("").await.expect("evict"), 1);
     assert_eq!(redis.keys(), ["sx:v1:k"]);
 }
+
+/// `evict_prefix("")` is defined as `clear()`: every entry of this
+/// namespace and version, and nothing of another version, another
+/// namespace, or outside the versioned prefix.
+#[tokio::test]
+async fn an_empty_prefix_removes_this_namespace_and_version_as_clear_does() {
+    let redis = RedisServer::start();
+    let build = |version: u32, namespace: &'static str| {
+        Cache::builder()
+            .redis(redis.url())
+            .namespace(namespace)
+            .version(version)
+            .build()
+    };
+    let v1 = build(1, "shop").await.expect("builds");
+    let v2 = build(2, "shop").await.expect("builds");
+    let other = build(1, "shopx").await.expect("builds");
+    let caches = [&v1, &v2, &other];
+    fill(&caches, &redis).await;
+    assert_eq!(v1.evict_prefix("").await.expect("evict"), 3);
+    let left = [
+        "shop:v2:",
+        "shop:v2:a",
+        "shop:v2:b:1",
+        "shop:wb:carts",
+        "shopx:v1:",
+        "shopx:v1:a",
+        "shopx:v1:b:1",
+    ];
+    assert_eq!(redis.keys(), left);
+
+    fill(&caches, &redis).await;
+    assert_eq!(v1.clear().await.expect("clear"), 3);
+    assert_eq!(redis.keys(), left);
+}
+
+async fn fill(caches: &[&Cache], redis: &RedisServer) {
+    for cache in caches {
+        for key in ["a", "b:1", ""] {
+            cache.set(key, &1u8, MINUTE).await.expect("set");
+        }
+    }
+    redis.raw_set("shop:wb:carts", b"not under the version");
+}

@@ -715,7 +715,7 @@ mod framework {
             pub use ::cachefw::__private::*;
 
             /// The framework's cache, where `::cachefw` has none installed.
-            pub fn installed_or_warn() -> Option<::cachefw::Cache> {
+            pub fn installed_or_warn(_: &'static str, _: Attribute) -> Option<::cachefw::Cache> {
                 super::super::CACHE.get().cloned()
             }
         }

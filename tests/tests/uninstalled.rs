@@ -1,7 +1,7 @@
 //! With no cache installed and no `cache = …`, annotated functions run
-//! uncached and one warning is logged for the process; once a cache is
-//! installed they use it. Alone in its test binary: it owns the process-wide
-//! default and the log.
+//! uncached, and the first call of each logs one warning that names it and
+//! says what did not happen; once a cache is installed they use it. Alone
+//! in its test binary: it owns the process-wide default and the log.
 
 mod common;
 
@@ -11,6 +11,7 @@ use cachefw::{Cache, cache_evict, cache_put, cacheable};
 use common::{Log, SourceDown};
 
 static CALLS: AtomicU32 = AtomicU32::new(0);
+static NAMES: AtomicU32 = AtomicU32::new(0);
 
 #[cacheable(key = "answer:<n>", ttl = "1m")]
 async fn answer(n: u32) -> Result<u32, SourceDown> {
@@ -29,6 +30,24 @@ async fn forget(n: u32) {
     let _ = n;
 }
 
+/// The footgun `#[cache_config]` is for: reads that name their cache, and
+/// an eviction beside them that does not.
+struct UserRepo {
+    cache: Cache,
+}
+
+impl UserRepo {
+    #[cacheable(key = "user:<id>", ttl = "1m", cache = self.cache)]
+    async fn name(&self, id: u64) -> String {
+        format!("user {id}, v{}", NAMES.fetch_add(1, Ordering::SeqCst))
+    }
+
+    #[cache_evict(key = "user:<id>")]
+    async fn rename(&self, id: u64) {
+        let _ = id;
+    }
+}
+
 #[test]
 fn runs_uncached_with_one_warning_until_a_cache_is_installed() {
     let (log, _guard) = Log::capture();
@@ -41,9 +60,40 @@ fn runs_uncached_with_one_warning_until_a_cache_is_installed() {
             assert_eq!(answer(21).await, Ok(42));
         }
         assert_eq!(set_answer(21, 1).await, 1);
+        assert_eq!(set_answer(21, 2).await, 2);
+        forget(21).await;
         forget(21).await;
         assert_eq!(CALLS.load(Ordering::SeqCst), 3, "every call ran the body");
-        assert_eq!(log.count("no cache installed"), 1, "{}", log.text());
+        for (attribute, function, missed) in [
+            (
+                "#[cacheable]",
+                "answer",
+                "read nothing from a cache and stored nothing",
+            ),
+            ("#[cache_put]", "set_answer", "stored nothing"),
+            ("#[cache_evict]", "forget", "evicted nothing"),
+        ] {
+            let warning = format!("{attribute} on `uninstalled::{function}` {missed}");
+            assert_eq!(log.count(&warning), 1, "{warning} in {}", log.text());
+        }
+        assert_eq!(log.count("no cache is installed"), 3, "{}", log.text());
+
+        // The eviction names no cache: it evicts nothing, says so, and the
+        // reads keep serving the old value.
+        let repo = UserRepo {
+            cache: Cache::builder().build().await.expect("builds"),
+        };
+        let before = repo.name(1).await;
+        repo.rename(1).await;
+        repo.rename(1).await;
+        assert_eq!(repo.name(1).await, before, "still the old value");
+        assert_eq!(
+            log.count("#[cache_evict] on `uninstalled::rename` evicted nothing"),
+            1,
+            "{}",
+            log.text()
+        );
+        assert_eq!(log.count("no cache is installed"), 4, "{}", log.text());
 
         let cache = Cache::builder().build().await.expect("builds");
         cachefw::install(cache.clone());

@@ -3,11 +3,15 @@
 //! tests run unchanged over both.
 //!
 //! An enum rather than a trait object: the hit path is one direct call with
-//! no boxed future.
+//! no boxed future. Each variant exists with its cargo feature (`redis`,
+//! `memory`); every arm over it carries the same `cfg`.
 
 pub(crate) mod breaker;
+#[cfg(feature = "memory")]
 pub(crate) mod memory;
+#[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "redis")]
 pub(crate) mod scripts;
 pub(crate) mod versioned_key;
 
@@ -23,21 +27,27 @@ use crate::error::Error;
 // nothing, and boxing it would add a pointer chase to every hit.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
+    #[cfg(feature = "redis")]
     Redis(redis::RedisBackend),
+    #[cfg(feature = "memory")]
     Memory(memory::MemoryBackend),
 }
 
 impl Backend {
     pub(crate) fn name(&self) -> &'static str {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(_) => "redis",
+            #[cfg(feature = "memory")]
             Self::Memory(_) => "memory",
         }
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.get(key).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(b.get(key)),
         }
     }
@@ -45,7 +55,9 @@ impl Backend {
     /// The bytes at each key, in order; a failure per key.
     pub(crate) async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Bytes>, Error>> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.get_many(keys).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => keys.iter().map(|key| Ok(b.get(key))).collect(),
         }
     }
@@ -53,7 +65,9 @@ impl Backend {
     /// `ttl_ms` is already checked by [`crate::ttl::millis`].
     pub(crate) async fn set(&self, key: &str, value: Bytes, ttl_ms: u64) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.set(key, &value, ttl_ms).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => {
                 b.set(key, value, Duration::from_millis(ttl_ms));
                 Ok(())
@@ -63,7 +77,9 @@ impl Backend {
 
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.delete(key).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(b.delete(key)),
         }
     }
@@ -71,7 +87,9 @@ impl Backend {
     /// Removes every key given; how many existed.
     pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.delete_many(keys).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(keys.iter().filter(|key| b.delete(key)).count() as u64),
         }
     }
@@ -86,7 +104,9 @@ impl Backend {
         over: Option<&Bytes>,
     ) -> Result<Option<Bytes>, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.acquire(key, marker, lease_ms, over).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(b.acquire(key, marker, Duration::from_millis(lease_ms), over)),
         }
     }
@@ -100,7 +120,9 @@ impl Backend {
         ttl_ms: u64,
     ) -> Result<bool, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.fill(key, marker, &value, ttl_ms).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(b.fill(key, marker, value, Duration::from_millis(ttl_ms))),
         }
     }
@@ -108,7 +130,9 @@ impl Backend {
     /// Removes `key` only while it holds `marker`.
     pub(crate) async fn release(&self, key: &str, marker: &Bytes) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.release(key, marker).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => {
                 b.release(key, marker);
                 Ok(())
@@ -127,7 +151,9 @@ impl Backend {
         expires_ms: u64,
     ) -> Result<bool, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.claim(key, nonce, claim_ms, expires_ms).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(b.claim(key, nonce, Duration::from_millis(claim_ms), expires_ms)),
         }
     }
@@ -141,7 +167,9 @@ impl Backend {
         ttl_ms: u64,
     ) -> Result<bool, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.fill_claimed(key, nonce, &value, ttl_ms).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(b.fill_claimed(key, nonce, value, Duration::from_millis(ttl_ms))),
         }
     }
@@ -149,7 +177,9 @@ impl Backend {
     /// Gives the claim of `nonce` up.
     pub(crate) async fn unclaim(&self, key: &str, nonce: &[u8; 8]) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.unclaim(key, nonce).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => {
                 b.unclaim(key, nonce);
                 Ok(())
@@ -161,7 +191,9 @@ impl Backend {
     /// never fails, so it stays closed.
     pub(crate) fn breaker(&self) -> BreakerState {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.breaker_state(),
+            #[cfg(feature = "memory")]
             Self::Memory(_) => BreakerState::Closed,
         }
     }
@@ -188,7 +220,9 @@ impl Backend {
     /// literally; how many were removed.
     pub(crate) async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.evict_prefix(prefix).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(b.evict_prefix(prefix).await),
         }
     }
@@ -200,7 +234,9 @@ impl Backend {
     /// Whether one script may touch both keys.
     pub(crate) fn same_slot(&self, first: &str, second: &str) -> bool {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.same_slot(first, second),
+            #[cfg(feature = "memory")]
             Self::Memory(_) => true,
         }
     }
@@ -218,10 +254,12 @@ impl Backend {
         expect: Option<u64>,
     ) -> Result<u8, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => {
                 b.store_versioned(at, &value, ttl_ms, version, record_ttl_ms, expect)
                     .await
             }
+            #[cfg(feature = "memory")]
             Self::Memory(b) => {
                 Ok(b.store_versioned(at, value, ttl_ms, version, record_ttl_ms, expect))
             }
@@ -237,7 +275,9 @@ impl Backend {
         record_ttl_ms: u64,
     ) -> Result<bool, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.evict_versioned(at, version, record_ttl_ms).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(b.evict_versioned(at, version, record_ttl_ms)),
         }
     }
@@ -253,7 +293,9 @@ impl Backend {
         record_ttl_ms: u64,
     ) -> Result<u8, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.settle_versioned(at, version, ttl_ms, record_ttl_ms).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(b.settle_versioned(at, version, ttl_ms, record_ttl_ms)),
         }
     }
@@ -264,12 +306,15 @@ impl Backend {
         at: &VersionedKey,
     ) -> Result<(Option<Bytes>, Option<u64>), Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.peek_versioned(at).await,
+            #[cfg(feature = "memory")]
             Self::Memory(b) => Ok(b.peek_versioned(at)),
         }
     }
 
     /// Runs one raw command on the Redis node holding `key`.
+    #[cfg(feature = "redis")]
     pub(crate) async fn command(
         &self,
         op: &'static str,
@@ -277,12 +322,15 @@ impl Backend {
         command: &::redis::Cmd,
     ) -> Result<::redis::Value, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.command(op, key, command).await,
+            #[cfg(feature = "memory")]
             Self::Memory(_) => Err(needs_redis(op)),
         }
     }
 
     /// Runs a script on the Redis node holding `key`.
+    #[cfg(feature = "redis")]
     pub(crate) async fn invoke(
         &self,
         op: &'static str,
@@ -290,12 +338,15 @@ impl Backend {
         invocation: &::redis::ScriptInvocation<'_>,
     ) -> Result<::redis::Value, Error> {
         match self {
+            #[cfg(feature = "redis")]
             Self::Redis(b) => b.invoke(op, key, invocation).await,
+            #[cfg(feature = "memory")]
             Self::Memory(_) => Err(needs_redis(op)),
         }
     }
 }
 
+#[cfg(all(feature = "redis", feature = "memory"))]
 fn needs_redis(op: &str) -> Error {
     Error::Config {
         setting: "backend",

@@ -40,6 +40,7 @@ use moka::sync::Cache as Moka;
 
 use crate::codec::meta_of;
 
+#[cfg(feature = "redis")]
 pub(crate) mod tracking;
 
 /// Counted on top of a key's and a value's bytes for each entry: moka's node
@@ -108,11 +109,13 @@ impl Expiry<String, NearEntry> for Life {
 /// A near tier and the links that keep it correct: what `Inner` holds.
 pub(crate) struct NearTier {
     near: Arc<Near>,
+    #[cfg(feature = "redis")]
     _links: tracking::Tracking,
 }
 
 impl NearTier {
     /// Starts the tier, down, and its tracking links, which bring it up.
+    #[cfg(feature = "redis")]
     pub(crate) fn start(
         max_bytes: u64,
         cap: Duration,
@@ -128,6 +131,7 @@ impl NearTier {
     }
 
     /// Waits until the tier serves, at most `patience`.
+    #[cfg(feature = "redis")]
     pub(crate) async fn wait_up(&self, patience: Duration) {
         let _ = tokio::time::timeout(patience, async {
             while !self.near.is_up() {
