@@ -55,11 +55,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             None
         }
     };
-    let defaults = match pairs(attr) {
-        Ok(defaults) => defaults,
-        // Reported by the parse above, which says what is valid.
-        Err(_) => Vec::new(),
-    };
+    // An error here was reported by the parse above, which says what is valid.
+    let defaults = pairs(attr).unwrap_or_default();
     match block {
         Some(mut block) if errors.is_empty() => {
             for method in &mut block.items {
