@@ -326,7 +326,10 @@ mod tests {
     async fn a_url_without_a_scheme_keeps_the_hint() {
         for url in ["127.0.0.1:6379", "localhost:6379", "cache.internal", ""] {
             let error = Cache::builder().redis(url).build().await.unwrap_err();
-            assert!(matches!(error, Error::InvalidUrl { .. }), "{url}: {error:?}");
+            assert!(
+                matches!(error, Error::InvalidUrl { .. }),
+                "{url}: {error:?}"
+            );
             let message = error.to_string();
             assert!(
                 message.contains("expected redis://[user:password@]host[:port][/db]"),

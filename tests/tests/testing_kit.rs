@@ -23,7 +23,9 @@ async fn cache(redis: &RedisServer) -> Cache {
 
 async fn answer(cache: &Cache) -> u32 {
     let load = || async { Ok::<_, std::io::Error>(42) };
-    let got = cache.get_or_load("answer", Duration::from_secs(60), load).await;
+    let got = cache
+        .get_or_load("answer", Duration::from_secs(60), load)
+        .await;
     got.expect("the loader does not fail")
 }
 
@@ -54,7 +56,11 @@ async fn a_private_server_on_a_free_port() {
     assert_eq!(answer(&cache).await, 42);
     assert_eq!(answer(&cache).await, 42);
     let stats = cache.stats();
-    assert_eq!((stats.misses, stats.loads, stats.hits), (1, 1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.misses, stats.loads, stats.hits),
+        (1, 1, 1),
+        "{stats:?}"
+    );
     assert_eq!(cache.get::<u32>("answer").await.expect("get"), Some(42));
     assert_eq!(stats.errors, 0);
 }
@@ -92,7 +98,10 @@ async fn freeze_and_thaw() {
     redis.freeze();
     let errors = cache.stats().errors;
     let started = Instant::now();
-    assert!(cache.get::<u32>("answer").await.is_err(), "no answer while frozen");
+    assert!(
+        cache.get::<u32>("answer").await.is_err(),
+        "no answer while frozen"
+    );
     let took = started.elapsed();
     assert!(took >= TIMEOUT, "waited for the timeout: {took:?}");
     assert!(took < Duration::from_secs(5), "then gave up: {took:?}");
