@@ -49,6 +49,12 @@ const MAX_DEPTH: usize = 256;
 // it; any write of the key replaces the entry and so voids the claim.
 pub(crate) const EXPIRES_AT: usize = HEADER_LEN;
 const DELTA_AT: usize = EXPIRES_AT + 8;
+
+/// The header bytes of an expiry `ttl_ms` from now (the writer's clock, as
+/// every entry's).
+pub(crate) fn expires_at(ttl_ms: u64) -> [u8; 8] {
+    crate::clock::now_ms().saturating_add(ttl_ms).to_be_bytes()
+}
 /// Where the refresh claim starts (the scripts in `backend/scripts.rs`
 /// write it in place).
 pub(crate) const CLAIM_AT: usize = DELTA_AT + 4;

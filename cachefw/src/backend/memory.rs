@@ -359,7 +359,7 @@ impl MemoryBackend {
             let mut bytes = entry.to_vec();
             let at_expiry = crate::codec::EXPIRES_AT..crate::codec::EXPIRES_AT + 8;
             if let Some(expiry) = bytes.get_mut(at_expiry) {
-                expiry.copy_from_slice(&super::redis::expires_at(ttl_ms));
+                expiry.copy_from_slice(&crate::codec::expires_at(ttl_ms));
             }
             self.set(
                 &at.record,

@@ -1522,7 +1522,7 @@ impl RedisBackend {
             .arg(version)
             .arg(ttl_ms)
             .arg(record_ttl_ms)
-            .arg(&expires_at(ttl_ms)[..])
+            .arg(&crate::codec::expires_at(ttl_ms)[..])
             .arg(crate::codec::EXPIRES_AT);
         self.invoke("SETTLE", &at.entry, &call).await
     }
@@ -1538,12 +1538,6 @@ impl RedisBackend {
             self.invoke("PEEK", &at.entry, &call).await?;
         Ok((entry.map(Bytes::from), version.parse().ok()))
     }
-}
-
-/// The header bytes of an expiry `ttl_ms` from now (the writer's clock, as
-/// every entry's).
-pub(crate) fn expires_at(ttl_ms: u64) -> [u8; 8] {
-    crate::clock::now_ms().saturating_add(ttl_ms).to_be_bytes()
 }
 
 /// A `SCAN MATCH` pattern for every key starting with `prefix`, taken
