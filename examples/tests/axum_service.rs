@@ -10,7 +10,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use cachefw_tests::RedisServer;
+// The testing kit a user of cachefw gets (`testing` feature).
+use cachefw::testing::RedisServer;
 use serde_json::{Value, json};
 
 /// The service's process, its address, and its log lines as they come.
@@ -368,7 +369,17 @@ async fn exercise(redis: Option<&RedisServer>) {
 
     if let Some(redis) = redis {
         let cached = format!("shop:v1:users:{id}");
-        assert!(redis.keys().contains(&cached), "{:?}", redis.keys());
+        let client = redis::Client::open(redis.url()).expect("a redis URL");
+        let mut link = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connects");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("shop:*")
+            .query_async(&mut link)
+            .await
+            .expect("KEYS");
+        assert!(keys.contains(&cached), "{keys:?}");
     }
 
     let status = service.terminate();
