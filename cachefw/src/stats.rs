@@ -37,7 +37,6 @@ pub struct Stats {
     pub short_circuited: u64,
     /// The circuit breaker's state now (on a Redis Cluster, `Open` while
     /// any node's breaker is open).
-    #[serde(serialize_with = "breaker_name")]
     pub breaker: BreakerState,
     /// Of `hits`, reads answered with a value past its TTL:
     /// stale-while-revalidate, fail-safe (`stale_if_error`) and load
@@ -71,16 +70,6 @@ impl Stats {
         let reads = self.hits + self.misses;
         (reads > 0).then(|| self.hits as f64 / reads as f64)
     }
-}
-
-/// The breaker's state as a lowercase name (`BreakerState` itself stays
-/// free of serde, which only this snapshot needs).
-fn breaker_name<S: serde::Serializer>(state: &BreakerState, to: S) -> Result<S::Ok, S::Error> {
-    to.serialize_str(match state {
-        BreakerState::Closed => "closed",
-        BreakerState::Open => "open",
-        BreakerState::HalfOpen => "half_open",
-    })
 }
 
 /// The live counters behind [`Stats`].

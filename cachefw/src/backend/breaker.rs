@@ -25,8 +25,9 @@ const MAX_INTERVAL: Duration = Duration::from_secs(5);
 const JITTER: f64 = 0.2;
 
 /// The breaker's state, as [`Stats::breaker`](crate::Stats::breaker) reports it
-/// (serialized as `"Closed"`, `"Open"` or `"HalfOpen"`).
+/// (serialized as `"closed"`, `"open"` or `"half_open"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum BreakerState {
     /// Calls go to the backend.
