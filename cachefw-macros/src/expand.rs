@@ -120,7 +120,17 @@ fn cache_tokens(
                 Kind::Put => quote!(Put),
                 Kind::Evict => quote!(Evict),
             };
-            quote!(#private::installed_or_warn(#site, #private::Attribute::#attribute))
+            // A flag per attribute: it warns once, and two functions of one
+            // name in a module each warn.
+            quote!({
+                static WARNED: #private::AtomicBool = #private::AtomicBool::new(false);
+                #private::installed_or_warn(
+                    #site,
+                    #private::concat!(#private::file!(), ":", #private::line!()),
+                    #private::Attribute::#attribute,
+                    &WARNED,
+                )
+            })
         }
     }
 }

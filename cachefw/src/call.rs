@@ -7,6 +7,7 @@ mod writes;
 
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::aside::{Borrowed, Owned};
 use crate::cache::Cache;
@@ -56,12 +57,20 @@ impl Attribute {
 /// no `cache = …`. When there is none, that attribute does nothing, which is
 /// most harmful for an eviction beside reads that name their cache (they
 /// keep serving what it was meant to remove): the first such call of each
-/// attribute of each function logs a warning naming the function (`site`,
-/// `module_path!()::name`) and what did not happen.
-pub fn installed_or_warn(site: &'static str, attribute: Attribute) -> Option<Cache> {
+/// attribute logs a warning naming the function (`site`,
+/// `module_path!()::name`), where the attribute is (`at`, `file:line`: two
+/// methods of one name in a module are told apart), and what did not happen.
+/// `warned` is the attribute's own flag (a `static` the macro emits beside
+/// it), so a call after the warning costs one atomic load.
+pub fn installed_or_warn(
+    site: &'static str,
+    at: &'static str,
+    attribute: Attribute,
+    warned: &'static AtomicBool,
+) -> Option<Cache> {
     let cache = crate::install::installed();
-    if cache.is_none() {
-        report::uninstalled(site, attribute.name(), attribute.missed());
+    if cache.is_none() && !warned.load(Ordering::Relaxed) && !warned.swap(true, Ordering::Relaxed) {
+        report::uninstalled(site, at, attribute.name(), attribute.missed());
     }
     cache
 }

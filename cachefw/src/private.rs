@@ -4,8 +4,9 @@
 //! in the modules named.
 
 pub use std::option::Option;
+pub use std::sync::atomic::AtomicBool;
 pub use std::time::Duration;
-pub use std::{concat, module_path};
+pub use std::{concat, file, line, module_path};
 
 pub use crate::call::{Attribute, CacheRef, Call, KeyWriter, Writes, installed_or_warn};
 pub use crate::key::push_part;

@@ -1,5 +1,5 @@
 //! Counting and logging cache failures without flooding the log, and
-//! warning once per function about an attribute that has no cache.
+//! warning once per attribute that has no cache.
 //!
 //! A dead Redis fails every call; logging each would bury everything else.
 //! Each kind of failure (timeout, unavailable, redis, decode, …) is logged
@@ -106,27 +106,21 @@ impl Reporter {
     }
 }
 
-/// The (function, attribute) pairs warned about by [`uninstalled`].
-static UNINSTALLED: Mutex<Vec<(&'static str, &'static str)>> = Mutex::new(Vec::new());
-
-/// Warns, once per attribute of each function, that `attribute` on `site`
-/// (`module_path!()::name`) ran with no cache: it names none and none is
-/// installed, so it `missed` what it is there for.
-pub(crate) fn uninstalled(site: &'static str, attribute: &'static str, missed: &'static str) {
-    {
-        let mut warned = UNINSTALLED
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if warned.contains(&(site, attribute)) {
-            return;
-        }
-        warned.push((site, attribute));
-    }
+/// Warns that `attribute` on `site` (`module_path!()::name`, at `at`) ran
+/// with no cache: it names none and none is installed, so it `missed` what
+/// it is there for. The caller logs this once per attribute.
+pub(crate) fn uninstalled(
+    site: &'static str,
+    at: &'static str,
+    attribute: &'static str,
+    missed: &'static str,
+) {
     tracing::warn!(
         function = site,
+        at,
         "cachefw: {attribute} on `{site}` {missed}. It names no `cache = …`, and no cache is \
          installed: give it `cache = …` (on a method, `#[cache_config(cache = self.cache)]` on \
          its impl block gives every attribute there that cache), or call \
-         cachefw::install(cache) at start-up. Logged once per function."
+         cachefw::install(cache) at start-up. Logged once for this attribute, at {at}."
     );
 }

@@ -307,6 +307,11 @@ impl RedisServer {
             .args(["--port", &port, "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--protected-mode", "no", "--daemonize", "no"])
+            // Redis rewrites its process title; keep a name to find it by.
+            .args([
+                "--proc-title-template",
+                "{title} {listen-addr} cachefw-test-redis",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -375,6 +380,9 @@ fn binary() -> String {
 /// listening: the port is taken, and connections to it are refused.
 fn hold_port(port: u16) -> io::Result<Socket> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    // After a stop, the server's connections linger in TIME_WAIT on this
+    // port, which refuses a plain bind: the hold would silently fail.
+    socket.set_reuse_address(true)?;
     socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
     Ok(socket)
 }

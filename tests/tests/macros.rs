@@ -715,7 +715,12 @@ mod framework {
             pub use ::cachefw::__private::*;
 
             /// The framework's cache, where `::cachefw` has none installed.
-            pub fn installed_or_warn(_: &'static str, _: Attribute) -> Option<::cachefw::Cache> {
+            pub fn installed_or_warn(
+                _: &'static str,
+                _: &'static str,
+                _: Attribute,
+                _: &'static AtomicBool,
+            ) -> Option<::cachefw::Cache> {
                 super::super::CACHE.get().cloned()
             }
         }

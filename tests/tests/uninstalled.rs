@@ -48,6 +48,16 @@ impl UserRepo {
     }
 }
 
+/// A method of the same name in the same module: its own warning.
+struct OrderRepo;
+
+impl OrderRepo {
+    #[cache_evict(key = "order:<id>")]
+    async fn rename(&self, id: u64) {
+        let _ = id;
+    }
+}
+
 #[test]
 fn runs_uncached_with_one_warning_until_a_cache_is_installed() {
     let (log, _guard) = Log::capture();
@@ -94,6 +104,27 @@ fn runs_uncached_with_one_warning_until_a_cache_is_installed() {
             log.text()
         );
         assert_eq!(log.count("no cache is installed"), 4, "{}", log.text());
+        OrderRepo.rename(1).await;
+        OrderRepo.rename(2).await;
+        assert_eq!(
+            log.count("#[cache_evict] on `uninstalled::rename` evicted nothing"),
+            2,
+            "another method of that name warns too: {}",
+            log.text()
+        );
+        // Each names where its attribute is, so the two can be told apart.
+        let text = log.text();
+        let places: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|line| line.contains("`uninstalled::rename`"))
+            .filter_map(|line| line.split("for this attribute, at ").nth(1))
+            .collect();
+        assert_eq!(places.len(), 2, "{places:?} in {text}");
+        assert!(
+            places.iter().all(|at| at.contains("uninstalled.rs:")),
+            "{places:?}"
+        );
+        assert_eq!(log.count("no cache is installed"), 5, "{}", log.text());
 
         let cache = Cache::builder().build().await.expect("builds");
         cachefw::install(cache.clone());
