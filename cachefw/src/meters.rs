@@ -36,6 +36,9 @@ pub(crate) enum LoadOutcome {
 
 /// The handles of one call site.
 struct Site {
+    /// The call site's name, to find these handles again from another copy
+    /// of the same string.
+    name: &'static str,
     hit: Counter,
     near_hit: Counter,
     miss: Counter,
@@ -49,8 +52,9 @@ struct Site {
 pub(crate) struct Meters {
     namespace: SharedString,
     tier: Tier,
-    /// Keyed by the site string's address and length: each call site is one
-    /// `&'static str`, so the key is cheap to hash and never collides.
+    /// Keyed by the site string's address and length: cheap to hash, and
+    /// never two sites under one key (one site may have several addresses,
+    /// which share its handles).
     sites: ArcSwap<Sites>,
     errors: [Counter; 4],
     breaker_open: Gauge,
@@ -87,7 +91,16 @@ impl Meters {
         if let Some(found) = self.sites.load().get(&key) {
             return use_site(found);
         }
-        let made = Arc::new(self.register(site));
+        // The compiler may keep several copies of one site's string (one
+        // per codegen unit it was inlined into): a new address of a known
+        // name shares its handles, so a site is registered once.
+        let known = self
+            .sites
+            .load()
+            .values()
+            .find(|found| found.name == site)
+            .cloned();
+        let made = known.unwrap_or_else(|| Arc::new(self.register(site)));
         self.sites.rcu(|sites| {
             let mut sites = HashMap::clone(sites);
             sites.entry(key).or_insert_with(|| made.clone());
@@ -109,6 +122,7 @@ impl Meters {
             )
         };
         Site {
+            name: site,
             hit: metrics::counter!("cachefw_hits_total", labels(ns, site, &[("tier", tier)])),
             near_hit: metrics::counter!(
                 "cachefw_hits_total",
@@ -203,4 +217,25 @@ fn labels(
     ];
     labels.extend(more.iter().map(|(key, value)| Label::new(*key, *value)));
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_copies_of_a_site_share_its_handles() {
+        let meters = Meters::new("ns", Tier::Memory);
+        let first: &'static str = Box::leak(String::from("app::get").into_boxed_str());
+        let second: &'static str = Box::leak(String::from("app::get").into_boxed_str());
+        assert_ne!(first.as_ptr(), second.as_ptr());
+        let mut seen = Vec::new();
+        meters.with_site(first, |site| seen.push(site as *const Site));
+        meters.with_site(second, |site| seen.push(site as *const Site));
+        meters.with_site(second, |site| seen.push(site as *const Site));
+        assert!(seen.windows(2).all(|pair| pair[0] == pair[1]), "{seen:?}");
+        let other: &'static str = Box::leak(String::from("app::put").into_boxed_str());
+        meters.with_site(other, |site| seen.push(site as *const Site));
+        assert_ne!(seen[0], seen[3]);
+    }
 }
