@@ -133,7 +133,7 @@ impl Inner {
         // Debug level: nothing reaches an `info` subscriber on the hit path;
         // the key appears only from `debug` on, values never.
         let span = tracing::debug_span!(
-            "cachefw.get",
+            crate::inner::GET_SPAN,
             namespace = self.namespace(),
             function = policy.site,
             key = full,
@@ -154,7 +154,7 @@ impl Inner {
         // A key too long to cache (counted and logged): the loader's answer,
         // stored nowhere.
         if self.check_key(full).is_err() {
-            self.count_miss(policy.site);
+            self.count_bypass(policy.site);
             self.stats().load();
             return load.start().0.await;
         }
@@ -339,7 +339,13 @@ impl Inner {
         } else {
             Holder::None
         };
-        self.count_miss(policy.site);
+        // Without the lease (Redis out) or with an eviction of the key
+        // pending, the load bypasses the cache.
+        if lease && !self.bypasses(full) {
+            self.count_miss(policy.site);
+        } else {
+            self.count_bypass(policy.site);
+        }
         let (load, unless) = load.start();
         let output = self
             .load_and_fill::<S>(full, policy, load, unless, holder)

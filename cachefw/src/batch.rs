@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::clock::now_ms;
 use crate::codec::{Entry, is_lease};
@@ -52,6 +53,39 @@ impl Inner {
         &self,
         fulls: &[String],
     ) -> Result<Vec<Option<T>>, Error> {
+        let span = self.batch_span(crate::meters::NO_SITE, fulls.len());
+        let values = self.get_many_in::<T>(fulls).instrument(span.clone()).await;
+        if let Ok(values) = &values {
+            let hits = values.iter().filter(|value| value.is_some()).count();
+            span.record("hits", hits);
+            span.record("misses", values.len() - hits);
+        }
+        values
+    }
+
+    /// The span of a batch call: its size, and how many keys hit and
+    /// missed (each key's own outcome is in the metrics).
+    fn batch_span(&self, site: &'static str, keys: usize) -> tracing::Span {
+        tracing::debug_span!(
+            "cachefw.get_many",
+            namespace = self.namespace(),
+            function = site,
+            keys,
+            hits = tracing::field::Empty,
+            misses = tracing::field::Empty,
+            tier = self.backend().name(),
+        )
+    }
+
+    async fn get_many_in<T: DeserializeOwned>(
+        &self,
+        fulls: &[String],
+    ) -> Result<Vec<Option<T>>, Error> {
+        // A key too long is the caller's mistake, as for `get`: nothing is
+        // read.
+        for full in fulls {
+            self.check_key(full)?;
+        }
         let now = now_ms();
         let mut values = Vec::with_capacity(fulls.len());
         for (full, (found, near)) in fulls.iter().zip(self.read_many(fulls).await) {
@@ -74,11 +108,27 @@ impl Inner {
     /// per slot group (offered to the near tier on the way).
     async fn read_many(&self, fulls: &[String]) -> Vec<Read> {
         let Some(near) = self.near() else {
+            if fulls.iter().any(|full| self.skips(full)) {
+                // Only the keys Redis may be asked about are sent.
+                let asked: Vec<String> = fulls
+                    .iter()
+                    .filter(|full| !self.skips(full))
+                    .cloned()
+                    .collect();
+                let mut found = self.backend_get_many(&asked).await.into_iter();
+                return fulls
+                    .iter()
+                    .map(|full| match self.skips(full) {
+                        true => (Ok(None), false),
+                        false => (found.next().unwrap_or(Ok(None)), false),
+                    })
+                    .collect();
+            }
             let found = self.backend_get_many(fulls).await;
             return fulls
                 .iter()
                 .zip(found)
-                .map(|(full, found)| match self.bypasses(full) {
+                .map(|(full, found)| match self.skips(full) {
                     true => (Ok(None), false),
                     false => (found, false),
                 })
@@ -87,7 +137,7 @@ impl Inner {
         let mut out: Vec<Option<Read>> = fulls
             .iter()
             .map(|full| {
-                if self.bypasses(full) {
+                if self.skips(full) {
                     Some((Ok(None), false))
                 } else {
                     near.get(full)
@@ -111,6 +161,12 @@ impl Inner {
         out.into_iter()
             .map(|found| found.unwrap_or((Ok(None), false)))
             .collect()
+    }
+
+    /// A key a batch does not read from the cache: one with a pending
+    /// eviction, or too long to cache.
+    fn skips(&self, full: &str) -> bool {
+        full.len() > self.max_key_len() || self.bypasses(full)
     }
 
     /// The backend's bytes at each of `fulls`; a value larger than
@@ -160,30 +216,75 @@ impl Inner {
         F: FnOnce(Vec<String>) -> Fut,
         Fut: Future<Output = Result<HashMap<String, T>, E>>,
     {
-        // Each distinct key once, in the order first given.
+        let span = self.batch_span(policy.site, keys.len());
+        let hits = std::sync::atomic::AtomicUsize::new(0);
+        let values = self
+            .get_or_load_many_in(keys, policy, loader, &hits)
+            .instrument(span.clone())
+            .await;
+        let hits = hits.into_inner();
+        span.record("hits", hits);
+        span.record("misses", keys.len().saturating_sub(hits));
+        values
+    }
+
+    async fn get_or_load_many_in<T, E, F, Fut>(
+        self: &Arc<Self>,
+        keys: &[&str],
+        policy: &Policy,
+        loader: F,
+        hits: &std::sync::atomic::AtomicUsize,
+    ) -> Result<Vec<Option<T>>, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<HashMap<String, T>, E>>,
+    {
+        // Each distinct key once, in the order first given; `index` maps a
+        // key to its place there.
         let mut distinct: Vec<&str> = Vec::with_capacity(keys.len());
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
         for key in keys {
-            if !distinct.contains(key) {
+            index.entry(key).or_insert_with(|| {
                 distinct.push(key);
-            }
+                distinct.len() - 1
+            });
         }
         let fulls: Vec<String> = distinct.iter().map(|key| self.keys().full(key)).collect();
+        // A key too long to cache is loaded and stored nowhere, as for a
+        // single call (counted and logged once each).
+        let cacheable: Vec<bool> = fulls
+            .iter()
+            .map(|full| self.check_key(full).is_ok())
+            .collect();
         let now = now_ms();
         let read = self.read_many(&fulls).await;
         // Keys whose read failed for an outage are loaded without the lease:
-        // the commands that take it would fail alike.
-        let mut reachable = vec![true; fulls.len()];
+        // the commands that take it would fail alike. One outage fails a
+        // whole group of keys with one error: it is counted once.
+        let mut reachable = cacheable.clone();
+        let mut outage_seen = false;
         let mut slots: Vec<Option<Slot<'_, T>>> = Vec::with_capacity(fulls.len());
         for (at, (full, (found, near))) in fulls.iter().zip(read).enumerate() {
-            let bytes = match self.observe(found) {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    reachable[at] = !error.is_outage();
+            let bytes = match found {
+                Err(error) if error.is_outage() && outage_seen => {
+                    reachable[at] = false;
                     None
                 }
+                found => match self.observe(found) {
+                    Ok(bytes) => bytes,
+                    Err(error) => {
+                        if error.is_outage() {
+                            outage_seen = true;
+                            reachable[at] = false;
+                        }
+                        None
+                    }
+                },
             };
             if let Some(value) = bytes.and_then(|bytes| self.fresh::<T>(full, &bytes, now)) {
                 self.count_hit(policy.site, near);
+                hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 slots.push(Some(Slot::Done(Some(value))));
                 continue;
             }
@@ -250,20 +351,18 @@ impl Inner {
         let load = self.load_ours::<T, E, F, Fut>(&fulls, distinct.len(), ours, policy, loader);
         // Our load publishes before anyone waits on it, and waiting on
         // others does not hold it up: overlapping batches cannot deadlock.
-        let (loaded, waited) = tokio::join!(load, followers);
-        for (at, value) in loaded? {
-            values[at] = value;
-        }
-        for (at, value) in waited {
+        // A failed load returns at once (the waits are dropped, which frees
+        // what they held).
+        let (loaded, waited) = tokio::try_join!(load, async { Ok(followers.await) })?;
+        for (at, value) in loaded.into_iter().chain(waited) {
             values[at] = value;
         }
         Ok(keys
             .iter()
             .map(|key| {
-                distinct
-                    .iter()
-                    .position(|d| d == key)
-                    .and_then(|at| values.get(at).cloned().flatten())
+                index
+                    .get(key)
+                    .and_then(|at| values.get(*at).cloned().flatten())
             })
             .collect())
     }
@@ -395,7 +494,9 @@ impl Inner {
         debug_assert!(wanted.len() <= distinct);
         self.stats().load();
         let started = Instant::now();
-        let loaded = loader(wanted).await;
+        let loaded = loader(wanted)
+            .instrument(tracing::debug_span!("cachefw.load", keys = ours.len()))
+            .await;
         let took = started.elapsed();
         let mut found = match loaded {
             Ok(found) => {

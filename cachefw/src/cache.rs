@@ -183,7 +183,21 @@ impl Cache {
     /// Never for an entry that does not decode or is too large: that is
     /// `None`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        match self.inner().read(&self.inner().keys().full(key)).await {
+        let inner = self.inner();
+        let full = inner.keys().full(key);
+        let span = tracing::debug_span!(
+            crate::inner::GET_SPAN,
+            namespace = inner.namespace(),
+            function = crate::meters::NO_SITE,
+            key = full.as_str(),
+            outcome = tracing::field::Empty,
+            tier = inner.backend().name(),
+        );
+        tracing::Instrument::instrument(self.get_full(&full), span).await
+    }
+
+    async fn get_full<T: DeserializeOwned>(&self, full: &str) -> Result<Option<T>, Error> {
+        match self.inner().read(full).await {
             Ok(Some((
                 Decoded {
                     entry: Entry::Value(value),
@@ -529,9 +543,11 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// Over Redis only: [`Error::Unavailable`] while the breaker is open,
-    /// [`Error::Timeout`] or [`Error::Redis`] when Redis fails for any of
-    /// the keys, as for [`get`](Self::get).
+    /// - [`Error::KeyTooLong`]: a full key is longer than
+    ///   [`max_key_len`](crate::CacheBuilder::max_key_len); nothing was read.
+    /// - Over Redis only: [`Error::Unavailable`] while the breaker is open,
+    ///   [`Error::Timeout`] or [`Error::Redis`] when Redis fails for any of
+    ///   the keys, as for [`get`](Self::get).
     pub async fn get_many<T: DeserializeOwned>(
         &self,
         keys: &[&str],
@@ -552,16 +568,32 @@ impl Cache {
     /// - A key another caller of this cache is loading (a concurrent
     ///   `get_or_load` or batch) is waited for, not loaded twice; a key
     ///   another process holds the lease on is waited for up to the lease
-    ///   time, then loaded here (without storing). So overlapping batches
-    ///   load each key once.
+    ///   time. So overlapping batches load each key once.
     /// - The loader returns a map from key to value. Values are stored for
     ///   `ttl` (all fills sent at once, each under its key's lease: a value
     ///   loaded before an eviction of its key is not stored). A key the
-    ///   loader leaves out is `None` in the result and is not cached; so is
-    ///   a key whose load by another caller failed.
+    ///   loader leaves out is `None` in the result and is not cached.
+    /// - The loader is called once (`FnOnce`), at once when the batch has
+    ///   keys of its own to load, while it waits for the others (two
+    ///   batches that wait on each other's keys must not hold their loads
+    ///   back). So a key waited for that ends without a value is `None` in
+    ///   this result, not cached, and worth asking again: its load by another
+    ///   caller failed or was cancelled, or another process's lease on it
+    ///   lapsed (that process died or its load outlasted the lease time).
+    ///   When the batch has no keys of its own, it waits first and loads
+    ///   those keys itself.
     /// - The result is aligned with `keys` (a key given twice appears twice).
     /// - Redis down: every key goes to the loader, and its values are
-    ///   returned.
+    ///   returned; the outage is counted once per batch in
+    ///   [`Stats::errors`], not once per key. A key longer than
+    ///   [`max_key_len`](crate::CacheBuilder::max_key_len) is loaded and
+    ///   stored nowhere, as by [`get_or_load`](Self::get_or_load).
+    /// - The freshness options of the builder apply to the values stored
+    ///   (the entry is kept for `ttl` plus the stale windows), but a batch
+    ///   serves no stale value and has no `load_timeout`: an entry past its
+    ///   TTL is a miss, and the loader's error is returned as it is.
+    /// - Tracing: one `cachefw.get_many` span (debug) with the number of
+    ///   keys, hits and misses, and the loader in a `cachefw.load` span.
     ///
     /// ```
     /// use std::collections::HashMap;
@@ -585,8 +617,9 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// Only the loader's own error (nothing is stored then, and callers
-    /// waiting on its keys get `None` for them).
+    /// Only the loader's own error, returned as soon as the loader fails
+    /// (nothing is stored then; single calls waiting on its keys load them
+    /// themselves, batches waiting on them get `None` for them).
     pub async fn get_or_load_many<T, E, F, Fut>(
         &self,
         keys: &[&str],

@@ -157,6 +157,10 @@ impl Inner {
         self.settings.defaults
     }
 
+    pub(crate) fn max_key_len(&self) -> usize {
+        self.settings.max_key_len
+    }
+
     pub(crate) fn lease_time(&self) -> Duration {
         self.settings.lease_time
     }
@@ -175,12 +179,12 @@ impl Inner {
         if near {
             self.stats.near_hit();
             self.meters.near_hit(site);
-            tracing::Span::current().record("tier", "near");
+            record_outcome("tier", "near");
         } else {
             self.stats.hit();
             self.meters.hit(site);
         }
-        tracing::Span::current().record("outcome", "hit");
+        record_outcome("outcome", "hit");
     }
 
     /// The near tier, when the cache has one.
@@ -229,14 +233,23 @@ impl Inner {
     pub(crate) fn count_stale_hit(&self, site: &'static str) {
         self.stats.stale_hit();
         self.meters.stale_hit(site);
-        tracing::Span::current().record("outcome", "stale");
+        record_outcome("outcome", "stale");
     }
 
     /// A read that went to the loader or waited for one.
     pub(crate) fn count_miss(&self, site: &'static str) {
         self.stats.miss();
         self.meters.miss(site);
-        tracing::Span::current().record("outcome", "miss");
+        record_outcome("outcome", "miss");
+    }
+
+    /// A read that skipped the cache for the loader: a key too long to
+    /// cache, Redis out, or a pending eviction of the key. Counted as a
+    /// miss; its span says `bypass`.
+    pub(crate) fn count_bypass(&self, site: &'static str) {
+        self.stats.miss();
+        self.meters.miss(site);
+        record_outcome("outcome", "bypass");
     }
 
     pub(crate) fn flights(&self) -> &Flights {
@@ -746,3 +759,19 @@ async fn replay(mut flag: Replaying) {
         }
     }
 }
+
+/// Records `field` on the current span when it is a cached call's
+/// (`cachefw.get`): a span of the caller's own that happens to have a field
+/// of that name is left alone.
+fn record_outcome(field: &'static str, value: &'static str) {
+    let span = tracing::Span::current();
+    if span
+        .metadata()
+        .is_some_and(|metadata| metadata.name() == GET_SPAN)
+    {
+        span.record(field, value);
+    }
+}
+
+/// The name of a cached call's span.
+pub(crate) const GET_SPAN: &str = "cachefw.get";
