@@ -429,8 +429,19 @@ impl<T: Entity> Repository<T> {
         .await
     }
 
-    /// The rows with `keys`, aligned with them: each read as
-    /// [`find`](Self::find) reads it, several at once.
+    /// The rows with `keys`, aligned with them, as [`find`](Self::find)
+    /// would read each: one cache read for all of them
+    /// ([`Cache::get_or_load_many`]: one round trip per slot group), then
+    /// the keys that missed read from Cassandra at once (prepared reads,
+    /// up to 32 in flight: rows of different partitions live on different
+    /// nodes, where one `IN` query would make one coordinator fetch them
+    /// all), and stored in one pipeline. A key another caller is loading is
+    /// waited for, not read twice.
+    ///
+    /// A row whose Cassandra TTL ends before the entity's `ttl` is returned
+    /// and not cached (`find` caches it for its remaining life); a key whose
+    /// load by another caller ended without a value is read again here, as
+    /// `find` reads it.
     ///
     /// ```no_run
     /// # use cachefw_cassandra::{Entity, Repository};
@@ -446,18 +457,82 @@ impl<T: Entity> Repository<T> {
     ///
     /// # Errors
     ///
-    /// The first Cassandra failure among the reads.
+    /// The first Cassandra failure among the reads (nothing is cached then).
     pub async fn find_many(&self, keys: &[T::Key]) -> Result<Vec<Option<T>>, Error> {
+        let cache_keys: Vec<String> = keys.iter().map(T::cache_key).collect();
+        let refs: Vec<&str> = cache_keys.iter().map(String::as_str).collect();
+        let by_cache_key: std::collections::HashMap<&str, &T::Key> =
+            refs.iter().copied().zip(keys).collect();
+        // What the loader was asked, and the rows it read that expire too
+        // soon to cache (returned all the same).
+        let mut asked = std::collections::HashSet::new();
+        let mut shorter = std::collections::HashMap::new();
+        let found = self
+            .cache
+            .get_or_load_many(&refs, T::TTL, |missing: Vec<String>| async {
+                let mut reads = Vec::with_capacity(missing.len());
+                for cache_key in &missing {
+                    if let Some(key) = by_cache_key.get(cache_key.as_str()) {
+                        reads.push(async move { (cache_key.clone(), self.load_row(key).await) });
+                    }
+                }
+                let rows: Vec<(String, Result<Read<T>, Error>)> = futures_util::stream::iter(reads)
+                    .buffered(FIND_MANY_CONCURRENCY)
+                    .collect()
+                    .await;
+                let now = Instant::now();
+                let mut cached = std::collections::HashMap::with_capacity(rows.len());
+                for (cache_key, read) in rows {
+                    let read = read?;
+                    let Some(value) = read.value else { continue };
+                    match life::remaining(read.expiry, now) {
+                        Some(life) if life < T::TTL => {
+                            shorter.insert(cache_key, value);
+                        }
+                        _ => {
+                            cached.insert(cache_key, value);
+                        }
+                    }
+                }
+                asked.extend(missing);
+                Ok::<_, Error>(cached)
+            })
+            .await?;
+        let mut rows = Vec::with_capacity(keys.len());
+        let mut again = Vec::new();
+        for (at, (cache_key, value)) in cache_keys.iter().zip(found).enumerate() {
+            rows.push(match value {
+                Some(value) => Some(value),
+                None => match shorter.get(cache_key) {
+                    Some(value) => Some(value.clone()),
+                    None => {
+                        if !asked.contains(cache_key) {
+                            again.push(at);
+                        }
+                        None
+                    }
+                },
+            });
+        }
+        // Waited for, and the other load gave nothing: read as `find` does.
         // A loop, not a closure over `find`: a closure's future would not
         // be `Send` for every lifetime of the key it borrows.
-        let mut reads = Vec::with_capacity(keys.len());
-        for key in keys {
-            reads.push(self.find(key));
+        let mut reads = Vec::with_capacity(again.len());
+        for at in &again {
+            if let Some(key) = keys.get(*at) {
+                reads.push(self.find(key));
+            }
         }
-        futures_util::stream::iter(reads)
+        let reread: Vec<Option<T>> = futures_util::stream::iter(reads)
             .buffered(FIND_MANY_CONCURRENCY)
             .try_collect()
-            .await
+            .await?;
+        for (at, value) in again.into_iter().zip(reread) {
+            if let Some(row) = rows.get_mut(at) {
+                *row = value;
+            }
+        }
+        Ok(rows)
     }
 
     async fn load_row(&self, key: &T::Key) -> Result<Read<T>, Error> {

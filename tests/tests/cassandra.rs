@@ -284,6 +284,55 @@ async fn save_find_delete_through_the_cache() {
 }
 
 #[tokio::test]
+async fn find_many_reads_the_cache_once_and_loads_the_rest_together() {
+    with_servers(
+        |Servers {
+             session,
+             cache,
+             redis,
+             ..
+         }| async move {
+            let users: Repository<User> =
+                Repository::new(session, cache.clone()).await.expect("repo");
+            users.create_table().await.expect("create table");
+            let saved: Vec<User> = (0..10).map(|n| user(&format!("u{n}"))).collect();
+            for row in &saved {
+                users.save(row).await.expect("save");
+            }
+            for row in &saved[..4] {
+                users.find(&row.key()).await.expect("find");
+            }
+            let mut keys: Vec<UserKey> = saved.iter().map(Entity::key).collect();
+            let absent = UserKey { id: Uuid::new_v4() };
+            keys.push(absent);
+            keys.push(saved[7].key());
+            let before = cache.stats();
+            let found = users.find_many(&keys).await.expect("find_many");
+            let mut want: Vec<Option<User>> = saved.iter().cloned().map(Some).collect();
+            want.push(None);
+            want.push(Some(saved[7].clone()));
+            assert_eq!(found, want);
+            let after = cache.stats();
+            assert_eq!(after.hits - before.hits, 4, "{after:?}");
+            assert_eq!(
+                after.loads - before.loads,
+                1,
+                "one load for the six: {after:?}"
+            );
+            assert_eq!(redis.keys().len(), 10, "the six stored, the absent row not");
+            let again = users.find_many(&keys).await.expect("find_many");
+            assert_eq!(again, want);
+            assert_eq!(
+                cache.stats().loads - after.loads,
+                1,
+                "only the absent row again"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn partitions_pages_and_batches() {
     with_servers(
         |Servers {
