@@ -175,7 +175,14 @@ async fn get_user(State(app): State<App>, Path(id): Path<Uuid>) -> ApiResult<Res
     })
 }
 
-/// `?ids=a,b,c`: one batch read; ids that do not parse are a 400.
+/// The most ids one `GET /users?ids=` may ask for.
+const MAX_IDS: usize = 100;
+
+/// How long requests in flight may take to finish after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// `?ids=a,b,c`: one batch read; ids that do not parse, or more than
+/// `MAX_IDS` of them, are a 400.
 async fn get_users(
     State(app): State<App>,
     Query(query): Query<Ids>,
@@ -189,6 +196,10 @@ async fn get_users(
     let Ok(keys) = keys else {
         return Ok(Err(StatusCode::BAD_REQUEST));
     };
+    // A bound on one request's work (and on the loader's batch).
+    if keys.len() > MAX_IDS {
+        return Ok(Err(StatusCode::BAD_REQUEST));
+    }
     Ok(Ok(Json(app.users.find_many(&keys).await?)))
 }
 
@@ -255,7 +266,7 @@ async fn stats(State(app): State<App>) -> Json<cachefw::Stats> {
     Json(app.cache.stats())
 }
 
-/// One log line per request, in the request's span.
+/// One log line per request.
 async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -353,9 +364,23 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // Requests in flight get `DRAIN` to finish after the signal; then the
+    // process stops anyway (an orchestrator would kill it soon after).
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    });
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served?,
+        () = async {
+            if stopped.wait_for(|stop| *stop).await.is_ok() {
+                tokio::time::sleep(DRAIN).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => tracing::warn!(drain = ?DRAIN, "requests still in flight; stopping anyway"),
+    }
     // Background loads (refreshes, fills past a timeout) finish first.
     cache.shutdown().await;
     tracing::info!("stopped");

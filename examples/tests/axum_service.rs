@@ -253,6 +253,11 @@ async fn exercise(redis: Option<&RedisServer>) {
     assert_eq!(status, 200);
     assert_eq!(found[0]["name"], "Ada Lovelace");
     assert_eq!(found[1], Value::Null);
+    let too_many = vec![missing; 101].join(",");
+    let (status, _) = client
+        .get(service.url(&format!("/users?ids={too_many}")))
+        .await;
+    assert_eq!(status, 400, "more than 100 ids are refused");
 
     // Orders, and the summary cached by `#[cacheable]` and evicted by
     // `#[cache_evict]` when an order is placed.
