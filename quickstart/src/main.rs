@@ -7,6 +7,8 @@
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --bin quickstart  # Redis
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
