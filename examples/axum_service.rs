@@ -364,8 +364,9 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
-    // Requests in flight get `DRAIN` to finish after the signal; then the
-    // process stops anyway (an orchestrator would kill it soon after).
+    // Requests in flight get `DRAIN` to finish after the signal; past it
+    // the server stops waiting for them (they end with the runtime, after
+    // the cache's shutdown below).
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
         shutdown_signal().await;

@@ -108,29 +108,23 @@ impl Inner {
     /// per slot group (offered to the near tier on the way).
     async fn read_many(&self, fulls: &[String]) -> Vec<Read> {
         let Some(near) = self.near() else {
-            if fulls.iter().any(|full| self.skips(full)) {
-                // Only the keys Redis may be asked about are sent.
-                let asked: Vec<String> = fulls
-                    .iter()
-                    .filter(|full| !self.skips(full))
-                    .cloned()
-                    .collect();
-                let mut found = self.backend_get_many(&asked).await.into_iter();
-                return fulls
-                    .iter()
-                    .map(|full| match self.skips(full) {
-                        true => (Ok(None), false),
-                        false => (found.next().unwrap_or(Ok(None)), false),
-                    })
-                    .collect();
-            }
-            let found = self.backend_get_many(fulls).await;
-            return fulls
+            // Decided once, before the read: a write confirmed meanwhile
+            // changes what `skips` says, and must not shift the answers.
+            let skipped: Vec<bool> = fulls.iter().map(|full| self.skips(full)).collect();
+            let asked: Vec<String> = fulls
                 .iter()
-                .zip(found)
-                .map(|(full, found)| match self.skips(full) {
+                .zip(&skipped)
+                .filter(|(_, skip)| !**skip)
+                .map(|(full, _)| full.clone())
+                .collect();
+            let found = self.backend_get_many(&asked).await;
+            debug_assert_eq!(found.len(), asked.len());
+            let mut found = found.into_iter();
+            return skipped
+                .into_iter()
+                .map(|skip| match skip {
                     true => (Ok(None), false),
-                    false => (found, false),
+                    false => (found.next().unwrap_or(Ok(None)), false),
                 })
                 .collect();
         };
@@ -217,15 +211,9 @@ impl Inner {
         Fut: Future<Output = Result<HashMap<String, T>, E>>,
     {
         let span = self.batch_span(policy.site, keys.len());
-        let hits = std::sync::atomic::AtomicUsize::new(0);
-        let values = self
-            .get_or_load_many_in(keys, policy, loader, &hits)
+        self.get_or_load_many_in(keys, policy, loader, &span)
             .instrument(span.clone())
-            .await;
-        let hits = hits.into_inner();
-        span.record("hits", hits);
-        span.record("misses", keys.len().saturating_sub(hits));
-        values
+            .await
     }
 
     async fn get_or_load_many_in<T, E, F, Fut>(
@@ -233,7 +221,7 @@ impl Inner {
         keys: &[&str],
         policy: &Policy,
         loader: F,
-        hits: &std::sync::atomic::AtomicUsize,
+        span: &tracing::Span,
     ) -> Result<Vec<Option<T>>, E>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -264,6 +252,7 @@ impl Inner {
         // whole group of keys with one error: it is counted once.
         let mut reachable = cacheable.clone();
         let mut outage_seen = false;
+        let mut hits = 0usize;
         let mut slots: Vec<Option<Slot<'_, T>>> = Vec::with_capacity(fulls.len());
         for (at, (full, (found, near))) in fulls.iter().zip(read).enumerate() {
             let bytes = match found {
@@ -284,7 +273,7 @@ impl Inner {
             };
             if let Some(value) = bytes.and_then(|bytes| self.fresh::<T>(full, &bytes, now)) {
                 self.count_hit(policy.site, near);
-                hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                hits += 1;
                 slots.push(Some(Slot::Done(Some(value))));
                 continue;
             }
@@ -297,6 +286,9 @@ impl Inner {
                 Join::Leader(leader) => Slot::Leading(leader, None),
             }));
         }
+        // Of the distinct keys (the span's `keys` counts them as given).
+        span.record("hits", hits);
+        span.record("misses", fulls.len() - hits);
         self.take_leases::<T>(&fulls, &reachable, &mut slots).await;
         // With nothing of our own to load, we can wait for the other
         // processes first: what they leave unresolved (a lease that lapsed,

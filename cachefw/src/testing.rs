@@ -52,7 +52,7 @@
 //! [`RedisServer::start`] runs a `redis-server` of its own on a free
 //! loopback port (never 6379), empty, saving nothing, killed when the
 //! value is dropped. Tests that start their own servers can run in
-//! parallel. It needs `redis-server` on `PATH` (Debian:
+//! parallel. It needs `redis-server` 6.2 or newer on `PATH` (Debian:
 //! `apt-get install redis-server`; elsewhere set `REDIS_SERVER` to the
 //! binary).
 //!

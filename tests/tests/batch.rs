@@ -272,7 +272,7 @@ async fn a_batch_dropped_mid_load_frees_its_keys() {
         .expect("builds");
     let (started, mut running) = tokio::sync::mpsc::channel::<()>(1);
     let stuck = cache.get_or_load_many::<u64, SourceDown, _, _>(
-        &["item:1", "item:2"],
+        &["item:1", "item:2", "item:9"],
         MINUTE,
         |_| async move {
             let _ = started.send(()).await;
