@@ -1,9 +1,9 @@
 //! The macros' compile-time contract: every misuse is a compile error
-//! spanned on the offending text (snapshots in `tests/ui/fail/*.stderr`),
-//! and every accepted form compiles and runs (`tests/ui/pass`).
+//! spanned on the offending text (snapshots in `tests-ui/ui/fail/*.stderr`),
+//! and every accepted form compiles and runs (`tests-ui/ui/pass`).
 //!
 //! After changing a message on purpose, refresh the snapshots with
-//! `TRYBUILD=overwrite cargo test -p cachefw-tests --test ui` and review
+//! `TRYBUILD=overwrite cargo test -p cachefw-ui-tests --test ui` and review
 //! the diff.
 
 #[test]

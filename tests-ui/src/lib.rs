@@ -1,0 +1,2 @@
+//! Only a home for `tests/ui.rs`: see the package description.
+#![forbid(unsafe_code)]
