@@ -312,18 +312,7 @@ impl<T: Entity> Writes<'_, T> {
         key: &T::Key,
         write: impl Future<Output = Result<(), Failed>>,
     ) -> Result<(), Error> {
-        let guards = self.guards(key);
-        match write.await {
-            Ok(()) => {
-                guards.row.run().await;
-                guards.partition.run().await;
-                Ok(())
-            }
-            Err(failed) => {
-                guards.failed(failed.outcome).await;
-                Err(failed.error)
-            }
-        }
+        self.evicting(self.guards(key), write).await
     }
 
     pub(crate) async fn save_invalidating(&self, row: &T) -> Result<(), Error> {
@@ -436,13 +425,13 @@ impl<T: Entity> Writes<'_, T> {
                     "cachefw-cassandra: the write-behind stream is full; saving to Cassandra"
                 );
                 return self
-                    .direct(guards, self.table.insert_at(row, Some(at)))
+                    .evicting(guards, self.table.insert_at(row, Some(at)))
                     .await;
             }
             Err(error) => {
                 tracing::debug!(%error, "cachefw-cassandra: write-behind save goes to Cassandra");
                 return self
-                    .direct(guards, self.table.insert_at(row, Some(at)))
+                    .evicting(guards, self.table.insert_at(row, Some(at)))
                     .await;
             }
         }
@@ -464,7 +453,7 @@ impl<T: Entity> Writes<'_, T> {
                 tracing::debug!(%error, "cachefw-cassandra: write-behind entry not stored");
                 // Acknowledged by Redis already: a failure here is the flush's.
                 let _ = self
-                    .direct(guards, self.table.insert_at(row, Some(at)))
+                    .evicting(guards, self.table.insert_at(row, Some(at)))
                     .await;
                 return Ok(());
             }
@@ -491,7 +480,7 @@ impl<T: Entity> Writes<'_, T> {
         let guards = self.guards(key);
         if !matches!(appended, Ok(Some(_))) {
             return self
-                .direct(guards, self.table.update_at(key, patch, Some(at)))
+                .evicting(guards, self.table.update_at(key, patch, Some(at)))
                 .await;
         }
         let entry = T::cache_key(key);
@@ -548,8 +537,10 @@ impl<T: Entity> Writes<'_, T> {
         Ok(())
     }
 
-    /// A write-behind write that goes to Cassandra now, then evicts.
-    async fn direct(
+    /// Runs `write` (taken by `guards` before it was sent), then evicts
+    /// what `guards` cover unless Cassandra refused it: invalidate on write,
+    /// and a write-behind write that goes to Cassandra now.
+    async fn evicting(
         &self,
         guards: Guards,
         write: impl Future<Output = Result<(), Failed>>,

@@ -947,12 +947,7 @@ impl RedisBackend {
         if let Some(over) = over {
             call.arg(over.as_ref());
         }
-        let node = self.node_for(key);
-        let held: Option<Vec<u8>> = self
-            .run("ACQUIRE", key, &node, async |link| {
-                call.invoke_async(link).await
-            })
-            .await?;
+        let held: Option<Vec<u8>> = self.invoke("ACQUIRE", key, &call).await?;
         Ok(held.map(Bytes::from))
     }
 
@@ -966,12 +961,7 @@ impl RedisBackend {
     ) -> Result<bool, Error> {
         let mut call = self.fill.key(key);
         call.arg(marker).arg(value).arg(ttl_ms);
-        let node = self.node_for(key);
-        let stored: u8 = self
-            .run("FILL", key, &node, async |link| {
-                call.invoke_async(link).await
-            })
-            .await?;
+        let stored: u8 = self.invoke("FILL", key, &call).await?;
         Ok(stored == 1)
     }
 
@@ -979,11 +969,7 @@ impl RedisBackend {
     pub(crate) async fn release(&self, key: &str, marker: &[u8]) -> Result<(), Error> {
         let mut call = self.release.key(key);
         call.arg(marker);
-        let node = self.node_for(key);
-        self.run("RELEASE", key, &node, async |link| {
-            call.invoke_async(link).await
-        })
-        .await
+        self.invoke("RELEASE", key, &call).await
     }
 
     /// Claims the entry at `key` that expires at `expires_ms` for a reload
@@ -1002,12 +988,7 @@ impl RedisBackend {
             .arg(ENTRY_HEADER_LEN)
             .arg(LEASE_TAG_BYTE)
             .arg(&expires_ms.to_be_bytes()[..]);
-        let node = self.node_for(key);
-        let claimed: u8 = self
-            .run("CLAIM", key, &node, async |link| {
-                call.invoke_async(link).await
-            })
-            .await?;
+        let claimed: u8 = self.invoke("CLAIM", key, &call).await?;
         Ok(claimed == 1)
     }
 
@@ -1021,12 +1002,7 @@ impl RedisBackend {
     ) -> Result<bool, Error> {
         let mut call = self.fill_claimed.key(key);
         call.arg(nonce).arg(value).arg(ttl_ms).arg(NONCE_AT);
-        let node = self.node_for(key);
-        let stored: u8 = self
-            .run("FILL", key, &node, async |link| {
-                call.invoke_async(link).await
-            })
-            .await?;
+        let stored: u8 = self.invoke("FILL", key, &call).await?;
         Ok(stored == 1)
     }
 
@@ -1034,11 +1010,7 @@ impl RedisBackend {
     pub(crate) async fn unclaim(&self, key: &str, nonce: &[u8]) -> Result<(), Error> {
         let mut call = self.unclaim.key(key);
         call.arg(nonce).arg(CLAIM_AT);
-        let node = self.node_for(key);
-        self.run("UNCLAIM", key, &node, async |link| {
-            call.invoke_async(link).await
-        })
-        .await
+        self.invoke("UNCLAIM", key, &call).await
     }
 
     /// One round trip, to open the connection now rather than on the first
