@@ -122,6 +122,13 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + '
     const CQL: Statements;
     /// How saves reach Cassandra and the cache.
     const WRITE: WriteMode;
+    /// Each field's column: its CQL identifier (quoted where needed) and
+    /// CQL type, in field order (the order of [`values`](Self::values)).
+    /// Write-behind records name their columns with them.
+    const FIELD_COLUMNS: &'static [(&'static str, &'static str)];
+    /// The primary key's CQL identifiers, in the bind order of
+    /// [`key_values`](Self::key_values).
+    const KEY_COLUMNS: &'static [&'static str];
 
     /// `{Entity}Patch`: every regular (non-key) field as an `Option`
     /// (`Option<Option<T>>` for an `Option<T>` field, where `Some(None)`

@@ -67,6 +67,20 @@ pub enum Error {
         /// The cache's backend, as `Cache::backend_name` says.
         backend: &'static str,
     },
+    /// A write-behind entity over a Redis whose `maxmemory-policy` may
+    /// evict keys that have no expiry: the stream, the pending entries
+    /// and their version records, that is acknowledged writes.
+    #[error(
+        "table `{table}` is written behind, but Redis's maxmemory-policy is `{policy}`, which \
+         may evict the write-behind stream and pending entries (keys with no expiry); set \
+         maxmemory-policy to noeviction or a volatile-* policy"
+    )]
+    EvictionPolicy {
+        /// The table.
+        table: &'static str,
+        /// The policy Redis reported.
+        policy: String,
+    },
     /// Redis could not answer a call that only Redis can answer (the
     /// write-behind backlog).
     #[error("reading the write-behind stream of `{table}` failed: {source}")]
@@ -171,16 +185,15 @@ impl Error {
         Self::execute(statement, source)
     }
 
-    /// Whether this error says that preparing failed in a way that trying
-    /// again cannot change (a missing table, a statement the server
-    /// refuses).
-    pub(crate) fn refused_preparing(&self) -> bool {
+    /// The kind of a failed prepare (see `outcome::kind`), for the
+    /// write-behind flusher's counters.
+    pub(crate) fn prepare_kind(&self) -> &'static str {
         match self {
-            Self::MissingTable { .. } => true,
+            Self::MissingTable { .. } => "invalid",
             Self::Prepare { source, .. } | Self::Execute { source, .. } => source
                 .downcast_ref::<PrepareError>()
-                .is_some_and(crate::outcome::permanent_prepare),
-            _ => false,
+                .map_or("other", crate::outcome::prepare_kind),
+            _ => "other",
         }
     }
 

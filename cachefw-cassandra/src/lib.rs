@@ -229,7 +229,7 @@ mod table;
 mod through;
 mod writes;
 
-pub use behind::Backlog;
+pub use behind::{Backlog, DEFAULT_DEAD_LETTER_AFTER};
 pub use cachefw_macros::Entity;
 pub use counter::NoCounter;
 pub use entity::{Entity, Statements, WriteMode};

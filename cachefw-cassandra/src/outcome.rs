@@ -89,43 +89,50 @@ fn of_db_error(error: &DbError) -> Outcome {
     }
 }
 
-/// Whether a failed write would fail again however often it is retried:
-/// the statement or its values are wrong for the table (Cassandra refuses
-/// it as invalid, or the driver cannot serialize it). A timeout, an
-/// overloaded or unavailable cluster, a lost connection pass; the
-/// write-behind flusher retries those without limit.
-pub(crate) fn permanent(error: &ExecutionError) -> bool {
+/// The kind of a failed write, as the write-behind flusher counts and
+/// logs its refusals (label `kind` of `cachefw_writebehind_refusals_total`).
+/// None of them stops the retries: a record is retried until written or
+/// refused for `dead_letter_after`.
+pub(crate) fn kind(error: &ExecutionError) -> &'static str {
     match error {
-        ExecutionError::BadQuery(_) => true,
-        ExecutionError::PrepareError(error) => permanent_prepare(error),
-        ExecutionError::LastAttemptError(attempt) => permanent_attempt(attempt),
-        _ => false,
+        ExecutionError::BadQuery(_) => "invalid",
+        ExecutionError::PrepareError(error) => prepare_kind(error),
+        ExecutionError::LastAttemptError(attempt) => attempt_kind(attempt),
+        ExecutionError::RequestTimeout(_) => "timeout",
+        ExecutionError::EmptyPlan | ExecutionError::ConnectionPoolError(_) => "unavailable",
+        _ => "other",
     }
 }
 
-/// [`permanent`] for preparing a statement.
-pub(crate) fn permanent_prepare(error: &PrepareError) -> bool {
+/// The kind of a failed prepare (see [`kind`]).
+pub(crate) fn prepare_kind(error: &PrepareError) -> &'static str {
     match error {
-        PrepareError::AllAttemptsFailed { first_attempt } => permanent_attempt(first_attempt),
-        _ => false,
+        PrepareError::AllAttemptsFailed { first_attempt } => attempt_kind(first_attempt),
+        PrepareError::ConnectionPoolError(_) => "unavailable",
+        _ => "other",
     }
 }
 
-fn permanent_attempt(error: &RequestAttemptError) -> bool {
+fn attempt_kind(error: &RequestAttemptError) -> &'static str {
     match error {
         RequestAttemptError::SerializationError(_)
-        | RequestAttemptError::CqlRequestSerialization(_) => true,
-        RequestAttemptError::DbError(error, _) => matches!(
-            error,
+        | RequestAttemptError::CqlRequestSerialization(_) => "invalid",
+        RequestAttemptError::DbError(error, _) => match error {
             DbError::SyntaxError
-                | DbError::Invalid
-                | DbError::AlreadyExists { .. }
-                | DbError::FunctionFailure { .. }
-                | DbError::Unauthorized
-                | DbError::ConfigError
-                | DbError::ProtocolError
-        ),
-        _ => false,
+            | DbError::Invalid
+            | DbError::AlreadyExists { .. }
+            | DbError::FunctionFailure { .. }
+            | DbError::ConfigError => "invalid",
+            DbError::Unauthorized | DbError::AuthenticationError => "unauthorized",
+            DbError::Unavailable { .. } | DbError::IsBootstrapping => "unavailable",
+            DbError::Overloaded | DbError::RateLimitReached { .. } => "overloaded",
+            DbError::WriteTimeout { .. } | DbError::ReadTimeout { .. } => "timeout",
+            DbError::ProtocolError => "protocol",
+            _ => "other",
+        },
+        RequestAttemptError::BrokenConnectionError(_)
+        | RequestAttemptError::UnableToAllocStreamId => "unavailable",
+        _ => "other",
     }
 }
 
@@ -166,20 +173,23 @@ mod tests {
     }
 
     #[test]
-    fn only_mistakes_are_permanent() {
-        assert!(permanent(&db(DbError::Invalid)));
-        assert!(permanent(&db(DbError::SyntaxError)));
-        assert!(!permanent(&db(DbError::Overloaded)));
-        assert!(!permanent(&db(DbError::ServerError)));
+    fn refusals_have_kinds() {
+        assert_eq!(kind(&db(DbError::Invalid)), "invalid");
+        assert_eq!(kind(&db(DbError::SyntaxError)), "invalid");
+        assert_eq!(kind(&db(DbError::Overloaded)), "overloaded");
+        assert_eq!(kind(&db(DbError::Unauthorized)), "unauthorized");
+        assert_eq!(kind(&db(DbError::ProtocolError)), "protocol");
+        assert_eq!(kind(&db(DbError::ServerError)), "other");
         let unavailable = db(DbError::Unavailable {
             consistency: Consistency::Quorum,
             required: 2,
             alive: 1,
         });
-        assert!(!permanent(&unavailable));
-        assert!(!permanent(&ExecutionError::RequestTimeout(
-            Duration::from_secs(1)
-        )));
+        assert_eq!(kind(&unavailable), "unavailable");
+        assert_eq!(
+            kind(&ExecutionError::RequestTimeout(Duration::from_secs(1))),
+            "timeout"
+        );
     }
 
     #[test]

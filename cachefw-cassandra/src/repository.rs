@@ -10,7 +10,7 @@ use scylla::client::session::Session;
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
 
-use crate::behind::{self, Backlog, Flusher, Stream};
+use crate::behind::{self, Backlog, DEFAULT_DEAD_LETTER_AFTER, Stream};
 use crate::entity::{Entity, WriteMode};
 use crate::error::Error;
 use crate::life;
@@ -108,6 +108,7 @@ pub struct Repository<T: Entity> {
     rows: RowLocks,
     batch_rows: usize,
     claim_idle: Duration,
+    dead_after: Duration,
 }
 
 impl<T: Entity> Repository<T> {
@@ -118,13 +119,24 @@ impl<T: Entity> Repository<T> {
     /// # Errors
     ///
     /// [`Error::WriteBehindNeedsRedis`] for a write-behind entity over an
-    /// in-memory cache.
+    /// in-memory cache; [`Error::EvictionPolicy`] for one over a Redis
+    /// whose `maxmemory-policy` is `allkeys-*` (`noeviction` and
+    /// `volatile-*` are accepted; where `CONFIG GET` is not allowed, one
+    /// warning says that the policy could not be checked).
     pub async fn new(session: Arc<Session>, cache: Cache) -> Result<Self, Error> {
-        if T::WRITE == WriteMode::Behind && cache.backend_name() != "redis" {
-            return Err(Error::WriteBehindNeedsRedis {
-                table: T::TABLE,
-                backend: cache.backend_name(),
-            });
+        if T::WRITE == WriteMode::Behind {
+            if cache.backend_name() != "redis" {
+                return Err(Error::WriteBehindNeedsRedis {
+                    table: T::TABLE,
+                    backend: cache.backend_name(),
+                });
+            }
+            behind::check_eviction_policy(&cache, T::TABLE)
+                .await
+                .map_err(|policy| Error::EvictionPolicy {
+                    table: T::TABLE,
+                    policy,
+                })?;
         }
         let repository = Self {
             table: Arc::new(Table::new(session)),
@@ -133,6 +145,7 @@ impl<T: Entity> Repository<T> {
             cache,
             batch_rows: SAVE_ALL_CHUNK,
             claim_idle: DEFAULT_CLAIM_IDLE,
+            dead_after: DEFAULT_DEAD_LETTER_AFTER,
         };
         if let Err(error) = repository.table.prepare_all().await {
             // Before `create_table` the table may not exist yet: the
@@ -778,23 +791,84 @@ impl<T: Entity> Repository<T> {
     ///
     /// Outside a tokio runtime, as `tokio::spawn` does.
     pub fn spawn_flusher(&self) -> tokio::task::JoinHandle<()> {
-        if self.cache.backend_name() != "redis" {
-            return tokio::spawn(async {});
-        }
-        let flusher = Flusher::new(
+        behind::spawn_flusher(
             self.table.clone(),
-            self.cache.clone(),
-            self.stream.clone(),
+            &self.cache,
+            &self.stream,
             self.claim_idle,
-        );
-        tokio::spawn(flusher.run())
+            self.dead_after,
+        )
+    }
+
+    /// Sets how long Cassandra may refuse a write-behind record before the
+    /// flushers this repository spawns move it to the dead-letter stream
+    /// ([`DEFAULT_DEAD_LETTER_AFTER`](crate::DEFAULT_DEAD_LETTER_AFTER),
+    /// 24 h, by default). Until then every refusal, of any kind, is
+    /// retried with a backoff of at most 30 s, and reads keep seeing the
+    /// pending write.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// # #[entity(keyspace = "shop", table = "carts", ttl = "10m", write = "behind")]
+    /// # pub struct Cart { #[partition_key] pub id: uuid::Uuid, pub total: i64 }
+    /// # async fn demo(session: std::sync::Arc<scylla::client::session::Session>, cache: cachefw::Cache)
+    /// # -> Result<(), cachefw_cassandra::Error> {
+    /// let carts = Repository::<Cart>::new(session, cache)
+    ///     .await?
+    ///     .dead_letter_after(Duration::from_secs(3600));
+    /// # let _ = carts; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn dead_letter_after(mut self, after: Duration) -> Self {
+        self.dead_after = after;
+        self
+    }
+
+    /// Moves every dead letter of this table's write-behind stream back
+    /// into the stream, for the flushers to write (with the timestamps
+    /// they were saved with), once the cause of the refusals is fixed;
+    /// returns how many were moved. Always 0 over an in-memory cache.
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// # #[entity(keyspace = "shop", table = "carts", ttl = "10m", write = "behind")]
+    /// # pub struct Cart { #[partition_key] pub id: uuid::Uuid, pub total: i64 }
+    /// # async fn demo(carts: Repository<Cart>) -> Result<(), cachefw_cassandra::Error> {
+    /// if carts.backlog().await?.dead > 0 {
+    ///     // … after the migration that was missing:
+    ///     let moved = carts.replay_dead().await?;
+    ///     eprintln!("{moved} dead letters go back to the flushers");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stream`] when Redis does not answer (the letters moved
+    /// before stay moved; the others stay dead letters).
+    pub async fn replay_dead(&self) -> Result<u64, Error> {
+        if self.cache.backend_name() != "redis" {
+            return Ok(0);
+        }
+        self.stream
+            .replay_dead()
+            .await
+            .map_err(|source| Error::Stream {
+                table: T::TABLE,
+                source: Box::new(source),
+            })
     }
 
     /// How many write-behind records wait for a flusher, and how long ago
-    /// the oldest was written (also published as the gauges
-    /// `cachefw_writebehind_pending` and
-    /// `cachefw_writebehind_oldest_seconds`, label `table`, through the
-    /// `metrics` facade). Always empty over an in-memory cache.
+    /// the oldest was written, and how many are dead letters (also
+    /// published as the gauges `cachefw_writebehind_pending`,
+    /// `cachefw_writebehind_oldest_seconds` and `cachefw_writebehind_dead`,
+    /// label `table`, through the `metrics` facade; flushers count
+    /// Cassandra's refusals in `cachefw_writebehind_refusals_total`, labels
+    /// `table` and `kind`). Always empty over an in-memory cache.
     ///
     /// ```no_run
     /// # use cachefw_cassandra::{Entity, Repository};
@@ -813,23 +887,12 @@ impl<T: Entity> Repository<T> {
     ///
     /// [`Error::Stream`] when Redis does not answer.
     pub async fn backlog(&self) -> Result<Backlog, Error> {
-        if self.cache.backend_name() != "redis" {
-            return Ok(Backlog::default());
-        }
-        let (pending, oldest) = self
-            .stream
-            .backlog()
+        behind::backlog::<T>(&self.cache, &self.stream)
             .await
             .map_err(|source| Error::Stream {
                 table: T::TABLE,
                 source: Box::new(source),
-            })?;
-        let backlog = Backlog {
-            pending,
-            oldest: behind::age(oldest),
-        };
-        behind::publish(T::TABLE, backlog.pending, backlog.oldest);
-        Ok(backlog)
+            })
     }
 }
 

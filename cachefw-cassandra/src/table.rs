@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use scylla::client::session::Session;
 use scylla::errors::{DbError, PrepareError, RequestAttemptError};
@@ -14,6 +14,7 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{Counter, CqlValue, Row};
 use tokio::sync::OnceCell;
 
+use crate::behind::{Raw, Record, Schema};
 use crate::bind::Then;
 use crate::entity::Entity;
 use crate::error::Error;
@@ -41,18 +42,18 @@ pub(crate) struct Prepared {
 }
 
 /// A write Cassandra did not confirm: the error, whether the row may have
-/// changed anyway, and whether trying again can help (for the flusher).
+/// changed anyway, and its kind (for the flusher's counters and logs).
 pub(crate) struct Failed {
     pub(crate) error: Error,
     pub(crate) outcome: Outcome,
-    pub(crate) permanent: bool,
+    pub(crate) kind: &'static str,
 }
 
 impl Failed {
     /// Preparing the statement failed: nothing was sent.
     fn prepare(error: Error) -> Self {
         Self {
-            permanent: error.refused_preparing(),
+            kind: error.prepare_kind(),
             outcome: Outcome::Refused,
             error,
         }
@@ -67,6 +68,11 @@ pub(crate) struct Table<T> {
     patches: Mutex<HashMap<Vec<&'static str>, PreparedStatement>>,
     /// `UPDATE … SET c = c + ?` of each counter, by their text.
     increments: Mutex<HashMap<&'static str, PreparedStatement>>,
+    /// The statements of write-behind records, by their text: one per
+    /// kind and column set.
+    records: Mutex<HashMap<String, PreparedStatement>>,
+    /// The entity's column types, for making records.
+    schema: OnceLock<Result<Schema, String>>,
     entity: PhantomData<fn() -> T>,
 }
 
@@ -77,6 +83,8 @@ impl<T: Entity> Table<T> {
             prepared: Prepared::default(),
             patches: Mutex::new(HashMap::new()),
             increments: Mutex::new(HashMap::new()),
+            records: Mutex::new(HashMap::new()),
+            schema: OnceLock::new(),
             entity: PhantomData,
         }
     }
@@ -203,7 +211,7 @@ impl<T: Entity> Table<T> {
             .map(|_| ())
             .map_err(|source| Failed {
                 outcome: outcome::of(&source),
-                permanent: outcome::permanent(&source),
+                kind: outcome::kind(&source),
                 error: Error::execution(Self::name(), cql, source),
             })
     }
@@ -243,7 +251,7 @@ impl<T: Entity> Table<T> {
             .map(|_| ())
             .map_err(|source| Failed {
                 outcome: outcome::of(&source),
-                permanent: outcome::permanent(&source),
+                kind: outcome::kind(&source),
                 error: Error::execution(Self::name(), label(cql), source),
             })
     }
@@ -280,14 +288,14 @@ impl<T: Entity> Table<T> {
             .await
             .map_err(|source| Failed {
                 outcome: outcome::of(&source),
-                permanent: outcome::permanent(&source),
+                kind: outcome::kind(&source),
                 error: Error::execution(Self::name(), cql, source),
             })?;
         // Written, or maybe written, without saying whether: as a write of
         // unknown outcome.
         let unknown = |error| Failed {
             outcome: Outcome::Unknown,
-            permanent: false,
+            kind: "other",
             error,
         };
         // An answer that is not rows (kassandra's, which drops the
@@ -347,6 +355,83 @@ impl<T: Entity> Table<T> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(cql, statement.clone());
+        Ok(statement)
+    }
+
+    /// The entity's column types, parsed once; why not, if they do not
+    /// parse (then records cannot be made, and saves write Cassandra).
+    pub(crate) fn schema(&self) -> Result<&Schema, &str> {
+        self.schema
+            .get_or_init(Schema::of::<T>)
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// Writes a write-behind record with its timestamp: an `INSERT` of
+    /// the columns a save carries, an `UPDATE` of those a patch sets,
+    /// whatever columns the entity has in this process.
+    pub(crate) async fn write_record(&self, record: &Record) -> Result<(), Failed> {
+        let table = T::CQL.update.trim_start_matches("UPDATE ");
+        let cql = if record.save {
+            let names: Vec<&str> = record
+                .key
+                .iter()
+                .chain(&record.set)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            let markers = vec!["?"; names.len()].join(", ");
+            format!(
+                "INSERT INTO {table} ({}) VALUES ({markers})",
+                names.join(", ")
+            )
+        } else {
+            let set: Vec<&str> = record.set.iter().map(|(name, _)| name.as_str()).collect();
+            let key: Vec<String> = record
+                .key
+                .iter()
+                .map(|(name, _)| format!("{name} = ?"))
+                .collect();
+            patch::update_cql(T::CQL.update, &set, &key.join(" AND "))
+        };
+        let statement = self.record_statement(&cql).await.map_err(Failed::prepare)?;
+        let cells: Vec<&[u8]> = if record.save {
+            record
+                .key
+                .iter()
+                .chain(&record.set)
+                .map(|(_, c)| c.as_slice())
+                .collect()
+        } else {
+            record
+                .set
+                .iter()
+                .chain(&record.key)
+                .map(|(_, c)| c.as_slice())
+                .collect()
+        };
+        self.execute_at(&cql, &statement, Raw(cells), Some(record.at))
+            .await
+    }
+
+    async fn record_statement(&self, cql: &str) -> Result<PreparedStatement, Error> {
+        let known = self
+            .records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(cql)
+            .cloned();
+        if let Some(statement) = known {
+            return Ok(statement);
+        }
+        let statement = self
+            .session
+            .prepare(cql.to_owned())
+            .await
+            .map_err(|source| Error::prepare_dynamic(Self::name(), cql, source))?;
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(cql.to_owned(), statement.clone());
         Ok(statement)
     }
 

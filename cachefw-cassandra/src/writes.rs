@@ -411,10 +411,11 @@ impl<T: Entity> Writes<'_, T> {
         let key = row.key();
         let _turn = self.rows.lock(&T::cache_key(&key)).await;
         let at = clock::now();
-        let appended = match behind::save_record(row, at) {
-            Ok(fields) => stream.append(&fields).await,
-            Err(reason) => Err(behind::StreamError::Encode(reason)),
-        };
+        let appended =
+            match self.record(|schema, prefix| behind::save_record(schema, row, at, prefix)) {
+                Ok(fields) => stream.append(&fields).await,
+                Err(reason) => Err(behind::StreamError::Encode(reason)),
+            };
         let guards = self.guards(&key);
         match appended {
             Ok(Some(_)) => {}
@@ -445,7 +446,13 @@ impl<T: Entity> Writes<'_, T> {
         )
         .await;
         match stored {
-            Ok(_) => guards.row.disarm(),
+            Ok(Stored::Stored) => guards.row.disarm(),
+            // A newer write of the row is stored: a save (which covers this
+            // one), or another process's patch applied to the row it had
+            // cached, which may be older than this save. Not knowing which,
+            // the entry is evicted (its version record stays, so no older
+            // write stores after it); the flushes settle the row.
+            Ok(_) => guards.row.run().await,
             // Redis holds the record but not the entry, which may hold an
             // older row: the row goes to Cassandra now too (the flush writes
             // it again, at the same timestamp), and the entry is evicted.
@@ -462,6 +469,16 @@ impl<T: Entity> Writes<'_, T> {
         Ok(())
     }
 
+    /// A write-behind record made by `make` from the entity's column types
+    /// and the cache's key prefix.
+    fn record(
+        &self,
+        make: impl FnOnce(&behind::Schema, &str) -> Result<behind::Fields, String>,
+    ) -> Result<behind::Fields, String> {
+        let schema = self.table.schema().map_err(str::to_owned)?;
+        make(schema, versioned::prefix(self.cache))
+    }
+
     /// A write-behind patch: the record, then the cached row patched in
     /// place (read-modify-write on its version), or evicted when it is not
     /// cached as its own version's write.
@@ -473,7 +490,9 @@ impl<T: Entity> Writes<'_, T> {
     ) -> Result<(), Error> {
         let _turn = self.rows.lock(&T::cache_key(key)).await;
         let at = clock::now();
-        let appended = match behind::patch_record::<T>(key, patch, at) {
+        let appended = match self
+            .record(|schema, prefix| behind::patch_record::<T>(schema, key, patch, at, prefix))
+        {
             Ok(fields) => stream.append(&fields).await,
             Err(reason) => Err(behind::StreamError::Encode(reason)),
         };

@@ -21,7 +21,7 @@ pub use redis;
 /// Versioned entries: see the module `versioned.rs`.
 pub mod versioned {
     pub use crate::versioned::{
-        Peeked, RECORD_MARGIN, Settled, Stored, evict, peek, settle, store,
+        Peeked, RECORD_MARGIN, Settled, Stored, evict, peek, prefix, settle, settle_under, store,
     };
 }
 

@@ -173,8 +173,12 @@ pub async fn evict(cache: &Cache, key: &str, version: u64, ttl: Duration) -> Res
 
 /// After the write of `version` reached the source: its entry, if the
 /// entry still holds it, expires in `ttl` from now (`None`: it is removed);
-/// anything else in the entry, older than the source now, is removed; a
-/// newer version is left alone.
+/// anything else in the entry, older than the source now, is removed, and
+/// `version` is recorded, so that its own write storing late (after this
+/// settle) is dropped rather than kept with no expiry. A newer version's
+/// own write is left alone; anything else beside a newer version (a fill,
+/// which may have read the source before this write reached it) is
+/// removed.
 ///
 /// ```
 /// use std::time::Duration;
@@ -200,8 +204,32 @@ pub async fn settle(
     version: u64,
     ttl: Option<Duration>,
 ) -> Result<Settled, Error> {
+    settle_under(cache, cache.inner().keys().prefix(), key, version, ttl).await
+}
+
+/// The prefix (`{namespace}:v{version}:`) of this cache's keys, which
+/// [`settle_under`] takes.
+pub fn prefix(cache: &Cache) -> &str {
+    cache.inner().keys().prefix()
+}
+
+/// [`settle`] of the entry at `key` under `prefix` rather than this
+/// cache's own: an entry written before the key version changed (a
+/// write-behind entry, which has no expiry until it is settled) is settled
+/// where it was written.
+///
+/// # Errors
+///
+/// As [`settle`].
+pub async fn settle_under(
+    cache: &Cache,
+    prefix: &str,
+    key: &str,
+    version: u64,
+    ttl: Option<Duration>,
+) -> Result<Settled, Error> {
     let inner = cache.inner();
-    let at = versioned_key(inner, key)?;
+    let at = versioned_key_under(inner, prefix, key)?;
     let ttl_ms = match ttl {
         Some(ttl) => millis(&at, ttl)?,
         None => 0,
@@ -290,9 +318,15 @@ fn millis(at: &VersionedKey, ttl: Duration) -> Result<u64, Error> {
 
 /// The entry's full key and its version record's, in one cluster slot.
 fn versioned_key(inner: &Inner, key: &str) -> Result<VersionedKey, Error> {
-    let entry = inner.keys().full(key);
+    versioned_key_under(inner, inner.keys().prefix(), key)
+}
+
+/// [`versioned_key`] under `prefix`.
+fn versioned_key_under(inner: &Inner, prefix: &str, key: &str) -> Result<VersionedKey, Error> {
+    let mut entry = String::with_capacity(prefix.len() + key.len());
+    entry.push_str(prefix);
+    entry.push_str(key);
     let tag = hash_tag(&entry);
-    let prefix = inner.keys().prefix();
     let mut record = String::with_capacity(prefix.len() + key.len() + tag.len() + 16);
     record.push_str(prefix);
     record.push_str("%version:");

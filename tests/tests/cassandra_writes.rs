@@ -980,7 +980,12 @@ async fn a_record_that_does_not_read_becomes_a_dead_letter() {
     with_kassandra(|_, session| async move {
         let redis = RedisServer::start();
         let cache = redis_cache(redis.url()).await;
-        let carts: Repository<Cart> = repository(&session, &cache).await;
+        // Left pending (a newer flusher may read it) until it has not read
+        // for dead_letter_after.
+        let carts: Repository<Cart> = repository::<Cart>(&session, &cache)
+            .await
+            .flusher_claim_idle(CLAIM_IDLE)
+            .dead_letter_after(Duration::from_millis(300));
         let good = cart(1);
         carts.save(&good).await.expect("save");
         let _: String = redis.cmd(
@@ -1003,6 +1008,7 @@ async fn a_record_that_does_not_read_becomes_a_dead_letter() {
         drained(&carts, Duration::from_secs(20)).await;
         let dead: u64 = redis.cmd("XLEN", &[b"shop:wb:carts:dead"]);
         assert_eq!(dead, 1, "the garbage record is kept as a dead letter");
+        assert_eq!(carts.backlog().await.expect("backlog").dead, 1);
         assert_eq!(
             in_cassandra::<CartRow>(&session, &[CartRowKey { id: good.id }]).await,
             [Some(cart_row(&good))]

@@ -3,21 +3,32 @@
 //!
 //! Each round it first takes over records another flusher left
 //! unacknowledged for the claim idle time (`XAUTOCLAIM`), then reads new
-//! ones (`XREADGROUP`, never blocking: the connection is the cache's). The
-//! records it holds are merged per row: the newest save, and the patches
-//! newer than it, are all that is written; older ones are acknowledged with
-//! them. Rows are written concurrently, each write with its record's
-//! timestamp, so that Cassandra keeps the newest whatever order they land
-//! in. A written row's cache entry is settled (its TTL set, or a stale
-//! fill removed), then its records are acknowledged and deleted.
+//! ones (`XREADGROUP`, never blocking: the connection is the cache's).
+//! Rows are written concurrently; the records of one row in timestamp
+//! order, each with its own timestamp, so that Cassandra keeps the newest
+//! whatever order they land in. A record covered by a newer save of its
+//! row (one that writes every column it sets) is written by that save,
+//! unless that save is being refused: then it is written itself. A
+//! written row's cache entry is settled (its TTL set, or a fill removed),
+//! then its written records are acknowledged and deleted.
 //!
-//! A row whose write fails waits, with a backoff that doubles up to
-//! [`MAX_BACKOFF`]; one that Cassandra refuses as invalid
-//! [`DEAD_AFTER`] times in a row, or a record that does not decode, goes
-//! to the dead-letter stream. A flusher holds nothing that outlives it:
-//! aborted at any await, its records stay pending in the group, and
-//! another flusher (or itself, restarted) takes them over after the claim
-//! idle time.
+//! Each record is judged alone. Whatever Cassandra answers (a timeout, an
+//! unavailable or overloaded cluster, a refused grant, a missing table or
+//! column, an invalid value), a record is retried with a backoff that
+//! doubles up to [`MAX_BACKOFF`], and the other records of its row go on
+//! without it. Only a record refused for the repository's
+//! `dead_letter_after` (24 h by default) goes to the dead-letter stream,
+//! where it waits, never trimmed, for `Repository::replay_dead`; its cache
+//! entry is given the entity's TTL rather than deleted. The flusher keeps
+//! the records it retries from looking idle (`XCLAIM … JUSTID`), so other
+//! flushers do not take them over while it still works on them.
+//!
+//! A flusher holds nothing that outlives it: aborted at any await, its
+//! records stay pending in the group, and another flusher (or itself,
+//! restarted) takes them over after the claim idle time. The time a record
+//! has been refused is this flusher's count: a flusher that takes it over
+//! counts again from its first refusal (a dead letter comes later, never
+//! sooner).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,11 +38,10 @@ use cachefw::__private::versioned::{self, Settled};
 use cachefw::Cache;
 use futures_util::StreamExt;
 
-use super::record::{self, Change, Record};
+use super::record::{self, Record};
 use super::stream::{Entry, Stream, StreamError};
-use crate::clock;
 use crate::entity::Entity;
-use crate::table::{Failed, Table};
+use crate::table::Table;
 
 /// Records read or claimed per call.
 const BATCH: usize = 256;
@@ -40,11 +50,9 @@ const BATCH: usize = 256;
 const MAX_HELD: usize = 4 * BATCH;
 /// Rows written at once.
 const CONCURRENCY: usize = 64;
-/// Refusals in a row after which a row's records are dead letters.
-pub(crate) const DEAD_AFTER: u32 = 5;
-/// The first pause after a failed write, and the longest.
+/// The first pause after a refused write, and the longest.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Polling an empty stream starts at this pause and doubles up to
 /// `MAX_POLL`, which bounds the delay of a flush when writes are rare.
 const FIRST_POLL: Duration = Duration::from_millis(5);
@@ -57,94 +65,111 @@ const GAUGE_EVERY: Duration = Duration::from_secs(1);
 /// How often a flusher looks for the consumers of ended flushers, and the
 /// least time such a consumer has been idle.
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
-/// Failures are logged at most this often (with how many were held back).
+/// One failure of a kind (per row, for refusals) is logged at most this
+/// often, with how many were held back.
 const LOG_EVERY: Duration = Duration::from_secs(15);
 
-/// The records of one row this flusher holds.
-struct Row<T: Entity> {
-    key: T::Key,
-    /// The newest save.
-    save: Option<(i64, T)>,
-    /// The patches newer than `save`, oldest first.
-    patches: Vec<(i64, T::Patch)>,
-    /// Every entry of the row taken, to acknowledge (or dead-letter).
-    entries: Vec<Entry>,
-    /// The newest timestamp among them: the version the cache settles.
-    newest: i64,
-    /// Cassandra holds every change above.
+/// One record this flusher holds, and how its writes went.
+struct Held {
+    entry: Entry,
+    record: Record,
     written: bool,
-    refusals: u32,
+    /// When Cassandra first refused it (since its last success).
+    refused_since: Option<Instant>,
+    /// Why, the last time.
+    last_error: String,
     pause: Duration,
     next_try: Instant,
 }
 
-impl<T: Entity> Row<T> {
-    fn new(key: T::Key) -> Self {
-        Self {
-            key,
-            save: None,
-            patches: Vec::new(),
-            entries: Vec::new(),
-            newest: i64::MIN,
-            written: false,
-            refusals: 0,
-            pause: FIRST_BACKOFF,
-            next_try: Instant::now(),
-        }
-    }
-
-    /// Takes one more record of the row.
-    fn merge(&mut self, entry: Entry, record: Record<T>) {
-        self.entries.push(entry);
-        self.newest = self.newest.max(record.at);
-        let saved_at = self.save.as_ref().map(|(at, _)| *at);
-        match record.change {
-            // An older save or patch is covered by the newer save, which
-            // writes every column.
-            Change::Save(row) if saved_at.is_none_or(|saved| record.at > saved) => {
-                self.patches.retain(|(at, _)| *at > record.at);
-                self.save = Some((record.at, row));
-                self.written = false;
-            }
-            Change::Patch(_, patch) if saved_at.is_none_or(|saved| record.at > saved) => {
-                let place = self.patches.partition_point(|(at, _)| *at <= record.at);
-                self.patches.insert(place, (record.at, patch));
-                self.written = false;
-            }
-            Change::Save(_) | Change::Patch(..) => {}
-        }
-    }
-
-    fn ids(&self) -> Vec<String> {
-        self.entries.iter().map(|entry| entry.id.clone()).collect()
-    }
-
-    fn wait(&mut self) {
-        self.next_try = Instant::now() + self.pause;
+impl Held {
+    fn refused(&mut self, now: Instant, error: String) {
+        self.refused_since.get_or_insert(now);
+        self.last_error = error;
+        self.next_try = now + self.pause;
         self.pause = (self.pause * 2).min(MAX_BACKOFF);
     }
 }
 
-/// Logs failures at most every [`LOG_EVERY`].
+/// The records of one row this flusher holds, oldest first.
+#[derive(Default)]
+struct Row {
+    records: Vec<Held>,
+}
+
+impl Row {
+    fn add(&mut self, held: Held) {
+        let place = self
+            .records
+            .partition_point(|other| other.record.at <= held.record.at);
+        self.records.insert(place, held);
+    }
+
+    /// Whether some record is due for a write, or written and not yet
+    /// acknowledged.
+    fn due(&self, now: Instant) -> bool {
+        self.records
+            .iter()
+            .any(|held| held.written || held.next_try <= now)
+    }
+
+    /// The index of a newer save that writes every column of record `at`
+    /// and is not being refused, if any.
+    fn cover(&self, at: usize) -> Option<usize> {
+        let older = &self.records.get(at)?.record;
+        (at + 1..self.records.len()).find(|&newer| {
+            let held = &self.records[newer];
+            held.refused_since.is_none() && held.record.covers(older)
+        })
+    }
+}
+
+/// What one row's round did, for the flusher to log and acknowledge.
+struct RowRound {
+    key: String,
+    row: Row,
+    /// Refusals: the kind and the error.
+    refusals: Vec<(&'static str, String)>,
+    /// Whether the written records' entries were settled (then they are
+    /// acknowledged).
+    settled: bool,
+    settle_error: Option<cachefw::Error>,
+}
+
+/// Logs a failure at most every [`LOG_EVERY`] per subject.
+#[derive(Default)]
 struct Log {
-    last: Option<Instant>,
-    held_back: u64,
+    last: HashMap<String, (Instant, u64)>,
 }
 
 impl Log {
-    fn failure(&mut self, table: &str, what: &str, error: &dyn std::fmt::Display) {
-        if self.last.is_some_and(|last| last.elapsed() < LOG_EVERY) {
-            self.held_back += 1;
-            return;
+    /// Whether to log now about `subject`, and how many were held back.
+    fn allow(&mut self, subject: String) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.len() > 4096 {
+            self.last.retain(|_, (at, _)| at.elapsed() < LOG_EVERY);
         }
-        tracing::warn!(
-            table,
-            held_back = self.held_back,
-            %error,
-            "cachefw-cassandra: write-behind flusher: {what}"
-        );
-        self.last = Some(Instant::now());
-        self.held_back = 0;
+        match self.last.get_mut(&subject) {
+            Some((at, held_back)) if at.elapsed() < LOG_EVERY => {
+                *held_back += 1;
+                None
+            }
+            _ => {
+                let held_back = self.last.insert(subject, (now, 0)).map_or(0, |(_, n)| n);
+                Some(held_back)
+            }
+        }
+    }
+
+    fn failure(&mut self, table: &str, what: &str, error: &dyn std::fmt::Display) {
+        if let Some(held_back) = self.allow(what.to_owned()) {
+            tracing::warn!(
+                table,
+                held_back,
+                %error,
+                "cachefw-cassandra: write-behind flusher: {what}"
+            );
+        }
     }
 }
 
@@ -155,11 +180,16 @@ pub(crate) struct Flusher<T: Entity> {
     stream: Stream,
     consumer: String,
     claim_idle: Duration,
-    rows: HashMap<String, Row<T>>,
+    dead_after: Duration,
+    rows: HashMap<String, Row>,
     /// Ids of every entry held, so a claim does not take one twice.
     held: HashSet<String>,
+    /// Records that do not read, by id: when first seen. They are left
+    /// pending (a flusher of a newer deploy may read them) until they
+    /// have not read for `dead_after`.
+    unreadable: HashMap<String, Instant>,
     /// Entries to move to the dead-letter stream, with why.
-    dead: Vec<(Entry, String)>,
+    dead: Vec<(Entry, String, Option<Record>)>,
     /// Ids of dead letters moved but not acknowledged yet.
     moved: Vec<String>,
     /// When ended consumers are looked for next.
@@ -173,6 +203,7 @@ impl<T: Entity> Flusher<T> {
         cache: Cache,
         stream: Stream,
         claim_idle: Duration,
+        dead_after: Duration,
     ) -> Self {
         let consumer = format!("flusher-{}-{:016x}", std::process::id(), fastrand::u64(..));
         Self {
@@ -181,15 +212,14 @@ impl<T: Entity> Flusher<T> {
             stream,
             consumer,
             claim_idle,
+            dead_after,
             rows: HashMap::new(),
             held: HashSet::new(),
+            unreadable: HashMap::new(),
             dead: Vec::new(),
             moved: Vec::new(),
             next_prune: None,
-            log: Log {
-                last: None,
-                held_back: 0,
-            },
+            log: Log::default(),
         }
     }
 
@@ -198,6 +228,7 @@ impl<T: Entity> Flusher<T> {
         let mut grouped = false;
         let mut cursor = String::from("0-0");
         let mut next_claim = Instant::now();
+        let mut next_touch = Instant::now() + self.touch_every();
         let mut poll = FIRST_POLL;
         let mut redis_pause = FIRST_REDIS_PAUSE;
         let mut next_gauge = Instant::now();
@@ -217,6 +248,10 @@ impl<T: Entity> Flusher<T> {
                         continue;
                     }
                 }
+            }
+            if Instant::now() >= next_touch {
+                next_touch = Instant::now() + self.touch_every();
+                self.touch().await;
             }
             let mut redis_failed = false;
             let taken = match self.take(&mut cursor, &mut next_claim).await {
@@ -247,11 +282,29 @@ impl<T: Entity> Flusher<T> {
             let retry = self
                 .rows
                 .values()
-                .map(|row| row.next_try)
+                .flat_map(|row| row.records.iter().map(|held| held.next_try))
                 .min()
                 .map(|at| at.saturating_duration_since(Instant::now()));
             tokio::time::sleep(retry.map_or(poll, |retry| retry.min(poll))).await;
             poll = (poll * 2).min(MAX_POLL);
+        }
+    }
+
+    /// How often the records held are kept from looking idle: well within
+    /// the claim idle time.
+    fn touch_every(&self) -> Duration {
+        (self.claim_idle / 3).max(FIRST_POLL)
+    }
+
+    /// Resets the idle time of every record held.
+    async fn touch(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = self.held.iter().cloned().collect();
+        if let Err(error) = self.stream.touch(&self.consumer, &ids).await {
+            self.log
+                .failure(T::TABLE, "cannot keep held records claimed", &error);
         }
     }
 
@@ -313,174 +366,173 @@ impl<T: Entity> Flusher<T> {
 
     /// Adds an entry to its row; `false` when already held.
     fn hold(&mut self, entry: Entry) -> bool {
-        if !self.held.insert(entry.id.clone()) {
+        if self.held.contains(&entry.id) {
             return false;
         }
-        match record::decode::<T>(&entry.fields) {
+        let prefix = versioned::prefix(&self.cache);
+        match record::decode::<T>(&entry.fields, self.table.schema().ok(), prefix) {
             Ok(record) => {
-                let key = record.key();
-                self.rows
-                    .entry(T::cache_key(&key))
-                    .or_insert_with(|| Row::new(key))
-                    .merge(entry, record);
+                self.held.insert(entry.id.clone());
+                self.rows.entry(record.row.clone()).or_default().add(Held {
+                    entry,
+                    record,
+                    written: false,
+                    refused_since: None,
+                    last_error: String::new(),
+                    pause: FIRST_BACKOFF,
+                    next_try: Instant::now(),
+                });
+                true
             }
             Err(reason) => {
-                self.log.failure(
-                    T::TABLE,
-                    "a record that does not read goes to the dead-letter stream",
-                    &reason,
-                );
-                self.dead.push((entry, reason));
+                refusal(T::TABLE, "unreadable");
+                let since = *self
+                    .unreadable
+                    .entry(entry.id.clone())
+                    .or_insert_with(Instant::now);
+                if since.elapsed() >= self.dead_after {
+                    self.unreadable.remove(&entry.id);
+                    self.held.insert(entry.id.clone());
+                    self.dead.push((entry, reason, None));
+                } else if let Some(held_back) = self.log.allow(format!("unreadable {}", entry.id)) {
+                    // Left pending, not held: a flusher that reads it may
+                    // take it over after the claim idle time.
+                    tracing::error!(
+                        table = T::TABLE,
+                        id = entry.id,
+                        held_back,
+                        reason,
+                        "cachefw-cassandra: a write-behind record does not read; it stays \
+                         pending and becomes a dead letter if it still does not read after \
+                         dead_letter_after"
+                    );
+                }
+                false
             }
         }
-        true
     }
 
-    /// Writes every row whose retry is due, then settles and acknowledges
-    /// the written ones; whether anything was done.
+    /// Writes every row with a record due, settles and acknowledges what
+    /// was written; whether anything was done.
     async fn flush_due(&mut self) -> bool {
         let now = Instant::now();
         let due: Vec<String> = self
             .rows
             .iter()
-            .filter(|(_, row)| row.next_try <= now)
+            .filter(|(_, row)| row.due(now))
             .map(|(key, _)| key.clone())
             .collect();
         if due.is_empty() {
             return false;
         }
-        let mut writes = Vec::new();
-        for key in &due {
-            if let Some(row) = self.rows.get(key)
-                && !row.written
-            {
-                writes.push(write(&self.table, key, row));
+        let mut rounds = Vec::with_capacity(due.len());
+        for key in due {
+            if let Some(row) = self.rows.remove(&key) {
+                rounds.push(flush_row(&self.table, &self.cache, key, row, now));
             }
         }
-        let results: Vec<(String, Result<(), Failed>)> = futures_util::stream::iter(writes)
+        let rounds: Vec<RowRound> = futures_util::stream::iter(rounds)
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        for (key, result) in results {
-            let Some(row) = self.rows.get_mut(&key) else {
-                continue;
-            };
-            match result {
-                Ok(()) => {
-                    row.written = true;
-                    row.refusals = 0;
-                }
-                Err(failed) if failed.permanent => {
-                    row.refusals += 1;
-                    if row.refusals >= DEAD_AFTER {
-                        let reason = failed.error.to_string();
-                        if let Some(row) = self.rows.remove(&key) {
-                            for entry in row.entries {
-                                self.dead.push((entry, reason.clone()));
-                            }
-                        }
-                    } else {
-                        row.wait();
-                    }
-                    self.log
-                        .failure(T::TABLE, "Cassandra refused a write", &failed.error);
-                }
-                Err(failed) => {
-                    row.wait();
-                    self.log.failure(T::TABLE, "a write failed", &failed.error);
-                }
-            }
-        }
-        self.acknowledge(&due).await;
-        true
-    }
-
-    /// Settles the cache entries of the written rows among `keys`, then
-    /// acknowledges their records in one call.
-    async fn acknowledge(&mut self, keys: &[String]) {
-        let mut settles = Vec::new();
-        for key in keys {
-            if let Some(row) = self.rows.get(key)
-                && row.written
-            {
-                settles.push(settle::<T>(&self.cache, key, clock::version(row.newest)));
-            }
-        }
-        let outcomes: Vec<(String, Result<Settled, cachefw::Error>)> =
-            futures_util::stream::iter(settles)
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
         let mut ids = Vec::new();
-        let mut settled = Vec::new();
-        for (key, outcome) in outcomes {
-            let Some(row) = self.rows.get_mut(&key) else {
-                continue;
-            };
-            match outcome {
-                Ok(outcome) => {
-                    if outcome == Settled::Removed {
-                        tracing::debug!(
-                            key,
-                            "cachefw-cassandra: flushed row's stale entry removed"
-                        );
-                    }
-                    ids.extend(row.ids());
-                    settled.push(key);
-                }
-                Err(error) => {
-                    row.wait();
-                    self.log
-                        .failure(T::TABLE, "cannot settle a flushed row's entry", &error);
+        let mut partitions = HashSet::new();
+        for mut round in rounds {
+            for (kind, error) in &round.refusals {
+                refusal(T::TABLE, kind);
+                if let Some(held_back) = self.log.allow(format!("{} {kind}", round.key)) {
+                    tracing::error!(
+                        table = T::TABLE,
+                        row = round.key,
+                        kind,
+                        held_back,
+                        %error,
+                        "cachefw-cassandra: Cassandra refused a write-behind record; \
+                         retrying with backoff (the cache keeps the pending write)"
+                    );
                 }
             }
+            if let Some(error) = &round.settle_error {
+                self.log
+                    .failure(T::TABLE, "cannot settle a flushed row's entry", error);
+            }
+            let mut kept = Vec::with_capacity(round.row.records.len());
+            for held in round.row.records.drain(..) {
+                if held.written && round.settled {
+                    if let Some(partition) = &held.record.partition {
+                        partitions.insert(partition.clone());
+                    }
+                    ids.push(held.entry.id.clone());
+                    kept.push(held);
+                } else if !held.written
+                    && held
+                        .refused_since
+                        .is_some_and(|since| since.elapsed() >= self.dead_after)
+                {
+                    let reason = held.last_error.clone();
+                    self.dead.push((held.entry, reason, Some(held.record)));
+                } else {
+                    kept.push(held);
+                }
+            }
+            round.row.records = kept;
+            self.rows.insert(round.key, round.row);
         }
-        if T::CACHE_PARTITIONS {
-            let partitions: HashSet<String> = settled
-                .iter()
-                .filter_map(|key| self.rows.get(key))
-                .map(|row| T::partition_cache_key(&T::partition_of(&row.key)))
-                .collect();
+        if !partitions.is_empty() {
             let partitions: Vec<&str> = partitions.iter().map(String::as_str).collect();
             // A failed eviction is the cache's to replay.
             let _ = self.cache.delete_many(&partitions).await;
         }
+        if ids.is_empty() {
+            return true;
+        }
         match self.stream.ack(&ids).await {
             Ok(()) => {
-                for key in settled {
-                    if let Some(row) = self.rows.remove(&key) {
-                        for entry in &row.entries {
-                            self.held.remove(&entry.id);
-                        }
-                    }
+                let acked: HashSet<&String> = ids.iter().collect();
+                self.rows.retain(|_, row| {
+                    row.records.retain(|held| !acked.contains(&held.entry.id));
+                    !row.records.is_empty()
+                });
+                for id in &ids {
+                    self.held.remove(id);
                 }
             }
-            // Written and settled: acknowledging is all that is left.
-            Err(error) => {
-                for key in settled {
-                    if let Some(row) = self.rows.get_mut(&key) {
-                        row.wait();
-                    }
-                }
-                self.log.failure(T::TABLE, "cannot acknowledge", &error);
-            }
+            // Written and settled: acknowledging is all that is left, the
+            // next round (the rows stay due).
+            Err(error) => self.log.failure(T::TABLE, "cannot acknowledge", &error),
         }
+        true
     }
 
-    /// Moves the dead letters to their stream, drops their cache entries,
-    /// and acknowledges them; whether any was acknowledged.
+    /// Moves the dead letters to their stream, gives their cache entries
+    /// the entity's TTL, and acknowledges them; whether any was
+    /// acknowledged.
     async fn settle_dead(&mut self) -> bool {
         if self.dead.is_empty() && self.moved.is_empty() {
             return false;
         }
         let mut failed = Vec::new();
-        for (entry, reason) in std::mem::take(&mut self.dead) {
-            match self.bury(&entry, &reason).await {
-                Ok(()) => self.moved.push(entry.id),
+        for (entry, reason, record) in std::mem::take(&mut self.dead) {
+            match self.bury(&entry, &reason, record.as_ref()).await {
+                Ok(()) => {
+                    tracing::error!(
+                        table = T::TABLE,
+                        id = entry.id,
+                        row = record.as_ref().map(|r| r.row.as_str()),
+                        stream = self.stream.dead_key(),
+                        reason,
+                        "cachefw-cassandra: a write-behind record was refused for \
+                         dead_letter_after and moved to the dead-letter stream; fix the \
+                         cause, then call Repository::replay_dead"
+                    );
+                    metrics::counter!("cachefw_writebehind_dead_letters_total", "table" => T::TABLE)
+                        .increment(1);
+                    self.moved.push(entry.id);
+                }
                 Err(error) => {
                     self.log
                         .failure(T::TABLE, "cannot move a dead letter", &error);
-                    failed.push((entry, reason));
+                    failed.push((entry, reason, record));
                 }
             }
         }
@@ -490,12 +542,6 @@ impl<T: Entity> Flusher<T> {
         }
         match self.stream.ack(&self.moved).await {
             Ok(()) => {
-                tracing::warn!(
-                    table = T::TABLE,
-                    records = self.moved.len(),
-                    stream = self.stream.dead_key(),
-                    "cachefw-cassandra: write-behind records moved to the dead-letter stream"
-                );
                 for id in std::mem::take(&mut self.moved) {
                     self.held.remove(&id);
                 }
@@ -510,13 +556,29 @@ impl<T: Entity> Flusher<T> {
         }
     }
 
-    /// Copies one dead letter to the dead-letter stream and drops the cache
-    /// entry that holds its write: Cassandra never will.
-    async fn bury(&self, entry: &Entry, reason: &str) -> Result<(), StreamError> {
+    /// Copies one dead letter to the dead-letter stream, and lets its
+    /// cache entry expire by the entity's TTL (it holds a write Cassandra
+    /// does not have, which the operator may still replay).
+    async fn bury(
+        &self,
+        entry: &Entry,
+        reason: &str,
+        record: Option<&Record>,
+    ) -> Result<(), StreamError> {
         self.stream.dead_letter(entry, reason).await?;
-        if let Ok(record) = record::decode::<T>(&entry.fields) {
-            let key = T::cache_key(&record.key());
-            versioned::settle(&self.cache, &key, clock::version(record.at), None).await?;
+        if let Some(record) = record {
+            let prefix = record
+                .prefix
+                .as_deref()
+                .unwrap_or_else(|| versioned::prefix(&self.cache));
+            versioned::settle_under(
+                &self.cache,
+                prefix,
+                &record.row,
+                version(record.at),
+                Some(T::TTL),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -524,7 +586,10 @@ impl<T: Entity> Flusher<T> {
     /// Publishes the backlog as metrics.
     async fn gauge(&mut self) {
         match self.stream.backlog().await {
-            Ok((pending, oldest)) => super::publish(T::TABLE, pending, super::age(oldest)),
+            Ok((pending, oldest)) => {
+                let dead = self.stream.dead_len().await.unwrap_or(0);
+                super::publish(T::TABLE, pending, super::age(oldest), dead);
+            }
             Err(error) => self
                 .log
                 .failure(T::TABLE, "cannot read the backlog", &error),
@@ -532,31 +597,92 @@ impl<T: Entity> Flusher<T> {
     }
 }
 
-/// Settles the entry at `key` after version `version` was written.
-async fn settle<T: Entity>(
-    cache: &Cache,
-    key: &str,
-    version: u64,
-) -> (String, Result<Settled, cachefw::Error>) {
-    let outcome = versioned::settle(cache, key, version, Some(T::TTL)).await;
-    (key.to_owned(), outcome)
+/// Counts one refusal of `kind`.
+fn refusal(table: &'static str, kind: &'static str) {
+    metrics::counter!("cachefw_writebehind_refusals_total", "table" => table, "kind" => kind)
+        .increment(1);
 }
 
-/// Writes a row's changes: the save, then the patches after it, each with
-/// its own timestamp.
-async fn write<T: Entity>(
+fn version(at: i64) -> u64 {
+    crate::clock::version(at)
+}
+
+/// Writes the due records of one row, oldest first, each alone; then
+/// settles the entries of what was written.
+async fn flush_row<T: Entity>(
     table: &Table<T>,
-    key: &str,
-    row: &Row<T>,
-) -> (String, Result<(), Failed>) {
-    let written = async {
-        if let Some((at, entity)) = &row.save {
-            table.insert_at(entity, Some(*at)).await?;
+    cache: &Cache,
+    key: String,
+    mut row: Row,
+    now: Instant,
+) -> RowRound {
+    let mut refusals = Vec::new();
+    for at in 0..row.records.len() {
+        if row.records[at].written || row.records[at].next_try > now || row.cover(at).is_some() {
+            continue;
         }
-        for (at, patch) in &row.patches {
-            table.update_at(&row.key, patch, Some(*at)).await?;
+        let held = &mut row.records[at];
+        match table.write_record(&held.record).await {
+            Ok(()) => {
+                held.written = true;
+                held.refused_since = None;
+                held.pause = FIRST_BACKOFF;
+            }
+            Err(failed) => {
+                refusals.push((failed.kind, failed.error.to_string()));
+                held.refused(now, failed.error.to_string());
+            }
         }
-        Ok(())
+    }
+    // What a written save covers is written too.
+    for at in 0..row.records.len() {
+        if !row.records[at].written
+            && let Some(newer) = row.cover(at)
+            && row.records[newer].written
+        {
+            row.records[at].written = true;
+        }
+    }
+    let (settled, settle_error) = settle_row::<T>(cache, &row).await;
+    RowRound {
+        key,
+        row,
+        refusals,
+        settled,
+        settle_error,
+    }
+}
+
+/// Settles the entry of a row after its written records, under each key
+/// prefix they were stored under and the cache's own (where a fill may
+/// have read the row before they reached Cassandra): the newest written
+/// version keeps its entry with the entity's TTL.
+async fn settle_row<T: Entity>(cache: &Cache, row: &Row) -> (bool, Option<cachefw::Error>) {
+    let own = versioned::prefix(cache);
+    let mut newest: HashMap<&str, i64> = HashMap::new();
+    let mut key = None;
+    for held in row.records.iter().filter(|held| held.written) {
+        let prefix = held.record.prefix.as_deref().unwrap_or(own);
+        let at = newest.entry(prefix).or_insert(held.record.at);
+        *at = (*at).max(held.record.at);
+        key = Some(held.record.row.as_str());
+    }
+    let Some(key) = key else {
+        return (false, None);
     };
-    (key.to_owned(), written.await)
+    if !newest.contains_key(own)
+        && let Some(at) = newest.values().max().copied()
+    {
+        newest.insert(own, at);
+    }
+    for (prefix, at) in newest {
+        match versioned::settle_under(cache, prefix, key, version(at), Some(T::TTL)).await {
+            Ok(Settled::Removed) => {
+                tracing::debug!(key, "cachefw-cassandra: flushed row's stale entry removed");
+            }
+            Ok(_) => {}
+            Err(error) => return (false, Some(error)),
+        }
+    }
+    (true, None)
 }

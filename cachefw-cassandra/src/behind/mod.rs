@@ -6,35 +6,97 @@
 //! durable as that Redis. With AOF and `appendfsync everysec`, a crash of
 //! Redis loses up to about a second of acknowledged writes; without
 //! persistence, a restart loses every write not flushed yet. A replica
-//! that takes over after a failover has what reached it. Only writes that
-//! fall back to Cassandra (Redis unavailable, the stream full) are as
-//! durable as Cassandra when the call returns.
+//! that takes over after a failover has what reached it. Redis must not
+//! evict keys that have no expiry (`maxmemory-policy` `noeviction` or
+//! `volatile-*`): the stream, the pending entries and their version
+//! records have none ([`check_eviction_policy`]). Only writes that fall
+//! back to Cassandra (Redis unavailable, the stream full) are as durable
+//! as Cassandra when the call returns. Once Redis holds a write, whatever
+//! Cassandra answers, it is retried until written, or until refused for
+//! `dead_letter_after` (then a dead letter, kept until replayed).
 
+mod columns;
 mod flusher;
+mod policy;
 mod record;
 mod stream;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use flusher::Flusher;
-pub(crate) use record::{patch as patch_record, save as save_record};
+use cachefw::Cache;
+
+pub(crate) use columns::{Raw, Schema};
+pub(crate) use policy::check_eviction_policy;
+pub(crate) use record::{Fields, Record, patch as patch_record, save as save_record};
 pub(crate) use stream::{CAPACITY, Stream, StreamError};
 
 use crate::clock;
+use crate::entity::Entity;
+use crate::table::Table;
+use flusher::Flusher;
+
+/// How long a record may be refused by Cassandra before it goes to the
+/// dead-letter stream, unless set with
+/// [`Repository::dead_letter_after`](crate::Repository::dead_letter_after).
+///
+/// ```
+/// assert_eq!(cachefw_cassandra::DEFAULT_DEAD_LETTER_AFTER.as_secs(), 24 * 3600);
+/// ```
+pub const DEFAULT_DEAD_LETTER_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The write-behind backlog of a table: what
 /// [`Repository::backlog`](crate::Repository::backlog) reports.
 ///
 /// ```
 /// let idle = cachefw_cassandra::Backlog::default();
-/// assert_eq!((idle.pending, idle.oldest), (0, None));
+/// assert_eq!((idle.pending, idle.oldest, idle.dead), (0, None, 0));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Backlog {
-    /// Records not written to Cassandra yet (saves and patches).
+    /// Records not written to Cassandra yet (saves and patches), dead
+    /// letters excluded.
     pub pending: u64,
     /// How long ago the oldest of them was written (`None` when none).
     pub oldest: Option<Duration>,
+    /// Records in the dead-letter stream `{namespace}:wb:{table}:dead`:
+    /// refused by Cassandra for `dead_letter_after`, kept until
+    /// [`Repository::replay_dead`](crate::Repository::replay_dead).
+    pub dead: u64,
+}
+
+/// Starts a flusher of `T`'s stream (see `Repository::spawn_flusher`).
+pub(crate) fn spawn_flusher<T: Entity>(
+    table: Arc<Table<T>>,
+    cache: &Cache,
+    stream: &Stream,
+    claim_idle: Duration,
+    dead_after: Duration,
+) -> tokio::task::JoinHandle<()> {
+    if cache.backend_name() != "redis" {
+        return tokio::spawn(async {});
+    }
+    let flusher = Flusher::new(table, cache.clone(), stream.clone(), claim_idle, dead_after);
+    tokio::spawn(flusher.run())
+}
+
+/// The backlog of `T`'s stream, also published as gauges.
+pub(crate) async fn backlog<T: Entity>(
+    cache: &Cache,
+    stream: &Stream,
+) -> Result<Backlog, StreamError> {
+    if cache.backend_name() != "redis" {
+        return Ok(Backlog::default());
+    }
+    let (pending, oldest) = stream.backlog().await?;
+    let dead = stream.dead_len().await?;
+    let backlog = Backlog {
+        pending,
+        oldest: age(oldest),
+        dead,
+    };
+    publish(T::TABLE, backlog.pending, backlog.oldest, backlog.dead);
+    Ok(backlog)
 }
 
 /// How long ago a write with timestamp `at` (µs) happened.
@@ -46,10 +108,10 @@ pub(crate) fn age(at: Option<i64>) -> Option<Duration> {
 }
 
 /// Sets the backlog gauges of `table`.
-pub(crate) fn publish(table: &'static str, pending: u64, oldest: Option<Duration>) {
+pub(crate) fn publish(table: &'static str, pending: u64, oldest: Option<Duration>, dead: u64) {
     // Gauges are floats: exact up to 2^53 records.
-    let pending = pending as f64;
-    metrics::gauge!("cachefw_writebehind_pending", "table" => table).set(pending);
+    metrics::gauge!("cachefw_writebehind_pending", "table" => table).set(pending as f64);
     metrics::gauge!("cachefw_writebehind_oldest_seconds", "table" => table)
         .set(oldest.map_or(0.0, |oldest| oldest.as_secs_f64()));
+    metrics::gauge!("cachefw_writebehind_dead", "table" => table).set(dead as f64);
 }

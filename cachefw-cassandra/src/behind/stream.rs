@@ -15,7 +15,7 @@ use cachefw::__private::command;
 use cachefw::__private::redis::{self, Script, Value};
 use cachefw::Cache;
 
-use super::record;
+use super::record::{self, Fields};
 
 /// The consumer group every flusher of a table joins.
 pub(crate) const GROUP: &str = "cachefw-flushers";
@@ -28,8 +28,8 @@ pub(crate) const CAPACITY: u64 = 1_000_000;
 /// values at once.
 const ACK_CHUNK: usize = 1_000;
 
-/// How many dead letters are kept (the oldest go first).
-const DEAD_CAPACITY: u64 = 100_000;
+/// Dead letters moved back per call of [`Stream::replay_dead`]'s script.
+const REPLAY_CHUNK: usize = 100;
 
 /// `ARGV`: capacity, then field and value pairs. Appends unless the stream
 /// is full; returns the new id, or nil.
@@ -122,14 +122,11 @@ impl Stream {
     }
 
     /// Appends a record: its id, or `None` when the stream is full.
-    pub(crate) async fn append(
-        &self,
-        fields: &[(&'static str, Vec<u8>)],
-    ) -> Result<Option<String>, StreamError> {
+    pub(crate) async fn append(&self, fields: &Fields) -> Result<Option<String>, StreamError> {
         let mut call = APPEND.key(&self.key);
         call.arg(CAPACITY);
-        for (name, value) in fields {
-            call.arg(*name).arg(value.as_slice());
+        for (name, value) in &fields.0 {
+            call.arg(name.as_str()).arg(value.as_slice());
         }
         match command::invoke(&self.cache, "XADD", &self.key, &call).await? {
             Value::Nil => Ok(None),
@@ -284,11 +281,9 @@ impl Stream {
     /// Copies a record that cannot be written to the dead-letter stream,
     /// with its id and why; the caller acknowledges it afterwards.
     pub(crate) async fn dead_letter(&self, entry: &Entry, reason: &str) -> Result<(), StreamError> {
+        // Never trimmed: a dead letter is a write Cassandra does not have.
         let mut add = redis::cmd("XADD");
         add.arg(&self.dead)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(DEAD_CAPACITY)
             .arg("*")
             .arg("id")
             .arg(&entry.id)
@@ -299,6 +294,85 @@ impl Stream {
         }
         command::run(&self.cache, "XADD", &self.dead, &add).await?;
         Ok(())
+    }
+
+    /// Keeps `ids`, which `consumer` holds, from looking idle (`XCLAIM`
+    /// with `JUSTID` resets their idle time): a record being retried is
+    /// not another flusher's to take over.
+    pub(crate) async fn touch(&self, consumer: &str, ids: &[String]) -> Result<(), StreamError> {
+        for chunk in ids.chunks(ACK_CHUNK) {
+            let mut claim = redis::cmd("XCLAIM");
+            claim.arg(&self.key).arg(GROUP).arg(consumer).arg(0);
+            for id in chunk {
+                claim.arg(id.as_str());
+            }
+            claim.arg("JUSTID");
+            command::run(&self.cache, "XCLAIM", &self.key, &claim).await?;
+        }
+        Ok(())
+    }
+
+    /// How many dead letters there are.
+    pub(crate) async fn dead_len(&self) -> Result<u64, StreamError> {
+        let length = command::run(
+            &self.cache,
+            "XLEN",
+            &self.dead,
+            redis::cmd("XLEN").arg(&self.dead),
+        )
+        .await?;
+        match length {
+            Value::Int(length) => Ok(u64::try_from(length).unwrap_or(0)),
+            reply => Err(StreamError::reply("XLEN", &reply)),
+        }
+    }
+
+    /// Moves every dead letter back into the stream; how many. Each is
+    /// appended before it is deleted (the two streams may live on two
+    /// Cluster nodes): a failure between the two leaves it twice, to be
+    /// written twice with one timestamp (harmless), never lost.
+    pub(crate) async fn replay_dead(&self) -> Result<u64, StreamError> {
+        let mut moved = 0;
+        loop {
+            let count = self.replay_chunk().await?;
+            moved += count;
+            if count < REPLAY_CHUNK as u64 {
+                return Ok(moved);
+            }
+        }
+    }
+
+    /// The oldest dead letters moved back; how many.
+    async fn replay_chunk(&self) -> Result<u64, StreamError> {
+        let mut range = redis::cmd("XRANGE");
+        range
+            .arg(&self.dead)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(REPLAY_CHUNK);
+        let reply = command::run(&self.cache, "XRANGE", &self.dead, &range).await?;
+        let letters = parse_entries(&reply).ok_or_else(|| StreamError::reply("XRANGE", &reply))?;
+        for letter in &letters {
+            let fields: Vec<(String, Vec<u8>)> = letter
+                .fields
+                .iter()
+                .filter(|(name, _)| name != b"id" && name != b"error")
+                .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), value.clone()))
+                .collect();
+            if !fields.is_empty() {
+                let mut add = redis::cmd("XADD");
+                add.arg(&self.key).arg("*");
+                for (name, value) in &fields {
+                    add.arg(name.as_str()).arg(value.as_slice());
+                }
+                command::run(&self.cache, "XADD", &self.key, &add).await?;
+            }
+            let mut delete = redis::cmd("XDEL");
+            delete.arg(&self.dead).arg(&letter.id);
+            command::run(&self.cache, "XDEL", &self.dead, &delete).await?;
+        }
+        Ok(letters.len() as u64)
     }
 
     /// How many records wait, and the timestamp of the oldest.

@@ -31,6 +31,11 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
     let partition_names: Vec<_> = partition_fields.iter().map(|f| &f.ident).collect();
     let all_names: Vec<_> = entity.fields.iter().map(|f| &f.ident).collect();
     let columns = entity.fields.len();
+    let field_columns = entity.fields.iter().map(|f| {
+        let (name, cql) = (cql::ident(&f.name), &f.column.cql);
+        quote!((#name, #cql))
+    });
+    let key_columns: Vec<String> = key_fields.iter().map(|f| cql::ident(&f.name)).collect();
 
     let cql::Statements {
         create_table,
@@ -183,6 +188,8 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
                 key_condition: #key_condition,
             };
             const WRITE: ::cachefw_cassandra::WriteMode = ::cachefw_cassandra::WriteMode::#write;
+            const FIELD_COLUMNS: &'static [(&'static str, &'static str)] = &[#(#field_columns),*];
+            const KEY_COLUMNS: &'static [&'static str] = &[#(#key_columns),*];
 
             type Patch = #patch;
             type Counter = #counter_type;

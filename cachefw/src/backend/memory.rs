@@ -347,6 +347,9 @@ impl MemoryBackend {
         let record_bytes = self.get(&at.record);
         let (current, holds) = read_record(record_bytes.clone(), entry.as_ref());
         if current.is_some_and(|current| current > version) {
+            if !holds {
+                self.delete(&at.entry);
+            }
             return 0;
         }
         if ttl_ms != 0
@@ -370,8 +373,11 @@ impl MemoryBackend {
             return 1;
         }
         self.delete(&at.entry);
-        if let Some(record_bytes) = record_bytes {
-            self.set(&at.record, record_bytes, life(record_ttl_ms));
+        match record_bytes {
+            Some(record_bytes) if current == Some(version) => {
+                self.set(&at.record, record_bytes, life(record_ttl_ms));
+            }
+            _ => self.set(&at.record, record(version, None), life(record_ttl_ms)),
         }
         2
     }

@@ -164,12 +164,18 @@ return 1
 /// too (the record's digest follows the rewritten bytes).
 /// After the write of that version reached the database: gives its own
 /// entry the TTL (1), or removes whatever else the entry holds (2), since
-/// it is older than the database now; a newer version is left alone (0).
+/// it is older than the database now, and records the version (so that
+/// its own write, landing late, is dropped). A newer version's own write
+/// is left alone (0); a fill beside it, which may have read the database
+/// before this write reached it, is removed.
 pub(crate) fn settle() -> String {
     format!(
         "{VERSION_LIB}
 local version, digest = record()
-if version ~= '' and newer(version, ARGV[1]) then return 0 end
+if version ~= '' and newer(version, ARGV[1]) then
+  if not holds(digest) then redis.call('DEL', KEYS[1]) end
+  return 0
+end
 if ARGV[2] ~= '0' and version == ARGV[1] and holds(digest) then
   redis.call('SETRANGE', KEYS[1], tonumber(ARGV[5]), ARGV[4])
   put(KEYS[2], version .. ' ' .. redis.sha1hex(redis.call('GET', KEYS[1])), ARGV[3])
@@ -177,7 +183,7 @@ if ARGV[2] ~= '0' and version == ARGV[1] and holds(digest) then
   return 1
 end
 redis.call('DEL', KEYS[1])
-if version ~= '' then expire(KEYS[2], ARGV[3]) end
+if version == ARGV[1] then expire(KEYS[2], ARGV[3]) else put(KEYS[2], ARGV[1] .. ' ', ARGV[3]) end
 return 2
 "
     )
