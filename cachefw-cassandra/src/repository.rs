@@ -98,6 +98,10 @@ pub struct Page<T> {
 ///   as durable as the Redis that took it: with AOF `appendfsync
 ///   everysec`, a Redis crash loses up to about a second of acknowledged
 ///   writes; without persistence, a restart loses every write not flushed.
+///   Once Redis holds it, no answer of Cassandra loses it: a refused record
+///   is retried (backoff up to 30 s) until written, or until refused for
+///   [`dead_letter_after`](Self::dead_letter_after), then kept as a dead
+///   letter for [`replay_dead`](Self::replay_dead).
 ///
 /// A cache failure never fails a call: a write-behind save that Redis
 /// cannot take goes to Cassandra at once.

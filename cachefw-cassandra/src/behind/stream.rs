@@ -6,7 +6,8 @@
 //! script), so the stream's length is the backlog. Appends refuse to grow
 //! the stream past its capacity (the save then writes Cassandra itself),
 //! so `MAXLEN ~` never trims a record that was not written. Records that
-//! fail for good go to a dead-letter stream beside it.
+//! Cassandra refused for `dead_letter_after` go to a dead-letter stream
+//! beside it, never trimmed, until replayed.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -28,7 +29,7 @@ pub(crate) const CAPACITY: u64 = 1_000_000;
 /// values at once.
 const ACK_CHUNK: usize = 1_000;
 
-/// Dead letters moved back per call of [`Stream::replay_dead`]'s script.
+/// Dead letters read per step of [`Stream::replay_dead`].
 const REPLAY_CHUNK: usize = 100;
 
 /// `ARGV`: capacity, then field and value pairs. Appends unless the stream
