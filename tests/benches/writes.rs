@@ -10,7 +10,10 @@
 //! turn (so that the noise of a shared machine hits every mode alike); each
 //! row of the table is the median round. Write-behind saves run with no
 //! flusher; the backlog they leave is then drained by one flusher, and
-//! again (another round of saves) by two.
+//! again (another round of saves) by two. Then the cost of self-describing
+//! records (issue 23): the bytes a record takes in the stream, and one
+//! flusher draining records of the format before (MessagePack of the row,
+//! read through the type) against records of today's format, in turn.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +23,7 @@ use cachefw_cassandra::{Entity, Repository};
 use cachefw_tests::RedisServer;
 use kassandra_tester::KassandraTester;
 use kassandra_tester::kassandra::KassandraSession;
+use redis::Value;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use serde::{Deserialize, Serialize};
@@ -122,7 +126,58 @@ fn median(mut rounds: Vec<Round>) -> Round {
     rounds.swap_remove(rounds.len() / 2)
 }
 
-async fn run(session: Arc<Session>, cache: Cache) {
+/// Appends `SAVES` records of format 1 (before issue 23: the row as
+/// MessagePack with field names) to the stream of `Behind`.
+fn legacy_records(redis: &RedisServer) {
+    let mut connection = redis.connection();
+    let mut pipeline = redis::pipe();
+    for n in 0..SAVES {
+        let row = Behind::from(n as u64);
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_micros()
+            .to_string();
+        let data = rmp_serde::to_vec_named(&row).expect("encode");
+        pipeline
+            .cmd("XADD")
+            .arg("bench:wb:behind")
+            .arg("*")
+            .arg("f")
+            .arg("1")
+            .arg("k")
+            .arg("s")
+            .arg("t")
+            .arg(at)
+            .arg("d")
+            .arg(data)
+            .ignore();
+    }
+    let () = pipeline.query(&mut connection).expect("XADD");
+}
+
+/// A stream entry's fields and values.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Bytes per record of the stream of `Behind`: its fields and values, and
+/// what Redis's `MEMORY USAGE` gives per record.
+fn record_bytes(redis: &RedisServer) -> (usize, f64) {
+    let first: Vec<(String, Fields)> =
+        redis.cmd("XRANGE", &[b"bench:wb:behind", b"-", b"+", b"COUNT", b"1"]);
+    let payload = first
+        .first()
+        .map(|(_, fields)| fields.iter().map(|(n, v)| n.len() + v.len()).sum())
+        .unwrap_or(0);
+    let length: u64 = redis.cmd("XLEN", &[b"bench:wb:behind"]);
+    let usage: Value = redis.cmd("MEMORY", &[b"USAGE", b"bench:wb:behind", b"SAMPLES", b"0"]);
+    let usage = match usage {
+        Value::Int(bytes) => bytes as f64,
+        _ => 0.0,
+    };
+    (payload, usage / length.max(1) as f64)
+}
+
+async fn run(redis: &RedisServer, session: Arc<Session>, cache: Cache) {
     cachefw_cassandra::create_keyspace(&session, "bench", 1)
         .await
         .expect("keyspace");
@@ -175,6 +230,40 @@ async fn run(session: Arc<Session>, cache: Cache) {
         "flush, 2 flushers: {records} records in {elapsed:.2?} = {:.0} records/s",
         records as f64 / elapsed.as_secs_f64()
     );
+
+    // Self-describing records against the format before, in turn.
+    let (mut today, mut before) = (vec![], vec![]);
+    let (mut sizes, mut old_sizes) = (None, None);
+    for round in 0..ROUNDS {
+        saves(&behind).await;
+        if round == 0 {
+            sizes = Some(record_bytes(redis));
+        }
+        today.push(drain(&behind, 1).await);
+        legacy_records(redis);
+        if round == 0 {
+            old_sizes = Some(record_bytes(redis));
+        }
+        before.push(drain(&behind, 1).await);
+    }
+    let rate = |mut drains: Vec<(u64, Duration)>| {
+        drains.sort_by_key(|(_, elapsed)| *elapsed);
+        let (records, elapsed) = drains[drains.len() / 2];
+        records as f64 / elapsed.as_secs_f64()
+    };
+    let (today, before) = (rate(today), rate(before));
+    println!("one flusher, median of {ROUNDS} drains of {SAVES} records:");
+    println!("  format 1 (MessagePack of the row): {before:>7.0} records/s (anchor)");
+    println!(
+        "  format 2 (self-describing):        {today:>7.0} records/s = {:.2}x",
+        today / before
+    );
+    if let Some(((payload, usage), (old_payload, old_usage))) = sizes.zip(old_sizes) {
+        println!(
+            "  bytes per record: format 2 {payload} B of fields and values, {usage:.0} B in Redis; \
+             format 1 {old_payload} B, {old_usage:.0} B"
+        );
+    }
 }
 
 async fn repository<T: Entity>(session: &Arc<Session>, cache: &Cache) -> Repository<T> {
@@ -195,6 +284,7 @@ async fn main() {
         .await
         .expect("cache");
     let mut once = Some(cache);
+    let server = &redis;
     KassandraTester::new(KassandraSession::new())
         .in_scope(|addr| {
             let cache = once.take();
@@ -206,7 +296,7 @@ async fn main() {
                     .build()
                     .await
                     .expect("the driver connects to kassandra");
-                run(Arc::new(session), cache).await;
+                run(server, Arc::new(session), cache).await;
                 Ok::<(), ()>(())
             }
         })
