@@ -877,3 +877,72 @@ async fn settling_an_older_write_removes_a_fill_and_a_late_store_of_it() {
     assert_eq!(cache.get::<String>("late").await.ok().flatten(), None);
     assert_eq!(without_expiry(&redis, "shop:v1:"), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_the_format_before_are_still_written() {
+    with_kassandra(|session| async move {
+        create_table::<CartRow>(&session).await;
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        // As a flusher before issue 23 left them: MessagePack of the row,
+        // or of the key and the patch.
+        let saved = cart(Uuid::new_v4(), 8);
+        let at = |offset: u64| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_micros();
+            (now + u128::from(offset)).to_string()
+        };
+        let data = rmp_serde::to_vec_named(&saved).expect("encode");
+        let t = at(0);
+        let _: String = redis.cmd(
+            "XADD",
+            &[
+                b"shop:wb:carts",
+                b"*",
+                b"f",
+                b"1",
+                b"k",
+                b"s",
+                b"t",
+                t.as_bytes(),
+                b"d",
+                &data,
+            ],
+        );
+        let patch = CartPatch {
+            total: Some(80),
+            ..Default::default()
+        };
+        let data = rmp_serde::to_vec_named(&(CartKey { id: saved.id }, &patch)).expect("encode");
+        let t = at(10);
+        let _: String = redis.cmd(
+            "XADD",
+            &[
+                b"shop:wb:carts",
+                b"*",
+                b"f",
+                b"1",
+                b"k",
+                b"p",
+                b"t",
+                t.as_bytes(),
+                b"d",
+                &data,
+            ],
+        );
+        let flusher = carts.spawn_flusher();
+        drained(&carts, Duration::from_secs(20)).await;
+        flusher.abort();
+        let mut expected = row(&saved);
+        expected.total = 80;
+        assert_eq!(
+            in_cassandra::<CartRow>(&session, &[CartRowKey { id: saved.id }]).await,
+            [Some(expected)]
+        );
+        assert_eq!(carts.backlog().await.expect("backlog").dead, 0);
+    })
+    .await;
+}
