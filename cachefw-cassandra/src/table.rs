@@ -64,13 +64,12 @@ impl Failed {
 pub(crate) struct Table<T> {
     pub(crate) session: Arc<Session>,
     pub(crate) prepared: Prepared,
-    /// `UPDATE`s of a patch, by the columns they set.
-    patches: Mutex<HashMap<Vec<&'static str>, PreparedStatement>>,
     /// `UPDATE … SET c = c + ?` of each counter, by their text.
     increments: Mutex<HashMap<&'static str, PreparedStatement>>,
-    /// The statements of write-behind records, by their text: one per
+    /// Statements built at run time, by their text: a patch's `UPDATE`
+    /// per set of columns, a write-behind record's `INSERT` or `UPDATE` per
     /// kind and column set.
-    records: Mutex<HashMap<String, PreparedStatement>>,
+    dynamic: Mutex<HashMap<String, PreparedStatement>>,
     /// The entity's column types, for making records.
     schema: OnceLock<Result<Schema, String>>,
     entity: PhantomData<fn() -> T>,
@@ -81,9 +80,8 @@ impl<T: Entity> Table<T> {
         Self {
             session,
             prepared: Prepared::default(),
-            patches: Mutex::new(HashMap::new()),
             increments: Mutex::new(HashMap::new()),
-            records: Mutex::new(HashMap::new()),
+            dynamic: Mutex::new(HashMap::new()),
             schema: OnceLock::new(),
             entity: PhantomData,
         }
@@ -393,7 +391,10 @@ impl<T: Entity> Table<T> {
                 .collect();
             patch::update_cql(T::CQL.update, &set, &key.join(" AND "))
         };
-        let statement = self.record_statement(&cql).await.map_err(Failed::prepare)?;
+        let statement = self
+            .dynamic_statement(&cql)
+            .await
+            .map_err(Failed::prepare)?;
         let cells: Vec<&[u8]> = if record.save {
             record
                 .key
@@ -413,9 +414,11 @@ impl<T: Entity> Table<T> {
             .await
     }
 
-    async fn record_statement(&self, cql: &str) -> Result<PreparedStatement, Error> {
+    /// A statement built at run time (a patch's `UPDATE`, a record's
+    /// write), prepared once per text.
+    async fn dynamic_statement(&self, cql: &str) -> Result<PreparedStatement, Error> {
         let known = self
-            .records
+            .dynamic
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(cql)
@@ -428,7 +431,7 @@ impl<T: Entity> Table<T> {
             .prepare(cql.to_owned())
             .await
             .map_err(|source| Error::prepare_dynamic(Self::name(), cql, source))?;
-        self.records
+        self.dynamic
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(cql.to_owned(), statement.clone());
@@ -460,7 +463,7 @@ impl<T: Entity> Table<T> {
         }
         let cql = patch::update_cql(T::CQL.update, set.columns(), T::CQL.key_condition);
         let statement = self
-            .update_statement(set.columns(), &cql)
+            .dynamic_statement(&cql)
             .await
             .map_err(Failed::prepare)?;
         let values = Patched {
@@ -468,32 +471,6 @@ impl<T: Entity> Table<T> {
             key: T::key_values(key),
         };
         self.execute_at(&cql, &statement, values, at).await
-    }
-
-    async fn update_statement(
-        &self,
-        columns: &[&'static str],
-        cql: &str,
-    ) -> Result<PreparedStatement, Error> {
-        let known = self
-            .patches
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(columns)
-            .cloned();
-        if let Some(statement) = known {
-            return Ok(statement);
-        }
-        let statement = self
-            .session
-            .prepare(cql.to_owned())
-            .await
-            .map_err(|source| Error::prepare_dynamic(Self::name(), cql, source))?;
-        self.patches
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(columns.to_vec(), statement.clone());
-        Ok(statement)
     }
 }
 
