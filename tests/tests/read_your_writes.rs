@@ -217,3 +217,229 @@ async fn a_caller_loads_again_at_most_once() {
     assert_eq!(loads.load(Ordering::SeqCst), 2);
     assert_eq!(b.stats().reloads, 1, "{:?}", b.stats());
 }
+
+/// One read: when it started and ended, the key, the row version it got.
+#[derive(Clone, Copy)]
+struct Read {
+    started: Instant,
+    ended: Instant,
+    key: usize,
+    version: u64,
+}
+
+/// The database stand-in: a version per row, and when each write was
+/// acknowledged (the row written, then its key evicted).
+struct Rows {
+    versions: Vec<AtomicU64>,
+    acks: std::sync::Mutex<Vec<Vec<(Instant, u64)>>>,
+}
+
+impl Rows {
+    fn new(keys: usize) -> Arc<Self> {
+        Arc::new(Self {
+            versions: (0..keys).map(|_| AtomicU64::new(1)).collect(),
+            acks: std::sync::Mutex::new(vec![Vec::new(); keys]),
+        })
+    }
+
+    fn read(&self, key: usize) -> u64 {
+        self.versions[key].load(Ordering::SeqCst)
+    }
+
+    /// Writes a new version of `key`; the caller evicts, then acknowledges.
+    fn write(&self, key: usize) -> u64 {
+        self.versions[key].fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn acked(&self, key: usize, version: u64) {
+        self.acks.lock().expect("lock")[key].push((Instant::now(), version));
+    }
+
+    /// The newest version of `key` acknowledged before `at`, and when the
+    /// first version newer than `version` was acknowledged.
+    fn newer_than(&self, key: usize, version: u64, at: Instant) -> Option<Instant> {
+        self.acks.lock().expect("lock")[key]
+            .iter()
+            .filter(|(when, v)| *when <= at && *v > version)
+            .map(|(when, _)| *when)
+            .min()
+    }
+}
+
+/// Reads `key` through `cache`, loading the row when missing.
+async fn read_row(cache: &Cache, rows: &Arc<Rows>, key: usize) -> Read {
+    let started = Instant::now();
+    let source = rows.clone();
+    let version = cache
+        .get_or_load(&format!("row:{key}"), MINUTE, move || async move {
+            Ok::<_, std::io::Error>(source.read(key))
+        })
+        .await
+        .expect("the loader does not fail");
+    Read {
+        started,
+        ended: Instant::now(),
+        key,
+        version,
+    }
+}
+
+/// Reads every key until each reader answers it from its near tier.
+async fn warm_near(readers: &[Cache], rows: &Arc<Rows>, keys: usize) {
+    for reader in readers {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for key in 0..keys {
+            loop {
+                let before = reader.stats().near_hits;
+                read_row(reader, rows, key).await;
+                if reader.stats().near_hits > before {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the near tier never served");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+/// Reader tasks on every reader cache, each reading random keys until
+/// `stop`; every read is recorded.
+fn start_readers(
+    readers: &[Cache],
+    rows: &Arc<Rows>,
+    keys: usize,
+    per_cache: usize,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<Read>>> {
+    let mut tasks = Vec::new();
+    for reader in readers {
+        for _ in 0..per_cache {
+            let (reader, rows, stop) = (reader.clone(), rows.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut reads = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    reads.push(read_row(&reader, &rows, fastrand::usize(..keys)).await);
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(1..4))).await;
+                }
+                reads
+            }));
+        }
+    }
+    tasks
+}
+
+async fn collect(tasks: Vec<tokio::task::JoinHandle<Vec<Read>>>) -> Vec<Read> {
+    let mut reads = Vec::new();
+    for task in tasks {
+        reads.extend(
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("a reader stopped in time")
+                .expect("a reader"),
+        );
+    }
+    reads
+}
+
+/// The freeze: reader processes hold the rows in their near tiers; Redis is
+/// frozen (SIGSTOP); process A writes every row and evicts its key (the
+/// evictions cannot reach Redis: A's journal keeps them; acknowledged when
+/// `delete` returns). No read that starts more than 500 ms into the freeze
+/// returns an evicted value (only a near tier could answer then), and none
+/// answered by Redis more than 300 ms after the thaw (A's replay).
+async fn freeze_case(reader_count: usize) {
+    const KEYS: usize = 20;
+    const NEAR_NOTICE: Duration = Duration::from_millis(500);
+    const AFTER_THAW: Duration = Duration::from_millis(300);
+    let redis = RedisServer::start();
+    let namespace = format!("freeze{reader_count}");
+    let a = cache(&redis, &namespace, false).await;
+    let mut readers = Vec::new();
+    for _ in 0..reader_count {
+        readers.push(cache(&redis, &namespace, true).await);
+    }
+    let rows = Rows::new(KEYS);
+    warm_near(&readers, &rows, KEYS).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tasks = start_readers(&readers, &rows, KEYS, 4, &stop);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let frozen = Instant::now();
+    redis.freeze();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let writes = (0..KEYS).map(|key| {
+        let (a, rows) = (&a, &rows);
+        async move {
+            let version = rows.write(key);
+            // Refused or timed out: kept in A's journal.
+            let evicted = a.delete(&format!("row:{key}")).await;
+            assert!(evicted.is_err(), "Redis is frozen");
+            rows.acked(key, version);
+        }
+    });
+    futures_util::future::join_all(writes).await;
+    let acked = frozen.elapsed();
+    tokio::time::sleep(Duration::from_millis(2_000).saturating_sub(frozen.elapsed())).await;
+    redis.thaw();
+    let thawed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let reads = collect(tasks).await;
+
+    let (mut near_window, mut thaw_window, mut violations) = (0, 0, 0);
+    let mut worst_after_thaw = Duration::ZERO;
+    let mut last_near = Duration::ZERO;
+    for read in &reads {
+        let Some(acked_at) = rows.newer_than(read.key, read.version, read.started) else {
+            continue;
+        };
+        if read.started < frozen + NEAR_NOTICE {
+            near_window += 1;
+            last_near = last_near.max(read.started - frozen);
+        } else if read.ended >= thawed && read.ended <= thawed + AFTER_THAW {
+            thaw_window += 1;
+            worst_after_thaw = worst_after_thaw.max(read.ended - thawed);
+        } else {
+            violations += 1;
+            eprintln!(
+                "row:{}: read {} started {:?} into the freeze, ended {:?} after it began, \
+                 {:?} after the write was acknowledged",
+                read.key,
+                read.version,
+                read.started - frozen,
+                read.ended - frozen,
+                read.started - acked_at
+            );
+        }
+    }
+    println!(
+        "freeze with {reader_count} reader(s): {} reads; evictions acknowledged {acked:?} into \
+         the freeze; stale reads: {near_window} started within {NEAR_NOTICE:?} of the freeze (the last \
+         {last_near:?} into it), {thaw_window} answered within {AFTER_THAW:?} of the thaw (the last {worst_after_thaw:?} \
+         after it), {violations} outside both",
+        reads.len()
+    );
+    assert_eq!(violations, 0, "stale reads outside the documented windows");
+    assert!(
+        reads.len() > 200,
+        "the readers read too little: {}",
+        reads.len()
+    );
+    // Afterwards every reader reads every new row.
+    for reader in &readers {
+        for key in 0..KEYS {
+            assert_eq!(read_row(reader, &rows, key).await.version, rows.read(key));
+        }
+    }
+    assert_eq!(a.stats().pending_evictions, 0, "A's journal was replayed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_serves_no_evicted_value_beyond_its_windows() {
+    freeze_case(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_serves_no_evicted_value_beyond_its_windows_three_readers() {
+    freeze_case(3).await;
+}
