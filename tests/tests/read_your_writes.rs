@@ -471,3 +471,144 @@ async fn a_freeze_serves_no_evicted_value_beyond_its_windows() {
 async fn a_freeze_serves_no_evicted_value_beyond_its_windows_three_readers() {
     freeze_case(3).await;
 }
+
+/// Item 5: with Redis down at start, `build()` with a near tier returns as
+/// quickly as without one (it waited about a second for links that could
+/// not come up); the tier comes up by itself once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_tier_does_not_slow_build_while_redis_is_down() {
+    let mut redis = RedisServer::reserved();
+    let timed = async |near: bool| {
+        let started = Instant::now();
+        let cache = cache(&redis, "down-at-start", near).await;
+        (cache, started.elapsed())
+    };
+    let (_plain, without) = timed(false).await;
+    let (near, with) = timed(true).await;
+    println!("build() with Redis down: {without:?} without a near tier, {with:?} with one");
+    assert!(
+        with < without + Duration::from_millis(300),
+        "the near tier made build() wait: {with:?} against {without:?}"
+    );
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = near.stats().near_hits;
+        if near.get::<u64>("k").await.ok().flatten().is_none() {
+            // The first writes may meet the connection refused before.
+            near.set("k", &1u64, MINUTE).await.ok();
+        }
+        if near.stats().near_hits > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the near tier never came up: {:?}; {:?}",
+            near.stats(),
+            redis.try_cmd::<String>(redis::cmd("CLIENT").arg("LIST"))
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Item 4: the breaker's settings are the builder's: one failure opens it
+/// here; settings that cannot work are refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_follows_the_builder() {
+    let mut redis = RedisServer::start();
+    let cache = built(&redis, "breaker", false, |b| {
+        b.breaker_failures(1)
+            .breaker_probe_interval(Duration::from_millis(50))
+            .breaker_max_probe_interval(Duration::from_millis(100))
+    })
+    .await;
+    cache.set("k", &1u64, MINUTE).await.expect("Redis is up");
+    redis.stop();
+    let _ = cache.get::<u64>("k").await;
+    assert_eq!(
+        cache.stats().breaker,
+        cachefw::BreakerState::Open,
+        "one failure opens it: {:?}",
+        cache.stats()
+    );
+    // `ping()` makes a real round trip while the breaker is open.
+    assert!(cache.ping().await.is_err(), "Redis is down");
+    redis.restart();
+    assert!(cache.ping().await.is_ok(), "ping ignores the open breaker");
+    // Probed at most 100 ms apart: back well within a second (slack for a
+    // loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.set("k", &2u64, MINUTE).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "never closed: {:?}",
+            cache.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    for (builder, setting) in [
+        (Cache::builder().breaker_failures(0), "breaker_failures"),
+        (
+            Cache::builder().breaker_probe_interval(Duration::ZERO),
+            "breaker_probe_interval",
+        ),
+        (
+            Cache::builder()
+                .breaker_probe_interval(Duration::from_secs(2))
+                .breaker_max_probe_interval(Duration::from_secs(1)),
+            "breaker_max_probe_interval",
+        ),
+    ] {
+        match builder.build().await {
+            Err(cachefw::Error::Config { setting: named, .. }) => assert_eq!(named, setting),
+            other => panic!("{setting}: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+/// Callers cut off at every await of the reload path (the early caller
+/// whose fill is voided, a late caller that loads again) leave no flight
+/// behind: a call afterwards gets the new row at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_dropped_anywhere_in_a_reload_leave_nothing_behind() {
+    let redis = RedisServer::start();
+    let a = cache(&redis, "dropped", false).await;
+    let b = cache(&redis, "dropped", false).await;
+    let row = Arc::new(AtomicU64::new(1));
+    let read = |b: Cache, row: Arc<AtomicU64>, key: String| async move {
+        b.get_or_load(&key, MINUTE, move || async move {
+            let seen = row.load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, std::io::Error>(seen)
+        })
+        .await
+        .expect("the loader does not fail")
+    };
+    for (round, cut) in [0u64, 1, 5, 20, 60, 110, 130, 180, 230]
+        .into_iter()
+        .enumerate()
+    {
+        for early_cut in [false, true] {
+            let key = format!("k{round}-{early_cut}");
+            let early = tokio::spawn(read(b.clone(), row.clone(), key.clone()));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            row.fetch_add(1, Ordering::SeqCst);
+            a.delete(&key).await.expect("Redis is up");
+            if early_cut {
+                early.abort();
+            }
+            // A late caller, cut off `cut` ms in.
+            let late = read(b.clone(), row.clone(), key.clone());
+            let _ = tokio::time::timeout(Duration::from_millis(cut), late).await;
+            let _ = early.await;
+            let got = tokio::time::timeout(
+                Duration::from_secs(2),
+                read(b.clone(), row.clone(), key.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("cut at {cut} ms: a call after it hung"));
+            assert_eq!(got, row.load(Ordering::SeqCst), "cut at {cut} ms");
+        }
+    }
+}
