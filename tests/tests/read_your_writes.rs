@@ -612,3 +612,58 @@ async fn callers_dropped_anywhere_in_a_reload_leave_nothing_behind() {
         }
     }
 }
+
+/// The one window in steady state: another process's near tier hears of a
+/// write about one round trip after it was acknowledged. Measured: from
+/// A's eviction returning to B's first read that no longer answers the old
+/// row, over many writes (the README quotes it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_steady_state_window_is_one_tracking_round_trip() {
+    const ROUNDS: usize = 500;
+    let redis = RedisServer::start();
+    let a = cache(&redis, "window", false).await;
+    let b = cache(&redis, "window", true).await;
+    let mut windows = Vec::with_capacity(ROUNDS);
+    let mut old_first_reads = 0;
+    for round in 0..ROUNDS as u64 {
+        a.set("k", &round, MINUTE).await.expect("Redis is up");
+        // Until B answers the row from its near tier.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let before = b.stats().near_hits;
+            let got = b.get::<u64>("k").await.expect("Redis is up");
+            if got == Some(round) && b.stats().near_hits > before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "round {round}: never near");
+        }
+        a.delete("k").await.expect("Redis is up");
+        let acked = Instant::now();
+        let mut first = true;
+        while b.get::<u64>("k").await.expect("Redis is up").is_some() {
+            if first {
+                old_first_reads += 1;
+                first = false;
+            }
+            assert!(
+                acked.elapsed() < Duration::from_secs(2),
+                "round {round}: B kept the evicted row"
+            );
+        }
+        windows.push(acked.elapsed());
+    }
+    windows.sort_unstable();
+    let at = |p: f64| windows[((windows.len() - 1) as f64 * p) as usize];
+    println!(
+        "steady-state window over {ROUNDS} evictions by another process: p50 {:?}, p99 {:?}, \
+         max {:?}; first read after the acknowledgement still old: {old_first_reads}",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    assert!(
+        at(0.99) < Duration::from_millis(100),
+        "p99 {:?}: more than a round trip and slack",
+        at(0.99)
+    );
+}
