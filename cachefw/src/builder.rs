@@ -437,6 +437,8 @@ impl CacheBuilder {
     /// sooner on a dead Redis (fewer callers pay a timeout); higher rides
     /// out a few slow commands on a healthy one. A `READONLY`, `LOADING` or
     /// `MASTERDOWN` answer opens it at once whatever this says.
+    ///
+    /// Over Redis only: the in-memory backend has no breaker.
     pub fn breaker_failures(mut self, failures: u32) -> Self {
         self.breaker_failures = failures;
         self
@@ -450,6 +452,8 @@ impl CacheBuilder {
     /// dead one costs fewer probe timeouts. While evictions wait for
     /// Redis, it is probed every 100 ms whatever this says (see
     /// [`eviction_journal_capacity`](Self::eviction_journal_capacity)).
+    ///
+    /// Over Redis only: the in-memory backend has no breaker.
     pub fn breaker_probe_interval(mut self, interval: Duration) -> Self {
         self.breaker_probe_interval = interval;
         self
@@ -458,6 +462,8 @@ impl CacheBuilder {
     /// The cap of the open interval (default 5 s): a Redis that stays down
     /// is probed at least this often, so a cache notices its return within
     /// about this long (plus jitter) after the outage.
+    ///
+    /// Over Redis only: the in-memory backend has no breaker.
     pub fn breaker_max_probe_interval(mut self, interval: Duration) -> Self {
         self.breaker_max_probe_interval = interval;
         self

@@ -667,3 +667,50 @@ async fn the_steady_state_window_is_one_tracking_round_trip() {
         at(0.99)
     );
 }
+
+/// The replay's hold on the breaker (only the replay probes while
+/// evictions wait) ends with the replay: a replay cut off with its runtime
+/// leaves the breaker to the reads' probes, which then bring the replay
+/// back.
+#[test]
+fn a_replay_cut_off_with_its_runtime_leaves_the_breaker_to_the_reads() {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    };
+    let mut redis = RedisServer::start();
+    let first = runtime();
+    let cache = first.block_on(built(&redis, "cut-replay", false, |b| {
+        b.breaker_failures(1)
+            .breaker_probe_interval(Duration::from_millis(50))
+            .breaker_max_probe_interval(Duration::from_millis(50))
+    }));
+    redis.stop();
+    first.block_on(async {
+        assert!(cache.delete("k").await.is_err(), "Redis is down");
+        assert_eq!(cache.stats().pending_evictions, 1);
+        // The replay runs, and holds the breaker.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    });
+    // Its task is dropped here, mid-replay.
+    first.shutdown_timeout(Duration::from_secs(1));
+    redis.restart();
+    let second = runtime();
+    second.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cache.stats().breaker != cachefw::BreakerState::Closed
+            || cache.stats().pending_evictions > 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the reads never probed again: {:?}",
+                cache.stats()
+            );
+            let _ = cache.get::<u64>("other").await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
