@@ -386,6 +386,11 @@ async fn freeze_case(reader_count: usize) {
     let frozen = Instant::now();
     redis.freeze();
     tokio::time::sleep(Duration::from_millis(100)).await;
+    // A's breaker opens first, so that its evictions are never sent (one
+    // sent to the frozen server would still run at the thaw): they reach
+    // Redis only through A's replay.
+    let keys: Vec<String> = (0..5).map(|key| format!("other:{key}")).collect();
+    futures_util::future::join_all(keys.iter().map(|key| a.get::<u64>(key))).await;
     let writes = (0..KEYS).map(|key| {
         let (a, rows) = (&a, &rows);
         async move {
@@ -713,4 +718,63 @@ fn a_replay_cut_off_with_its_runtime_leaves_the_breaker_to_the_reads() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
+}
+
+/// After a freeze, the writer's journal is replayed within about 100 ms of
+/// Redis answering, however long its breaker's interval has grown (here
+/// 5 s): another process that reads Redis the moment it thaws (its breaker
+/// never opens) sees the evicted rows for no longer than that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_does_not_wait_for_the_breaker() {
+    const KEYS: usize = 10;
+    let redis = RedisServer::start();
+    let a = built(&redis, "replay-first", false, |b| {
+        b.breaker_probe_interval(Duration::from_secs(5))
+            .breaker_max_probe_interval(Duration::from_secs(5))
+    })
+    .await;
+    let b = built(&redis, "replay-first", false, |b| {
+        b.breaker_failures(1_000_000)
+    })
+    .await;
+    let rows = Rows::new(KEYS);
+    for key in 0..KEYS {
+        read_row(&b, &rows, key).await;
+    }
+    redis.freeze();
+    // A's breaker opens first, so that its evictions are never sent (a
+    // command sent to the frozen server would still run at the thaw).
+    let keys: Vec<String> = (0..5).map(|key| format!("other:{key}")).collect();
+    let reads = keys.iter().map(|key| a.get::<u64>(key));
+    futures_util::future::join_all(reads).await;
+    assert_eq!(
+        a.stats().breaker,
+        cachefw::BreakerState::Open,
+        "{:?}",
+        a.stats()
+    );
+    for key in 0..KEYS {
+        let version = rows.write(key);
+        assert!(matches!(
+            a.delete(&format!("row:{key}")).await,
+            Err(cachefw::Error::Unavailable { .. })
+        ));
+        rows.acked(key, version);
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    redis.thaw();
+    let thawed = Instant::now();
+    let mut last_old = None;
+    while thawed.elapsed() < Duration::from_secs(2) {
+        let read = read_row(&b, &rows, fastrand::usize(..KEYS)).await;
+        if read.version < rows.read(read.key) {
+            last_old = Some(read.ended - thawed);
+        }
+    }
+    println!("after the thaw, the last evicted row read from Redis: {last_old:?} after it");
+    assert!(
+        last_old.is_none_or(|after| after <= Duration::from_millis(300)),
+        "evicted rows were read from Redis {last_old:?} after the thaw"
+    );
+    assert_eq!(a.stats().pending_evictions, 0, "{:?}", a.stats());
 }
