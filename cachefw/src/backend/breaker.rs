@@ -12,12 +12,13 @@
 //! breaker that a probe closed; only the probe's own outcome decides.
 //!
 //! **Evictions first.** While its cache holds evictions that did not reach
-//! Redis, an open breaker lets no call probe it but the replay of those
-//! evictions (`inner.rs`), which runs every 100 ms inside [`replaying`]
-//! whatever the interval says: its first command that Redis answers closes
-//! the breaker, so the cache's first command after an outage is the
-//! replay, and no read of it waits for the breaker's growing interval to
-//! end before the evictions land.
+//! Redis, the replay of those evictions (`inner.rs`) runs every 100 ms
+//! inside [`replaying`], and an open breaker admits it whatever the
+//! interval says: its first command that Redis answers closes the breaker,
+//! so no eviction waits for the breaker's growing interval. On one Redis
+//! the breaker meanwhile lets no other call probe ([`Rules::replay_first`];
+//! not on a cluster, see `redis.rs`), so the cache's first command after an
+//! outage is the replay.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -762,10 +762,15 @@ impl RedisBackend {
         }
     }
 
-    /// While `on`, open breakers let only the replay of pending evictions
-    /// probe (see `breaker.rs`).
+    /// While `on`, an open breaker lets only the replay of pending
+    /// evictions probe (see `breaker.rs`). On one Redis only: on a cluster
+    /// the evictions may all wait for one dead primary, and holding every
+    /// node's breaker for them would keep the other primaries' reads from
+    /// probing theirs (the replay still passes any open breaker there).
     pub(crate) fn replay_first(&self, on: bool) {
-        self.rules.replay_first(on);
+        if matches!(self.target, Target::Single(_)) {
+            self.rules.replay_first(on);
+        }
     }
 
     /// The breakers' state: the worst node's.
