@@ -43,9 +43,24 @@ pub(crate) trait Load<S: Shape>: Sized {
 /// Starts a detached load as the cache's background work, filling through
 /// the holder given, and sends its output to the sender, if any.
 pub(crate) type Spawn<S> = Box<
-    dyn FnOnce(&Arc<Inner>, String, Policy, Holder, Option<oneshot::Sender<<S as Returns>::Output>>)
-        + Send,
+    dyn FnOnce(
+            &Arc<Inner>,
+            String,
+            Policy,
+            Holder,
+            Option<oneshot::Sender<Loaded<<S as Returns>::Output>>>,
+        ) + Send,
 >;
+
+/// What a load returned, and whether its fill was voided: refused because
+/// the key was evicted or written while the load ran (not because its lease
+/// or claim lapsed). The followers of a voided load load again, once (see
+/// `flight.rs`); its own caller takes the value, its request having
+/// overlapped the write.
+pub(crate) struct Loaded<O> {
+    pub(crate) output: O,
+    pub(crate) voided: bool,
+}
 
 /// A loader that may borrow from its caller (`get_or_load`): it runs only
 /// within the call.
@@ -94,12 +109,12 @@ where
         Ok(Box::new(move |inner, full, policy, holder, done| {
             let owner = inner.clone();
             inner.spawn(async move {
-                let output = owner
+                let loaded = owner
                     .load_and_fill::<S>(&full, &policy, load(), unless, holder)
                     .await;
                 if let Some(done) = done {
                     // The caller may have stopped waiting: that is fine.
-                    let _ = done.send(output);
+                    let _ = done.send(loaded);
                 }
             });
         }))
@@ -194,9 +209,14 @@ impl Inner {
             Found::Miss => None,
         };
         let mut failed_loads = 0;
+        // Whether this caller joined a voided load and loads again.
+        let mut reloading = false;
         loop {
             let follower = match self.flights().join(full) {
                 Join::Leader(leader) => {
+                    if reloading {
+                        self.stats().reload();
+                    }
                     return self
                         .lead::<S, L>(Some(leader), full, lease, fallback, policy, load)
                         .await;
@@ -211,7 +231,11 @@ impl Inner {
                 _ => Some(follower.wait().await),
             };
             match waited {
-                Some(Outcome::Value(shared)) => {
+                // The load we joined was voided by an eviction or a write of
+                // its key, which another process may have acknowledged
+                // before we asked: load again, once, single-flight again.
+                Some(Outcome::Voided(_)) if !reloading => reloading = true,
+                Some(Outcome::Value(shared) | Outcome::Voided(shared)) => {
                     if let Some(output) = shared
                         .downcast_ref::<Entry<S::Value>>()
                         .and_then(|entry| S::from_entry(entry.clone()))
@@ -285,7 +309,8 @@ impl Inner {
                 let (load, unless) = load.start();
                 let output = self
                     .load_and_fill::<S>(full, policy, load, unless, Holder::Claim(claim))
-                    .await;
+                    .await
+                    .output;
                 match S::to_entry(&output) {
                     Some(_) => output,
                     None => current,
@@ -347,11 +372,12 @@ impl Inner {
             self.count_bypass(policy.site);
         }
         let (load, unless) = load.start();
-        let output = self
+        let Loaded { output, voided } = self
             .load_and_fill::<S>(full, policy, load, unless, holder)
             .await;
         if let Some(leader) = leader {
             match S::to_entry(&output) {
+                Some(entry) if voided => leader.publish_voided(Arc::new(entry)),
                 Some(entry) => leader.publish(Arc::new(entry)),
                 None => leader.fail(),
             }
@@ -390,11 +416,15 @@ impl Inner {
                 )
             }
         };
+        let voided = loaded.as_ref().is_some_and(|loaded| loaded.voided);
+        let loaded = loaded.map(|loaded| loaded.output);
         let entry = loaded.as_ref().and_then(S::to_entry);
         match (loaded, entry) {
             (Some(output), Some(entry)) => {
-                if let Some(leader) = leader {
-                    leader.publish(Arc::new(entry));
+                match leader {
+                    Some(leader) if voided => leader.publish_voided(Arc::new(entry)),
+                    Some(leader) => leader.publish(Arc::new(entry)),
+                    None => {}
                 }
                 self.count_miss(policy.site);
                 output
@@ -424,7 +454,7 @@ impl Inner {
         load: L,
         holder: Holder,
         timeout: Duration,
-    ) -> Option<S::Output> {
+    ) -> Option<Loaded<S::Output>> {
         match load.detach() {
             Ok(spawn) => {
                 let (sender, receiver) = oneshot::channel();
@@ -487,8 +517,9 @@ impl Inner {
 
     /// Runs a load and stores what it returns, as `policy` and `unless`
     /// say, through what `holder` holds (a lease, a claim, or nothing: no
-    /// fill). Returns the load's output. A failure is the cache's, never
-    /// the caller's.
+    /// fill). Returns the load's output, and whether the fill was voided by
+    /// an eviction or a write. A failure is the cache's, never the
+    /// caller's.
     pub(crate) async fn load_and_fill<S: Shape>(
         &self,
         full: &str,
@@ -496,7 +527,7 @@ impl Inner {
         load: impl Future<Output = S::Output>,
         unless: impl FnOnce(&S::Value) -> bool,
         holder: Holder,
-    ) -> S::Output {
+    ) -> Loaded<S::Output> {
         self.stats().load();
         let started = Instant::now();
         let output = load
@@ -518,7 +549,10 @@ impl Inner {
             // Nothing to store: give the lease or claim up at once, so
             // waiting callers load without waiting it out.
             holder.release().await;
-            return output;
+            return Loaded {
+                output,
+                voided: false,
+            };
         };
         let filled = match &holder {
             Holder::Lease(guard) => {
@@ -533,23 +567,37 @@ impl Inner {
             }
             Holder::None => Ok(false),
         };
+        let answered = Instant::now();
         // A refresh replaced the value the near tier may hold.
         self.near_written(full);
-        match self.observe(filled) {
-            Ok(true) => holder.filled(),
+        let voided = match self.observe(filled) {
+            Ok(true) => {
+                holder.filled();
+                false
+            }
             Ok(false) => {
+                // Refused while the lease or claim still ran: the key was
+                // evicted or written meanwhile. Refused later, it lapsed
+                // (and may have been taken over): nobody's write is missed.
+                let voided = holder.live_at(answered);
                 holder.filled();
                 tracing::debug!(
                     key = full,
-                    "cachefw: fill dropped: the key was written or evicted while it loaded"
+                    voided,
+                    "cachefw: fill dropped: the key was written or evicted while it loaded, \
+                     or its lease lapsed"
                 );
+                voided
             }
             // The marker may still be there: dropping the armed holder
             // releases it once Redis answers, so waiters need not wait out
             // the lease time.
-            Err(_) => drop(holder),
-        }
-        output
+            Err(_) => {
+                drop(holder);
+                false
+            }
+        };
+        Loaded { output, voided }
     }
 
     /// The bytes to store for a loaded entry and their backend TTL (the
@@ -625,6 +673,15 @@ impl Holder {
             Self::Lease(guard) => guard.filled(),
             Self::Claim(claim) => claim.filled(),
             Self::None => {}
+        }
+    }
+
+    /// Whether what it holds was certainly still running at `at`.
+    fn live_at(&self, at: Instant) -> bool {
+        match self {
+            Self::Lease(guard) => guard.live_at(at),
+            Self::Claim(claim) => claim.live_at(at),
+            Self::None => false,
         }
     }
 }

@@ -311,16 +311,17 @@ impl Inner {
                     // The other caller's load: its value, or none if it
                     // failed or left the key out.
                     Some(Slot::Following(follower)) => {
-                        let value =
-                            match follower.wait().await {
-                                Outcome::Value(shared) => shared
-                                    .downcast_ref::<Entry<T>>()
-                                    .and_then(|entry| match entry {
-                                        Entry::Value(value) => Some(value.clone()),
-                                        Entry::Absent | Entry::Leased => None,
-                                    }),
-                                Outcome::Failed | Outcome::Abandoned => None,
-                            };
+                        let value = match follower.wait().await {
+                            // A batch does not load a voided key again
+                            // (single-key calls do; see `aside.rs`).
+                            Outcome::Value(shared) | Outcome::Voided(shared) => shared
+                                .downcast_ref::<Entry<T>>()
+                                .and_then(|entry| match entry {
+                                    Entry::Value(value) => Some(value.clone()),
+                                    Entry::Absent | Entry::Leased => None,
+                                }),
+                            Outcome::Failed | Outcome::Abandoned => None,
+                        };
                         waited.push((at, value));
                     }
                     // Another process's lease that ended without a value

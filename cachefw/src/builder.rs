@@ -5,6 +5,11 @@ use std::time::Duration;
 use std::fmt;
 
 use crate::backend::Backend;
+#[cfg(feature = "redis")]
+use crate::backend::breaker::Rules;
+use crate::backend::breaker::{
+    DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_MAX_PROBE_INTERVAL, DEFAULT_BREAKER_PROBE_INTERVAL,
+};
 #[cfg(feature = "memory")]
 use crate::backend::memory::MemoryBackend;
 #[cfg(feature = "redis")]
@@ -102,6 +107,9 @@ pub struct CacheBuilder {
     credentials: Option<(String, Redacted<String>)>,
     max_value_size: u64,
     max_key_len: usize,
+    breaker_failures: u32,
+    breaker_probe_interval: Duration,
+    breaker_max_probe_interval: Duration,
 }
 
 /// The default time a key's failing source is spared after a stale value
@@ -162,6 +170,9 @@ impl Default for CacheBuilder {
             credentials: None,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             max_key_len: DEFAULT_MAX_KEY_LEN,
+            breaker_failures: DEFAULT_BREAKER_FAILURES,
+            breaker_probe_interval: DEFAULT_BREAKER_PROBE_INTERVAL,
+            breaker_max_probe_interval: DEFAULT_BREAKER_MAX_PROBE_INTERVAL,
         }
     }
 }
@@ -420,6 +431,44 @@ impl CacheBuilder {
         self
     }
 
+    /// How many failures in a row (timeouts, lost connections; each
+    /// answered by the loader) open the circuit breaker, after which calls
+    /// skip Redis at the cost of one atomic load (default 5). Lower opens
+    /// sooner on a dead Redis (fewer callers pay a timeout); higher rides
+    /// out a few slow commands on a healthy one. A `READONLY`, `LOADING` or
+    /// `MASTERDOWN` answer opens it at once whatever this says.
+    ///
+    /// Over Redis only: the in-memory backend has no breaker.
+    pub fn breaker_failures(mut self, failures: u32) -> Self {
+        self.breaker_failures = failures;
+        self
+    }
+
+    /// How long an open breaker skips Redis before one call probes it
+    /// (default 200 ms). Each failed probe doubles the interval, up to
+    /// [`breaker_max_probe_interval`](Self::breaker_max_probe_interval),
+    /// with ±20 % jitter so that a fleet does not probe a recovering server
+    /// in step. Short: a restarted Redis is used again sooner; long: a
+    /// dead one costs fewer probe timeouts. While evictions wait for
+    /// Redis, it is probed every 100 ms whatever this says (see
+    /// [`eviction_journal_capacity`](Self::eviction_journal_capacity)).
+    ///
+    /// Over Redis only: the in-memory backend has no breaker.
+    pub fn breaker_probe_interval(mut self, interval: Duration) -> Self {
+        self.breaker_probe_interval = interval;
+        self
+    }
+
+    /// The cap of the open interval (default 5 s): a Redis that stays down
+    /// is probed at least this often, so a cache notices its return within
+    /// about this long (plus jitter) after the outage.
+    ///
+    /// Over Redis only: the in-memory backend has no breaker.
+    pub fn breaker_max_probe_interval(mut self, interval: Duration) -> Self {
+        self.breaker_max_probe_interval = interval;
+        self
+    }
+
     /// Checks every setting and builds the cache.
     ///
     /// # Errors
@@ -432,7 +481,9 @@ impl CacheBuilder {
     ///   timeout, default TTL, lease time, memory capacity, journal
     ///   capacity, value or key limit (or a key limit the prefix fills); a
     ///   jitter outside `[0, 1)`; a refresh beta that is not positive; a
-    ///   zero load timeout; a cluster with no seed node; a TLS PEM that
+    ///   zero load timeout; breaker settings that cannot work (0 failures, an
+    ///   interval under 1 ms, a cap below the interval); a cluster with no
+    ///   seed node; a TLS PEM that
     ///   does not parse, a key that does not match its certificate, or
     ///   certificates with a `redis://` URL; a password both in the URL and
     ///   in [`credentials`](Self::credentials); a near tier on the
@@ -497,17 +548,41 @@ impl CacheBuilder {
                 ),
             ));
         }
+        if self.breaker_failures == 0 {
+            return Err(config(
+                "breaker_failures",
+                "must be at least 1: the failures in a row that open the breaker",
+            ));
+        }
+        if self.breaker_probe_interval < Duration::from_millis(1) {
+            return Err(config("breaker_probe_interval", "must be at least 1ms"));
+        }
+        if self.breaker_max_probe_interval < self.breaker_probe_interval {
+            return Err(config(
+                "breaker_max_probe_interval",
+                format!(
+                    "{:?} is shorter than breaker_probe_interval ({:?}), the interval it caps",
+                    self.breaker_max_probe_interval, self.breaker_probe_interval
+                ),
+            ));
+        }
         #[cfg(not(feature = "redis"))]
         if self.near_capacity.is_some() {
             return Err(missing_feature("near_cache", "redis", "the near tier"));
         }
-        let backend = match &self.store {
+        // With the backend, whether Redis answered at start: a near tier
+        // waits for its links only then.
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+        let (backend, answered) = match &self.store {
             #[cfg(feature = "memory")]
             Store::Memory => {
                 if self.memory_capacity == 0 {
                     return Err(config("memory_capacity", "must be greater than zero"));
                 }
-                Backend::Memory(MemoryBackend::new(self.memory_capacity))
+                (
+                    Backend::Memory(MemoryBackend::new(self.memory_capacity)),
+                    false,
+                )
             }
             #[cfg(not(feature = "memory"))]
             Store::Memory => {
@@ -528,9 +603,9 @@ impl CacheBuilder {
                     return Err(config("redis_cluster", "needs at least one seed node URL"));
                 }
                 let connect = self.connect()?;
-                let backend = RedisBackend::cluster(nodes, &connect)?;
+                let redis = RedisBackend::cluster(nodes, &connect)?;
                 let masked: Vec<_> = nodes.iter().map(|node| mask_password(node)).collect();
-                Self::started(backend, &masked.join(", ")).await?
+                Self::started(redis, &masked.join(", ")).await?
             }
             #[cfg(not(feature = "redis"))]
             Store::Redis(_) => {
@@ -590,8 +665,12 @@ impl CacheBuilder {
                 }
                 let prefix = Keys::new(&self.namespace, self.version).prefix().to_owned();
                 let near = NearTier::start(bytes, cap, redis.tracking_servers(), prefix);
-                // The first reads find it serving, unless Redis is away.
-                near.wait_up(self.timeout.max(Duration::from_secs(1))).await;
+                // The first reads find it serving, unless Redis is away: a
+                // Redis that did not answer the ping costs `build()`
+                // nothing more (the tier comes up by itself later).
+                if answered {
+                    near.wait_up(self.timeout.max(Duration::from_secs(1))).await;
+                }
                 Some(near)
             }
         };
@@ -626,18 +705,23 @@ impl CacheBuilder {
     /// Redis that does not answer is logged, not an error. One that answers
     /// but cannot be used with these settings (a certificate that does not
     /// verify, credentials it refuses) is the error.
-    async fn started(redis: RedisBackend, url: &str) -> Result<Backend, Error> {
-        if let Err(error) = redis.ping().await {
-            if let Some(fatal) = redis.misconfigured(&error).await {
-                return Err(fatal);
+    /// With the backend, whether Redis answered.
+    async fn started(redis: RedisBackend, url: &str) -> Result<(Backend, bool), Error> {
+        let answered = match redis.ping().await {
+            Ok(()) => true,
+            Err(error) => {
+                if let Some(fatal) = redis.misconfigured(&error).await {
+                    return Err(fatal);
+                }
+                tracing::warn!(
+                    url = %mask_password(url),
+                    %error,
+                    "cachefw: Redis is not reachable at start; serving from the source until it is"
+                );
+                false
             }
-            tracing::warn!(
-                url = %mask_password(url),
-                %error,
-                "cachefw: Redis is not reachable at start; serving from the source until it is"
-            );
-        }
-        Ok(Backend::Redis(redis))
+        };
+        Ok((Backend::Redis(redis), answered))
     }
 
     /// The connection settings of a Redis backend, the PEM checked.
@@ -699,6 +783,11 @@ impl CacheBuilder {
                 .as_ref()
                 .map(|(user, Redacted(password))| (user.clone(), password.clone())),
             max_value_size: self.max_value_size,
+            breaker: std::sync::Arc::new(Rules::new(
+                self.breaker_failures,
+                self.breaker_probe_interval,
+                self.breaker_max_probe_interval,
+            )),
         })
     }
 }

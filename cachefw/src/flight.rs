@@ -3,6 +3,13 @@
 //! The first caller of a key becomes the leader and runs the loader; callers
 //! arriving while it runs become followers and wait for what it publishes.
 //! Values cross as `Arc<dyn Any>` because one cache serves many value types.
+//!
+//! A load whose fill was refused because its key was evicted or written
+//! while it ran (perhaps by another process: this one cannot tell when,
+//! relative to a follower's arrival) is published as *voided*: it leaves
+//! the map at once, and its followers load again, once, in a new flight
+//! (see `aside.rs`), so that none returns the value from before a write
+//! acknowledged before it asked.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -17,6 +24,9 @@ pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
 enum State {
     Running,
     Done(Shared),
+    /// The value of a load whose fill was refused by an eviction or a
+    /// write of its key.
+    Voided(Shared),
     Failed,
 }
 
@@ -24,6 +34,10 @@ enum State {
 pub(crate) enum Outcome {
     /// The leader's value.
     Value(Shared),
+    /// The leader's value, from a load whose key was evicted or written
+    /// while it ran: the follower may have asked after that write, and
+    /// should load again (once).
+    Voided(Shared),
     /// The leader's loader returned an error, which went to the leader's
     /// caller. Errors are not `Clone`: followers join a new flight once,
     /// and after a second failure each asks the source itself (see
@@ -109,6 +123,14 @@ impl Leader<'_> {
         self.tx.send_replace(State::Done(value));
     }
 
+    /// Hands the value of a voided load to the followers, and
+    /// unregisters the flight first: callers from now on start a new one
+    /// rather than join this one.
+    pub(crate) fn publish_voided(self, value: Shared) {
+        self.unregister();
+        self.tx.send_replace(State::Voided(value));
+    }
+
     /// Tells followers the loader failed. The flight is unregistered first:
     /// a follower that wakes and joins again must start a new flight, not
     /// find this failed one.
@@ -152,6 +174,7 @@ impl Follower {
         let state = finished.unwrap_or_else(|_| self.rx.borrow().clone());
         match state {
             State::Done(value) => Outcome::Value(value),
+            State::Voided(value) => Outcome::Voided(value),
             State::Failed => Outcome::Failed,
             State::Running => Outcome::Abandoned,
         }
@@ -235,6 +258,24 @@ mod tests {
         );
         drop(new);
         assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_voided_flight_takes_no_new_followers() {
+        let flights = Flights::default();
+        let Join::Leader(leader) = flights.join("k") else {
+            panic!("first caller leads");
+        };
+        let Join::Follower(follower) = flights.join("k") else {
+            panic!("second caller follows");
+        };
+        leader.publish_voided(Arc::new(3u32));
+        match follower.wait().await {
+            Outcome::Voided(v) => assert_eq!(v.downcast_ref::<u32>(), Some(&3)),
+            _ => panic!("the follower learns the load was voided"),
+        }
+        assert_eq!(flights.len(), 0);
+        assert!(matches!(flights.join("k"), Join::Leader(_)));
     }
 
     #[tokio::test]

@@ -27,10 +27,17 @@ use crate::report::Reporter;
 use crate::shape::Value;
 use crate::stats::Counters;
 
-/// The replay waits this long after a pass that made no progress, doubling
-/// up to `MAX_REPLAY_PAUSE`; an answer from Redis wakes it at once.
-const FIRST_REPLAY_PAUSE: Duration = Duration::from_millis(50);
-const MAX_REPLAY_PAUSE: Duration = Duration::from_secs(1);
+/// While evictions wait, the replay tries them this often, whatever the
+/// breaker's interval (its commands are the probes: see `breaker.rs`), so
+/// that they land within about this long of Redis answering again. An
+/// answer from Redis to another call hurries it.
+const REPLAY_EVERY: Duration = Duration::from_millis(100);
+/// After an answer woke it, the replay still waits this long: a Redis that
+/// answers for some keys but not others must not spin it.
+const WOKEN_PAUSE: Duration = Duration::from_millis(20);
+/// A pass that scans (a prefix eviction, a clear after an overflow) and
+/// fails waits longer each time, up to this.
+const MAX_SCAN_PAUSE: Duration = Duration::from_secs(1);
 /// Keys per replayed batch: a batch that reaches Redis is struck off even
 /// if a later one does not.
 const REPLAY_BATCH: usize = 500;
@@ -709,6 +716,9 @@ struct Replaying {
 impl Drop for Replaying {
     fn drop(&mut self) {
         if let Some(inner) = self.me.upgrade() {
+            // Nobody probes for the replay now: the breakers' own probes
+            // resume.
+            inner.backend.replay_first(false);
             inner.replaying.store(false, Ordering::Release);
             if self.finished && !inner.journal.is_settled() {
                 inner.schedule_replay();
@@ -717,10 +727,13 @@ impl Drop for Replaying {
     }
 }
 
-/// Replays pending evictions until none is left or the cache is dropped.
-/// Holds the cache only while a pass runs.
+/// Replays pending evictions until none is left or the cache is dropped,
+/// every [`REPLAY_EVERY`] while Redis does not take them: while evictions
+/// wait, an open breaker lets only the replay through (and its first
+/// answered command closes it), so they land before this cache's reads
+/// go to Redis again. Holds the cache only while a pass runs.
 async fn replay(mut flag: Replaying) {
-    let mut pause = FIRST_REPLAY_PAUSE;
+    let mut scan_pause = REPLAY_EVERY;
     loop {
         let Some(inner) = flag.me.upgrade() else {
             return;
@@ -729,12 +742,8 @@ async fn replay(mut flag: Replaying) {
             flag.finished = true;
             return;
         }
-        let pass = inner.replay_pass().await;
-        pause = if pass.progressed {
-            FIRST_REPLAY_PAUSE
-        } else {
-            (pause * 2).min(MAX_REPLAY_PAUSE)
-        };
+        inner.backend.replay_first(true);
+        let pass = crate::backend::breaker::replaying(inner.replay_pass()).await;
         if inner.journal.is_settled() {
             flag.finished = true;
             return;
@@ -742,19 +751,19 @@ async fn replay(mut flag: Replaying) {
         let wake = inner.wake.clone();
         drop(inner);
         if pass.scans && !pass.progressed {
-            // A scan that failed (a primary still unreachable) waits out the
-            // backoff: answers from the other nodes must not repeat it.
-            tokio::time::sleep(pause).await;
+            // A scan that failed (a primary still unreachable) waits out a
+            // growing pause: answers from the other nodes must not repeat
+            // it.
+            scan_pause = (scan_pause * 2).min(MAX_SCAN_PAUSE);
+            tokio::time::sleep(scan_pause).await;
             continue;
         }
-        // Woken by an answer from Redis, the next pass still waits a
-        // moment: a Redis that answers for some keys but not others must
-        // not spin this loop.
+        scan_pause = REPLAY_EVERY;
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(REPLAY_EVERY) => {}
             () = async {
                 wake.notified().await;
-                tokio::time::sleep(FIRST_REPLAY_PAUSE).await;
+                tokio::time::sleep(WOKEN_PAUSE).await;
             } => {}
         }
     }

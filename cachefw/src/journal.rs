@@ -8,6 +8,14 @@
 //! it, in flight or stranded, reads of the keys it covers bypass Redis: the
 //! value there may be the one the eviction is meant to remove.
 //!
+//! The replay tries every 100 ms, through an open breaker, and (on one
+//! Redis) the breaker lets no read probe meanwhile (see
+//! `backend/breaker.rs`): the
+//! evictions land within about 100 ms of Redis answering again, before
+//! this cache's reads go there. Other processes do not know of them: one
+//! whose breaker closes first may read such a key from Redis until then
+//! (the README gives the measured window).
+//!
 //! The journal is bounded. When it overflows, no eviction is dropped:
 //! instead the whole cache bypasses Redis until a clear of its namespace
 //! and version succeeds, which the replay does first.

@@ -64,6 +64,7 @@ pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) 
         full: full.to_owned(),
         marker: new_marker(),
         armed: false,
+        sent: Instant::now(),
     };
     let lease_time = inner.lease_time();
     // Validated by the builder with the same rounding: never `PX 0`.
@@ -80,6 +81,7 @@ pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) 
             return Claim::Unguarded;
         }
         guard.armed = true;
+        guard.sent = Instant::now();
         let acquired = backend.acquire(full, &guard.marker, lease_ms, over).await;
         match acquired {
             Ok(None) => return Claim::Owned(guard),
@@ -157,6 +159,9 @@ pub(crate) struct LeaseGuard {
     full: String,
     marker: Bytes,
     armed: bool,
+    /// When the command that took the lease was sent: its expiry runs from
+    /// a later instant on the server.
+    sent: Instant,
 }
 
 impl LeaseGuard {
@@ -169,7 +174,16 @@ impl LeaseGuard {
             full: full.to_owned(),
             marker,
             armed: true,
+            sent: Instant::now(),
         }
+    }
+
+    /// Whether the lease was certainly still running at `at`: a fill
+    /// refused by then found its marker removed by an eviction or a write
+    /// of the key, not lapsed (and so not taken over either: a lease is
+    /// taken only over an empty key).
+    pub(crate) fn live_at(&self, at: Instant) -> bool {
+        at < self.sent + self.inner.lease_time()
     }
 
     /// The lease was not taken (someone else holds the key, or nothing was
@@ -222,6 +236,8 @@ pub(crate) struct ClaimGuard {
     full: String,
     nonce: [u8; 8],
     armed: bool,
+    /// When the command that took the claim was sent.
+    sent: Instant,
 }
 
 impl ClaimGuard {
@@ -235,6 +251,7 @@ impl ClaimGuard {
             full: full.to_owned(),
             nonce: fastrand::u64(1..).to_be_bytes(),
             armed: true,
+            sent: Instant::now(),
         };
         let claim_ms = crate::ttl::millis(inner.lease_time()).unwrap_or(1);
         match inner
@@ -261,6 +278,11 @@ impl ClaimGuard {
 
     pub(crate) fn nonce(&self) -> &[u8; 8] {
         &self.nonce
+    }
+
+    /// As [`LeaseGuard::live_at`]: the claim lasts the lease time.
+    pub(crate) fn live_at(&self, at: Instant) -> bool {
+        at < self.sent + self.inner.lease_time()
     }
 
     /// The claim ended with a fill (that landed or was refused).

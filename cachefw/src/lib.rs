@@ -106,7 +106,10 @@ pub mod testing;
 mod ttl;
 mod versioned;
 
-pub use backend::breaker::BreakerState;
+pub use backend::breaker::{
+    BreakerState, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_MAX_PROBE_INTERVAL,
+    DEFAULT_BREAKER_PROBE_INTERVAL,
+};
 pub use builder::{
     CacheBuilder, DEFAULT_LEASE_TIME, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_SIZE,
     DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, DEFAULT_TTL,

@@ -57,6 +57,12 @@ pub struct Stats {
     /// ended. Serialized as `breaker_for_secs`, in (fractional) seconds.
     #[serde(rename = "breaker_for_secs", serialize_with = "seconds")]
     pub breaker_for: Duration,
+    /// Misses that joined a load on this cache whose fill was refused
+    /// because its key was evicted or written while it ran (perhaps by
+    /// another process, perhaps before they asked), and so loaded again,
+    /// once: the loads they started anew. Read your writes across
+    /// processes costs this many extra loads.
+    pub reloads: u64,
 }
 
 fn seconds<S: serde::Serializer>(duration: &Duration, to: S) -> Result<S::Ok, S::Error> {
@@ -84,6 +90,7 @@ pub(crate) struct Counters {
     stale_served: AtomicU64,
     refreshes: AtomicU64,
     near_hits: AtomicU64,
+    reloads: AtomicU64,
 }
 
 impl Counters {
@@ -123,6 +130,10 @@ impl Counters {
         self.refreshes.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn reload(&self) {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn short_circuited(&self) {
         self.short_circuited.fetch_add(1, Ordering::Relaxed);
     }
@@ -145,6 +156,7 @@ impl Counters {
             pending_evictions,
             near_hits: self.near_hits.load(Ordering::Relaxed),
             breaker_for,
+            reloads: self.reloads.load(Ordering::Relaxed),
         }
     }
 }

@@ -3,8 +3,12 @@
 //! the reload; with `refresh_ahead` the entry is recomputed before it
 //! expires, and with `stale_while_revalidate` the expired value answers while
 //! it reloads. The anchor is the same 64 tasks reading a key that never
-//! expires (a plain hit). Reported: caller p50 / p99 / p999, their ratio to
-//! the plain hit's, and loads per TTL period.
+//! expires (a plain hit). Two more rows have another cache (another
+//! process) evict the key every 100 ms and every 20 ms, as writes of a hot
+//! row would: a load that an eviction voids sends the callers that joined
+//! it to load again, once (read your writes across processes), and these
+//! rows show what that costs. Reported: caller p50 / p99 / p999, their
+//! ratio to the plain hit's, loads per TTL period, and those reloads.
 //!
 //! ```text
 //! cargo bench -p cachefw-tests --bench hotkey
@@ -29,10 +33,18 @@ struct Row {
     p999: Duration,
     calls: usize,
     loads: u64,
+    reloads: u64,
 }
 
-/// 64 tasks reading `key` with `ttl` for `RUN`.
-async fn measure(name: &'static str, cache: Cache, key: &'static str, ttl: Duration) -> Row {
+/// 64 tasks reading `key` with `ttl` for `RUN`, while `writer`, if any,
+/// evicts it at that interval.
+async fn measure(
+    name: &'static str,
+    cache: Cache,
+    key: &'static str,
+    ttl: Duration,
+    writer: Option<(Cache, Duration)>,
+) -> Row {
     let loads = Arc::new(AtomicU64::new(0));
     let read = {
         let (cache, loads) = (cache.clone(), loads.clone());
@@ -51,7 +63,16 @@ async fn measure(name: &'static str, cache: Cache, key: &'static str, ttl: Durat
     };
     read().await.expect("warm-up");
     loads.store(0, Ordering::Relaxed);
+    let reloads_before = cache.stats().reloads;
     let started = Instant::now();
+    let evictions = writer.map(|(writer, every)| {
+        tokio::spawn(async move {
+            while started.elapsed() < RUN {
+                tokio::time::sleep(every).await;
+                let _ = writer.delete(key).await;
+            }
+        })
+    });
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| {
             let read = read.clone();
@@ -72,6 +93,9 @@ async fn measure(name: &'static str, cache: Cache, key: &'static str, ttl: Durat
     for task in tasks {
         latencies.extend(task.await.expect("task"));
     }
+    if let Some(evictions) = evictions {
+        evictions.await.expect("the writer");
+    }
     cache.shutdown().await;
     latencies.sort_unstable();
     let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
@@ -82,6 +106,7 @@ async fn measure(name: &'static str, cache: Cache, key: &'static str, ttl: Durat
         p999: at(0.999),
         calls: latencies.len(),
         loads: loads.load(Ordering::Relaxed),
+        reloads: cache.stats().reloads - reloads_before,
     }
 }
 
@@ -101,14 +126,23 @@ async fn main() {
             cache(&redis, |b| b).await,
             "steady",
             Duration::from_secs(3_600),
+            None,
         )
         .await,
-        measure("TTL 1 s, no help", cache(&redis, |b| b).await, "plain", TTL).await,
+        measure(
+            "TTL 1 s, no help",
+            cache(&redis, |b| b).await,
+            "plain",
+            TTL,
+            None,
+        )
+        .await,
         measure(
             "TTL 1 s, refresh_ahead (beta 1)",
             cache(&redis, |b| b.refresh_ahead(1.0)).await,
             "ahead",
             TTL,
+            None,
         )
         .await,
         measure(
@@ -119,6 +153,23 @@ async fn main() {
             .await,
             "swr",
             TTL,
+            None,
+        )
+        .await,
+        measure(
+            "TTL 1 s, evicted every 100 ms elsewhere",
+            cache(&redis, |b| b).await,
+            "written",
+            TTL,
+            Some((cache(&redis, |b| b).await, Duration::from_millis(100))),
+        )
+        .await,
+        measure(
+            "TTL 1 s, evicted every 20 ms elsewhere",
+            cache(&redis, |b| b).await,
+            "hammered",
+            TTL,
+            Some((cache(&redis, |b| b).await, Duration::from_millis(20))),
         )
         .await,
     ];
@@ -126,18 +177,18 @@ async fn main() {
         "hot key: {TASKS} tasks, one key, TTL {TTL:?}, load {LOAD:?}, {RUN:?} each, loopback redis-server, 2 worker threads"
     );
     println!(
-        "| {:<38} | {:>9} | {:>9} | {:>9} | {:>8} | {:>10} | {:>10} | {:>16} |",
-        "row", "p50", "p99", "p999", "calls", "p99 / hit", "loads/s", "loads per TTL"
+        "| {:<40} | {:>9} | {:>9} | {:>9} | {:>8} | {:>10} | {:>10} | {:>16} | {:>8} |",
+        "row", "p50", "p99", "p999", "calls", "p99 / hit", "loads/s", "loads per TTL", "reloads"
     );
     println!(
-        "|{:-<40}|{:->11}|{:->11}|{:->11}|{:->10}|{:->12}|{:->12}|{:->18}|",
-        "", "", "", "", "", "", "", ""
+        "|{:-<42}|{:->11}|{:->11}|{:->11}|{:->10}|{:->12}|{:->12}|{:->18}|{:->10}|",
+        "", "", "", "", "", "", "", "", ""
     );
     let anchor = rows[0].p99;
     for row in &rows {
         let per_second = row.loads as f64 / RUN.as_secs_f64();
         println!(
-            "| {:<38} | {:>9.1?} | {:>9.1?} | {:>9.1?} | {:>8} | {:>9.2}x | {:>10.2} | {:>16.2} |",
+            "| {:<40} | {:>9.1?} | {:>9.1?} | {:>9.1?} | {:>8} | {:>9.2}x | {:>10.2} | {:>16.2} | {:>8} |",
             row.name,
             row.p50,
             row.p99,
@@ -146,6 +197,7 @@ async fn main() {
             row.p99.as_secs_f64() / anchor.as_secs_f64(),
             per_second,
             per_second * TTL.as_secs_f64(),
+            row.reloads,
         );
     }
 }

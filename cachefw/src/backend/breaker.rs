@@ -10,16 +10,27 @@
 //! a probe. Outcomes of calls admitted before the breaker last opened
 //! (stragglers) are ignored: they neither fail the probe nor reopen a
 //! breaker that a probe closed; only the probe's own outcome decides.
+//!
+//! **Evictions first.** While its cache holds evictions that did not reach
+//! Redis, the replay of those evictions (`inner.rs`) runs every 100 ms
+//! inside [`replaying`], and an open breaker admits it whatever the
+//! interval says: its first command that Redis answers closes the breaker,
+//! so no eviction waits for the breaker's growing interval. On one Redis
+//! the breaker meanwhile lets no other call probe ([`Rules::replay_first`];
+//! not on a cluster, see `redis.rs`), so the cache's first command after an
+//! outage is the replay.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Consecutive failures that open the breaker.
-const THRESHOLD: u32 = 5;
-/// The first open interval; it doubles at each failed probe.
-const FIRST_INTERVAL: Duration = Duration::from_millis(200);
-/// The longest open interval: Redis is probed at least this often.
-const MAX_INTERVAL: Duration = Duration::from_secs(5);
+/// The default number of consecutive failures that open the breaker.
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+/// The default first open interval; it doubles at each failed probe.
+pub const DEFAULT_BREAKER_PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// The default longest open interval: Redis is probed at least this often.
+pub const DEFAULT_BREAKER_MAX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// Each interval is drawn from ±this share around its nominal length, so
 /// that many processes do not probe a recovering server in lockstep.
 const JITTER: f64 = 0.2;
@@ -51,7 +62,61 @@ pub(crate) enum Outcome {
     Refused,
 }
 
+/// What the breakers of one cache share: their settings (from the
+/// builder), and whether evictions wait for the replay.
+#[derive(Debug)]
+pub(crate) struct Rules {
+    /// Consecutive failures that open a breaker.
+    pub(crate) failures: u32,
+    /// The first open interval, and the longest, in milliseconds.
+    pub(crate) first_interval: u64,
+    pub(crate) max_interval: u64,
+    /// Set while evictions wait for the replay: only the replay probes.
+    replay_first: AtomicBool,
+}
+
+impl Rules {
+    /// Checked by the builder: at least one failure, a first interval of
+    /// at least 1 ms, a cap no shorter than it.
+    pub(crate) fn new(failures: u32, first_interval: Duration, max_interval: Duration) -> Self {
+        Self {
+            failures: failures.max(1),
+            first_interval: millis(first_interval).max(1),
+            max_interval: millis(max_interval).max(millis(first_interval)).max(1),
+            replay_first: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether evictions wait for the replay (see the module docs).
+    pub(crate) fn replay_first(&self, on: bool) {
+        self.replay_first.store(on, Ordering::Release);
+    }
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self::new(
+            DEFAULT_BREAKER_FAILURES,
+            DEFAULT_BREAKER_PROBE_INTERVAL,
+            DEFAULT_BREAKER_MAX_PROBE_INTERVAL,
+        )
+    }
+}
+
+tokio::task_local! {
+    /// Marks the replay of pending evictions: the one caller an open
+    /// breaker lets through at any time.
+    static REPLAY: ();
+}
+
+/// Runs `replay` as the replay of pending evictions: an open breaker
+/// admits its commands whatever its interval says.
+pub(crate) async fn replaying<F: Future>(replay: F) -> F::Output {
+    REPLAY.scope((), replay).await
+}
+
 pub(crate) struct Breaker {
+    rules: Arc<Rules>,
     clock: Instant,
     /// Counts openings: a pass remembers the one it was admitted in.
     epoch: AtomicU64,
@@ -77,6 +142,9 @@ pub(crate) enum Pass<'a> {
     Closed(&'a Breaker, u64),
     /// This call probes an open breaker.
     Probe(Probe<'a>),
+    /// A command of the replay, through an open breaker: an answer closes
+    /// it, a failure leaves it as it was (the replay tries again soon).
+    Replay(&'a Breaker),
 }
 
 /// The one call that probes an open breaker. Dropped unsettled (the caller
@@ -112,23 +180,31 @@ impl Pass<'_> {
                 // Dropping the guard lets the next interval's probe out.
                 probe.settled = true;
             }
+            Self::Replay(breaker) => {
+                if outcome == Outcome::Answered {
+                    breaker.close();
+                }
+            }
         }
     }
 
-    /// Whether this call probes an open breaker.
+    /// Whether this call probes an open breaker (the replay's commands do,
+    /// while evictions wait: a cluster learns from them as from probes
+    /// that a node is gone, or back).
     pub(crate) fn is_probe(&self) -> bool {
-        matches!(self, Self::Probe(_))
+        matches!(self, Self::Probe(_) | Self::Replay(_))
     }
 }
 
 impl Breaker {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(rules: Arc<Rules>) -> Self {
         Self {
             clock: Instant::now(),
             epoch: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
-            interval: AtomicU64::new(millis(FIRST_INTERVAL)),
+            interval: AtomicU64::new(rules.first_interval),
+            rules,
             probing: AtomicBool::new(false),
             changed_at: AtomicU64::new(0),
         }
@@ -145,13 +221,22 @@ impl Breaker {
         if open_until == 0 {
             return Ok(Pass::Closed(self, self.epoch.load(Ordering::Acquire)));
         }
+        if REPLAY.try_with(|()| ()).is_ok() {
+            return Ok(Pass::Replay(self));
+        }
         let now = self.now();
         if now < open_until {
             return Err(Refused {
                 retry_in: Duration::from_millis(open_until - now),
             });
         }
-        // Half open: one caller probes, the others keep skipping.
+        // Half open: one caller probes, the others keep skipping; none
+        // while evictions wait for the replay, which probes instead.
+        if self.rules.replay_first.load(Ordering::Acquire) {
+            return Err(Refused {
+                retry_in: Duration::ZERO,
+            });
+        }
         if self
             .probing
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -186,7 +271,7 @@ impl Breaker {
             }
             Outcome::Failed => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if failures >= THRESHOLD {
+                if failures >= self.rules.failures {
                     self.open(failures);
                 }
             }
@@ -219,7 +304,7 @@ impl Breaker {
     fn close(&self) {
         self.failures.store(0, Ordering::Relaxed);
         self.interval
-            .store(millis(FIRST_INTERVAL), Ordering::Relaxed);
+            .store(self.rules.first_interval, Ordering::Relaxed);
         if self.open_until.swap(0, Ordering::AcqRel) != 0 {
             self.changed_at.store(self.now(), Ordering::Relaxed);
             tracing::info!("cachefw: circuit breaker closed: a probe of Redis succeeded");
@@ -227,7 +312,11 @@ impl Breaker {
     }
 
     fn reopen(&self) {
-        let interval = (self.interval.load(Ordering::Relaxed) * 2).min(millis(MAX_INTERVAL));
+        let interval = self
+            .interval
+            .load(Ordering::Relaxed)
+            .saturating_mul(2)
+            .min(self.rules.max_interval);
         self.interval.store(interval, Ordering::Relaxed);
         self.open_until
             .store(self.now() + jittered(interval), Ordering::Release);
@@ -272,6 +361,16 @@ fn jittered(interval: u64) -> u64 {
 mod tests {
     use super::*;
 
+    const THRESHOLD: u32 = DEFAULT_BREAKER_FAILURES;
+    const FIRST_INTERVAL: Duration = DEFAULT_BREAKER_PROBE_INTERVAL;
+    const MAX_INTERVAL: Duration = DEFAULT_BREAKER_MAX_PROBE_INTERVAL;
+
+    impl Breaker {
+        fn new_default() -> Self {
+            Self::new(Arc::new(Rules::default()))
+        }
+    }
+
     fn fail(breaker: &Breaker) {
         if let Ok(pass) = breaker.admit() {
             pass.settle(Outcome::Failed);
@@ -285,7 +384,7 @@ mod tests {
 
     #[test]
     fn opens_at_the_threshold_and_probes_once() {
-        let breaker = Breaker::new();
+        let breaker = Breaker::new_default();
         for _ in 0..THRESHOLD - 1 {
             fail(&breaker);
         }
@@ -309,7 +408,7 @@ mod tests {
 
     #[test]
     fn racing_failures_never_skip_the_threshold() {
-        let breaker = Breaker::new();
+        let breaker = Breaker::new_default();
         // Passes taken while closed, settled after the count passed the
         // threshold: `>=`, not `==`, opens it.
         let passes: Vec<_> = (0..THRESHOLD + 3)
@@ -324,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_cancelled_probe_starts_another_interval_not_a_stuck_one() {
-        let breaker = Breaker::new();
+        let breaker = Breaker::new_default();
         for _ in 0..THRESHOLD {
             fail(&breaker);
         }
@@ -345,7 +444,7 @@ mod tests {
 
     #[test]
     fn stragglers_do_not_reopen_a_recovered_breaker() {
-        let breaker = Breaker::new();
+        let breaker = Breaker::new_default();
         let stragglers: Vec<_> = (0..THRESHOLD * 2)
             .map(|_| breaker.admit().ok().expect("closed"))
             .collect();
@@ -367,7 +466,7 @@ mod tests {
 
     #[test]
     fn stragglers_neither_fail_nor_consume_the_probe() {
-        let breaker = Breaker::new();
+        let breaker = Breaker::new_default();
         let straggler = breaker.admit().ok().expect("closed");
         for _ in 0..THRESHOLD {
             fail(&breaker);
@@ -382,7 +481,7 @@ mod tests {
 
     #[test]
     fn refusals_open_at_once_and_answers_reset_the_count() {
-        let breaker = Breaker::new();
+        let breaker = Breaker::new_default();
         for _ in 0..THRESHOLD - 1 {
             fail(&breaker);
         }
@@ -403,9 +502,49 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::Open);
     }
 
+    #[tokio::test]
+    async fn only_the_replay_probes_while_evictions_wait() {
+        let rules = Arc::new(Rules::new(
+            2,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        ));
+        let breaker = Breaker::new(rules.clone());
+        fail(&breaker);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "two failures open it"
+        );
+        fail(&breaker);
+        assert_eq!(breaker.state(), BreakerState::Open);
+        rules.replay_first(true);
+        expire(&breaker);
+        assert!(
+            breaker.admit().is_err(),
+            "no read probes while evictions wait"
+        );
+        // The replay passes whatever the interval, and its answer closes
+        // the breaker.
+        breaker.open_until.store(u64::MAX, Ordering::Release);
+        let pass = replaying(async { breaker.admit().ok().expect("the replay passes") }).await;
+        assert!(matches!(pass, Pass::Replay(_)));
+        pass.settle(Outcome::Failed);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Open,
+            "a failure changes nothing"
+        );
+        replaying(async { breaker.admit().ok().expect("again") })
+            .await
+            .settle(Outcome::Answered);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        rules.replay_first(false);
+    }
+
     #[test]
     fn intervals_grow_to_a_cap_with_jitter() {
-        let breaker = Breaker::new();
+        let breaker = Breaker::new_default();
         for _ in 0..THRESHOLD {
             fail(&breaker);
         }

@@ -198,6 +198,17 @@ impl Backend {
         }
     }
 
+    /// While `on`, open breakers let only the replay of pending evictions
+    /// probe Redis (memory has no breaker).
+    pub(crate) fn replay_first(&self, on: bool) {
+        match self {
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => b.replay_first(on),
+            #[cfg(feature = "memory")]
+            Self::Memory(_) => {}
+        }
+    }
+
     /// One real round trip to every server, whatever the breakers say: the
     /// slowest. Memory has none to make.
     pub(crate) async fn ping(&self) -> Result<Duration, Error> {

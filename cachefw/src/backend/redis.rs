@@ -36,7 +36,7 @@ use redis::{
 };
 use tokio::sync::Notify;
 
-use crate::backend::breaker::{Breaker, BreakerState, Outcome};
+use crate::backend::breaker::{Breaker, BreakerState, Outcome, Rules};
 use crate::backend::scripts;
 use crate::backend::versioned_key::VersionedKey;
 use crate::codec::{CLAIM_AT, ENTRY_HEADER_LEN, LEASE_TAG_BYTE, NONCE_AT};
@@ -90,10 +90,10 @@ struct Node {
 }
 
 impl Node {
-    fn new(name: String) -> Arc<Self> {
+    fn new(name: String, rules: &Arc<Rules>) -> Arc<Self> {
         Arc::new(Self {
             name,
-            breaker: Breaker::new(),
+            breaker: Breaker::new(rules.clone()),
             failed_probes: AtomicU32::new(0),
         })
     }
@@ -230,9 +230,9 @@ struct Topology {
 
 impl Topology {
     /// Before the layout is known: one node stands for the whole cluster.
-    fn unknown() -> Self {
+    fn unknown(rules: &Arc<Rules>) -> Self {
         Self {
-            nodes: vec![Node::new("cluster".to_owned())],
+            nodes: vec![Node::new("cluster".to_owned(), rules)],
             slots: vec![0; SLOTS],
             known: false,
         }
@@ -265,6 +265,8 @@ struct Cluster {
     last_layout: AtomicU64,
     /// The least time between rebuilds now, in milliseconds.
     rebuild_every: AtomicU64,
+    /// What the breakers of its nodes share.
+    rules: Arc<Rules>,
 }
 
 /// Clears the connecting flag however the connect task ends, and wakes the
@@ -418,7 +420,7 @@ impl Cluster {
                         .iter()
                         .find(|n| n.name == name)
                         .cloned()
-                        .unwrap_or_else(|| Node::new(name));
+                        .unwrap_or_else(|| Node::new(name, &self.rules));
                     nodes.push(node);
                     nodes.len() - 1
                 }
@@ -557,6 +559,8 @@ pub(crate) struct Connect {
     pub(crate) credentials: Option<(String, String)>,
     /// The largest value read or written, in bytes.
     pub(crate) max_value_size: u64,
+    /// What every node's breaker shares: the builder's settings.
+    pub(crate) breaker: Arc<Rules>,
 }
 
 impl Connect {
@@ -586,6 +590,8 @@ pub(crate) struct RedisBackend {
     read_end: i64,
     /// The ACL user, for errors (never the password).
     user: Option<String>,
+    /// What every node's breaker shares.
+    rules: Arc<Rules>,
     acquire: Script,
     fill: Script,
     release: Script,
@@ -608,7 +614,7 @@ impl RedisBackend {
             client,
             config,
             conn: Shared::new(),
-            node: Node::new(name),
+            node: Node::new(name, &connect.breaker),
         };
         Ok(Self::with_target(Target::Single(single), connect))
     }
@@ -662,7 +668,8 @@ impl RedisBackend {
             conn: ArcSwapOption::empty(),
             connecting: AtomicBool::new(false),
             connected: Notify::new(),
-            topology: ArcSwap::from_pointee(Topology::unknown()),
+            topology: ArcSwap::from_pointee(Topology::unknown(&connect.breaker)),
+            rules: connect.breaker.clone(),
             clock: Instant::now(),
             last_rebuild: AtomicU64::new(0),
             last_layout: AtomicU64::new(0),
@@ -689,6 +696,7 @@ impl RedisBackend {
             max_value_size: connect.max_value_size,
             read_end: i64::try_from(connect.max_value_size).unwrap_or(i64::MAX - 1),
             user,
+            rules: connect.breaker.clone(),
             acquire: Script::new(scripts::ACQUIRE),
             fill: Script::new(scripts::FILL),
             release: Script::new(scripts::RELEASE),
@@ -751,6 +759,17 @@ impl RedisBackend {
                 }
                 None
             }
+        }
+    }
+
+    /// While `on`, an open breaker lets only the replay of pending
+    /// evictions probe (see `breaker.rs`). On one Redis only: on a cluster
+    /// the evictions may all wait for one dead primary, and holding every
+    /// node's breaker for them would keep the other primaries' reads from
+    /// probing theirs (the replay still passes any open breaker there).
+    pub(crate) fn replay_first(&self, on: bool) {
+        if matches!(self.target, Target::Single(_)) {
+            self.rules.replay_first(on);
         }
     }
 

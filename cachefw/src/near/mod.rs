@@ -19,6 +19,13 @@
 //!   void from that instant, whether it was stored before the bump, after
 //!   it, or is being stored right now. Removing it from moka afterwards
 //!   only frees the memory (so moka's own orderings decide nothing).
+//! - **Heartbeat.** The tracking link answers a `PING` every 100 ms
+//!   (`tracking.rs`); each answer proves that every invalidation of a write
+//!   the server ran before that `PING` was sent has reached the tier.
+//!   Nothing is served or stored past [`HEARTBEAT_GRACE`] after the
+//!   sending of the last answered one, so a link that goes silent without
+//!   closing (a frozen server, a path that drops everything) stops the
+//!   tier within that time, even if the supervisor task is slow to notice.
 //! - **Own writes.** A write through this cache invalidates the key before
 //!   it is sent and again once Redis acknowledged it, so a read that got the
 //!   old value while the write was in flight cannot keep it.
@@ -50,6 +57,12 @@ pub(crate) const ENTRY_OVERHEAD: usize = 160;
 
 /// How long a near entry lives at most unless `near_ttl` says otherwise.
 pub(crate) const DEFAULT_NEAR_TTL: Duration = Duration::from_secs(60);
+
+/// How long after sending the last `PING` the tracking links answered the
+/// tier may serve: a silent link is noticed within this, under the
+/// contract's 500 ms. Heartbeats go every 100 ms, so a link whose round
+/// trip stays under about 350 ms never lets the tier lapse.
+pub(crate) const HEARTBEAT_GRACE: Duration = Duration::from_millis(450);
 
 /// Stripes of invalidation counters: a key's reads compare against its
 /// stripe's, so an invalidation of another key in the same stripe only costs
@@ -165,6 +178,10 @@ pub(crate) struct Near {
     state: AtomicU64,
     stripes: Box<[AtomicU64]>,
     hasher: std::collections::hash_map::RandomState,
+    /// Milliseconds since `born` until which the links' last heartbeat
+    /// lets the tier serve (0: none yet).
+    heard_until: AtomicU64,
+    born: Instant,
 }
 
 impl Near {
@@ -188,6 +205,8 @@ impl Near {
             state: AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
+            heard_until: AtomicU64::new(0),
+            born: Instant::now(),
         }
     }
 
@@ -203,11 +222,24 @@ impl Near {
         self.state.load(SeqCst) & 1 == 1
     }
 
+    /// Every link answered a heartbeat sent at `sent`: the tier may serve
+    /// until [`HEARTBEAT_GRACE`] after it.
+    pub(crate) fn heard(&self, sent: Instant) {
+        let until = sent.saturating_duration_since(self.born) + HEARTBEAT_GRACE;
+        self.heard_until
+            .fetch_max(crate::clock::millis(until), SeqCst);
+    }
+
+    /// Whether the links' last heartbeat is too old to trust the tier.
+    fn overdue(&self) -> bool {
+        crate::clock::millis(self.born.elapsed()) >= self.heard_until.load(SeqCst)
+    }
+
     /// What is held for `key`, if the tier serves and holds a copy stored
     /// under the current state.
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Held>> {
         let state = self.state.load(SeqCst);
-        if state & 1 == 0 {
+        if state & 1 == 0 || self.overdue() {
             return None;
         }
         let NearEntry(held) = self.entries.get(key)?;
@@ -219,7 +251,7 @@ impl Near {
     /// not serve (nothing read then may be stored).
     pub(crate) fn ticket(&self, key: &str) -> Option<Ticket> {
         let state = self.state.load(SeqCst);
-        if state & 1 == 0 {
+        if state & 1 == 0 || self.overdue() {
             return None;
         }
         let stripe = self.stripe(key);
@@ -321,6 +353,7 @@ mod tests {
     fn up() -> Near {
         let near = Near::new(1 << 20, DEFAULT_NEAR_TTL);
         near.up();
+        near.heard(Instant::now());
         near
     }
 
@@ -329,6 +362,8 @@ mod tests {
         let near = Near::new(1 << 20, DEFAULT_NEAR_TTL);
         assert!(near.ticket("k").is_none());
         near.up();
+        assert!(near.ticket("k").is_none(), "no heartbeat yet");
+        near.heard(Instant::now());
         let ticket = near.ticket("k").expect("up");
         near.offer("k", &fresh(1), ticket, 1);
         assert!(near.get("k").is_some());
@@ -392,6 +427,21 @@ mod tests {
         assert!(near.get("k").is_none());
         near.up();
         assert!(near.get("k").is_none());
+    }
+
+    #[test]
+    fn an_overdue_heartbeat_stops_the_tier() {
+        let near = up();
+        let ticket = near.ticket("k").expect("up");
+        near.offer("k", &fresh(1), ticket, 1);
+        assert!(near.get("k").is_some());
+        // The last answered heartbeat was sent longer ago than the grace.
+        near.heard_until.store(1, SeqCst);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(near.get("k").is_none(), "no hit once overdue");
+        assert!(near.ticket("k").is_none(), "nothing stored either");
+        near.heard(Instant::now());
+        assert!(near.get("k").is_some(), "the link answered again");
     }
 
     #[test]

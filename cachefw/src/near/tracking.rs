@@ -21,6 +21,15 @@
 //! out (or finds the server no longer a primary, or a slot migrating), a `FLUSHALL`/`FLUSHDB` (a null invalidation), and a change of the
 //! cluster's slot layout (a failover, a slot migration) each stop or empty
 //! the tier before it serves again.
+//!
+//! **Heartbeat.** Besides those probes, every link gets a `PING` each
+//! [`HEARTBEAT_EVERY`], sent whether or not the last one was answered (a
+//! slow link still keeps the tier serving); when every link answered the
+//! same beat, the tier may serve until a grace after it was sent
+//! (`Near::heard`). A link that goes silent without closing (a frozen
+//! server, a path that drops everything) so stops the tier within the
+//! grace, 450 ms, on the hit path itself; the probes then take the link
+//! down if it stays silent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +56,8 @@ const PROBE_PATIENCE: Duration = Duration::from_secs(1);
 /// Waits between failed attempts to bring the links up: doubling to the
 /// cap.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// How often every link is sent a heartbeat `PING`.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// Where the links go.
@@ -126,15 +137,21 @@ impl Supervisor {
         loop {
             let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
             let budget = PROBE_PATIENCE * 4 + Duration::from_millis(100) * self.servers.len();
+            let started = std::time::Instant::now();
             match tokio::time::timeout(budget, self.connect(generation)).await {
                 Ok(Ok(links)) => {
                     // Every link tracks now: writes from here on reach us.
                     // The tier starts empty, so nothing written while we
-                    // were not listening can be served.
+                    // were not listening can be served. Their probes were
+                    // answered: a heartbeat sent no later than `started`.
+                    self.near.heard(started);
                     self.near.up();
                     retry = FIRST_RETRY;
                     warned = None;
-                    self.watch(&links).await;
+                    tokio::select! {
+                        () = self.watch(&links) => {}
+                        () = heartbeat(&self.near, &links) => {}
+                    }
                     self.near.down();
                 }
                 failed => {
@@ -284,6 +301,39 @@ impl Supervisor {
                 match read_layout(link).await {
                     Ok(Some(now)) if now == *layout => {}
                     _ => return,
+                }
+            }
+        }
+    }
+}
+
+/// Sends every link a `PING` each [`HEARTBEAT_EVERY`] and tells the tier
+/// when all of them answered one (see the module docs). Each beat is
+/// bounded by the probe patience, so at most a few are out at once; they
+/// are aborted with this future.
+async fn heartbeat(near: &Near, links: &Links) {
+    let mut beats = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let conns: Vec<MultiplexedConnection> =
+                    links.links.iter().map(|link| link.conn.clone()).collect();
+                let sent = std::time::Instant::now();
+                beats.spawn(async move {
+                    let pings = conns.into_iter().map(|mut conn| async move {
+                        redis::cmd("PING").query_async::<()>(&mut conn).await
+                    });
+                    let answered =
+                        tokio::time::timeout(PROBE_PATIENCE, futures_util::future::try_join_all(pings))
+                            .await;
+                    matches!(answered, Ok(Ok(_))).then_some(sent)
+                });
+            }
+            Some(beat) = beats.join_next() => {
+                if let Ok(Some(sent)) = beat {
+                    near.heard(sent);
                 }
             }
         }
