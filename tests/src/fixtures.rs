@@ -166,3 +166,19 @@ pub fn soak_time(short: Duration) -> Duration {
         }
     }
 }
+
+/// How many rounds a repeated scenario runs: `short` (what CI runs), or
+/// `CACHEFW_ROUNDS` when that is set (`scripts/soak` runs more).
+///
+/// # Panics
+///
+/// When `CACHEFW_ROUNDS` is set to something else than a number.
+pub fn rounds(short: usize) -> usize {
+    match std::env::var("CACHEFW_ROUNDS") {
+        Err(_) => short,
+        Ok(rounds) => rounds
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("CACHEFW_ROUNDS={rounds:?} is not a number")),
+    }
+}

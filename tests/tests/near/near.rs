@@ -468,13 +468,10 @@ async fn soak_with_a_restart_reads_nothing_stale() {
         caches.push(near(&url, "soak").await);
     }
     let server = redis.clone();
-    soak(
-        caches,
-        common::soak_time(Duration::from_secs(8)),
-        move || {
-            server.lock().expect("lock").restart();
-        },
-    )
+    let run = common::soak_time(Duration::from_secs(8));
+    soak(caches, run, move || {
+        server.lock().expect("lock").restart();
+    })
     .await;
 }
 
@@ -487,17 +484,14 @@ async fn cluster_soak_with_a_failover_reads_nothing_stale() {
     }
     let key = caches[0].full_key("k1");
     let cluster_for_fault = cluster.clone();
-    soak(
-        caches,
-        common::soak_time(Duration::from_secs(8)),
-        move || {
-            let primary = cluster_for_fault.owner_of(&key);
-            let replica = cluster_for_fault
-                .replica_of(primary)
-                .expect("a replica of the primary");
-            cluster_for_fault.failover_to(replica);
-        },
-    )
+    let run = common::soak_time(Duration::from_secs(8));
+    soak(caches, run, move || {
+        let primary = cluster_for_fault.owner_of(&key);
+        let replica = cluster_for_fault
+            .replica_of(primary)
+            .expect("a replica of the primary");
+        cluster_for_fault.failover_to(replica);
+    })
     .await;
 }
 

@@ -17,19 +17,28 @@ struct Repo {
 impl Repo {
     #[cacheable(key = "user:<id>")]
     async fn get(&self, id: u64) -> Result<User, String> {
-        Ok(User { id, name: "Ada".into() })
+        Ok(User {
+            id,
+            name: "Ada".into(),
+        })
     }
 
     // Its own cache and TTL win; the trailing comma stays valid.
     #[cacheable(key = "user:<id>", cache = self.other, ttl = "1h",)]
     async fn get_elsewhere(&self, id: u64) -> Option<User> {
-        Some(User { id, name: "Ada".into() })
+        Some(User {
+            id,
+            name: "Ada".into(),
+        })
     }
 
     // `Result<Option<T>, E>` with `cache_none`, under the impl's defaults.
     #[cacheable(key = "maybe:<id>", cache_none = "30s")]
     async fn find(&self, id: u64) -> Result<Option<User>, String> {
-        Ok((id > 1).then(|| User { id, name: "Ada".into() }))
+        Ok((id > 1).then(|| User {
+            id,
+            name: "Ada".into(),
+        }))
     }
 
     #[cache_put(key = "user:<result.id>")]
@@ -47,7 +56,10 @@ impl Repo {
     // Methods without cachefw attributes, and associated functions, are
     // left alone.
     fn new(cache: Cache) -> Self {
-        Self { other: cache.clone(), cache }
+        Self {
+            other: cache.clone(),
+            cache,
+        }
     }
 }
 
@@ -67,7 +79,10 @@ struct Service {
 impl Users for Service {
     #[cacheable(key = "user:<id>")]
     async fn user(&self, id: u64) -> Result<User, String> {
-        Ok(User { id, name: "Ada".into() })
+        Ok(User {
+            id,
+            name: "Ada".into(),
+        })
     }
 
     #[cache_evict(key = "user:<id>")]
@@ -85,7 +100,10 @@ struct Service2 {
 impl Users for Service2 {
     #[cacheable(key = "user:<id>")]
     async fn user(&self, id: u64) -> Result<User, String> {
-        Ok(User { id, name: "Ada".into() })
+        Ok(User {
+            id,
+            name: "Ada".into(),
+        })
     }
 
     #[cache_evict(key = "user:<id>")]
@@ -94,8 +112,8 @@ impl Users for Service2 {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+#[tokio::test(flavor = "current_thread")]
+async fn runs() {
     let cache = Cache::builder().build().await.expect("builds");
     let repo = Repo::new(cache.clone());
     assert!(repo.get(1).await.is_ok());
@@ -104,7 +122,9 @@ async fn main() {
     assert!(repo.create("Grace".into()).await.is_ok());
     assert!(repo.remove(1).await.is_ok());
 
-    let service = Service { cache: Arc::new(cache.clone()) };
+    let service = Service {
+        cache: Arc::new(cache.clone()),
+    };
     assert!(service.user(1).await.is_ok());
     service.forget(1).await;
     let service = Service2 { cache };

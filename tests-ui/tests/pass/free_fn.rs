@@ -28,8 +28,8 @@ async fn evict(id: u64) -> Result<(), std::io::Error> {
     Ok(())
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+#[tokio::test(flavor = "current_thread")]
+async fn runs() {
     cachefw::install(cachefw::Cache::builder().build().await.expect("cache"));
     assert_eq!(get(1).await.ok().as_deref(), Some("user 1"));
     assert_eq!(get(1).await.ok().as_deref(), Some("user 1"));

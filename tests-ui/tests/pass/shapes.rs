@@ -33,7 +33,9 @@ async fn evict_row(cache: &Cache, id: u64) -> ApiResult<std::time::Instant> {
 }
 
 #[cacheable(key = "generic:<id>", cache = cache, shape = "plain")]
-async fn generic<R: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static>(
+async fn generic<
+    R: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+>(
     cache: &Cache,
     id: u64,
     make: fn(u64) -> R,
@@ -51,8 +53,8 @@ async fn through_framework(cache: &Cache, id: u64) -> u64 {
     id
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+#[tokio::test(flavor = "current_thread")]
+async fn runs() {
     let cache = Cache::builder().build().await.expect("cache");
     assert_eq!(alias(&cache, 0).await, Err("zero".into()));
     assert_eq!(cache.get::<u64>("alias:0").await.expect("get"), None);
@@ -64,7 +66,14 @@ async fn main() {
     evict_row(&cache, 2).await.expect("evicts");
     assert_eq!(row(&cache, 2).await, Ok(Some(2)));
     assert_eq!(shown(&cache, 4).await.to_string(), "#4");
-    assert_eq!(cache.get::<String>("shown:4").await.expect("get").as_deref(), Some("#4"));
+    assert_eq!(
+        cache
+            .get::<String>("shown:4")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("#4")
+    );
     assert_eq!(generic(&cache, 5, |id| vec![id]).await, [5]);
     assert_eq!(generic(&cache, 5, |_| vec![0]).await, [5]);
     assert_eq!(through_framework(&cache, 6).await, 6);

@@ -23,16 +23,24 @@ impl Repo {
     }
 }
 
-#[cacheable(key = "f:<name>", ttl = "1m", load_timeout = "50ms", stale_if_error = "1h")]
+#[cacheable(
+    key = "f:<name>",
+    ttl = "1m",
+    load_timeout = "50ms",
+    stale_if_error = "1h"
+)]
 async fn free(name: &str, mut count: u32, names: &[String]) -> u32 {
     count += names.len() as u32;
     count + name.len() as u32
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+#[tokio::test(flavor = "current_thread")]
+async fn runs() {
     let cache = Cache::builder().build().await.expect("builds");
-    let repo = Repo { cache, prefix: Arc::from("p") };
+    let repo = Repo {
+        cache,
+        prefix: Arc::from("p"),
+    };
     assert_eq!(repo.by_ref(1, "x").await.ok().as_deref(), Some("p1x"));
     assert_eq!(repo.clone().by_value(2).await.as_deref(), Some("p2"));
     assert_eq!(free("ab", 1, &["c".to_owned()]).await, 4);

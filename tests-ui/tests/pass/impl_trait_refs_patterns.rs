@@ -28,13 +28,25 @@ async fn pair(cache: &Cache, first: &str, [x, y]: [u32; 2]) -> (u32, u32) {
     (x, y)
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+#[tokio::test(flavor = "current_thread")]
+async fn runs() {
     let cache = Cache::builder().build().await.expect("cache");
-    let order = Order { id: 2, lines: (3, 4) };
+    let order = Order {
+        id: 2,
+        lines: (3, 4),
+    };
     let mut scale = 1;
-    assert_eq!(price(&cache, &order, "t", |_| {}, (1, 2), &mut scale, 0).await, 12);
-    assert_eq!(cache.get::<u64>("order:2:t:3").await.expect("get"), Some(12));
+    assert_eq!(
+        price(&cache, &order, "t", |_| {}, (1, 2), &mut scale, 0).await,
+        12
+    );
+    assert_eq!(
+        cache.get::<u64>("order:2:t:3").await.expect("get"),
+        Some(12)
+    );
     assert_eq!(pair(&cache, "p", [1, 2]).await, (1, 2));
-    assert_eq!(cache.get::<(u32, u32)>("pair:p").await.expect("get"), Some((1, 2)));
+    assert_eq!(
+        cache.get::<(u32, u32)>("pair:p").await.expect("get"),
+        Some((1, 2))
+    );
 }

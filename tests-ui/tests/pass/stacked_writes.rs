@@ -55,7 +55,13 @@ async fn plain(cache: &Cache, n: u64) -> u64 {
 #[cache_put(key = "gen:<result>", cache = cache, shape = "plain")]
 async fn generic<R>(cache: &Cache, value: R) -> R
 where
-    R: std::fmt::Display + serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    R: std::fmt::Display
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + Send
+        + Sync
+        + 'static,
 {
     value
 }
@@ -111,13 +117,23 @@ impl Users {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let cache = Cache::builder().namespace("t").build().await.expect("cache");
+#[tokio::test(flavor = "current_thread")]
+async fn runs() {
+    let cache = Cache::builder()
+        .namespace("t")
+        .build()
+        .await
+        .expect("cache");
     assert_eq!(create(&cache, 4, true).await, Ok(user(4)));
     assert_eq!(get(&cache, 4).await, Ok(user(4)));
     assert_eq!(LOADS.load(Ordering::SeqCst), 0, "a hit on the put");
-    assert!(cache.get::<User>("email:u4@x:7").await.expect("get").is_some());
+    assert!(
+        cache
+            .get::<User>("email:u4@x:7")
+            .await
+            .expect("get")
+            .is_some()
+    );
     assert_eq!(find(&cache, 5).await, Some(user(5)));
     assert_eq!(reload(&cache, 6).await, Ok(Some(user(6))));
     assert_eq!(plain(&cache, 1).await, 2);

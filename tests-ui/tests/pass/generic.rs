@@ -24,13 +24,18 @@ impl<C: AsRef<Cache>> Store<C> {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+#[tokio::test(flavor = "current_thread")]
+async fn runs() {
     let cache = Cache::builder().build().await.expect("cache");
     assert_eq!(load(&cache, 7u8, |k| u32::from(*k) * 3).await, Some(21));
     assert_eq!(load(&cache, 7u8, |_| 0u32).await, Some(21));
-    assert_eq!(load(&cache, "x", |k| k.to_string()).await.as_deref(), Some("x"));
-    let store = Store { cache: Holder(cache) };
+    assert_eq!(
+        load(&cache, "x", |k| k.to_string()).await.as_deref(),
+        Some("x")
+    );
+    let store = Store {
+        cache: Holder(cache),
+    };
     assert_eq!(store.len("four").await, 4);
 }
 

@@ -39,8 +39,8 @@ impl UserRepo for Repo {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+#[tokio::test(flavor = "current_thread")]
+async fn runs() {
     let mut repo = Repo {
         cache: Cache::builder().build().await.expect("cache"),
         loads: Default::default(),
