@@ -314,33 +314,3 @@ fn of_key(key: &str) -> String {
         format!(" of {key:?}")
     }
 }
-
-#[cfg(all(test, feature = "redis"))]
-mod tests {
-    use crate::cache::Cache;
-    use crate::error::Error;
-
-    /// A URL without a scheme (the most common slip: `host:port`) is
-    /// refused, and the message says what a valid one looks like.
-    #[tokio::test]
-    async fn a_url_without_a_scheme_keeps_the_hint() {
-        for url in ["127.0.0.1:6379", "localhost:6379", "cache.internal", ""] {
-            let error = Cache::builder().redis(url).build().await.unwrap_err();
-            assert!(
-                matches!(error, Error::InvalidUrl { .. }),
-                "{url}: {error:?}"
-            );
-            let message = error.to_string();
-            assert!(
-                message.contains("expected redis://[user:password@]host[:port][/db]"),
-                "{url}: {message}"
-            );
-        }
-        let error = Cache::builder()
-            .redis_cluster(["10.0.0.1:7000"])
-            .build()
-            .await
-            .unwrap_err();
-        assert!(error.to_string().contains("expected redis://"), "{error}");
-    }
-}

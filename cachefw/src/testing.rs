@@ -82,6 +82,9 @@
 //!   refused (the port stays reserved), as after a crash.
 //! - [`restart`](RedisServer::restart) starts it again on the same port,
 //!   empty.
+//! - [`restart_gracefully`](RedisServer::restart_gracefully) stops it as
+//!   an operator would (`SIGTERM`) and starts it again: with persistence
+//!   turned on (`start_with(&["--appendonly", "yes"])`), with its data.
 //! - [`freeze`](RedisServer::freeze) stops the process (`SIGSTOP`):
 //!   connections stay open and nothing answers, as with a hung server or a
 //!   network partition; every command waits for the cache's
@@ -113,9 +116,10 @@
 //!
 //! Unix only (the server is frozen with signals).
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -145,15 +149,55 @@ const READY_WITHIN: Duration = Duration::from_secs(15);
 ///
 /// A test process that is killed (rather than failing or ending) leaves
 /// its servers running: find them with `pgrep -f cachefw-test-redis`.
-#[derive(Debug)]
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
-    args: Vec<String>,
+    launch: Launch,
     child: Option<Child>,
     /// The port, bound but not listening, while no server runs: nobody
     /// else takes it, and connections to it are refused.
     hold: Option<Socket>,
+}
+
+impl fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisServer")
+            .field("url", &self.url())
+            .field("running", &self.is_running())
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a server is launched beyond the kit's defaults. For cachefw's own
+/// test harness (`tests/src` of its repository), which builds TLS servers,
+/// passwords, replication and clusters on this kit; not a stable API.
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct Launch {
+    /// More `redis-server` arguments, after the kit's own.
+    pub args: Vec<String>,
+    /// Serve TLS only on the port (`--port 0 --tls-port <port>`).
+    pub tls: Option<TlsFiles>,
+    /// The `default` user's password (`--requirepass`).
+    pub password: Option<String>,
+    /// Run on the command before each spawn (the harness ends the server
+    /// with the test process, which takes `unsafe` this crate forbids).
+    pub prepare: Option<fn(&mut Command)>,
+}
+
+/// The certificates of a TLS server, in PEM.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct TlsFiles {
+    /// The server's certificate.
+    pub cert_pem: String,
+    /// The server certificate's private key.
+    pub key_pem: String,
+    /// The CA that clients' certificates must chain to.
+    pub ca_pem: String,
+    /// `--tls-auth-clients yes`: clients must present a certificate.
+    pub client_auth: bool,
 }
 
 impl RedisServer {
@@ -194,19 +238,20 @@ impl RedisServer {
     ///
     /// As [`try_start`](Self::try_start).
     pub fn try_start_with(args: &[&str]) -> io::Result<Self> {
+        Self::try_launch(Launch {
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            ..Launch::default()
+        })
+    }
+
+    /// A server launched as `launch` says, or why not.
+    #[doc(hidden)]
+    pub fn try_launch(launch: Launch) -> io::Result<Self> {
         // Another process may take the port between our probe and the
         // server's bind: a server that exits at once gets another port.
         let mut last = io::Error::other("no attempt");
         for _ in 0..5 {
-            let hold = hold_port(0)?;
-            let port = bound_port(&hold)?;
-            let mut server = Self {
-                port,
-                dir: scratch_dir(port),
-                args: args.iter().map(|arg| (*arg).to_owned()).collect(),
-                child: None,
-                hold: Some(hold),
-            };
+            let mut server = Self::reserved(launch.clone())?;
             match server.spawn() {
                 Ok(()) => return Ok(server),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(error),
@@ -218,9 +263,36 @@ impl RedisServer {
         )))
     }
 
-    /// `redis://127.0.0.1:<port>`, for [`CacheBuilder::redis`](crate::CacheBuilder::redis).
+    /// A server that is not running yet, on a port held for it
+    /// (connections are refused); [`restart`](Self::restart) starts it.
+    #[doc(hidden)]
+    pub fn reserved(launch: Launch) -> io::Result<Self> {
+        let hold = hold_port(0)?;
+        let port = bound_port(&hold)?;
+        Ok(Self {
+            port,
+            dir: scratch_dir(port),
+            launch,
+            child: None,
+            hold: Some(hold),
+        })
+    }
+
+    /// `redis://127.0.0.1:<port>`, for [`CacheBuilder::redis`](crate::CacheBuilder::redis)
+    /// (`rediss://` for a server launched with TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.launch.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's scratch directory: its log, its TLS files.
+    #[doc(hidden)]
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The server's port.
@@ -267,6 +339,36 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server as an operator would (`SIGTERM`): it finishes the
+    /// command at hand, writes what its persistence settings say (an
+    /// append-only file is fsynced) and exits; then starts it again on the
+    /// same port. Without persistence it comes back empty, as after
+    /// [`restart`](Self::restart).
+    ///
+    /// # Panics
+    ///
+    /// When the server does not exit or come back within 15 s.
+    pub fn restart_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = rustix::process::Pid::from_child(&child);
+            if let Err(error) = rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
+                panic!("cannot signal redis-server on port {}: {error}", self.port);
+            }
+            let deadline = Instant::now() + READY_WITHIN;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    _ => panic!("redis-server on port {} did not exit on SIGTERM", self.port),
+                }
+            }
+            self.hold = hold_port(self.port).ok();
+        }
+        self.restart();
+    }
+
     /// Freezes the server (`SIGSTOP`): connections stay open, new ones are
     /// accepted by the kernel, and nothing is answered until
     /// [`thaw`](Self::thaw). A frozen server is killed as usual when
@@ -302,9 +404,34 @@ impl RedisServer {
     fn spawn(&mut self) -> io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let port = self.port.to_string();
+        let log = self.dir.join("redis.log");
+        // A restart appends to the log: readiness is read after this.
+        let logged = std::fs::metadata(&log).map_or(0, |meta| meta.len());
         let mut command = Command::new(binary());
+        match &self.launch.tls {
+            None => command.args(["--port", &port]),
+            Some(tls) => {
+                let file = |name: &str, pem: &str| {
+                    let path = self.dir.join(name);
+                    std::fs::write(&path, pem).map(|()| path)
+                };
+                let auth = if tls.client_auth { "yes" } else { "no" };
+                command
+                    .args(["--port", "0", "--tls-port", &port])
+                    .arg("--tls-cert-file")
+                    .arg(file("server.pem", &tls.cert_pem)?)
+                    .arg("--tls-key-file")
+                    .arg(file("server.key", &tls.key_pem)?)
+                    .arg("--tls-ca-cert-file")
+                    .arg(file("ca.pem", &tls.ca_pem)?)
+                    .args(["--tls-auth-clients", auth])
+            }
+        };
+        if let Some(password) = &self.launch.password {
+            command.args(["--requirepass", password]);
+        }
         command
-            .args(["--port", &port, "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--protected-mode", "no", "--daemonize", "no"])
             // Redis rewrites its process title; keep a name to find it by.
@@ -315,11 +442,14 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
-            .arg(self.dir.join("redis.log"))
-            .args(&self.args)
+            .arg(&log)
+            .args(&self.launch.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(prepare) = self.launch.prepare {
+            prepare(&mut command);
+        }
         // The server binds the port itself: the hold lets go just before.
         self.hold = None;
         let mut child = command.spawn().map_err(|error| {
@@ -340,14 +470,12 @@ impl RedisServer {
                 if let Some(mut stderr) = child.stderr.take() {
                     let _ = stderr.read_to_string(&mut why);
                 }
-                why.push_str(
-                    &std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default(),
-                );
+                why.push_str(&std::fs::read_to_string(&log).unwrap_or_default());
                 return Err(io::Error::other(format!(
                     "redis-server exited ({status}): {why}"
                 )));
             }
-            if answers_ping(self.port) {
+            if self.is_ready(&log, logged) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -362,6 +490,23 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+impl RedisServer {
+    /// Whether the server just spawned serves: a plain one answers `PING`
+    /// (after `AUTH` when it has a password); a TLS one, which the kit
+    /// cannot speak to, has logged that it accepts connections.
+    fn is_ready(&self, log: &Path, logged: u64) -> bool {
+        if self.launch.tls.is_none() {
+            return answers_ping(self.port, self.launch.password.as_deref());
+        }
+        std::fs::read(log).is_ok_and(|bytes| {
+            let since = usize::try_from(logged).unwrap_or(usize::MAX);
+            bytes
+                .get(since..)
+                .is_some_and(|new| String::from_utf8_lossy(new).contains("to accept connections"))
+        })
     }
 }
 
@@ -405,14 +550,23 @@ fn scratch_dir(port: u16) -> PathBuf {
     ))
 }
 
-fn answers_ping(port: u16) -> bool {
+fn answers_ping(port: u16, password: Option<&str>) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+    let mut request = Vec::new();
+    let mut expected = Vec::new();
+    if let Some(password) = password {
+        request.extend_from_slice(b"*2\r\n$4\r\nAUTH\r\n");
+        request.extend_from_slice(format!("${}\r\n", password.len()).as_bytes());
+        request.extend_from_slice(password.as_bytes());
+        request.extend_from_slice(b"\r\n");
+        expected.extend_from_slice(b"+OK\r\n");
+    }
+    request.extend_from_slice(b"PING\r\n");
+    expected.extend_from_slice(b"+PONG\r\n");
+    let mut reply = vec![0u8; expected.len()];
+    stream.write_all(&request).is_ok() && stream.read_exact(&mut reply).is_ok() && reply == expected
 }

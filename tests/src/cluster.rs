@@ -272,6 +272,51 @@ impl RedisCluster {
         });
     }
 
+    /// Waits, with Redis `WAIT`, until every replica of the primary at
+    /// `primary` holds every write that primary took so far.
+    ///
+    /// `WAIT` covers the writes of its own connection: one write there, to
+    /// a key of a slot this primary serves, then `WAIT` on the same
+    /// connection covers every earlier write too, since a replica applies
+    /// the replication stream in order.
+    ///
+    /// # Panics
+    ///
+    /// When the primary serves no slot or has no replica, or its replicas
+    /// do not acknowledge within 30 s.
+    pub fn wait_for_replicas(&self, primary: usize) {
+        let node = &self.nodes[primary];
+        let info: String = node.cmd("INFO", &[b"replication"]);
+        let replicas: u64 = info
+            .lines()
+            .find_map(|line| line.strip_prefix("connected_slaves:"))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(replicas > 0, "{} has no replica: {info}", node.port());
+        // A primary serves about a third of the slots: a few tries.
+        let marker = (0..1_000)
+            .map(|i| format!("cachefw-tests:replicated:{i}"))
+            .find(|key| self.owner_of(key) == primary)
+            .unwrap_or_else(|| panic!("{} serves no slot", node.port()));
+        let mut conn = node.connection();
+        redis::cmd("SET")
+            .arg(&marker)
+            .arg(1)
+            .query::<()>(&mut conn)
+            .unwrap_or_else(|e| panic!("SET {marker} on {}: {e}", node.port()));
+        let timeout_ms = SETTLE_WITHIN.as_millis().to_string();
+        let acked: u64 = redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(&timeout_ms)
+            .query(&mut conn)
+            .unwrap_or_else(|e| panic!("WAIT on {}: {e}", node.port()));
+        assert!(
+            acked >= replicas,
+            "{acked} of {replicas} replicas of {} acknowledged within {SETTLE_WITHIN:?}",
+            node.port()
+        );
+    }
+
     /// The index of the primary serving `key`'s slot, as node `0` (or the
     /// first running node) sees it.
     ///

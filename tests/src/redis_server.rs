@@ -1,21 +1,18 @@
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cachefw::testing::{Launch, TlsFiles};
 use redis::{ClientTlsConfig, Commands, IntoConnectionInfo, TlsCertificates};
-use socket2::{Domain, Socket, Type};
 
 use crate::TestPki;
 use crate::tls::install_crypto_provider;
 
-/// How long a server may take to answer its first `PING`.
-const READY_WITHIN: Duration = Duration::from_secs(15);
-
-/// A private `redis-server` on a free loopback port.
+/// A private `redis-server` on a free loopback port: the users' test kit
+/// ([`cachefw::testing::RedisServer`], which launches, stops, restarts,
+/// freezes and thaws it) with what the suite needs beyond it: TLS and
+/// passwords with the kit's own client for them, raw reads and writes,
+/// ACL users, snapshots and replication. It also ends with the test
+/// process when that is killed (Linux).
 ///
 /// ```no_run
 /// let mut redis = cachefw_tests::RedisServer::start();
@@ -25,27 +22,11 @@ const READY_WITHIN: Duration = Duration::from_secs(15);
 /// # drop(url);
 /// ```
 pub struct RedisServer {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-    /// Holds the port while no server runs, so that no other test's server
-    /// takes it and answers in its place.
-    hold: Option<PortHold>,
-    /// Arguments beyond the kit's own, such as cluster mode.
-    extra: Vec<String>,
-    /// TLS only (`--port 0`), with these certificates.
-    tls: Option<Tls>,
+    server: cachefw::testing::RedisServer,
+    /// The certificates of a TLS server, for the kit's own connections.
+    pki: Option<Arc<TestPki>>,
     /// The `default` user's password (`requirepass`), if any.
     password: Option<String>,
-}
-
-/// How a TLS server is set up.
-#[derive(Clone)]
-struct Tls {
-    pki: Arc<TestPki>,
-    /// `--tls-auth-clients yes`: clients must present a certificate the CA
-    /// signed.
-    client_auth: bool,
 }
 
 impl RedisServer {
@@ -65,7 +46,7 @@ impl RedisServer {
     ///
     /// As [`start`](Self::start).
     pub fn start_with(args: &[&str]) -> Self {
-        Self::launch(args, |_| {})
+        Self::launch(args, None, false, None)
     }
 
     /// A server that speaks only TLS (`--tls-port <port> --port 0`), with
@@ -88,11 +69,7 @@ impl RedisServer {
     ///
     /// As [`start`](Self::start).
     pub fn start_tls_with(pki: &TestPki, client_auth: bool, args: &[&str]) -> Self {
-        let tls = Tls {
-            pki: Arc::new(pki.clone()),
-            client_auth,
-        };
-        Self::launch(args, |server| server.tls = Some(tls.clone()))
+        Self::launch(args, Some(pki), client_auth, None)
     }
 
     /// A server whose `default` user needs `password` (`requirepass`):
@@ -103,23 +80,46 @@ impl RedisServer {
     ///
     /// As [`start`](Self::start).
     pub fn start_with_password(password: &str) -> Self {
-        Self::launch(&[], |server| server.password = Some(password.to_owned()))
+        Self::launch(&[], None, false, Some(password))
     }
 
-    fn launch(args: &[&str], configure: impl Fn(&mut Self)) -> Self {
-        // Another process may take the port between our probe and the
-        // server's bind; a server that exits at once gets another port.
-        let mut why = String::new();
-        for _ in 0..5 {
-            let mut server = Self::reserved();
-            server.extra = args.iter().map(|arg| (*arg).to_owned()).collect();
-            configure(&mut server);
-            match server.spawn() {
-                Ok(()) => return server,
-                Err(error) => why = error,
-            }
+    fn launch(
+        args: &[&str],
+        tls: Option<&TestPki>,
+        client_auth: bool,
+        password: Option<&str>,
+    ) -> Self {
+        let server = cachefw::testing::RedisServer::try_launch(Self::settings(
+            args,
+            tls,
+            client_auth,
+            password,
+        ))
+        .unwrap_or_else(|e| panic!("{e} (scripts/test installs redis-server when it is missing)"));
+        Self {
+            server,
+            pki: tls.map(|pki| Arc::new(pki.clone())),
+            password: password.map(str::to_owned),
         }
-        panic!("redis-server did not start on any of 5 free ports: {why}");
+    }
+
+    fn settings(
+        args: &[&str],
+        tls: Option<&TestPki>,
+        client_auth: bool,
+        password: Option<&str>,
+    ) -> Launch {
+        Launch {
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            tls: tls.map(|pki| TlsFiles {
+                cert_pem: pki.server_cert_pem.clone(),
+                key_pem: pki.server_key_pem.clone(),
+                ca_pem: pki.ca_pem.clone(),
+                client_auth,
+            }),
+            password: password.map(str::to_owned),
+            prepare: Some(kill_with_parent),
+        }
     }
 
     /// [`start`](Self::start) with an append-only file, fsynced as
@@ -139,16 +139,17 @@ impl RedisServer {
     /// A server that is not running, on a port held for it (connections are
     /// refused): for tests of a cache built while its Redis is down.
     /// [`restart`](Self::restart) starts it.
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port is free.
     pub fn reserved() -> Self {
-        let hold = PortHold::new();
-        let port = hold.port;
+        let server =
+            cachefw::testing::RedisServer::reserved(Self::settings(&[], None, false, None))
+                .unwrap_or_else(|e| panic!("no free loopback port: {e}"));
         Self {
-            port,
-            dir: scratch_dir(port),
-            child: None,
-            hold: Some(hold),
-            extra: Vec::new(),
-            tls: None,
+            server,
+            pki: None,
             password: None,
         }
     }
@@ -156,22 +157,17 @@ impl RedisServer {
     /// The server's URL, `redis://127.0.0.1:<port>` (`rediss://` for a TLS
     /// server).
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() {
-            "rediss"
-        } else {
-            "redis"
-        };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     /// The server's scratch directory (its log, its TLS files).
     pub(crate) fn dir(&self) -> &std::path::Path {
-        &self.dir
+        self.server.dir()
     }
 
     /// The certificates of a TLS server.
     pub fn pki(&self) -> Option<&TestPki> {
-        self.tls.as_ref().map(|tls| &*tls.pki)
+        self.pki.as_deref()
     }
 
     /// Creates or replaces the ACL user `user` with exactly `rules` (after
@@ -195,18 +191,18 @@ impl RedisServer {
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);
         }
-        match &self.tls {
+        match &self.pki {
             None => redis::Client::open(info),
-            Some(tls) => {
+            Some(pki) => {
                 install_crypto_provider();
                 redis::Client::build_with_tls(
                     info,
                     TlsCertificates {
                         client_tls: Some(ClientTlsConfig {
-                            client_cert: tls.pki.client_cert_pem.clone().into_bytes(),
-                            client_key: tls.pki.client_key_pem.clone().into_bytes(),
+                            client_cert: pki.client_cert_pem.clone().into_bytes(),
+                            client_key: pki.client_key_pem.clone().into_bytes(),
                         }),
-                        root_cert: Some(tls.pki.ca_pem.clone().into_bytes()),
+                        root_cert: Some(pki.ca_pem.clone().into_bytes()),
                     },
                 )
             }
@@ -215,23 +211,19 @@ impl RedisServer {
 
     /// The server's port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Whether the server process is running.
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.server.is_running()
     }
 
     /// Kills the server (like a crash: nothing more is saved). Open
     /// connections break and new ones are refused until
     /// [`restart`](Self::restart).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            self.hold = PortHold::on(self.port);
-        }
+        self.server.stop();
     }
 
     /// Freezes the server with `SIGSTOP`: connections stay open, the kernel
@@ -242,7 +234,7 @@ impl RedisServer {
     ///
     /// When the server is not running or the signal cannot be sent.
     pub fn freeze(&self) {
-        self.signal(libc::SIGSTOP);
+        self.server.freeze();
     }
 
     /// Resumes a frozen server (`SIGCONT`); it then answers what it was sent
@@ -252,18 +244,7 @@ impl RedisServer {
     ///
     /// As [`freeze`](Self::freeze).
     pub fn thaw(&self) {
-        self.signal(libc::SIGCONT);
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let child = self
-            .child
-            .as_ref()
-            .unwrap_or_else(|| panic!("redis-server on {} is not running", self.port));
-        let pid = libc::pid_t::try_from(child.id()).unwrap_or_else(|e| panic!("pid: {e}"));
-        // SAFETY: kill(2) with a pid of our own child and a valid signal.
-        let sent = unsafe { libc::kill(pid, signal) };
-        assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
+        self.server.thaw();
     }
 
     /// Writes a snapshot (`SAVE`): the data a later
@@ -284,7 +265,7 @@ impl RedisServer {
     ///
     /// When the command fails.
     pub fn replicate(&self, primary: &RedisServer) {
-        let port = primary.port.to_string();
+        let port = primary.port().to_string();
         self.cmd::<()>("REPLICAOF", &[b"127.0.0.1", port.as_bytes()]);
     }
 
@@ -305,24 +286,7 @@ impl RedisServer {
     ///
     /// When the server does not exit or come back within a few seconds.
     pub fn restart_gracefully(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = libc::pid_t::try_from(child.id()).unwrap_or_else(|e| panic!("pid: {e}"));
-            // SAFETY: kill(2) with a pid of our own child and a valid signal.
-            let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-            assert_eq!(sent, 0, "kill({pid}, SIGTERM) failed");
-            let deadline = Instant::now() + READY_WITHIN;
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    _ => panic!("redis-server on {} did not exit on SIGTERM", self.port),
-                }
-            }
-            self.hold = PortHold::on(self.port);
-        }
-        self.restart();
+        self.server.restart_gracefully();
     }
 
     /// Starts the server again on the same port, with the data of its last
@@ -334,18 +298,7 @@ impl RedisServer {
     ///
     /// When the server does not come back within a few seconds.
     pub fn restart(&mut self) {
-        self.stop();
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            match self.spawn() {
-                Ok(()) => return,
-                Err(why) if Instant::now() > deadline => {
-                    panic!("redis-server did not restart on port {}: {why}", self.port)
-                }
-                // The old socket may linger for a moment.
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+        self.server.restart();
     }
 
     /// A plain blocking connection, for reading and writing raw keys.
@@ -356,7 +309,7 @@ impl RedisServer {
     pub fn connection(&self) -> redis::Connection {
         self.client()
             .and_then(|client| client.get_connection())
-            .unwrap_or_else(|e| panic!("cannot connect to test redis on {}: {e}", self.port))
+            .unwrap_or_else(|e| panic!("cannot connect to test redis on {}: {e}", self.port()))
     }
 
     /// Runs `command` on a fresh connection, waiting at most a second for
@@ -417,170 +370,12 @@ impl RedisServer {
     pub fn pttl(&self, key: &str) -> i64 {
         self.cmd("PTTL", &[key.as_bytes()])
     }
-
-    fn spawn(&mut self) -> Result<(), String> {
-        self.hold = None;
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        let port = self.port.to_string();
-        let mut command = Command::new(binary());
-        match &self.tls {
-            None => command.args(["--port", &port]),
-            Some(tls) => {
-                let file = |name: &str, pem: &str| {
-                    let path = self.dir.join(name);
-                    std::fs::write(&path, pem)
-                        .map(|()| path)
-                        .map_err(|e| format!("{}: {e}", self.dir.display()))
-                };
-                let cert = file("server.pem", &tls.pki.server_cert_pem)?;
-                let key = file("server.key", &tls.pki.server_key_pem)?;
-                let ca = file("ca.pem", &tls.pki.ca_pem)?;
-                let auth = if tls.client_auth { "yes" } else { "no" };
-                command
-                    .args(["--port", "0", "--tls-port", &port])
-                    .arg("--tls-cert-file")
-                    .arg(cert)
-                    .arg("--tls-key-file")
-                    .arg(key)
-                    .arg("--tls-ca-cert-file")
-                    .arg(ca)
-                    .args(["--tls-auth-clients", auth])
-            }
-        };
-        if let Some(password) = &self.password {
-            command.args(["--requirepass", password]);
-        }
-        command
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(["--protected-mode", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .arg("--logfile")
-            .arg(self.dir.join("redis.log"))
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        kill_with_parent(&mut command);
-        let mut child = command.spawn().map_err(|e| {
-            format!(
-                "cannot run {:?}: {e}. Install Redis (Debian: apt-get install redis-server, \
-                 or run scripts/test, which does) or set REDIS_SERVER to its path",
-                binary()
-            )
-        })?;
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.hold = PortHold::on(self.port);
-                let mut stderr = String::new();
-                if let Some(mut pipe) = child.stderr.take() {
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
-                let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
-                return Err(format!("redis-server exited ({status}): {stderr}{log}"));
-            }
-            if self.answers_ping() {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                self.hold = PortHold::on(self.port);
-                return Err(format!(
-                    "no PONG on port {} within {READY_WITHIN:?}",
-                    self.port
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl RedisServer {
-    /// Whether the server answers `PING`: over a plain socket for a plain
-    /// server, through the kit's client for one with TLS or a password.
-    fn answers_ping(&self) -> bool {
-        if self.tls.is_none() && self.password.is_none() {
-            return answers_ping(self.port);
-        }
-        let Ok(client) = self.client() else {
-            return false;
-        };
-        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
-            return false;
-        };
-        let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
-        redis::cmd("PING").query::<String>(&mut conn).is_ok()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn binary() -> String {
-    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
-}
-
-/// A loopback TCP socket bound to a port but not listening: the port is
-/// taken (the kernel hands it to nobody else) and connections to it are
-/// refused, as to a stopped server.
-struct PortHold {
-    port: u16,
-    _socket: Socket,
-}
-
-impl PortHold {
-    /// Holds a free port the kernel picks.
-    fn new() -> Self {
-        Self::on(0).unwrap_or_else(|| panic!("no free loopback port"))
-    }
-
-    /// Holds `port`, if it is free.
-    fn on(port: u16) -> Option<Self> {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
-        socket
-            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
-            .ok()?;
-        let port = socket.local_addr().ok()?.as_socket()?.port();
-        Some(Self {
-            port,
-            _socket: socket,
-        })
-    }
-}
-
-fn scratch_dir(port: u16) -> PathBuf {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    std::env::temp_dir().join(format!(
-        "cachefw-redis-{}-{port}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-fn answers_ping(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
 }
 
 /// Ends the server with the test process even when the process is killed
 /// and no destructor runs.
 #[cfg(target_os = "linux")]
-fn kill_with_parent(command: &mut Command) {
+fn kill_with_parent(command: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches only the child.
     unsafe {
@@ -594,4 +389,4 @@ fn kill_with_parent(command: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn kill_with_parent(_: &mut Command) {}
+fn kill_with_parent(_: &mut std::process::Command) {}

@@ -1,0 +1,19 @@
+//! The cache's own behaviour, over each backend: `build()`, the low-level
+//! operations, `get_or_load` and batches, prefix eviction, what is stored,
+//! versioned entries, stampedes and leases, freshness, invalidation, and
+//! cancellation at every await.
+//!
+//! One test binary per area (`tests/README.md`): a new file of this area
+//! joins with one `mod` line below.
+
+mod batch;
+mod build;
+mod cancellation;
+mod evict_prefix;
+mod freshness;
+mod get_or_load;
+mod invalidation;
+mod operations;
+mod stampede;
+mod stored_values;
+mod versioned;
