@@ -14,10 +14,12 @@
 //! sets: Cassandra's answer then does not depend on the order the flushes
 //! land in, and the cache must agree with it.
 //!
+//! A binary of its own, not a module of `cassandra/`: it installs a global
+//! metrics recorder and tracing subscriber whose counts it asserts.
+//!
 //! `WRITE_BEHIND_LONG=1` runs the refusal scenario for 30 s of refusals
 //! and 400 rows, and the races for 20 rounds (see `scripts/write-behind-long`).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -28,12 +30,9 @@ use std::time::{Duration, Instant};
 
 use cachefw::Cache;
 use cachefw_cassandra::{Entity, Error, Repository};
+use cachefw_tests::cassandra::with_kassandra;
 use cachefw_tests::{DelayProxy, RedisServer};
-use kassandra_tester::KassandraTester;
-use kassandra_tester::kassandra::KassandraSession;
-use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -92,46 +91,6 @@ const TTL: Duration = Duration::from_secs(600);
 
 fn long() -> bool {
     std::env::var_os("WRITE_BEHIND_LONG").is_some()
-}
-
-async fn connect(addr: SocketAddr) -> Arc<Session> {
-    let profile = ExecutionProfile::builder()
-        .request_timeout(None)
-        .build()
-        .into_handle();
-    let session = SessionBuilder::new()
-        .known_node(addr.to_string())
-        .auto_await_schema_agreement(false)
-        .default_execution_profile_handle(profile)
-        .build()
-        .await
-        .expect("the driver connects to kassandra");
-    Arc::new(session)
-}
-
-/// Runs `test` against a fresh kassandra, with keyspace `shop` (and no
-/// table).
-async fn with_kassandra<F, Fut>(test: F)
-where
-    F: FnOnce(Arc<Session>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut once = Some(test);
-    KassandraTester::new(KassandraSession::new())
-        .in_scope(|addr| {
-            let test = once.take();
-            async move {
-                let test = test.expect("kassandra runs the test once");
-                let session = connect(addr).await;
-                cachefw_cassandra::create_keyspace(&session, "shop", 1)
-                    .await
-                    .expect("keyspace");
-                test(session).await;
-                Ok::<(), ()>(())
-            }
-        })
-        .await
-        .expect("kassandra serves");
 }
 
 async fn redis_cache(url: String) -> Cache {
@@ -289,7 +248,7 @@ async fn writes_refused_for_seconds_are_all_written_and_never_read_stale() {
     } else {
         (40, Duration::from_secs(3))
     };
-    with_kassandra(|session| async move {
+    with_kassandra(|_, session| async move {
         let refused_before = refusals("invalid");
         let redis = RedisServer::start();
         let cache = redis_cache(redis.url()).await;
@@ -364,7 +323,7 @@ async fn writes_refused_for_seconds_are_all_written_and_never_read_stale() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_refused_past_dead_letter_after_is_kept_and_replayed() {
-    with_kassandra(|session| async move {
+    with_kassandra(|_, session| async move {
         let redis = RedisServer::start();
         let cache = redis_cache(redis.url()).await;
         let carts: Repository<Cart> = repository::<Cart>(&session, &cache)
@@ -416,7 +375,7 @@ async fn a_record_refused_past_dead_letter_after_is_kept_and_replayed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_never_holds_back_the_valid_records_of_its_row() {
-    with_kassandra(|session| async move {
+    with_kassandra(|_, session| async move {
         create_table::<CartRow>(&session).await;
         let redis = RedisServer::start();
         let cache = redis_cache(redis.url()).await;
@@ -492,7 +451,7 @@ async fn a_poison_record_never_holds_back_the_valid_records_of_its_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushers_of_two_shapes_write_each_others_records_whole() {
-    with_kassandra(|session| async move {
+    with_kassandra(|_, session| async move {
         // kassandra has no ALTER TABLE: the wider table, as after the
         // migration of the deploy that adds `coupon`.
         create_table::<CartV2Row>(&session).await;
@@ -591,7 +550,7 @@ async fn flushers_of_two_shapes_write_each_others_records_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_written_before_a_key_version_change_are_settled_where_they_are() {
-    with_kassandra(|session| async move {
+    with_kassandra(|_, session| async move {
         create_table::<CartRow>(&session).await;
         let redis = RedisServer::start();
         let v1 = redis_cache(redis.url()).await;
@@ -662,7 +621,7 @@ fn logged(needle: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_behind_needs_a_policy_that_never_evicts_keys_without_expiry() {
     let _ = log();
-    with_kassandra(|session| async move {
+    with_kassandra(|_, session| async move {
         let evicting = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
         let cache = redis_cache(evicting.url()).await;
         let refused = Repository::<Cart>::new(session.clone(), cache.clone()).await;
@@ -730,7 +689,7 @@ fn raced(id: Uuid) -> Cart {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_two_processes_race_every_entry_equals_its_row_and_expires() {
     let (rounds, rows) = if long() { (20, 60) } else { (3, 30) };
-    with_kassandra(|session| async move {
+    with_kassandra(|_, session| async move {
         create_table::<CartRow>(&session).await;
         let redis = RedisServer::start();
         // Process A reaches Redis through a proxy that delays its replies:
@@ -880,7 +839,7 @@ async fn settling_an_older_write_removes_a_fill_and_a_late_store_of_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_the_format_before_are_still_written() {
-    with_kassandra(|session| async move {
+    with_kassandra(|_, session| async move {
         create_table::<CartRow>(&session).await;
         let redis = RedisServer::start();
         let cache = redis_cache(redis.url()).await;

@@ -11,6 +11,8 @@ mod cluster;
 mod cluster_faults;
 mod faults;
 mod harness;
+mod read_your_writes;
+mod read_your_writes_soak;
 mod recovery;
 mod soak;
 mod testing_kit;

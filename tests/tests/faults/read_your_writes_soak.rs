@@ -18,12 +18,8 @@
 //!   [`AFTER_OUTAGE`] of Redis answering again).
 //!
 //! CI runs it for 6 s. The long version runs it for as many seconds as
-//! `CACHEFW_RYW_SOAK_SECS` says (and so the freeze for a tenth of it, at
-//! least 2 s):
-//!
-//! ```text
-//! CACHEFW_RYW_SOAK_SECS=120 cargo test -p cachefw-tests --test read_your_writes_soak -- --nocapture
-//! ```
+//! `CACHEFW_SOAK_SECS` says (and so the freeze for a tenth of it, at
+//! least 1 s): `scripts/soak 120` runs it with the other soaks.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -99,10 +95,7 @@ async fn cache(redis: &RedisServer, near: bool) -> Cache {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_two_readers_a_freeze_and_a_restart() {
-    let run = std::env::var("CACHEFW_RYW_SOAK_SECS")
-        .ok()
-        .and_then(|secs| secs.parse::<u64>().ok())
-        .map_or(Duration::from_secs(6), Duration::from_secs);
+    let run = cachefw_tests::fixtures::soak_time(Duration::from_secs(6));
     let freeze_for = (run / 10).max(Duration::from_secs(1));
     let server = RedisServer::start();
     let writers = [cache(&server, false).await, cache(&server, false).await];
