@@ -946,3 +946,50 @@ async fn records_of_the_format_before_are_still_written() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_naming_a_foreign_key_prefix_never_touches_keys_outside_the_cache() {
+    with_kassandra(|session| async move {
+        create_table::<CartRow>(&session).await;
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        // Another application's key, and a record someone else appended
+        // that names it through its prefix `p` and row `r`.
+        let _: () = redis.cmd("SET", &[b"billing:invoice", b"keep me"]);
+        let id = Uuid::new_v4();
+        let mut cell = 16_i32.to_be_bytes().to_vec();
+        cell.extend_from_slice(id.as_bytes());
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_micros()
+            .to_string();
+        let _: String = redis.cmd(
+            "XADD",
+            &[
+                b"shop:wb:carts",
+                b"*",
+                b"f",
+                b"2",
+                b"k",
+                b"s",
+                b"t",
+                t.as_bytes(),
+                b"r",
+                b"invoice",
+                b"p",
+                b"billing:",
+                b"=id",
+                &cell,
+            ],
+        );
+        let flusher = carts.spawn_flusher();
+        drained(&carts, Duration::from_secs(20)).await;
+        flusher.abort();
+        let kept: Option<String> = redis.cmd("GET", &[b"billing:invoice"]);
+        assert_eq!(kept.as_deref(), Some("keep me"));
+        assert_eq!(redis.pttl("billing:invoice"), -1, "no expiry given to it");
+    })
+    .await;
+}
