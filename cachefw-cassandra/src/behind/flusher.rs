@@ -556,16 +556,17 @@ impl<T: Entity> Flusher<T> {
         }
     }
 
-    /// Copies one dead letter to the dead-letter stream, and lets its
-    /// cache entry expire by the entity's TTL (it holds a write Cassandra
-    /// does not have, which the operator may still replay).
+    /// Lets one dead letter's cache entry expire by the entity's TTL (it
+    /// holds a write Cassandra does not have, which the operator may still
+    /// replay), then copies it to the dead-letter stream. In this order, a
+    /// failure of either leaves the record pending and the dead-letter
+    /// stream without a copy: trying again never copies it twice.
     async fn bury(
         &self,
         entry: &Entry,
         reason: &str,
         record: Option<&Record>,
     ) -> Result<(), StreamError> {
-        self.stream.dead_letter(entry, reason).await?;
         if let Some(record) = record {
             let prefix = record
                 .prefix
@@ -580,14 +581,21 @@ impl<T: Entity> Flusher<T> {
             )
             .await?;
         }
-        Ok(())
+        self.stream.dead_letter(entry, reason).await
     }
 
     /// Publishes the backlog as metrics.
     async fn gauge(&mut self) {
-        match self.stream.backlog().await {
-            Ok((pending, oldest)) => {
-                let dead = self.stream.dead_len().await.unwrap_or(0);
+        let backlog = match self.stream.backlog().await {
+            Ok((pending, oldest)) => self
+                .stream
+                .dead_len()
+                .await
+                .map(|dead| (pending, oldest, dead)),
+            Err(error) => Err(error),
+        };
+        match backlog {
+            Ok((pending, oldest, dead)) => {
                 super::publish(T::TABLE, pending, super::age(oldest), dead);
             }
             Err(error) => self
