@@ -110,7 +110,7 @@ async fn connect(addr: SocketAddr) -> Arc<Session> {
 }
 
 /// Runs `test` against a fresh kassandra, with keyspace `shop` (and no
-/// table).
+/// table), within a deadline.
 async fn with_kassandra<F, Fut>(test: F)
 where
     F: FnOnce(Arc<Session>) -> Fut,
@@ -126,7 +126,12 @@ where
                 cachefw_cassandra::create_keyspace(&session, "shop", 1)
                     .await
                     .expect("keyspace");
-                test(session).await;
+                // A hang (a call that never returns) fails the test rather
+                // than the run.
+                let deadline = Duration::from_secs(if long() { 900 } else { 180 });
+                tokio::time::timeout(deadline, test(session))
+                    .await
+                    .expect("the test finishes within its deadline");
                 Ok::<(), ()>(())
             }
         })
@@ -990,6 +995,75 @@ async fn a_record_naming_a_foreign_key_prefix_never_touches_keys_outside_the_cac
         let kept: Option<String> = redis.cmd("GET", &[b"billing:invoice"]);
         assert_eq!(kept.as_deref(), Some("keep me"));
         assert_eq!(redis.pttl("billing:invoice"), -1, "no expiry given to it");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_with_their_own_flushers_keep_every_write_through_a_refusal() {
+    let (rows, refusal) = if long() {
+        (200, Duration::from_secs(30))
+    } else {
+        (20, Duration::from_secs(3))
+    };
+    with_kassandra(|session| async move {
+        let redis = RedisServer::start();
+        // Two processes, each with its own cache and flusher; the table
+        // does not exist yet, so Cassandra refuses every write of both.
+        let a: Repository<Cart> = repository(&session, &redis_cache(redis.url()).await).await;
+        let b: Repository<Cart> = repository(&session, &redis_cache(redis.url()).await).await;
+        let flushers = [a.spawn_flusher(), b.spawn_flusher()];
+        let refused_from = Instant::now();
+        let ids: Vec<Uuid> = (0..rows).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            a.save(&raced(*id)).await.expect("save");
+            let patch = CartPatch {
+                note: Some(raced(*id).note),
+                ..Default::default()
+            };
+            b.patch(&CartKey { id: *id }, &patch).await.expect("patch");
+        }
+        let mut reads = 0;
+        let mut stale = 0;
+        while refused_from.elapsed() < refusal {
+            for id in &ids {
+                for repo in [&a, &b] {
+                    reads += 1;
+                    if repo.find(&CartKey { id: *id }).await.expect("find") != Some(raced(*id)) {
+                        stale += 1;
+                    }
+                }
+            }
+            for repo in [&a, &b] {
+                let backlog = repo.backlog().await.expect("backlog");
+                assert_eq!(backlog.pending, 2 * rows as u64, "{backlog:?}");
+                assert_eq!(backlog.dead, 0, "{backlog:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        create_table::<CartRow>(&session).await;
+        drained(&a, refusal + Duration::from_secs(40)).await;
+        for flusher in flushers {
+            flusher.abort();
+        }
+        let keys: Vec<CartRowKey> = ids.iter().map(|id| CartRowKey { id: *id }).collect();
+        let expected: Vec<Option<CartRow>> = ids.iter().map(|id| Some(row(&raced(*id)))).collect();
+        assert_eq!(in_cassandra::<CartRow>(&session, &keys).await, expected);
+        for id in &ids {
+            let key = Cart::cache_key(&CartKey { id: *id });
+            let cached = a.cache().get::<Cart>(&key).await.expect("cache read");
+            assert!(
+                cached.is_none() || cached == Some(raced(*id)),
+                "cache = Cassandra for {key}: {cached:?}"
+            );
+        }
+        assert_eq!(
+            stale, 0,
+            "reads of a row without its pending writes, of {reads}"
+        );
+        assert_eq!(a.backlog().await.expect("backlog").dead, 0);
+        assert_eq!(without_expiry(&redis, "shop:v1:"), Vec::<String>::new());
+        assert_eq!(entries_outside_ttl(&redis, "shop:v1:"), Vec::new());
     })
     .await;
 }
