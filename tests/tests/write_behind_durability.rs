@@ -1067,3 +1067,23 @@ async fn two_processes_with_their_own_flushers_keep_every_write_through_a_refusa
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_dates_a_foreign_first_entry_by_its_id() {
+    with_kassandra(|session| async move {
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        // No flusher runs: an entry someone else appended, with no
+        // timestamp, then a record.
+        let _: String = redis.cmd("XADD", &[b"shop:wb:carts", b"*", b"junk", b"1"]);
+        carts.save(&cart(Uuid::new_v4(), 1)).await.expect("save");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let backlog = carts.backlog().await.expect("backlog");
+        assert_eq!(backlog.pending, 2);
+        let oldest = backlog.oldest.expect("an age while records wait");
+        assert!(oldest >= Duration::from_millis(50), "{backlog:?}");
+        assert!(oldest < Duration::from_secs(60), "{backlog:?}");
+    })
+    .await;
+}

@@ -409,11 +409,19 @@ impl Stream {
         first.arg(&self.key).arg("-").arg("+").arg("COUNT").arg(1);
         let reply = command::run(&self.cache, "XRANGE", &self.key, &first).await?;
         let entries = parse_entries(&reply).ok_or_else(|| StreamError::reply("XRANGE", &reply))?;
+        // A first entry with no timestamp of its own (bytes someone else
+        // appended) is as old as its id says.
         let oldest = entries
             .first()
-            .and_then(|entry| record::timestamp(&entry.fields));
+            .and_then(|entry| record::timestamp(&entry.fields).or_else(|| appended_at(&entry.id)));
         Ok((pending, oldest))
     }
+}
+
+/// When an entry was appended (µs), from its id `{ms}-{seq}`.
+fn appended_at(id: &str) -> Option<i64> {
+    let millis: i64 = id.split_once('-')?.0.parse().ok()?;
+    millis.checked_mul(1000)
 }
 
 /// The consumers in an `XINFO CONSUMERS` reply, other than `me`, that hold
@@ -541,6 +549,14 @@ mod tests {
         let ended = ended_consumers(&reply, "me", Duration::from_secs(300));
         assert_eq!(ended, Some(vec!["ended".to_owned()]));
         assert_eq!(ended_consumers(&Value::Nil, "me", Duration::ZERO), None);
+    }
+
+    #[test]
+    fn ids_date_their_entries() {
+        assert_eq!(appended_at("1700000000000-3"), Some(1_700_000_000_000_000));
+        for odd in ["", "x-1", "12", "99999999999999999999-0"] {
+            assert_eq!(appended_at(odd), None, "{odd}");
+        }
     }
 
     #[test]
