@@ -1087,3 +1087,52 @@ async fn the_backlog_dates_a_foreign_first_entry_by_its_id() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushers_aborted_at_any_point_lose_no_record() {
+    let rows = if long() { 400 } else { 60 };
+    with_kassandra(|session| async move {
+        let redis = RedisServer::start();
+        let a: Repository<Cart> = repository(&session, &redis_cache(redis.url()).await).await;
+        let b: Repository<Cart> = repository(&session, &redis_cache(redis.url()).await).await;
+        let ids: Vec<Uuid> = (0..rows).map(|_| Uuid::new_v4()).collect();
+        // Refused first: a flusher takes every record, then is aborted
+        // while it holds them.
+        for id in &ids {
+            a.save(&raced(*id)).await.expect("save");
+        }
+        let holder = a.spawn_flusher();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        holder.abort();
+        create_table::<CartRow>(&session).await;
+        // Then flushers of both processes, each aborted after a random
+        // while (at whatever await it is in), while patches keep coming.
+        let mut aborted = 0;
+        for (n, id) in ids.iter().enumerate() {
+            let repo = if n % 2 == 0 { &a } else { &b };
+            let patch = CartPatch {
+                note: Some(raced(*id).note),
+                ..Default::default()
+            };
+            repo.patch(&CartKey { id: *id }, &patch)
+                .await
+                .expect("patch");
+            let flusher = repo.spawn_flusher();
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..30))).await;
+            flusher.abort();
+            aborted += 1;
+        }
+        let last = [a.spawn_flusher(), b.spawn_flusher()];
+        drained(&a, Duration::from_secs(60)).await;
+        for flusher in last {
+            flusher.abort();
+        }
+        println!("{aborted} flushers aborted");
+        let keys: Vec<CartRowKey> = ids.iter().map(|id| CartRowKey { id: *id }).collect();
+        let expected: Vec<Option<CartRow>> = ids.iter().map(|id| Some(row(&raced(*id)))).collect();
+        assert_eq!(in_cassandra::<CartRow>(&session, &keys).await, expected);
+        assert_eq!(a.backlog().await.expect("backlog").dead, 0);
+        assert_eq!(without_expiry(&redis, "shop:v1:"), Vec::<String>::new());
+    })
+    .await;
+}
