@@ -1136,3 +1136,60 @@ async fn flushers_aborted_at_any_point_lose_no_record() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_dead_letters_while_flushers_bury_them_loses_none() {
+    with_kassandra(|session| async move {
+        let redis = RedisServer::start();
+        let a: Repository<Cart> = repository::<Cart>(&session, &redis_cache(redis.url()).await)
+            .await
+            .dead_letter_after(Duration::from_millis(200));
+        let b: Repository<Cart> = repository::<Cart>(&session, &redis_cache(redis.url()).await)
+            .await
+            .dead_letter_after(Duration::from_millis(200));
+        let ids: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            a.save(&raced(*id)).await.expect("save");
+        }
+        let flushers = [a.spawn_flusher(), b.spawn_flusher()];
+        // While the table is missing, records go dead and come back, over
+        // and over, from two processes at once.
+        let start = Instant::now();
+        let mut replayed = 0;
+        while start.elapsed() < Duration::from_secs(3) {
+            let (x, y) = tokio::join!(a.replay_dead(), b.replay_dead());
+            replayed += x.expect("replay") + y.expect("replay");
+            // Each record once (twice for the moment a flusher has copied
+            // it to the dead letters and not yet acknowledged it).
+            let backlog = a.backlog().await.expect("backlog");
+            assert!(
+                backlog.pending + backlog.dead <= 2 * ids.len() as u64,
+                "records copied by concurrent replays: {backlog:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..100))).await;
+        }
+        assert!(replayed > 0, "the race ran: some letters were replayed");
+        create_table::<CartRow>(&session).await;
+        let start = Instant::now();
+        loop {
+            a.replay_dead().await.expect("replay");
+            let backlog = a.backlog().await.expect("backlog");
+            if backlog.pending == 0 && backlog.dead == 0 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "drained within 60 s: {backlog:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for flusher in flushers {
+            flusher.abort();
+        }
+        println!("{replayed} letters replayed during the refusal");
+        let keys: Vec<CartRowKey> = ids.iter().map(|id| CartRowKey { id: *id }).collect();
+        let expected: Vec<Option<CartRow>> = ids.iter().map(|id| Some(row(&raced(*id)))).collect();
+        assert_eq!(in_cassandra::<CartRow>(&session, &keys).await, expected);
+    })
+    .await;
+}

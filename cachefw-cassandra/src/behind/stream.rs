@@ -65,6 +65,37 @@ return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
     )
 });
 
+/// How long a replay's lease lasts unless renewed (one chunk takes far
+/// less); a replay cancelled midway holds up others for at most this.
+const REPLAY_LEASE_MS: u64 = 10_000;
+
+/// How often a replay waiting for another tries the lease again.
+const REPLAY_WAIT: Duration = Duration::from_millis(20);
+
+/// `ARGV`: token, milliseconds. Takes the lease, or renews it for its
+/// holder; 1 when the caller holds it. A key without expiry (not one of
+/// ours) is taken over, so that no replay waits on it forever.
+static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and redis.call('PTTL', KEYS[1]) > 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+",
+    )
+});
+
+/// `ARGV`: token. Gives the lease up if the caller still holds it.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});
+
 /// Why a stream call failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StreamError {
@@ -345,12 +376,31 @@ impl Stream {
     /// appended before it is deleted (the two streams may live on two
     /// Cluster nodes): a failure between the two leaves it twice, to be
     /// written twice with one timestamp (harmless), never lost.
+    ///
+    /// One replay runs at a time (a lease at `{dead}:replay`): two at once
+    /// would both copy each letter they read, and letters that go dead
+    /// again would double with every round. A call that finds another
+    /// replaying waits for it, then moves what is left.
     pub(crate) async fn replay_dead(&self) -> Result<u64, StreamError> {
+        let lease = format!("{}:replay", self.dead);
+        let token = format!("{:016x}", fastrand::u64(..));
         let mut moved = 0;
         loop {
+            // Taken or renewed before each chunk, so that it outlives a
+            // chunk however long the replay.
+            let mut take = LEASE.key(&lease);
+            take.arg(token.as_str()).arg(REPLAY_LEASE_MS);
+            if command::invoke(&self.cache, "SET", &lease, &take).await? != Value::Int(1) {
+                tokio::time::sleep(REPLAY_WAIT).await;
+                continue;
+            }
             let count = self.replay_chunk().await?;
             moved += count;
             if count < REPLAY_CHUNK as u64 {
+                let mut release = RELEASE.key(&lease);
+                release.arg(token.as_str());
+                // Left to expire if this fails.
+                let _ = command::invoke(&self.cache, "DEL", &lease, &release).await;
                 return Ok(moved);
             }
         }
