@@ -1193,3 +1193,73 @@ async fn replaying_dead_letters_while_flushers_bury_them_loses_none() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_of_another_type_does_not_hold_its_record_back() {
+    with_kassandra(|session| async move {
+        create_table::<CartRow>(&session).await;
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        let id = Uuid::new_v4();
+        carts.save(&cart(id, 3)).await.expect("save");
+        // Someone else's hash where the pending entry was.
+        let entry = format!("shop:v1:{}", Cart::cache_key(&CartKey { id }));
+        let _: () = redis.cmd("DEL", &[entry.as_bytes()]);
+        let _: () = redis.cmd("HSET", &[entry.as_bytes(), b"a", b"b"]);
+        let flusher = carts.spawn_flusher();
+        drained(&carts, Duration::from_secs(20)).await;
+        flusher.abort();
+        assert_eq!(
+            in_cassandra::<CartRow>(&session, &[CartRowKey { id }]).await,
+            [Some(row(&cart(id, 3)))]
+        );
+    })
+    .await;
+}
+
+/// How many times `redis` was sent `command` so far, refused calls too.
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let info: String = redis.cmd("INFO", &[b"commandstats"]);
+    let stat = format!("cmdstat_{command}:");
+    info.lines()
+        .filter_map(|line| line.strip_prefix(&stat))
+        .flat_map(|fields| fields.split(','))
+        .filter_map(|field| {
+            let (name, value) = field.split_once('=')?;
+            matches!(name, "calls" | "rejected_calls").then(|| value.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flusher_that_cannot_settle_retries_at_a_pace() {
+    with_kassandra(|session| async move {
+        create_table::<CartRow>(&session).await;
+        let redis = RedisServer::start();
+        let carts: Repository<Cart> = repository(&session, &redis_cache(redis.url()).await).await;
+        carts.save(&cart(Uuid::new_v4(), 4)).await.expect("save");
+        // A flusher whose user may read the stream but not touch the
+        // entries: its written record cannot be settled.
+        redis.acl_setuser("flusher", &["on", ">secret", "~shop:wb:*", "&*", "+@all"]);
+        let cache = Cache::builder()
+            .redis(redis.url())
+            .credentials("flusher", "secret")
+            .namespace("shop")
+            .build()
+            .await
+            .expect("cache");
+        let flushing: Repository<Cart> = repository(&session, &cache).await;
+        let flusher = flushing.spawn_flusher();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = calls(&redis, "evalsha") + calls(&redis, "xreadgroup");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let during = calls(&redis, "evalsha") + calls(&redis, "xreadgroup") - before;
+        flusher.abort();
+        // Tried again about every 100 ms (the longest poll), not in a
+        // loop (which sent tens of thousands of calls in 2 s).
+        assert!(during <= 400, "{during} settles and reads in 2 s");
+        assert_eq!(carts.backlog().await.expect("backlog").pending, 1);
+    })
+    .await;
+}
