@@ -833,7 +833,9 @@ impl<T: Entity> Repository<T> {
     /// Moves every dead letter of this table's write-behind stream back
     /// into the stream, for the flushers to write (with the timestamps
     /// they were saved with), once the cause of the refusals is fixed;
-    /// returns how many were moved. Always 0 over an in-memory cache.
+    /// returns how many were moved. Calls from several processes take
+    /// turns, so that each letter is moved once. Always 0 over an
+    /// in-memory cache.
     ///
     /// ```no_run
     /// # use cachefw_cassandra::{Entity, Repository};

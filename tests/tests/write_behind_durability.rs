@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use cachefw::Cache;
 use cachefw_cassandra::{Entity, Error, Repository};
-use cachefw_tests::cassandra::with_kassandra;
+use cachefw_tests::cassandra;
 use cachefw_tests::{DelayProxy, RedisServer};
 use scylla::client::session::Session;
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,23 @@ const TTL: Duration = Duration::from_secs(600);
 
 fn long() -> bool {
     std::env::var_os("WRITE_BEHIND_LONG").is_some()
+}
+
+/// Runs `test` against a fresh kassandra (`cachefw_tests::cassandra`),
+/// with keyspace `shop` (and no table), within a deadline: a hang (a call
+/// that never returns) fails the test rather than the run.
+async fn with_kassandra<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<Session>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let deadline = Duration::from_secs(if long() { 900 } else { 180 });
+    cassandra::with_kassandra(|_, session| async move {
+        tokio::time::timeout(deadline, test(session))
+            .await
+            .expect("the test finishes within its deadline");
+    })
+    .await;
 }
 
 async fn redis_cache(url: String) -> Cache {
@@ -248,7 +265,7 @@ async fn writes_refused_for_seconds_are_all_written_and_never_read_stale() {
     } else {
         (40, Duration::from_secs(3))
     };
-    with_kassandra(|_, session| async move {
+    with_kassandra(|session| async move {
         let refused_before = refusals("invalid");
         let redis = RedisServer::start();
         let cache = redis_cache(redis.url()).await;
@@ -323,7 +340,7 @@ async fn writes_refused_for_seconds_are_all_written_and_never_read_stale() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_refused_past_dead_letter_after_is_kept_and_replayed() {
-    with_kassandra(|_, session| async move {
+    with_kassandra(|session| async move {
         let redis = RedisServer::start();
         let cache = redis_cache(redis.url()).await;
         let carts: Repository<Cart> = repository::<Cart>(&session, &cache)
@@ -375,7 +392,7 @@ async fn a_record_refused_past_dead_letter_after_is_kept_and_replayed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_never_holds_back_the_valid_records_of_its_row() {
-    with_kassandra(|_, session| async move {
+    with_kassandra(|session| async move {
         create_table::<CartRow>(&session).await;
         let redis = RedisServer::start();
         let cache = redis_cache(redis.url()).await;
@@ -451,7 +468,7 @@ async fn a_poison_record_never_holds_back_the_valid_records_of_its_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushers_of_two_shapes_write_each_others_records_whole() {
-    with_kassandra(|_, session| async move {
+    with_kassandra(|session| async move {
         // kassandra has no ALTER TABLE: the wider table, as after the
         // migration of the deploy that adds `coupon`.
         create_table::<CartV2Row>(&session).await;
@@ -550,7 +567,7 @@ async fn flushers_of_two_shapes_write_each_others_records_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_written_before_a_key_version_change_are_settled_where_they_are() {
-    with_kassandra(|_, session| async move {
+    with_kassandra(|session| async move {
         create_table::<CartRow>(&session).await;
         let redis = RedisServer::start();
         let v1 = redis_cache(redis.url()).await;
@@ -621,7 +638,7 @@ fn logged(needle: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_behind_needs_a_policy_that_never_evicts_keys_without_expiry() {
     let _ = log();
-    with_kassandra(|_, session| async move {
+    with_kassandra(|session| async move {
         let evicting = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
         let cache = redis_cache(evicting.url()).await;
         let refused = Repository::<Cart>::new(session.clone(), cache.clone()).await;
@@ -689,7 +706,7 @@ fn raced(id: Uuid) -> Cart {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_two_processes_race_every_entry_equals_its_row_and_expires() {
     let (rounds, rows) = if long() { (20, 60) } else { (3, 30) };
-    with_kassandra(|_, session| async move {
+    with_kassandra(|session| async move {
         create_table::<CartRow>(&session).await;
         let redis = RedisServer::start();
         // Process A reaches Redis through a proxy that delays its replies:
@@ -839,7 +856,7 @@ async fn settling_an_older_write_removes_a_fill_and_a_late_store_of_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_the_format_before_are_still_written() {
-    with_kassandra(|_, session| async move {
+    with_kassandra(|session| async move {
         create_table::<CartRow>(&session).await;
         let redis = RedisServer::start();
         let cache = redis_cache(redis.url()).await;
@@ -902,6 +919,318 @@ async fn records_of_the_format_before_are_still_written() {
             [Some(expected)]
         );
         assert_eq!(carts.backlog().await.expect("backlog").dead, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_naming_a_foreign_key_prefix_never_touches_keys_outside_the_cache() {
+    with_kassandra(|session| async move {
+        create_table::<CartRow>(&session).await;
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        // Another application's key, and a record someone else appended
+        // that names it through its prefix `p` and row `r`.
+        let _: () = redis.cmd("SET", &[b"billing:invoice", b"keep me"]);
+        let id = Uuid::new_v4();
+        let mut cell = 16_i32.to_be_bytes().to_vec();
+        cell.extend_from_slice(id.as_bytes());
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_micros()
+            .to_string();
+        let _: String = redis.cmd(
+            "XADD",
+            &[
+                b"shop:wb:carts",
+                b"*",
+                b"f",
+                b"2",
+                b"k",
+                b"s",
+                b"t",
+                t.as_bytes(),
+                b"r",
+                b"invoice",
+                b"p",
+                b"billing:",
+                b"=id",
+                &cell,
+            ],
+        );
+        let flusher = carts.spawn_flusher();
+        drained(&carts, Duration::from_secs(20)).await;
+        flusher.abort();
+        let kept: Option<String> = redis.cmd("GET", &[b"billing:invoice"]);
+        assert_eq!(kept.as_deref(), Some("keep me"));
+        assert_eq!(redis.pttl("billing:invoice"), -1, "no expiry given to it");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_with_their_own_flushers_keep_every_write_through_a_refusal() {
+    let (rows, refusal) = if long() {
+        (200, Duration::from_secs(30))
+    } else {
+        (20, Duration::from_secs(3))
+    };
+    with_kassandra(|session| async move {
+        let redis = RedisServer::start();
+        // Two processes, each with its own cache and flusher; the table
+        // does not exist yet, so Cassandra refuses every write of both.
+        let a: Repository<Cart> = repository(&session, &redis_cache(redis.url()).await).await;
+        let b: Repository<Cart> = repository(&session, &redis_cache(redis.url()).await).await;
+        let flushers = [a.spawn_flusher(), b.spawn_flusher()];
+        let refused_from = Instant::now();
+        let ids: Vec<Uuid> = (0..rows).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            a.save(&raced(*id)).await.expect("save");
+            let patch = CartPatch {
+                note: Some(raced(*id).note),
+                ..Default::default()
+            };
+            b.patch(&CartKey { id: *id }, &patch).await.expect("patch");
+        }
+        let mut reads = 0;
+        let mut stale = 0;
+        while refused_from.elapsed() < refusal {
+            for id in &ids {
+                for repo in [&a, &b] {
+                    reads += 1;
+                    if repo.find(&CartKey { id: *id }).await.expect("find") != Some(raced(*id)) {
+                        stale += 1;
+                    }
+                }
+            }
+            for repo in [&a, &b] {
+                let backlog = repo.backlog().await.expect("backlog");
+                assert_eq!(backlog.pending, 2 * rows as u64, "{backlog:?}");
+                assert_eq!(backlog.dead, 0, "{backlog:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        create_table::<CartRow>(&session).await;
+        drained(&a, refusal + Duration::from_secs(40)).await;
+        for flusher in flushers {
+            flusher.abort();
+        }
+        let keys: Vec<CartRowKey> = ids.iter().map(|id| CartRowKey { id: *id }).collect();
+        let expected: Vec<Option<CartRow>> = ids.iter().map(|id| Some(row(&raced(*id)))).collect();
+        assert_eq!(in_cassandra::<CartRow>(&session, &keys).await, expected);
+        for id in &ids {
+            let key = Cart::cache_key(&CartKey { id: *id });
+            let cached = a.cache().get::<Cart>(&key).await.expect("cache read");
+            assert!(
+                cached.is_none() || cached == Some(raced(*id)),
+                "cache = Cassandra for {key}: {cached:?}"
+            );
+        }
+        assert_eq!(
+            stale, 0,
+            "reads of a row without its pending writes, of {reads}"
+        );
+        assert_eq!(a.backlog().await.expect("backlog").dead, 0);
+        assert_eq!(without_expiry(&redis, "shop:v1:"), Vec::<String>::new());
+        assert_eq!(entries_outside_ttl(&redis, "shop:v1:"), Vec::new());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_dates_a_foreign_first_entry_by_its_id() {
+    with_kassandra(|session| async move {
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        // No flusher runs: an entry someone else appended, with no
+        // timestamp, then a record.
+        let _: String = redis.cmd("XADD", &[b"shop:wb:carts", b"*", b"junk", b"1"]);
+        carts.save(&cart(Uuid::new_v4(), 1)).await.expect("save");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let backlog = carts.backlog().await.expect("backlog");
+        assert_eq!(backlog.pending, 2);
+        let oldest = backlog.oldest.expect("an age while records wait");
+        assert!(oldest >= Duration::from_millis(50), "{backlog:?}");
+        assert!(oldest < Duration::from_secs(60), "{backlog:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushers_aborted_at_any_point_lose_no_record() {
+    let rows = if long() { 400 } else { 60 };
+    with_kassandra(|session| async move {
+        let redis = RedisServer::start();
+        let a: Repository<Cart> = repository(&session, &redis_cache(redis.url()).await).await;
+        let b: Repository<Cart> = repository(&session, &redis_cache(redis.url()).await).await;
+        let ids: Vec<Uuid> = (0..rows).map(|_| Uuid::new_v4()).collect();
+        // Refused first: a flusher takes every record, then is aborted
+        // while it holds them.
+        for id in &ids {
+            a.save(&raced(*id)).await.expect("save");
+        }
+        let holder = a.spawn_flusher();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        holder.abort();
+        create_table::<CartRow>(&session).await;
+        // Then flushers of both processes, each aborted after a random
+        // while (at whatever await it is in), while patches keep coming.
+        let mut aborted = 0;
+        for (n, id) in ids.iter().enumerate() {
+            let repo = if n % 2 == 0 { &a } else { &b };
+            let patch = CartPatch {
+                note: Some(raced(*id).note),
+                ..Default::default()
+            };
+            repo.patch(&CartKey { id: *id }, &patch)
+                .await
+                .expect("patch");
+            let flusher = repo.spawn_flusher();
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..30))).await;
+            flusher.abort();
+            aborted += 1;
+        }
+        let last = [a.spawn_flusher(), b.spawn_flusher()];
+        drained(&a, Duration::from_secs(60)).await;
+        for flusher in last {
+            flusher.abort();
+        }
+        println!("{aborted} flushers aborted");
+        let keys: Vec<CartRowKey> = ids.iter().map(|id| CartRowKey { id: *id }).collect();
+        let expected: Vec<Option<CartRow>> = ids.iter().map(|id| Some(row(&raced(*id)))).collect();
+        assert_eq!(in_cassandra::<CartRow>(&session, &keys).await, expected);
+        assert_eq!(a.backlog().await.expect("backlog").dead, 0);
+        assert_eq!(without_expiry(&redis, "shop:v1:"), Vec::<String>::new());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_dead_letters_while_flushers_bury_them_loses_none() {
+    with_kassandra(|session| async move {
+        let redis = RedisServer::start();
+        let a: Repository<Cart> = repository::<Cart>(&session, &redis_cache(redis.url()).await)
+            .await
+            .dead_letter_after(Duration::from_millis(200));
+        let b: Repository<Cart> = repository::<Cart>(&session, &redis_cache(redis.url()).await)
+            .await
+            .dead_letter_after(Duration::from_millis(200));
+        let ids: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            a.save(&raced(*id)).await.expect("save");
+        }
+        let flushers = [a.spawn_flusher(), b.spawn_flusher()];
+        // While the table is missing, records go dead and come back, over
+        // and over, from two processes at once.
+        let start = Instant::now();
+        let mut replayed = 0;
+        while start.elapsed() < Duration::from_secs(3) {
+            let (x, y) = tokio::join!(a.replay_dead(), b.replay_dead());
+            replayed += x.expect("replay") + y.expect("replay");
+            // Each record once (twice for the moment a flusher has copied
+            // it to the dead letters and not yet acknowledged it).
+            let backlog = a.backlog().await.expect("backlog");
+            assert!(
+                backlog.pending + backlog.dead <= 2 * ids.len() as u64,
+                "records copied by concurrent replays: {backlog:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..100))).await;
+        }
+        assert!(replayed > 0, "the race ran: some letters were replayed");
+        create_table::<CartRow>(&session).await;
+        let start = Instant::now();
+        loop {
+            a.replay_dead().await.expect("replay");
+            let backlog = a.backlog().await.expect("backlog");
+            if backlog.pending == 0 && backlog.dead == 0 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "drained within 60 s: {backlog:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for flusher in flushers {
+            flusher.abort();
+        }
+        println!("{replayed} letters replayed during the refusal");
+        let keys: Vec<CartRowKey> = ids.iter().map(|id| CartRowKey { id: *id }).collect();
+        let expected: Vec<Option<CartRow>> = ids.iter().map(|id| Some(row(&raced(*id)))).collect();
+        assert_eq!(in_cassandra::<CartRow>(&session, &keys).await, expected);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_of_another_type_does_not_hold_its_record_back() {
+    with_kassandra(|session| async move {
+        create_table::<CartRow>(&session).await;
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let carts: Repository<Cart> = repository(&session, &cache).await;
+        let id = Uuid::new_v4();
+        carts.save(&cart(id, 3)).await.expect("save");
+        // Someone else's hash where the pending entry was.
+        let entry = format!("shop:v1:{}", Cart::cache_key(&CartKey { id }));
+        let _: () = redis.cmd("DEL", &[entry.as_bytes()]);
+        let _: () = redis.cmd("HSET", &[entry.as_bytes(), b"a", b"b"]);
+        let flusher = carts.spawn_flusher();
+        drained(&carts, Duration::from_secs(20)).await;
+        flusher.abort();
+        assert_eq!(
+            in_cassandra::<CartRow>(&session, &[CartRowKey { id }]).await,
+            [Some(row(&cart(id, 3)))]
+        );
+    })
+    .await;
+}
+
+/// How many times `redis` was sent `command` so far, refused calls too.
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let info: String = redis.cmd("INFO", &[b"commandstats"]);
+    let stat = format!("cmdstat_{command}:");
+    info.lines()
+        .filter_map(|line| line.strip_prefix(&stat))
+        .flat_map(|fields| fields.split(','))
+        .filter_map(|field| {
+            let (name, value) = field.split_once('=')?;
+            matches!(name, "calls" | "rejected_calls").then(|| value.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flusher_that_cannot_settle_retries_at_a_pace() {
+    with_kassandra(|session| async move {
+        create_table::<CartRow>(&session).await;
+        let redis = RedisServer::start();
+        let carts: Repository<Cart> = repository(&session, &redis_cache(redis.url()).await).await;
+        carts.save(&cart(Uuid::new_v4(), 4)).await.expect("save");
+        // A flusher whose user may read the stream but not touch the
+        // entries: its written record cannot be settled.
+        redis.acl_setuser("flusher", &["on", ">secret", "~shop:wb:*", "&*", "+@all"]);
+        let cache = Cache::builder()
+            .redis(redis.url())
+            .credentials("flusher", "secret")
+            .namespace("shop")
+            .build()
+            .await
+            .expect("cache");
+        let flushing: Repository<Cart> = repository(&session, &cache).await;
+        let flusher = flushing.spawn_flusher();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = calls(&redis, "evalsha") + calls(&redis, "xreadgroup");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let during = calls(&redis, "evalsha") + calls(&redis, "xreadgroup") - before;
+        flusher.abort();
+        // Tried again about every 100 ms (the longest poll), not in a
+        // loop (which sent tens of thousands of calls in 2 s).
+        assert!(during <= 400, "{during} settles and reads in 2 s");
+        assert_eq!(carts.backlog().await.expect("backlog").pending, 1);
     })
     .await;
 }

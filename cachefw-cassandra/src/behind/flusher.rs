@@ -130,6 +130,8 @@ struct RowRound {
     row: Row,
     /// Refusals: the kind and the error.
     refusals: Vec<(&'static str, String)>,
+    /// Whether a record was written this round.
+    wrote: bool,
     /// Whether the written records' entries were settled (then they are
     /// acknowledged).
     settled: bool,
@@ -279,10 +281,14 @@ impl<T: Entity> Flusher<T> {
                 poll = FIRST_POLL;
                 continue;
             }
+            // Records written but not settled or acknowledged are tried
+            // again at the poll's pace.
             let retry = self
                 .rows
                 .values()
-                .flat_map(|row| row.records.iter().map(|held| held.next_try))
+                .flat_map(|row| row.records.iter())
+                .filter(|held| !held.written)
+                .map(|held| held.next_try)
                 .min()
                 .map(|at| at.saturating_duration_since(Instant::now()));
             tokio::time::sleep(retry.map_or(poll, |retry| retry.min(poll))).await;
@@ -413,7 +419,9 @@ impl<T: Entity> Flusher<T> {
     }
 
     /// Writes every row with a record due, settles and acknowledges what
-    /// was written; whether anything was done.
+    /// was written; whether anything was written or acknowledged (a round
+    /// of refusals, or of settles that failed, is no progress: the flusher
+    /// then waits before trying again).
     async fn flush_due(&mut self) -> bool {
         let now = Instant::now();
         let due: Vec<String> = self
@@ -437,7 +445,9 @@ impl<T: Entity> Flusher<T> {
             .await;
         let mut ids = Vec::new();
         let mut partitions = HashSet::new();
+        let mut wrote = false;
         for mut round in rounds {
+            wrote |= round.wrote;
             for (kind, error) in &round.refusals {
                 refusal(T::TABLE, kind);
                 if let Some(held_back) = self.log.allow(format!("{} {kind}", round.key)) {
@@ -484,7 +494,7 @@ impl<T: Entity> Flusher<T> {
             let _ = self.cache.delete_many(&partitions).await;
         }
         if ids.is_empty() {
-            return true;
+            return wrote;
         }
         match self.stream.ack(&ids).await {
             Ok(()) => {
@@ -499,7 +509,10 @@ impl<T: Entity> Flusher<T> {
             }
             // Written and settled: acknowledging is all that is left, the
             // next round (the rows stay due).
-            Err(error) => self.log.failure(T::TABLE, "cannot acknowledge", &error),
+            Err(error) => {
+                self.log.failure(T::TABLE, "cannot acknowledge", &error);
+                return wrote;
+            }
         }
         true
     }
@@ -556,16 +569,17 @@ impl<T: Entity> Flusher<T> {
         }
     }
 
-    /// Copies one dead letter to the dead-letter stream, and lets its
-    /// cache entry expire by the entity's TTL (it holds a write Cassandra
-    /// does not have, which the operator may still replay).
+    /// Lets one dead letter's cache entry expire by the entity's TTL (it
+    /// holds a write Cassandra does not have, which the operator may still
+    /// replay), then copies it to the dead-letter stream. In this order, a
+    /// failure of either leaves the record pending and the dead-letter
+    /// stream without a copy: trying again never copies it twice.
     async fn bury(
         &self,
         entry: &Entry,
         reason: &str,
         record: Option<&Record>,
     ) -> Result<(), StreamError> {
-        self.stream.dead_letter(entry, reason).await?;
         if let Some(record) = record {
             let prefix = record
                 .prefix
@@ -580,14 +594,21 @@ impl<T: Entity> Flusher<T> {
             )
             .await?;
         }
-        Ok(())
+        self.stream.dead_letter(entry, reason).await
     }
 
     /// Publishes the backlog as metrics.
     async fn gauge(&mut self) {
-        match self.stream.backlog().await {
-            Ok((pending, oldest)) => {
-                let dead = self.stream.dead_len().await.unwrap_or(0);
+        let backlog = match self.stream.backlog().await {
+            Ok((pending, oldest)) => self
+                .stream
+                .dead_len()
+                .await
+                .map(|dead| (pending, oldest, dead)),
+            Err(error) => Err(error),
+        };
+        match backlog {
+            Ok((pending, oldest, dead)) => {
                 super::publish(T::TABLE, pending, super::age(oldest), dead);
             }
             Err(error) => self
@@ -617,6 +638,7 @@ async fn flush_row<T: Entity>(
     now: Instant,
 ) -> RowRound {
     let mut refusals = Vec::new();
+    let mut wrote = false;
     for at in 0..row.records.len() {
         if row.records[at].written || row.records[at].next_try > now || row.cover(at).is_some() {
             continue;
@@ -624,6 +646,7 @@ async fn flush_row<T: Entity>(
         let held = &mut row.records[at];
         match table.write_record(&held.record).await {
             Ok(()) => {
+                wrote = true;
                 held.written = true;
                 held.refused_since = None;
                 held.pause = FIRST_BACKOFF;
@@ -648,6 +671,7 @@ async fn flush_row<T: Entity>(
         key,
         row,
         refusals,
+        wrote,
         settled,
         settle_error,
     }

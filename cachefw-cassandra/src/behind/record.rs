@@ -176,11 +176,25 @@ pub(crate) fn decode<T: Entity>(
         at,
         save,
         row,
-        prefix: text(fields, "p"),
+        prefix: text(fields, "p").filter(|theirs| same_namespace(prefix, theirs)),
         partition: text(fields, "q"),
         key,
         set,
     })
+}
+
+/// Whether `theirs`, a record's key prefix, is `own`'s namespace at some
+/// version (`{namespace}:v{digits}:`). The flusher settles the entry under
+/// it: any other text, from bytes someone else appended to the stream,
+/// would make it rewrite or delete keys outside the cache's namespace.
+fn same_namespace(own: &str, theirs: &str) -> bool {
+    let Some(at) = own.rfind(":v") else {
+        return false;
+    };
+    theirs
+        .strip_prefix(&own[..at + 2])
+        .and_then(|rest| rest.strip_suffix(':'))
+        .is_some_and(|version| !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A record of format `1`: MessagePack of the row (a save) or of the key
@@ -211,4 +225,27 @@ fn decode_1<T: Entity>(
         .map(|(name, value)| (name.into_bytes(), value))
         .collect();
     decode::<T>(&fields, Some(schema), prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_prefixes_of_the_cache_namespace_are_taken() {
+        assert!(same_namespace("shop:v1:", "shop:v1:"));
+        assert!(same_namespace("shop:v2:", "shop:v17:"));
+        assert!(same_namespace("a:v:b:v3:", "a:v:b:v1:"));
+        for hostile in [
+            "",
+            "shop:",
+            "shop:v:",
+            "shop:vx:",
+            "other:v1:",
+            "shop:v1:x:",
+            "shop:v1",
+        ] {
+            assert!(!same_namespace("shop:v1:", hostile), "{hostile:?}");
+        }
+    }
 }

@@ -53,6 +53,49 @@ return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
     )
 });
 
+/// `ARGV`: group, consumer. Removes the consumer unless it holds a
+/// record: checked in the same step, since a consumer removed with its
+/// pending records leaves them where no flusher claims them again.
+static DELETE_CONSUMER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return -1 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+",
+    )
+});
+
+/// How long a replay's lease lasts unless renewed (one chunk takes far
+/// less); a replay cancelled midway holds up others for at most this.
+const REPLAY_LEASE_MS: u64 = 10_000;
+
+/// How often a replay waiting for another tries the lease again.
+const REPLAY_WAIT: Duration = Duration::from_millis(20);
+
+/// `ARGV`: token, milliseconds. Takes the lease, or renews it for its
+/// holder; 1 when the caller holds it. A key without expiry (not one of
+/// ours) is taken over, so that no replay waits on it forever.
+static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and redis.call('PTTL', KEYS[1]) > 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+",
+    )
+});
+
+/// `ARGV`: token. Gives the lease up if the caller still holds it.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});
+
 /// Why a stream call failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StreamError {
@@ -242,7 +285,8 @@ impl Stream {
 
     /// Removes the group's consumers that hold no record and were idle for
     /// `min_idle` (flushers that ended; a live one that is removed comes
-    /// back with its next read); how many.
+    /// back with its next read), never one that holds a record when it is
+    /// removed; how many.
     pub(crate) async fn prune_consumers(
         &self,
         me: &str,
@@ -253,16 +297,16 @@ impl Stream {
         let reply = command::run(&self.cache, "XINFO", &self.key, &info).await?;
         let ended = ended_consumers(&reply, me, min_idle)
             .ok_or_else(|| StreamError::reply("XINFO", &reply))?;
+        let mut removed = 0;
         for name in &ended {
-            let mut delete = redis::cmd("XGROUP");
-            delete
-                .arg("DELCONSUMER")
-                .arg(&self.key)
-                .arg(GROUP)
-                .arg(name);
-            command::run(&self.cache, "XGROUP", &self.key, &delete).await?;
+            let mut delete = DELETE_CONSUMER.key(&self.key);
+            delete.arg(GROUP).arg(name.as_str());
+            // It may have read records since `XINFO`: then it stays.
+            if command::invoke(&self.cache, "XGROUP", &self.key, &delete).await? != Value::Int(-1) {
+                removed += 1;
+            }
         }
-        Ok(ended.len())
+        Ok(removed)
     }
 
     /// Acknowledges and deletes records written to Cassandra, in chunks
@@ -332,12 +376,31 @@ impl Stream {
     /// appended before it is deleted (the two streams may live on two
     /// Cluster nodes): a failure between the two leaves it twice, to be
     /// written twice with one timestamp (harmless), never lost.
+    ///
+    /// One replay runs at a time (a lease at `{dead}:replay`): two at once
+    /// would both copy each letter they read, and letters that go dead
+    /// again would double with every round. A call that finds another
+    /// replaying waits for it, then moves what is left.
     pub(crate) async fn replay_dead(&self) -> Result<u64, StreamError> {
+        let lease = format!("{}:replay", self.dead);
+        let token = format!("{:016x}", fastrand::u64(..));
         let mut moved = 0;
         loop {
+            // Taken or renewed before each chunk, so that it outlives a
+            // chunk however long the replay.
+            let mut take = LEASE.key(&lease);
+            take.arg(token.as_str()).arg(REPLAY_LEASE_MS);
+            if command::invoke(&self.cache, "SET", &lease, &take).await? != Value::Int(1) {
+                tokio::time::sleep(REPLAY_WAIT).await;
+                continue;
+            }
             let count = self.replay_chunk().await?;
             moved += count;
             if count < REPLAY_CHUNK as u64 {
+                let mut release = RELEASE.key(&lease);
+                release.arg(token.as_str());
+                // Left to expire if this fails.
+                let _ = command::invoke(&self.cache, "DEL", &lease, &release).await;
                 return Ok(moved);
             }
         }
@@ -396,11 +459,19 @@ impl Stream {
         first.arg(&self.key).arg("-").arg("+").arg("COUNT").arg(1);
         let reply = command::run(&self.cache, "XRANGE", &self.key, &first).await?;
         let entries = parse_entries(&reply).ok_or_else(|| StreamError::reply("XRANGE", &reply))?;
+        // A first entry with no timestamp of its own (bytes someone else
+        // appended) is as old as its id says.
         let oldest = entries
             .first()
-            .and_then(|entry| record::timestamp(&entry.fields));
+            .and_then(|entry| record::timestamp(&entry.fields).or_else(|| appended_at(&entry.id)));
         Ok((pending, oldest))
     }
+}
+
+/// When an entry was appended (µs), from its id `{ms}-{seq}`.
+fn appended_at(id: &str) -> Option<i64> {
+    let millis: i64 = id.split_once('-')?.0.parse().ok()?;
+    millis.checked_mul(1000)
 }
 
 /// The consumers in an `XINFO CONSUMERS` reply, other than `me`, that hold
@@ -528,6 +599,14 @@ mod tests {
         let ended = ended_consumers(&reply, "me", Duration::from_secs(300));
         assert_eq!(ended, Some(vec!["ended".to_owned()]));
         assert_eq!(ended_consumers(&Value::Nil, "me", Duration::ZERO), None);
+    }
+
+    #[test]
+    fn ids_date_their_entries() {
+        assert_eq!(appended_at("1700000000000-3"), Some(1_700_000_000_000_000));
+        for odd in ["", "x-1", "12", "99999999999999999999-0"] {
+            assert_eq!(appended_at(odd), None, "{odd}");
+        }
     }
 
     #[test]
