@@ -114,11 +114,6 @@ impl Pass<'_> {
             }
         }
     }
-
-    /// Whether this call probes an open breaker.
-    pub(crate) fn is_probe(&self) -> bool {
-        matches!(self, Self::Probe(_))
-    }
 }
 
 impl Breaker {

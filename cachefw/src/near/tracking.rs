@@ -344,7 +344,7 @@ async fn read_layout(
         .arg("SLOTS")
         .query_async(&mut conn)
         .await?;
-    Ok(crate::backend::redis::parse_slots(reply).map(|mut layout| {
+    Ok(crate::slots::parse_slots(reply, "").map(|mut layout| {
         layout.sort_unstable();
         layout
     }))
@@ -400,7 +400,7 @@ async fn layout_from_seeds(
         };
         match read.await {
             Ok(reply) => {
-                if let Some(mut layout) = crate::backend::redis::parse_slots(reply) {
+                if let Some(mut layout) = crate::slots::parse_slots(reply, "") {
                     layout.sort_unstable();
                     return Ok(layout);
                 }
