@@ -121,9 +121,11 @@ impl NearTier {
         cap: Duration,
         servers: tracking::Servers,
         prefix: String,
+        pairing: Arc<tracking::Pairing>,
     ) -> Self {
         let near = Arc::new(Near::new(max_bytes, cap));
-        let links = tracking::start(Arc::clone(&near), servers, prefix);
+        let _ = pairing.near.set(Arc::downgrade(&near));
+        let links = tracking::start(Arc::clone(&near), servers, prefix, pairing);
         Self {
             near,
             _links: links,

@@ -70,11 +70,17 @@ impl Drop for Tracking {
 
 /// Starts the supervisor for `near`. Needs a Tokio runtime (`build()` runs
 /// on one).
-pub(crate) fn start(near: Arc<Near>, servers: Servers, prefix: String) -> Tracking {
+pub(crate) fn start(
+    near: Arc<Near>,
+    servers: Servers,
+    prefix: String,
+    pairing: Arc<Pairing>,
+) -> Tracking {
     let supervisor = Supervisor {
         near,
         servers,
         prefix,
+        pairing,
         generation: Arc::new(AtomicU64::new(0)),
     };
     Tracking {
@@ -86,6 +92,8 @@ struct Supervisor {
     near: Arc<Near>,
     servers: Servers,
     prefix: String,
+    /// On a single server: which server the data connection talks to.
+    pairing: Arc<Pairing>,
     /// Links of older generations are gone: their disconnections are
     /// ignored.
     generation: Arc<AtomicU64>,
@@ -102,9 +110,79 @@ impl Drop for DownOnDrop {
     }
 }
 
-/// One server's link.
+/// One server's link, and that server's `run_id`.
 struct Link {
     conn: MultiplexedConnection,
+    server: String,
+}
+
+/// Which server (by `run_id`) the data connection of a single Redis talks
+/// to, and which one its tracking link listens to. Both reach the server
+/// through one URL, each on its own schedule: after a DNS or VIP switch
+/// where the old server still answers as a primary, one may reach the new
+/// server while the other stays on the old, and the link would not hear the
+/// writes the reads come from. The backend tells each new data connection's
+/// server ([`data_server`](Self::data_server)) before the connection serves
+/// a command; a mismatch stops the tier at once and makes the link again,
+/// and the tier serves only once both talk to one server.
+#[derive(Default)]
+pub(crate) struct Pairing {
+    sides: std::sync::Mutex<Sides>,
+    pub(super) near: std::sync::OnceLock<std::sync::Weak<Near>>,
+    relink: Notify,
+}
+
+#[derive(Default)]
+struct Sides {
+    data: Option<String>,
+    link: Option<String>,
+}
+
+impl Pairing {
+    fn sides(&self) -> std::sync::MutexGuard<'_, Sides> {
+        self.sides
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A data connection was made to the server `run_id`.
+    pub(crate) fn data_server(&self, run_id: &str) {
+        let mut sides = self.sides();
+        sides.data = Some(run_id.to_owned());
+        if sides.link.as_deref().is_some_and(|link| link != run_id) {
+            sides.link = None;
+            if let Some(near) = self.near.get().and_then(std::sync::Weak::upgrade) {
+                near.down();
+            }
+            self.relink.notify_one();
+        }
+    }
+
+    /// The link listens to `run_id` now: whether that is the data
+    /// connection's server (or none is known yet).
+    fn link_server(&self, run_id: &str) -> bool {
+        let mut sides = self.sides();
+        let paired = sides.data.as_deref().is_none_or(|data| data == run_id);
+        sides.link = paired.then(|| run_id.to_owned());
+        paired
+    }
+}
+
+/// The `run_id` in an `INFO server` reply.
+pub(crate) fn run_id(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .map(str::trim)
+}
+
+/// The `run_id` of the server at the other end of `conn`.
+pub(crate) async fn server_of(
+    conn: &mut MultiplexedConnection,
+) -> Result<String, redis::RedisError> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    run_id(&info).map(str::to_owned).ok_or_else(|| {
+        redis::RedisError::from((redis::ErrorKind::Parse, "no run_id in INFO server"))
+    })
 }
 
 /// The links of one generation, the slot layout they were made for (on a
@@ -172,6 +250,12 @@ impl Supervisor {
                     .link(ConnectionInfo::clone(info), generation, &broken)
                     .await?;
                 probe_single(&link).await?;
+                if !self.pairing.link_server(&link.server) {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "the tracking link reached another server than the data connection",
+                    )));
+                }
                 Ok(Links {
                     links: vec![link],
                     layout: None,
@@ -254,7 +338,8 @@ impl Supervisor {
             .arg(&self.prefix)
             .exec_async(&mut conn)
             .await?;
-        Ok(Link { conn })
+        let server = server_of(&mut conn).await?;
+        Ok(Link { conn, server })
     }
 
     /// Probes the links until one fails, closes, stops being a primary, a
@@ -263,6 +348,7 @@ impl Supervisor {
         loop {
             tokio::select! {
                 () = links.broken.notified() => return,
+                () = self.pairing.relink.notified() => return,
                 () = tokio::time::sleep(PROBE_EVERY) => {}
             }
             if !self.near.is_up() {

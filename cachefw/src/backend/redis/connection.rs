@@ -4,8 +4,8 @@
 //! backlog of stale replies); and the node that owns it with its breaker.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -13,6 +13,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
 
 use crate::backend::breaker::Breaker;
+use crate::near::tracking::{Pairing, server_of};
 
 /// A server the breaker guards, and its connection: one Redis, or one
 /// cluster node. Each node has its own connection, timeouts and breaker, so
@@ -30,6 +31,9 @@ pub(super) struct Node {
     /// often; one that answers starts over.
     pub(super) quiet_until: AtomicU64,
     pub(super) backoff: AtomicU64,
+    /// With a near tier on a single Redis: told the server of each new
+    /// connection before it serves a command.
+    pairing: OnceLock<Arc<Pairing>>,
 }
 
 impl Node {
@@ -47,6 +51,7 @@ impl Node {
             conn: Shared::new(),
             quiet_until: AtomicU64::new(0),
             backoff: AtomicU64::new(0),
+            pairing: OnceLock::new(),
         })
     }
 
@@ -61,9 +66,15 @@ impl Node {
         timeout: Duration,
     ) -> RedisResult<(MultiplexedConnection, u64)> {
         self.conn
-            .get(timeout, || {
-                self.client
+            .get(timeout, || async {
+                let mut conn = self
+                    .client
                     .get_multiplexed_async_connection_with_config(&self.config)
+                    .await?;
+                if let Some(pairing) = self.pairing.get() {
+                    pairing.data_server(&server_of(&mut conn).await?);
+                }
+                Ok(conn)
             })
             .await
     }
@@ -79,6 +90,15 @@ impl Node {
     /// Drops connection number `failed`, unless it was replaced already.
     pub(super) fn discard(&self, failed: u64) {
         self.conn.discard(failed);
+    }
+
+    /// The pairing of a near tier's link with this node's connection; the
+    /// connection made before it is replaced, so that the next one tells
+    /// its server.
+    pub(super) fn pairing(&self) -> Arc<Pairing> {
+        let pairing = self.pairing.get_or_init(Arc::default).clone();
+        self.conn.current.store(None);
+        pairing
     }
 }
 

@@ -264,6 +264,17 @@ impl RedisBackend {
         }
     }
 
+    /// What keeps the near tier's tracking link on the server the data
+    /// connection talks to (see `near::tracking::Pairing`). A cluster's
+    /// links follow the slot layout's addresses instead: its pairing is
+    /// never told a server.
+    pub(crate) fn pairing(&self) -> Arc<crate::near::tracking::Pairing> {
+        match &self.target {
+            Target::Single(node) => node.pairing(),
+            Target::Cluster(_) => Arc::default(),
+        }
+    }
+
     /// Whether `error`, met by the first command, means the settings cannot
     /// work (a certificate that does not verify, credentials refused) rather
     /// than a Redis that is down: the error `build()` returns. A cluster's
