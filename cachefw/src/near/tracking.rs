@@ -12,7 +12,18 @@
 //! redirection. Broadcasting depends on nothing but this one link staying
 //! up, costs the server no per-key table, and its cost (invalidations of
 //! keys this process never read) is bounded by the write rate of one
-//! cache's namespace.
+//! cache's namespace: each costs one hash and a lookup under one of 64
+//! locks (`Near::invalidate`), and drops nothing but its own key's copy,
+//! so internal keys (leases, claims, version records) cost no copy and the
+//! link keeps up with tens of thousands of writes a second. Every key
+//! under the prefix reaches every tier, keys that later versions add (tag
+//! generations) included, so their writes can drop the copies that depend
+//! on them within the same round trip.
+//!
+//! On a single server the link and the data connection must talk to one
+//! server: [`Pairing`] compares their `run_id`s, and a data connection that
+//! reached another server than the link (a DNS or VIP switch) stops the
+//! tier until the link is made again and reaches the same one.
 //!
 //! A supervisor task keeps one link per server (per primary on a Cluster),
 //! probes them, and tells the near tier when it may serve: only while every
