@@ -72,7 +72,14 @@ impl Node {
                     .get_multiplexed_async_connection_with_config(&self.config)
                     .await?;
                 if let Some(pairing) = self.pairing.get() {
-                    pairing.data_server(&server_of(&mut conn).await?);
+                    match server_of(&mut conn).await {
+                        Ok(server) => pairing.data_server(&server),
+                        // `INFO` refused (an ACL without it): the data
+                        // connection serves on, and no link pairs with it,
+                        // so the near tier stays down (its links say why).
+                        Err(error) if error.code().is_some() => pairing.data_server("?"),
+                        Err(error) => return Err(error),
+                    }
                 }
                 Ok(conn)
             })
