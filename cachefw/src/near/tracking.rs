@@ -169,6 +169,14 @@ impl Pairing {
         }
     }
 
+    /// The link is down: a data connection made meanwhile stops nothing
+    /// more; the next link is compared with it. (A link that keeps reaching
+    /// another server than a data connection that stays up keeps the tier
+    /// down: it serves again once the data connection is replaced.)
+    fn unlink(&self) {
+        self.sides().link = None;
+    }
+
     /// The link listens to `run_id` now: whether that is the data
     /// connection's server (or none is known yet).
     fn link_server(&self, run_id: &str) -> bool {
@@ -225,6 +233,7 @@ impl Supervisor {
                     warned = None;
                     self.watch(&links).await;
                     self.near.down();
+                    self.pairing.unlink();
                 }
                 failed => {
                     self.near.down();

@@ -34,6 +34,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Redirects followed for one command (`MOVED` during a failover, then an
 /// `ASK` during a migration, say).
 pub(super) const MAX_REDIRECTS: usize = 3;
+/// The wait before a command refused with `CLUSTERDOWN` is sent again
+/// (at most `MAX_REDIRECTS` times).
+pub(super) const CLUSTER_DOWN_RETRY: Duration = Duration::from_millis(20);
 
 /// Which node serves each slot, as far as we know it.
 pub(super) struct Topology {

@@ -39,7 +39,7 @@ use crate::backend::versioned_key::VersionedKey;
 use crate::codec::{CLAIM_AT, ENTRY_HEADER_LEN, LEASE_TAG_BYTE, NONCE_AT};
 use crate::error::{Error, RedisFailure};
 use crate::slots::slot_of;
-use cluster::{Cluster, MAX_REDIRECTS};
+use cluster::{CLUSTER_DOWN_RETRY, Cluster, MAX_REDIRECTS};
 use connection::{Node, timed_out};
 
 /// Keys per `UNLINK` in batch and prefix evictions, and the `COUNT` hint of
@@ -446,11 +446,20 @@ impl RedisBackend {
                     cluster.trouble(node);
                 }
             }
+            // `CLUSTERDOWN` refuses a command without running it: a node
+            // may say so for a moment while a failover settles, so it is
+            // sent again shortly (a cluster that stays down still answers
+            // within a few tens of milliseconds).
+            let again = cluster.is_some()
+                && hop < MAX_REDIRECTS
+                && matches!(&result, Err(error)
+                    if error.kind() == ErrorKind::Server(ServerErrorKind::ClusterDown));
             match redirect {
                 Some((next, ask)) => {
                     current = Some(next);
                     asking = ask;
                 }
+                None if again => tokio::time::sleep(CLUSTER_DOWN_RETRY).await,
                 None => return result.map_err(|source| self.error_of(op, key, source)),
             }
         }
