@@ -664,7 +664,13 @@ impl CacheBuilder {
                     return Err(config("near_ttl", "must be greater than zero"));
                 }
                 let prefix = Keys::new(&self.namespace, self.version).prefix().to_owned();
-                let near = NearTier::start(bytes, cap, redis.tracking_servers(), prefix);
+                let near = NearTier::start(
+                    bytes,
+                    cap,
+                    redis.tracking_servers(),
+                    prefix,
+                    redis.pairing(),
+                );
                 // The first reads find it serving, unless Redis is away: a
                 // Redis that did not answer the ping costs `build()`
                 // nothing more (the tier comes up by itself later).

@@ -370,8 +370,16 @@ impl Inner {
                     return Ok(Some((decoded.clone(), true)));
                 }
                 let decoded = self.decode::<T>(full, &held.bytes);
-                if let Some(decoded) = &decoded {
-                    held.keep(decoded.clone());
+                if let (Some(decoded), Some(near)) = (&decoded, &self.near) {
+                    // What the value holds beyond its inline size (which
+                    // `keep` counts with the rest of the decoded entry).
+                    let heap = match &decoded.entry {
+                        crate::codec::Entry::Value(value) => {
+                            crate::near::size::of(value).saturating_sub(std::mem::size_of::<T>())
+                        }
+                        _ => 0,
+                    };
+                    near.keep(full, &held, decoded.clone(), heap);
                 }
                 decoded.map(|d| (d, true))
             }
@@ -646,6 +654,9 @@ impl Inner {
             self.flights.detach_prefix(self.keys.prefix());
             let cleared = self.backend.evict_prefix(self.keys.prefix()).await.is_ok();
             if cleared {
+                if let Some(near) = &self.near {
+                    near.flush();
+                }
                 self.journal.cleared(backlog.up_to);
             }
             return Pass {
@@ -663,6 +674,7 @@ impl Inner {
             if let Target::Prefix(prefix) = &target
                 && self.backend.evict_prefix(prefix).await.is_ok()
             {
+                self.near_evict(std::slice::from_ref(&target));
                 self.journal.settle(&target, seq);
                 progressed = true;
             }
@@ -676,6 +688,8 @@ impl Inner {
                 })
                 .collect();
             if self.backend.delete_many(&fulls).await.is_ok() {
+                // A near copy read while the eviction waited goes too.
+                fulls.iter().for_each(|full| self.near_written(full));
                 for (target, seq) in batch {
                     self.journal.settle(target, *seq);
                 }

@@ -98,6 +98,8 @@ mod policy;
 pub mod production {}
 mod report;
 mod shape;
+#[cfg(feature = "redis")]
+mod slots;
 #[doc = include_str!("../docs/spring.md")]
 pub mod spring {}
 mod stats;

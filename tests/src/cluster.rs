@@ -32,7 +32,18 @@ impl RedisCluster {
     ///
     /// As [`start`](Self::start).
     pub fn start_with_replicas(primaries: usize, replicas: usize) -> Self {
-        Self::form(primaries, replicas, None)
+        Self::form(primaries, replicas, None, &[])
+    }
+
+    /// [`start_with_replicas`](Self::start_with_replicas) with more
+    /// `redis-server` arguments for every node, such as
+    /// `["--cluster-allow-reads-when-down", "yes"]`.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with_replicas_and(primaries: usize, replicas: usize, args: &[&str]) -> Self {
+        Self::form(primaries, replicas, None, args)
     }
 
     /// [`start`](Self::start) over TLS only: every node listens with
@@ -45,10 +56,10 @@ impl RedisCluster {
     ///
     /// As [`start`](Self::start).
     pub fn start_tls(primaries: usize, pki: &TestPki) -> Self {
-        Self::form(primaries, 0, Some(pki))
+        Self::form(primaries, 0, Some(pki), &[])
     }
 
-    fn form(primaries: usize, replicas: usize, tls: Option<&TestPki>) -> Self {
+    fn form(primaries: usize, replicas: usize, tls: Option<&TestPki>, extra: &[&str]) -> Self {
         let timeout = if replicas > 0 { "1000" } else { "2000" };
         let mut args = vec![
             "--cluster-enabled",
@@ -61,6 +72,7 @@ impl RedisCluster {
         if tls.is_some() {
             args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
         }
+        args.extend(extra);
         let nodes: Vec<_> = (0..primaries * (1 + replicas))
             .map(|_| match tls {
                 None => RedisServer::start_with(&args),
@@ -230,13 +242,7 @@ impl RedisCluster {
         // A manual failover waits for the replica to catch up with its
         // primary; one whose link is not up yet (a primary demoted a moment
         // ago, still syncing) never does, and the failover lapses.
-        self.wait_until("the replica to sync", |c| {
-            let mut command = redis::cmd("INFO");
-            command.arg("replication");
-            c.nodes[replica]
-                .try_cmd::<String>(&command)
-                .is_some_and(|info| info.contains("master_link_status:up"))
-        });
+        self.wait_for_sync(replica);
         let deadline = Instant::now() + SETTLE_WITHIN;
         let mut failover = redis::cmd("CLUSTER");
         failover.arg("FAILOVER");
@@ -258,6 +264,22 @@ impl RedisCluster {
                 self.describe()
             );
         }
+    }
+
+    /// Waits until the replica at `replica` is in sync with its primary
+    /// (its replication link is up).
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within 30 s.
+    pub fn wait_for_sync(&self, replica: usize) {
+        self.wait_until("the replica to sync", |c| {
+            let mut command = redis::cmd("INFO");
+            command.arg("replication");
+            c.nodes[replica]
+                .try_cmd::<String>(&command)
+                .is_some_and(|info| info.contains("master_link_status:up"))
+        });
     }
 
     /// Waits until the running primaries serve every slot again (after a

@@ -1,6 +1,6 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -21,6 +21,8 @@ pub struct DelayProxy {
 }
 
 struct Shared {
+    /// The port new connections are passed to.
+    upstream: AtomicU16,
     delay_ms: AtomicU64,
     /// Reply chunks containing these bytes are held back for that long.
     hold: Mutex<Option<(Vec<u8>, Duration)>>,
@@ -48,6 +50,7 @@ impl DelayProxy {
             .unwrap_or_else(|e| panic!("proxy has no address: {e}"))
             .port();
         let shared = Arc::new(Shared {
+            upstream: AtomicU16::new(upstream_port),
             delay_ms: AtomicU64::new(0),
             hold: Mutex::new(None),
             held: AtomicU64::new(0),
@@ -63,8 +66,10 @@ impl DelayProxy {
                         return;
                     }
                     let Ok(client) = client else { continue };
-                    let Ok(server) = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream_port))
-                    else {
+                    let Ok(server) = TcpStream::connect((
+                        Ipv4Addr::LOCALHOST,
+                        shared.upstream.load(Ordering::SeqCst),
+                    )) else {
                         let _ = client.shutdown(Shutdown::Both);
                         continue;
                     };
@@ -94,6 +99,12 @@ impl DelayProxy {
     /// request was sent polls this.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Passes new connections to the server on `port` from now on (what a
+    /// DNS or virtual IP switch does); open connections stay where they are.
+    pub fn set_upstream(&self, port: u16) {
+        self.shared.upstream.store(port, Ordering::SeqCst);
     }
 
     /// Holds back each reply chunk for `delay` from now on.

@@ -187,13 +187,6 @@ impl Pass<'_> {
             }
         }
     }
-
-    /// Whether this call probes an open breaker (the replay's commands do,
-    /// while evictions wait: a cluster learns from them as from probes
-    /// that a node is gone, or back).
-    pub(crate) fn is_probe(&self) -> bool {
-        matches!(self, Self::Probe(_) | Self::Replay(_))
-    }
 }
 
 impl Breaker {

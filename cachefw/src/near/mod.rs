@@ -11,14 +11,17 @@
 //!   A link going down or coming back, a topology change and a flush each
 //!   start a new epoch, which voids every entry at once (and moka drops
 //!   them too).
-//! - **Reads racing invalidations.** A read takes a [`Ticket`] (the state
-//!   and its key's stripe counter) before it asks Redis, and what it stores
-//!   carries that ticket. A held copy is served only while its stripe's
-//!   counter is still the one in its ticket: an invalidation of any key of
-//!   the stripe bumps the counter, and every copy taken before the bump is
-//!   void from that instant, whether it was stored before the bump, after
-//!   it, or is being stored right now. Removing it from moka afterwards
-//!   only frees the memory (so moka's own orderings decide nothing).
+//! - **Reads racing invalidations, per key.** A read takes a [`Ticket`]
+//!   before it asks Redis: the key is entered in a table of reads in
+//!   flight, with a generation that every invalidation of that key bumps.
+//!   What the read returns is stored only if its key's generation is still
+//!   the ticket's, checked and stored under the key's shard lock, the lock
+//!   an invalidation takes to bump the generation and remove the held
+//!   copy. So a copy is dropped when, and only when, its own key is
+//!   written: writes of other keys (and of internal keys: leases, claims,
+//!   version records, which the tier never holds) cost it nothing. The
+//!   table holds only keys being read (a ticket's `Drop` takes its key
+//!   out), so it stays small however many keys are written.
 //! - **Heartbeat.** The tracking link answers a `PING` every 100 ms
 //!   (`tracking.rs`); each answer proves that every invalidation of a write
 //!   the server ran before that `PING` was sent has reached the tier.
@@ -36,9 +39,10 @@
 //! breaker all keep working through Redis.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -47,12 +51,14 @@ use moka::sync::Cache as Moka;
 
 use crate::codec::meta_of;
 
+pub(crate) mod size;
 #[cfg(feature = "redis")]
 pub(crate) mod tracking;
 
-/// Counted on top of a key's and a value's bytes for each entry: moka's node
-/// and its bookkeeping, the entry struct, the key's `String` (measured by the
-/// `near` benchmark's memory row; see BENCHMARKS.md).
+/// Counted on top of what an entry holds (its key, its bytes, its decoded
+/// copy): moka's node and its bookkeeping, the entry struct, the key's
+/// `String` (measured by the `near` benchmark's memory row; see
+/// BENCHMARKS.md).
 pub(crate) const ENTRY_OVERHEAD: usize = 160;
 
 /// How long a near entry lives at most unless `near_ttl` says otherwise.
@@ -64,10 +70,9 @@ pub(crate) const DEFAULT_NEAR_TTL: Duration = Duration::from_secs(60);
 /// trip stays under about 350 ms never lets the tier lapse.
 pub(crate) const HEARTBEAT_GRACE: Duration = Duration::from_millis(450);
 
-/// Stripes of invalidation counters: a key's reads compare against its
-/// stripe's, so an invalidation of another key in the same stripe only costs
-/// a read the chance to be stored (never a stale copy).
-const STRIPES: usize = 4096;
+/// Shards of the table of reads in flight: an invalidation locks one, so
+/// pushes and reads of different keys rarely meet.
+const SHARDS: usize = 64;
 
 /// One held entry. moka hands out clones of its values: one `Arc` here.
 #[derive(Clone)]
@@ -79,43 +84,38 @@ pub(crate) struct Held {
     pub(crate) bytes: Bytes,
     /// The `state` this entry was stored under.
     state: u64,
-    /// Its key's stripe, and that stripe's counter when the read began.
-    stripe: usize,
-    count: u64,
-    life: Duration,
-    /// The entry decoded, once a reader that can clone its type decoded it
+    /// When it leaves the tier (its TTL's rest, capped by `near_ttl`).
+    expires: Instant,
+    /// The entry decoded, when a reader that can clone its type kept it
     /// (`Decoded<T>` of that reader's `T`: a reader of another type finds
     /// no match by `TypeId` and decodes the bytes itself).
-    decoded: OnceLock<Box<dyn Any + Send + Sync>>,
+    decoded: Option<Box<dyn Any + Send + Sync>>,
+    /// What the memory bound counts for it: see [`Near::new`].
+    weight: u32,
 }
 
 impl Held {
     /// The decoded copy, if one of type `D` was kept.
     pub(crate) fn decoded<D: Any>(&self) -> Option<&D> {
-        self.decoded.get()?.downcast_ref::<D>()
-    }
-
-    /// Keeps `decoded` for later readers (the first kept stays).
-    pub(crate) fn keep<D: Any + Send + Sync>(&self, decoded: D) {
-        let _ = self.decoded.set(Box::new(decoded));
+        self.decoded.as_ref()?.downcast_ref::<D>()
     }
 }
 
 struct Life;
 
 impl Expiry<String, NearEntry> for Life {
-    fn expire_after_create(&self, _: &String, entry: &NearEntry, _: Instant) -> Option<Duration> {
-        Some(entry.0.life)
+    fn expire_after_create(&self, _: &String, entry: &NearEntry, now: Instant) -> Option<Duration> {
+        Some(entry.0.expires.saturating_duration_since(now))
     }
 
     fn expire_after_update(
         &self,
         _: &String,
         entry: &NearEntry,
-        _: Instant,
+        now: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(entry.0.life)
+        Some(entry.0.expires.saturating_duration_since(now))
     }
 }
 
@@ -134,9 +134,11 @@ impl NearTier {
         cap: Duration,
         servers: tracking::Servers,
         prefix: String,
+        pairing: Arc<tracking::Pairing>,
     ) -> Self {
         let near = Arc::new(Near::new(max_bytes, cap));
-        let links = tracking::start(Arc::clone(&near), servers, prefix);
+        let _ = pairing.near.set(Arc::downgrade(&near));
+        let links = tracking::start(Arc::clone(&near), servers, prefix, pairing);
         Self {
             near,
             _links: links,
@@ -163,12 +165,33 @@ impl std::ops::Deref for NearTier {
     }
 }
 
-/// What a read saw before it asked Redis; see the module docs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Ticket {
+/// A read of one key in flight: the state and the key's generation when it
+/// began (see the module docs). Dropped, the read leaves the table.
+pub(crate) struct Ticket<'a> {
+    near: &'a Near,
     state: u64,
-    stripe: usize,
-    count: u64,
+    hash: u64,
+    generation: u64,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut reads = self.near.shard(self.hash);
+        if let Some(read) = reads.get_mut(&self.hash) {
+            read.readers -= 1;
+            if read.readers == 0 {
+                reads.remove(&self.hash);
+            }
+        }
+    }
+}
+
+/// The reads in flight of one key (by hash: two keys that share one only
+/// cost each other a copy, never serve a stale one).
+struct Reads {
+    readers: u32,
+    /// Bumped by every invalidation of the key while it is read.
+    generation: u64,
 }
 
 pub(crate) struct Near {
@@ -176,7 +199,7 @@ pub(crate) struct Near {
     cap: Duration,
     /// `epoch << 1 | up`.
     state: AtomicU64,
-    stripes: Box<[AtomicU64]>,
+    reads: Box<[Mutex<HashMap<u64, Reads>>]>,
     hasher: std::collections::hash_map::RandomState,
     /// Milliseconds since `born` until which the links' last heartbeat
     /// lets the tier serve (0: none yet).
@@ -185,36 +208,36 @@ pub(crate) struct Near {
 }
 
 impl Near {
-    /// A tier of at most `max_bytes` (keys, values and [`ENTRY_OVERHEAD`]),
-    /// entries living at most `cap`. It starts down: nothing is served
-    /// until the tracking links report in.
+    /// A tier of at most `max_bytes`, entries living at most `cap`. What the
+    /// bound counts for an entry is what the tier holds for it: its key, its
+    /// bytes as Redis returned them, the decoded copy kept beside them (its
+    /// inline size and the heap its strings, sequences and maps own, as
+    /// [`size::of`] walks it), and [`ENTRY_OVERHEAD`]. It starts down:
+    /// nothing is served until the tracking links report in.
     pub(crate) fn new(max_bytes: u64, cap: Duration) -> Self {
         let entries = Moka::builder()
             .max_capacity(max_bytes)
-            // The bytes count twice: once as held, once more for the decoded
-            // copy kept beside them (whose real size cannot be known).
-            .weigher(|key: &String, entry: &NearEntry| {
-                u32::try_from(key.len() + 2 * entry.0.bytes.len() + ENTRY_OVERHEAD)
-                    .unwrap_or(u32::MAX)
-            })
+            .weigher(|_: &String, entry: &NearEntry| entry.0.weight)
             .expire_after(Life)
             .build();
         Self {
             entries,
             cap,
             state: AtomicU64::new(0),
-            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            reads: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
             heard_until: AtomicU64::new(0),
             born: Instant::now(),
         }
     }
 
-    fn stripe(&self, key: &str) -> usize {
-        // Truncation is the point: any bits of the hash pick a stripe.
+    fn shard(&self, hash: u64) -> MutexGuard<'_, HashMap<u64, Reads>> {
+        // Truncation is the point: any bits of the hash pick a shard.
         #[allow(clippy::cast_possible_truncation)]
-        let stripe = self.hasher.hash_one(key) as usize % STRIPES;
-        stripe
+        let at = (hash >> 58) as usize % SHARDS;
+        self.reads[at]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether the tier serves now.
@@ -243,29 +266,35 @@ impl Near {
             return None;
         }
         let NearEntry(held) = self.entries.get(key)?;
-        (held.state == state && self.stripes[held.stripe].load(SeqCst) == held.count)
-            .then_some(held)
+        (held.state == state).then_some(held)
     }
 
     /// Taken before a read of `key` from Redis; `None` while the tier does
     /// not serve (nothing read then may be stored).
-    pub(crate) fn ticket(&self, key: &str) -> Option<Ticket> {
+    pub(crate) fn ticket(&self, key: &str) -> Option<Ticket<'_>> {
         let state = self.state.load(SeqCst);
         if state & 1 == 0 || self.overdue() {
             return None;
         }
-        let stripe = self.stripe(key);
+        let hash = self.hasher.hash_one(key);
+        let mut reads = self.shard(hash);
+        let read = reads.entry(hash).or_insert(Reads {
+            readers: 0,
+            generation: 0,
+        });
+        read.readers += 1;
         Some(Ticket {
+            near: self,
             state,
-            stripe,
-            count: self.stripes[stripe].load(SeqCst),
+            hash,
+            generation: read.generation,
         })
     }
 
     /// Offers what a read of `key` under `ticket` returned: stored if it is
-    /// a value entry fresh at `now_ms`, and removed again if an
-    /// invalidation or a new epoch overtook the read.
-    pub(crate) fn offer(&self, key: &str, bytes: &Bytes, ticket: Ticket, now_ms: u64) {
+    /// a value entry fresh at `now_ms` and no invalidation of the key nor a
+    /// new epoch overtook the read.
+    pub(crate) fn offer(&self, key: &str, bytes: &Bytes, ticket: Ticket<'_>, now_ms: u64) {
         let Some(meta) = meta_of(bytes) else {
             return;
         };
@@ -273,30 +302,74 @@ impl Near {
             return;
         }
         let life = Duration::from_millis(meta.expires_ms - now_ms).min(self.cap);
-        self.entries.insert(
-            key.to_owned(),
-            NearEntry(Arc::new(Held {
-                bytes: bytes.clone(),
-                state: ticket.state,
-                stripe: ticket.stripe,
-                count: ticket.count,
-                life,
-                decoded: OnceLock::new(),
-            })),
-        );
-        // Void already if overtaken (`get` would not serve it): this only
-        // frees the memory.
-        if self.state.load(SeqCst) != ticket.state
-            || self.stripes[ticket.stripe].load(SeqCst) != ticket.count
+        let held = Held {
+            bytes: bytes.clone(),
+            state: ticket.state,
+            expires: Instant::now() + life,
+            decoded: None,
+            weight: weight(key, bytes, 0),
+        };
         {
+            let reads = self.shard(ticket.hash);
+            let current = reads.get(&ticket.hash).map(|read| read.generation);
+            if current != Some(ticket.generation) || self.state.load(SeqCst) != ticket.state {
+                return;
+            }
+            self.entries
+                .insert(key.to_owned(), NearEntry(Arc::new(held)));
+        }
+        // A new epoch that began while it went in: void already (`get`
+        // would not serve it); this only frees the memory.
+        if self.state.load(SeqCst) != ticket.state {
             self.entries.invalidate(key);
         }
     }
 
-    /// Drops `key` and fails every read of it in flight.
+    /// Keeps `decoded`, of `heap` bytes beyond its inline size, beside the
+    /// copy `held` of `key`, if the tier still holds that very copy: later
+    /// readers clone it instead of decoding, and the bound counts it.
+    pub(crate) fn keep<D: Any + Send + Sync>(
+        &self,
+        key: &str,
+        held: &Arc<Held>,
+        decoded: D,
+        heap: usize,
+    ) {
+        if held.decoded.is_some() {
+            return;
+        }
+        let hash = self.hasher.hash_one(key);
+        let _reads = self.shard(hash);
+        let still = self
+            .entries
+            .get(key)
+            .is_some_and(|NearEntry(current)| Arc::ptr_eq(&current, held));
+        if !still {
+            return;
+        }
+        let decoded_size = std::mem::size_of::<D>() + heap;
+        self.entries.insert(
+            key.to_owned(),
+            NearEntry(Arc::new(Held {
+                bytes: held.bytes.clone(),
+                state: held.state,
+                expires: held.expires,
+                decoded: Some(Box::new(decoded)),
+                weight: weight(key, &held.bytes, decoded_size),
+            })),
+        );
+    }
+
+    /// Drops `key`'s copy and fails every read of it in flight; no other
+    /// key's copy or read is touched.
     pub(crate) fn invalidate(&self, key: &str) {
-        self.stripes[self.stripe(key)].fetch_add(1, SeqCst);
+        let hash = self.hasher.hash_one(key);
+        let mut reads = self.shard(hash);
+        if let Some(read) = reads.get_mut(&hash) {
+            read.generation += 1;
+        }
         self.entries.invalidate(key);
+        drop(reads);
     }
 
     /// Starts a new epoch whose up bit `up` decides from the current state
@@ -329,6 +402,18 @@ impl Near {
     pub(crate) fn up(&self) {
         self.new_epoch(|_| Some(true));
     }
+
+    /// Bytes the bound counts now (moka's running total).
+    #[cfg(test)]
+    fn weighed(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+}
+
+/// What the bound counts for an entry: see [`Near::new`].
+fn weight(key: &str, bytes: &Bytes, decoded: usize) -> u32 {
+    u32::try_from(key.len() + bytes.len() + decoded + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -379,24 +464,56 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_stored_after_its_invalidation_is_never_served() {
+    fn a_copy_is_dropped_by_its_own_key_only() {
         let near = up();
         let ticket = near.ticket("k").expect("up");
-        // The invalidation lands between the reply and the insert: the
-        // copy that goes in afterwards must not be served even for the
-        // moment before the reader's own check removes it.
+        near.offer("k", &fresh(1), ticket, 1);
+        // A read of `k` in flight is not failed by other keys either.
+        let reading = near.ticket("k").expect("up");
+        for n in 0..20_000 {
+            near.invalidate(&format!("other:{n}"));
+        }
+        assert!(near.get("k").is_some(), "other keys' writes cost nothing");
+        near.offer("k", &fresh(1), reading, 1);
+        assert!(near.get("k").is_some());
         near.invalidate("k");
-        near.entries.insert(
-            "k".to_owned(),
-            NearEntry(Arc::new(Held {
-                bytes: fresh(1),
-                state: ticket.state,
-                stripe: ticket.stripe,
-                count: ticket.count,
-                life: DEFAULT_NEAR_TTL,
-                decoded: OnceLock::new(),
-            })),
+        assert!(near.get("k").is_none());
+    }
+
+    #[test]
+    fn finished_reads_leave_the_table() {
+        let near = up();
+        let first = near.ticket("k").expect("up");
+        let second = near.ticket("k").expect("up");
+        near.offer("k", &fresh(1), first, 1);
+        drop(second);
+        let empty = near
+            .reads
+            .iter()
+            .all(|shard| shard.lock().expect("not poisoned").is_empty());
+        assert!(empty, "no read is in flight");
+    }
+
+    #[test]
+    fn the_bound_counts_decoded_copies() {
+        let near = up();
+        let ticket = near.ticket("k").expect("up");
+        let bytes = fresh(1);
+        near.offer("k", &bytes, ticket, 1);
+        let plain = near.weighed();
+        assert_eq!(plain, (1 + bytes.len() + ENTRY_OVERHEAD) as u64);
+        let held = near.get("k").expect("held");
+        let decoded = vec![0u8; 1000];
+        near.keep("k", &held, decoded, 1000);
+        let kept = near.get("k").expect("still held");
+        assert_eq!(kept.decoded::<Vec<u8>>().map(Vec::len), Some(1000));
+        assert_eq!(
+            near.weighed(),
+            plain + (std::mem::size_of::<Vec<u8>>() + 1000) as u64
         );
+        // A copy replaced meanwhile is not given another's decoded value.
+        near.invalidate("k");
+        near.keep("k", &kept, vec![1u8], 1);
         assert!(near.get("k").is_none());
     }
 
@@ -450,6 +567,7 @@ mod tests {
         let ticket = near.ticket("k").expect("up");
         near.offer("k", &fresh(1), ticket, 120_000);
         assert!(near.get("k").is_none());
+        let ticket = near.ticket("k").expect("up");
         near.offer("k", &Bytes::from_static(b"hostile"), ticket, 1);
         assert!(near.get("k").is_none());
     }

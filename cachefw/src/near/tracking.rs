@@ -12,7 +12,18 @@
 //! redirection. Broadcasting depends on nothing but this one link staying
 //! up, costs the server no per-key table, and its cost (invalidations of
 //! keys this process never read) is bounded by the write rate of one
-//! cache's namespace.
+//! cache's namespace: each costs one hash and a lookup under one of 64
+//! locks (`Near::invalidate`), and drops nothing but its own key's copy,
+//! so internal keys (leases, claims, version records) cost no copy and the
+//! link keeps up with tens of thousands of writes a second. Every key
+//! under the prefix reaches every tier, keys that later versions add (tag
+//! generations) included, so their writes can drop the copies that depend
+//! on them within the same round trip.
+//!
+//! On a single server the link and the data connection must talk to one
+//! server: [`Pairing`] compares their `run_id`s, and a data connection that
+//! reached another server than the link (a DNS or VIP switch) stops the
+//! tier until the link is made again and reaches the same one.
 //!
 //! A supervisor task keeps one link per server (per primary on a Cluster),
 //! probes them, and tells the near tier when it may serve: only while every
@@ -81,11 +92,17 @@ impl Drop for Tracking {
 
 /// Starts the supervisor for `near`. Needs a Tokio runtime (`build()` runs
 /// on one).
-pub(crate) fn start(near: Arc<Near>, servers: Servers, prefix: String) -> Tracking {
+pub(crate) fn start(
+    near: Arc<Near>,
+    servers: Servers,
+    prefix: String,
+    pairing: Arc<Pairing>,
+) -> Tracking {
     let supervisor = Supervisor {
         near,
         servers,
         prefix,
+        pairing,
         generation: Arc::new(AtomicU64::new(0)),
     };
     Tracking {
@@ -97,6 +114,8 @@ struct Supervisor {
     near: Arc<Near>,
     servers: Servers,
     prefix: String,
+    /// On a single server: which server the data connection talks to.
+    pairing: Arc<Pairing>,
     /// Links of older generations are gone: their disconnections are
     /// ignored.
     generation: Arc<AtomicU64>,
@@ -113,9 +132,87 @@ impl Drop for DownOnDrop {
     }
 }
 
-/// One server's link.
+/// One server's link, and that server's `run_id`.
 struct Link {
     conn: MultiplexedConnection,
+    server: String,
+}
+
+/// Which server (by `run_id`) the data connection of a single Redis talks
+/// to, and which one its tracking link listens to. Both reach the server
+/// through one URL, each on its own schedule: after a DNS or VIP switch
+/// where the old server still answers as a primary, one may reach the new
+/// server while the other stays on the old, and the link would not hear the
+/// writes the reads come from. The backend tells each new data connection's
+/// server ([`data_server`](Self::data_server)) before the connection serves
+/// a command; a mismatch stops the tier at once and makes the link again,
+/// and the tier serves only once both talk to one server.
+#[derive(Default)]
+pub(crate) struct Pairing {
+    sides: std::sync::Mutex<Sides>,
+    pub(super) near: std::sync::OnceLock<std::sync::Weak<Near>>,
+    relink: Notify,
+}
+
+#[derive(Default)]
+struct Sides {
+    data: Option<String>,
+    link: Option<String>,
+}
+
+impl Pairing {
+    fn sides(&self) -> std::sync::MutexGuard<'_, Sides> {
+        self.sides
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A data connection was made to the server `run_id`.
+    pub(crate) fn data_server(&self, run_id: &str) {
+        let mut sides = self.sides();
+        sides.data = Some(run_id.to_owned());
+        if sides.link.as_deref().is_some_and(|link| link != run_id) {
+            sides.link = None;
+            if let Some(near) = self.near.get().and_then(std::sync::Weak::upgrade) {
+                near.down();
+            }
+            self.relink.notify_one();
+        }
+    }
+
+    /// The link is down: a data connection made meanwhile stops nothing
+    /// more; the next link is compared with it. (A link that keeps reaching
+    /// another server than a data connection that stays up keeps the tier
+    /// down: it serves again once the data connection is replaced.)
+    fn unlink(&self) {
+        self.sides().link = None;
+    }
+
+    /// The link listens to `run_id` now: whether that is the data
+    /// connection's server (or none is known yet).
+    fn link_server(&self, run_id: &str) -> bool {
+        let mut sides = self.sides();
+        let paired = sides.data.as_deref().is_none_or(|data| data == run_id);
+        sides.link = paired.then(|| run_id.to_owned());
+        paired
+    }
+}
+
+/// The `run_id` in an `INFO server` reply.
+pub(crate) fn run_id(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .map(str::trim)
+}
+
+/// The `run_id` of the server at the other end of `conn`.
+pub(crate) async fn server_of(
+    conn: &mut MultiplexedConnection,
+) -> Result<String, redis::RedisError> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    run_id(&info).map(str::to_owned).ok_or_else(|| {
+        redis::RedisError::from((redis::ErrorKind::Parse, "no run_id in INFO server"))
+    })
 }
 
 /// The links of one generation, the slot layout they were made for (on a
@@ -153,6 +250,7 @@ impl Supervisor {
                         () = heartbeat(&self.near, &links) => {}
                     }
                     self.near.down();
+                    self.pairing.unlink();
                 }
                 failed => {
                     self.near.down();
@@ -189,6 +287,12 @@ impl Supervisor {
                     .link(ConnectionInfo::clone(info), generation, &broken)
                     .await?;
                 probe_single(&link).await?;
+                if !self.pairing.link_server(&link.server) {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "the tracking link reached another server than the data connection",
+                    )));
+                }
                 Ok(Links {
                     links: vec![link],
                     layout: None,
@@ -271,7 +375,8 @@ impl Supervisor {
             .arg(&self.prefix)
             .exec_async(&mut conn)
             .await?;
-        Ok(Link { conn })
+        let server = server_of(&mut conn).await?;
+        Ok(Link { conn, server })
     }
 
     /// Probes the links until one fails, closes, stops being a primary, a
@@ -280,6 +385,7 @@ impl Supervisor {
         loop {
             tokio::select! {
                 () = links.broken.notified() => return,
+                () = self.pairing.relink.notified() => return,
                 () = tokio::time::sleep(PROBE_EVERY) => {}
             }
             if !self.near.is_up() {
@@ -394,7 +500,7 @@ async fn read_layout(
         .arg("SLOTS")
         .query_async(&mut conn)
         .await?;
-    Ok(crate::backend::redis::parse_slots(reply).map(|mut layout| {
+    Ok(crate::slots::parse_slots(reply, "").map(|mut layout| {
         layout.sort_unstable();
         layout
     }))
@@ -450,7 +556,7 @@ async fn layout_from_seeds(
         };
         match read.await {
             Ok(reply) => {
-                if let Some(mut layout) = crate::backend::redis::parse_slots(reply) {
+                if let Some(mut layout) = crate::slots::parse_slots(reply, "") {
                     layout.sort_unstable();
                     return Ok(layout);
                 }

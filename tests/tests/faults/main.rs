@@ -8,6 +8,7 @@
 
 mod classification;
 mod cluster;
+mod cluster_failover;
 mod cluster_faults;
 mod faults;
 mod harness;

@@ -5,3 +5,5 @@
 //! joins with one `mod` line below.
 
 mod near;
+mod near_other_writes;
+mod near_pairing;

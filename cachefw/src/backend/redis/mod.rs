@@ -1,12 +1,12 @@
-//! The Redis backend: commands, connections, and what their errors mean.
+//! The Redis backend: commands, and what their errors mean.
 //!
-//! One Redis is reached through one multiplexed connection, shared by every
-//! command and replaced as soon as it fails: after a restart, a failover
-//! (the old primary answers `READONLY`; a fresh connection finds whatever
-//! the URL's host now names), or a timeout (a frozen server's connection may
-//! hold a backlog of stale replies). A Redis Cluster is reached through the
-//! client's cluster connection, rebuilt from the seed nodes when it stays
-//! unhealthy across probes.
+//! One Redis is reached through one multiplexed connection
+//! (`connection.rs`), shared by every command and replaced as soon as it
+//! fails: after a restart, a failover (the old primary answers `READONLY`;
+//! a fresh connection finds whatever the URL's host now names), or a
+//! timeout. A Redis Cluster is routed by cachefw itself (`cluster.rs`): one
+//! such connection per node, the slot layout read with `CLUSTER SLOTS`,
+//! `MOVED` and `ASK` followed.
 //!
 //! Every command goes through the circuit breaker of the node that holds its
 //! key (one for a single Redis, one per primary on a cluster), so one dead
@@ -18,43 +18,33 @@
 //! Redis never sends more than `max_value_size + 1` bytes of a value: a
 //! larger one is a miss that is never read in full.
 
+mod cluster;
+mod connection;
+
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
-use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, ConnectionInfo, ErrorKind, FromRedisValue,
-    IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, Script, ServerErrorKind,
+    IntoConnectionInfo, Pipeline, RedisError, RedisResult, Script, ServerErrorKind,
     TlsCertificates, Value,
 };
-use tokio::sync::Notify;
 
-use crate::backend::breaker::{Breaker, BreakerState, Outcome, Rules};
+use crate::backend::breaker::{BreakerState, Outcome, Rules};
 use crate::backend::scripts;
 use crate::backend::versioned_key::VersionedKey;
 use crate::codec::{CLAIM_AT, ENTRY_HEADER_LEN, LEASE_TAG_BYTE, NONCE_AT};
 use crate::error::{Error, RedisFailure};
+use crate::slots::slot_of;
+use cluster::{CLUSTER_DOWN_RETRY, Cluster, MAX_REDIRECTS};
+use connection::{Node, timed_out};
 
 /// Keys per `UNLINK` in batch and prefix evictions, and the `COUNT` hint of
 /// each `SCAN` step.
 const BATCH: usize = 500;
-/// Cluster slots.
-const SLOTS: usize = 16_384;
-/// Probes of one node that fail in a row before the cluster connection is
-/// rebuilt from the seed nodes.
-const REBUILD_AFTER: u32 = 2;
-/// The least time between two reads of the slot layout, and between two
-/// rebuilds at first; rebuilds that do not help come ever less often, up
-/// to `MAX_REBUILD_EVERY` (a primary that is gone for good, say).
-const REBUILD_EVERY: Duration = Duration::from_secs(5);
-const MAX_REBUILD_EVERY: Duration = Duration::from_secs(60);
 
 /// What the server's answer or the connection's failure means for the
 /// breaker.
@@ -77,92 +67,6 @@ fn outcome_of(error: &RedisError) -> Outcome {
         // up, and the breaker stays out of it.
         _ if error.is_timeout() || error.is_connection_dropped() => Outcome::Failed,
         _ => Outcome::Answered,
-    }
-}
-
-/// A server the breaker guards: one Redis, or one cluster primary.
-struct Node {
-    /// `host:port`, for errors and logs.
-    name: String,
-    breaker: Breaker,
-    /// Probes of this node that failed in a row.
-    failed_probes: AtomicU32,
-}
-
-impl Node {
-    fn new(name: String, rules: &Arc<Rules>) -> Arc<Self> {
-        Arc::new(Self {
-            name,
-            breaker: Breaker::new(rules.clone()),
-            failed_probes: AtomicU32::new(0),
-        })
-    }
-}
-
-/// A connection every command shares, made on first use and again after
-/// it is discarded. One caller connects at a time; the others wait for it,
-/// no longer than the timeout.
-struct Shared<C> {
-    current: ArcSwapOption<Generation<C>>,
-    connecting: tokio::sync::Mutex<()>,
-    made: AtomicU64,
-}
-
-/// A connection and which one it is (counted, so a late failure of an old
-/// connection never discards its successor).
-struct Generation<C> {
-    number: u64,
-    conn: C,
-}
-
-impl<C: Clone> Shared<C> {
-    fn new() -> Self {
-        Self {
-            current: ArcSwapOption::empty(),
-            connecting: tokio::sync::Mutex::new(()),
-            made: AtomicU64::new(0),
-        }
-    }
-
-    /// A handle onto the connection, and the number that identifies it to
-    /// [`discard`](Self::discard).
-    async fn get<F: Future<Output = RedisResult<C>>>(
-        &self,
-        timeout: Duration,
-        connect: impl FnOnce() -> F,
-    ) -> RedisResult<(C, u64)> {
-        // A guard, not a counted `Arc`: loading the connection touches no
-        // shared count (cloning the handle does, as any use would).
-        if let Some(current) = &*self.current.load() {
-            return Ok((current.conn.clone(), current.number));
-        }
-        // Waiting for another caller's connect and making our own share
-        // one deadline.
-        let deadline = tokio::time::Instant::now() + timeout;
-        let _turn = tokio::time::timeout_at(deadline, self.connecting.lock())
-            .await
-            .map_err(|_| timed_out())?;
-        if let Some(current) = &*self.current.load() {
-            return Ok((current.conn.clone(), current.number));
-        }
-        let conn = tokio::time::timeout_at(deadline, connect())
-            .await
-            .map_err(|_| timed_out())??;
-        let number = self.made.fetch_add(1, Ordering::Relaxed) + 1;
-        self.current.store(Some(Arc::new(Generation {
-            number,
-            conn: conn.clone(),
-        })));
-        Ok((conn, number))
-    }
-
-    /// Drops connection number `failed` so that the next command connects
-    /// afresh, unless it was replaced already.
-    fn discard(&self, failed: u64) {
-        self.current.rcu(|current| match current {
-            Some(current) if current.number == failed => None,
-            other => other.clone(),
-        });
     }
 }
 
@@ -203,330 +107,10 @@ fn copy_error(error: &Error, key: &str) -> Error {
     }
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn timed_out() -> RedisError {
-    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-}
-
-/// One Redis server.
-struct Single {
-    client: Client,
-    config: AsyncConnectionConfig,
-    conn: Shared<MultiplexedConnection>,
-    node: Arc<Node>,
-}
-
-/// Which primary serves each slot, as far as we know it.
-struct Topology {
-    nodes: Vec<Arc<Node>>,
-    /// Per slot, an index into `nodes`.
-    slots: Vec<u16>,
-    /// Whether it was read from the cluster.
-    known: bool,
-}
-
-impl Topology {
-    /// Before the layout is known: one node stands for the whole cluster.
-    fn unknown(rules: &Arc<Rules>) -> Self {
-        Self {
-            nodes: vec![Node::new("cluster".to_owned(), rules)],
-            slots: vec![0; SLOTS],
-            known: false,
-        }
-    }
-
-    fn node(&self, slot: u16) -> &Arc<Node> {
-        let index = self.slots.get(usize::from(slot)).copied().unwrap_or(0);
-        self.nodes.get(usize::from(index)).unwrap_or(&self.nodes[0])
-    }
-}
-
-/// A Redis Cluster.
-struct Cluster {
-    client: ClusterClient,
-    /// A client of each seed node on its own, `host:port` and client: when
-    /// the cluster cannot be reached at start, they tell a Redis that is
-    /// down from settings that cannot work (a certificate, a password).
-    seeds: Vec<(String, Client)>,
-    /// Why the last connection attempt failed, for the callers that waited
-    /// for it.
-    last_error: std::sync::Mutex<Option<RedisError>>,
-    /// The cluster connection, made in the background (see `connection`).
-    conn: ArcSwapOption<ClusterConnection>,
-    connecting: AtomicBool,
-    connected: Notify,
-    topology: ArcSwap<Topology>,
-    clock: Instant,
-    /// Milliseconds since `clock` of the last rebuild and layout read.
-    last_rebuild: AtomicU64,
-    last_layout: AtomicU64,
-    /// The least time between rebuilds now, in milliseconds.
-    rebuild_every: AtomicU64,
-    /// What the breakers of its nodes share.
-    rules: Arc<Rules>,
-}
-
-/// Clears the connecting flag however the connect task ends, and wakes the
-/// callers waiting for it.
-struct Connecting(Arc<Cluster>);
-
-impl Drop for Connecting {
-    fn drop(&mut self) {
-        self.0.connecting.store(false, Ordering::Release);
-        self.0.connected.notify_waiters();
-    }
-}
-
-/// How long a cluster connection may take to form: it meets every seed and
-/// reads the slot layout, and a frozen seed costs a connect timeout.
-const CLUSTER_CONNECT_BUDGET: Duration = Duration::from_secs(10);
-
-impl Cluster {
-    /// The cluster connection. Forming one can take longer than a command
-    /// may (a seed is frozen, slots move), so it is formed in the
-    /// background, once at a time; a caller waits for it no longer than
-    /// `timeout`.
-    async fn connection(
-        self: &Arc<Self>,
-        timeout: Duration,
-    ) -> RedisResult<Arc<ClusterConnection>> {
-        if let Some(conn) = self.conn.load_full() {
-            return Ok(conn);
-        }
-        let wait = async {
-            loop {
-                // Created before the check: it hears every wake-up after.
-                let ready = self.connected.notified();
-                if let Some(conn) = self.conn.load_full() {
-                    return Ok(conn);
-                }
-                if !self.connect_in_background() {
-                    // A connect is out; wait for it, and stop waiting if it
-                    // ended without a connection.
-                    ready.await;
-                    if let Some(conn) = self.conn.load_full() {
-                        return Ok(conn);
-                    }
-                    let why = self
-                        .last_error
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clone();
-                    return Err(why.unwrap_or_else(|| {
-                        RedisError::from((
-                            ErrorKind::Io,
-                            "the Redis Cluster connection could not be formed",
-                        ))
-                    }));
-                }
-            }
-        };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .unwrap_or_else(|_| Err(timed_out()))
-    }
-
-    /// Starts forming a connection in the background, unless one is being
-    /// formed: then `false`. It replaces the current connection, if any,
-    /// only once it is ready.
-    fn connect_in_background(self: &Arc<Self>) -> bool {
-        if self.connecting.swap(true, Ordering::AcqRel) {
-            return false;
-        }
-        let flag = Connecting(self.clone());
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // Dropping the flag wakes the waiters, who find no connection.
-            return false;
-        };
-        runtime.spawn(async move {
-            let cluster = &flag.0;
-            let connect = async {
-                let conn = cluster.client.get_async_connection().await?;
-                cluster.read_layout(&conn).await;
-                Ok::<_, RedisError>(conn)
-            };
-            match tokio::time::timeout(CLUSTER_CONNECT_BUDGET, connect).await {
-                Ok(Ok(conn)) => cluster.conn.store(Some(Arc::new(conn))),
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "cachefw: Redis Cluster connection failed");
-                    *cluster
-                        .last_error
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
-                }
-                Err(_) => {
-                    tracing::debug!("cachefw: Redis Cluster connection timed out");
-                    *cluster
-                        .last_error
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(timed_out());
-                }
-            }
-            drop(flag);
-        });
-        true
-    }
-
-    /// Reads the slot layout again in the background.
-    fn refresh_layout(self: &Arc<Self>) {
-        let (Some(conn), Ok(runtime)) =
-            (self.conn.load_full(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        let cluster = self.clone();
-        runtime.spawn(async move {
-            let _ = tokio::time::timeout(CLUSTER_CONNECT_BUDGET, cluster.read_layout(&conn)).await;
-        });
-    }
-
-    /// Claims a periodic task (a rebuild, a layout read) if `every` has
-    /// passed since it last ran.
-    fn due(&self, last: &AtomicU64, every: Duration) -> bool {
-        let previous = last.load(Ordering::Relaxed);
-        let now = u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let every = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
-        (previous == 0 || now.saturating_sub(previous) >= every)
-            && last
-                .compare_exchange(previous, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-    }
-
-    /// Reads the slot layout and maps it onto nodes, keeping each known
-    /// node's breaker.
-    async fn read_layout(&self, conn: &ClusterConnection) {
-        let mut conn = conn.clone();
-        let reply = conn
-            .route_command(
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-            )
-            .await;
-        let Some(ranges) = reply.ok().and_then(parse_slots) else {
-            return;
-        };
-        let old = self.topology.load();
-        let mut nodes: Vec<Arc<Node>> = Vec::new();
-        let mut slots = vec![0u16; SLOTS];
-        for (start, end, name) in ranges {
-            let index = match nodes.iter().position(|n| n.name == name) {
-                Some(index) => index,
-                None => {
-                    let node = old
-                        .nodes
-                        .iter()
-                        .find(|n| n.name == name)
-                        .cloned()
-                        .unwrap_or_else(|| Node::new(name, &self.rules));
-                    nodes.push(node);
-                    nodes.len() - 1
-                }
-            };
-            let index = u16::try_from(index).unwrap_or(0);
-            if let Some(range) = slots.get_mut(start..=end.min(SLOTS - 1)) {
-                range.fill(index);
-            }
-        }
-        if !nodes.is_empty() {
-            self.topology.store(Arc::new(Topology {
-                nodes,
-                slots,
-                known: true,
-            }));
-        }
-    }
-}
-
-/// `CLUSTER SLOTS`: `[start, end, [host, port, id…], replicas…]` per range.
-pub(crate) fn parse_slots(reply: Value) -> Option<Vec<(usize, usize, String)>> {
-    let Value::Array(ranges) = reply else {
-        return None;
-    };
-    let mut parsed = Vec::with_capacity(ranges.len());
-    for range in ranges {
-        let Value::Array(fields) = range else {
-            return None;
-        };
-        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
-            (fields.first(), fields.get(1), fields.get(2))
-        else {
-            return None;
-        };
-        let host = match primary.first() {
-            Some(Value::BulkString(host)) => String::from_utf8_lossy(host).into_owned(),
-            Some(Value::SimpleString(host)) => host.clone(),
-            _ => return None,
-        };
-        let Some(Value::Int(port)) = primary.get(1) else {
-            return None;
-        };
-        parsed.push((
-            usize::try_from(*start).ok()?,
-            usize::try_from(*end).ok()?,
-            format!("{host}:{port}"),
-        ));
-    }
-    Some(parsed)
-}
-
-/// The cluster slot of a key (CRC16 of the key or its `{hash tag}`).
-fn slot_of(key: &[u8]) -> u16 {
-    let tagged = key
-        .iter()
-        .position(|b| *b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|b| *b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16::State::<crc16::XMODEM>::calculate(tagged) % SLOTS as u16
-}
-
 /// Where commands go.
-// One per cache, behind its `Arc`: the size of the larger variant costs
-// nothing, and boxing it would add a pointer chase to every command.
-#[allow(clippy::large_enum_variant)]
 enum Target {
-    Single(Single),
+    Single(Arc<Node>),
     Cluster(Arc<Cluster>),
-}
-
-/// A connection to either target, for one command.
-enum Link {
-    Single(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Link {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(conn) => conn.get_db(),
-            Self::Cluster(conn) => conn.get_db(),
-        }
-    }
 }
 
 /// The node a command goes to: borrowed for one Redis, counted for a
@@ -607,16 +191,8 @@ impl RedisBackend {
     pub(crate) fn new(url: &str, connect: &Connect) -> Result<Self, Error> {
         let name = node_name(url)?;
         let client = client_for(url, connect)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect.timeout))
-            .set_response_timeout(Some(connect.timeout));
-        let single = Single {
-            client,
-            config,
-            conn: Shared::new(),
-            node: Node::new(name, &connect.breaker),
-        };
-        Ok(Self::with_target(Target::Single(single), connect))
+        let node = Node::new(name, client, connect.timeout, &connect.breaker);
+        Ok(Self::with_target(Target::Single(node), connect))
     }
 
     /// Parses the cluster's seed node URLs; connects on first use.
@@ -629,10 +205,8 @@ impl RedisBackend {
                 .join(", ")
         };
         let mut seeds = Vec::with_capacity(nodes.len());
-        let mut infos = Vec::with_capacity(nodes.len());
         for node in nodes {
             let name = node_name(node)?;
-            infos.push(connection_info(node, connect)?);
             seeds.push((name, client_for(node, connect)?));
         }
         let tls = nodes.iter().map(|node| is_tls(node)).collect::<Vec<_>>();
@@ -644,37 +218,13 @@ impl RedisBackend {
                     .to_owned(),
             });
         }
-        let mut builder = ClusterClient::builder(infos)
-            .connection_timeout(connect.timeout)
-            .response_timeout(connect.timeout)
-            .retries(1);
-        if let Some((user, password)) = &connect.credentials {
-            if !user.is_empty() {
-                builder = builder.username(user);
-            }
-            builder = builder.password(password);
-        }
-        if let Some(certificates) = connect.certificates() {
-            builder = builder.certs(certificates);
-        }
-        let client = builder.build().map_err(|source| Error::InvalidUrl {
-            url: masked(),
-            reason: source.to_string(),
-        })?;
-        let cluster = Cluster {
-            client,
-            seeds,
-            last_error: std::sync::Mutex::new(None),
-            conn: ArcSwapOption::empty(),
-            connecting: AtomicBool::new(false),
-            connected: Notify::new(),
-            topology: ArcSwap::from_pointee(Topology::unknown(&connect.breaker)),
-            rules: connect.breaker.clone(),
-            clock: Instant::now(),
-            last_rebuild: AtomicU64::new(0),
-            last_layout: AtomicU64::new(0),
-            rebuild_every: AtomicU64::new(millis(REBUILD_EVERY)),
-        };
+        let cluster =
+            Cluster::new(seeds, connect.timeout, connect.breaker.clone()).ok_or_else(|| {
+                Error::InvalidUrl {
+                    url: masked(),
+                    reason: "no seed node".to_owned(),
+                }
+            })?;
         Ok(Self::with_target(
             Target::Cluster(Arc::new(cluster)),
             connect,
@@ -684,7 +234,7 @@ impl RedisBackend {
     fn with_target(target: Target, connect: &Connect) -> Self {
         // The user of the credentials, or the URL's.
         let client = match &target {
-            Target::Single(single) => Some(&single.client),
+            Target::Single(node) => Some(node.client()),
             Target::Cluster(cluster) => cluster.seeds.first().map(|(_, client)| client),
         };
         let user = client
@@ -709,8 +259,8 @@ impl RedisBackend {
     /// Where the near tier's tracking links go.
     pub(crate) fn tracking_servers(&self) -> crate::near::tracking::Servers {
         match &self.target {
-            Target::Single(single) => crate::near::tracking::Servers::Single(Box::new(
-                single.client.get_connection_info().clone(),
+            Target::Single(node) => crate::near::tracking::Servers::Single(Box::new(
+                node.client().get_connection_info().clone(),
             )),
             Target::Cluster(cluster) => crate::near::tracking::Servers::Cluster(
                 cluster
@@ -722,15 +272,26 @@ impl RedisBackend {
         }
     }
 
+    /// What keeps the near tier's tracking link on the server the data
+    /// connection talks to (see `near::tracking::Pairing`). A cluster's
+    /// links follow the slot layout's addresses instead: its pairing is
+    /// never told a server.
+    pub(crate) fn pairing(&self) -> Arc<crate::near::tracking::Pairing> {
+        match &self.target {
+            Target::Single(node) => node.pairing(),
+            Target::Cluster(_) => Arc::default(),
+        }
+    }
+
     /// Whether `error`, met by the first command, means the settings cannot
     /// work (a certificate that does not verify, credentials refused) rather
     /// than a Redis that is down: the error `build()` returns. A cluster's
-    /// connection hides the cause, so its seed nodes are asked one by one.
+    /// seed nodes are asked one by one.
     pub(crate) async fn misconfigured(&self, error: &Error) -> Option<Error> {
         match &self.target {
-            Target::Single(single) => match error {
+            Target::Single(node) => match error {
                 Error::Redis { source, .. } => {
-                    misconfigured(&source.error, &single.node.name, self.user.as_deref())
+                    misconfigured(&source.error, &node.name, self.user.as_deref())
                 }
                 _ => None,
             },
@@ -787,7 +348,7 @@ impl RedisBackend {
             BreakerState::Open => 2,
         };
         match &self.target {
-            Target::Single(single) => single.node.breaker.state_for(),
+            Target::Single(node) => node.breaker.state_for(),
             Target::Cluster(cluster) => {
                 let topology = cluster.topology.load();
                 topology
@@ -802,7 +363,7 @@ impl RedisBackend {
 
     fn node_for(&self, key: &str) -> NodeRef<'_> {
         match &self.target {
-            Target::Single(single) => NodeRef::Single(&single.node),
+            Target::Single(node) => NodeRef::Single(node),
             Target::Cluster(cluster) => NodeRef::Cluster(
                 cluster
                     .topology
@@ -813,77 +374,137 @@ impl RedisBackend {
         }
     }
 
-    /// Runs `command` on the node holding `key`, unless its breaker is
-    /// open, bounded by the operation timeout. The breaker learns the
-    /// outcome; a connection that failed is replaced.
-    async fn run<T>(
+    /// Runs `command` on `node` (the node holding `key`), unless its
+    /// breaker is open; each connect and reply is bounded by the operation
+    /// timeout (the client's own timers: a second one here would only cost
+    /// the hit path). The breaker learns the outcome; a connection that
+    /// failed is replaced. On a cluster, `MOVED` and `ASK` are followed to
+    /// the node they name, and trouble asks for the layout to be read.
+    async fn run<T, F, C>(
         &self,
         op: &'static str,
         key: &str,
-        node: &Node,
-        command: impl AsyncFnOnce(&mut Link) -> RedisResult<T>,
-    ) -> Result<T, Error> {
-        let pass = node.breaker.admit().map_err(|refused| Error::Unavailable {
-            op,
-            key: key.to_owned(),
-            retry_in: refused.retry_in,
-        })?;
-        let probing = pass.is_probe();
-        let result = match &self.target {
-            Target::Single(single) => {
-                // The client bounds the connect and each reply by the
-                // timeout itself: a second timer here would only cost the
-                // hit path.
-                match single
-                    .conn
-                    .get(self.timeout, || {
-                        single
-                            .client
-                            .get_multiplexed_async_connection_with_config(&single.config)
-                    })
-                    .await
-                {
+        node: &NodeRef<'_>,
+        command: C,
+    ) -> Result<T, Error>
+    where
+        C: Fn(MultiplexedConnection) -> F,
+        F: Future<Output = RedisResult<T>>,
+    {
+        let cluster = match &self.target {
+            Target::Single(_) => None,
+            Target::Cluster(cluster) => Some(cluster),
+        };
+        let mut current: Option<Arc<Node>> = None;
+        let mut asking = false;
+        for hop in 0..=MAX_REDIRECTS {
+            let node: &Node = current.as_deref().unwrap_or(node);
+            let pass = match node.breaker.admit() {
+                Ok(pass) => pass,
+                Err(refused) => {
+                    if let Some(cluster) = cluster {
+                        cluster.trouble(node);
+                    }
+                    return Err(Error::Unavailable {
+                        op,
+                        key: key.to_owned(),
+                        retry_in: refused.retry_in,
+                    });
+                }
+            };
+            let result = if asking {
+                self.asking(node, &command).await
+            } else {
+                match node.connection(self.timeout).await {
                     Ok((conn, id)) => {
-                        let mut link = Link::Single(conn);
-                        let result = command(&mut link).await;
+                        let result = command(conn).await;
                         if let Err(error) = &result
                             && outcome_of(error) != Outcome::Answered
                         {
-                            single.conn.discard(id);
+                            node.discard(id);
                         }
                         result
                     }
                     Err(error) => Err(error),
                 }
+            };
+            let redirect = match (&result, cluster) {
+                (Err(error), Some(cluster)) if hop < MAX_REDIRECTS => {
+                    error.redirect_node().map(|(to, slot)| {
+                        let moved = error.kind() == ErrorKind::Server(ServerErrorKind::Moved);
+                        let to = Cluster::redirect_name(to, node);
+                        let next = if moved {
+                            cluster.moved(slot, &to)
+                        } else {
+                            cluster.node_named(&to)
+                        };
+                        (next, !moved)
+                    })
+                }
+                _ => None,
+            };
+            let outcome = match &result {
+                Ok(_) => Outcome::Answered,
+                Err(_) if redirect.is_some() => Outcome::Answered,
+                // The node is up and says the cluster is not (a primary
+                // failed and is not replaced yet): that is no fault of this
+                // node, whose breaker stays out of it.
+                Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::ClusterDown) => {
+                    if let Some(cluster) = cluster {
+                        cluster.refresh();
+                    }
+                    Outcome::Answered
+                }
+                Err(error) => outcome_of(error),
+            };
+            pass.settle(outcome);
+            if let Some(cluster) = cluster {
+                if outcome == Outcome::Answered {
+                    Cluster::answered(node);
+                } else {
+                    cluster.trouble(node);
+                }
             }
-            Target::Cluster(cluster) => {
-                let attempt = async {
-                    let conn = cluster.connection(self.timeout).await?;
-                    command(&mut Link::Cluster((*conn).clone())).await
-                };
-                // The cluster client's slot discovery is not bounded by its
-                // response timeout.
-                tokio::time::timeout(self.timeout, attempt)
-                    .await
-                    .unwrap_or_else(|_| Err(timed_out()))
-            }
-        };
-        let outcome = match &result {
-            Ok(_) => Outcome::Answered,
-            Err(error) => outcome_of(error),
-        };
-        pass.settle(outcome);
-        if let Target::Cluster(cluster) = &self.target {
-            if probing {
-                self.after_probe(cluster, node, outcome);
-            }
-            // A layout that could not be read yet leaves one breaker for
-            // every slot: read it again.
-            if !cluster.topology.load().known && cluster.due(&cluster.last_layout, REBUILD_EVERY) {
-                cluster.refresh_layout();
+            // `CLUSTERDOWN` refuses a command without running it: a node
+            // may say so for a moment while a failover settles, so it is
+            // sent again shortly (a cluster that stays down still answers
+            // within a few tens of milliseconds).
+            let again = cluster.is_some()
+                && hop < MAX_REDIRECTS
+                && matches!(&result, Err(error)
+                    if error.kind() == ErrorKind::Server(ServerErrorKind::ClusterDown));
+            match redirect {
+                Some((next, ask)) => {
+                    current = Some(next);
+                    asking = ask;
+                }
+                None if again => tokio::time::sleep(CLUSTER_DOWN_RETRY).await,
+                None => return result.map_err(|source| self.error_of(op, key, source)),
             }
         }
-        result.map_err(|source| self.error_of(op, key, source))
+        Err(self.error_of(
+            op,
+            key,
+            RedisError::from((ErrorKind::Client, "too many cluster redirects")),
+        ))
+    }
+
+    /// `command` after `ASKING` (a slot being migrated to `node`), on a
+    /// connection of its own: `ASKING` holds for the next command on its
+    /// connection only, which a shared one cannot promise.
+    async fn asking<T, F: Future<Output = RedisResult<T>>>(
+        &self,
+        node: &Node,
+        command: &impl Fn(MultiplexedConnection) -> F,
+    ) -> RedisResult<T> {
+        let attempt = async {
+            let mut conn = node.private_connection().await?;
+            redis::cmd("ASKING").exec_async(&mut conn).await?;
+            command(conn).await
+        };
+        tokio::time::timeout(self.timeout * 2, attempt)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
     }
 
     /// Our error for a failed command: a timeout (after ours), or what
@@ -907,40 +528,6 @@ impl RedisBackend {
         }
     }
 
-    /// A cluster probe's outcome. A node whose probes keep failing may be
-    /// served through a connection whose slot discovery is stuck: a new
-    /// connection is formed from the seeds in the background and replaces
-    /// the old one once ready, ever less often while that does not help. A
-    /// node that answered again reads the slot layout anew, which a
-    /// failover changed.
-    fn after_probe(&self, cluster: &Arc<Cluster>, node: &Node, outcome: Outcome) {
-        if outcome == Outcome::Answered {
-            node.failed_probes.store(0, Ordering::Relaxed);
-            cluster
-                .rebuild_every
-                .store(millis(REBUILD_EVERY), Ordering::Relaxed);
-            if cluster.due(&cluster.last_layout, REBUILD_EVERY) {
-                cluster.refresh_layout();
-            }
-            return;
-        }
-        let failed = node.failed_probes.fetch_add(1, Ordering::Relaxed) + 1;
-        let every = Duration::from_millis(cluster.rebuild_every.load(Ordering::Relaxed));
-        if failed >= REBUILD_AFTER && cluster.due(&cluster.last_rebuild, every) {
-            node.failed_probes.store(0, Ordering::Relaxed);
-            cluster.rebuild_every.store(
-                millis((every * 2).min(MAX_REBUILD_EVERY)),
-                Ordering::Relaxed,
-            );
-            tracing::warn!(
-                node = %node.name,
-                "cachefw: Redis Cluster probes keep failing; forming a new connection from \
-                 the seed nodes"
-            );
-            cluster.connect_in_background();
-        }
-    }
-
     async fn query<T: FromRedisValue>(
         &self,
         op: &'static str,
@@ -948,8 +535,10 @@ impl RedisBackend {
         command: &Cmd,
     ) -> Result<T, Error> {
         let node = self.node_for(key);
-        self.run(op, key, &node, async |link| command.query_async(link).await)
-            .await
+        self.run(op, key, &node, |mut conn| async move {
+            command.query_async(&mut conn).await
+        })
+        .await
     }
 
     /// Takes the lease on `key` if it is empty or holds exactly `over`;
@@ -1033,8 +622,14 @@ impl RedisBackend {
     }
 
     /// One round trip, to open the connection now rather than on the first
-    /// command.
+    /// command; on a cluster, the slot layout is read first.
     pub(crate) async fn ping(&self) -> Result<(), Error> {
+        if let Target::Cluster(cluster) = &self.target
+            && cluster.topology.load().layout.is_none()
+            && !cluster.read_layout().await
+        {
+            cluster.refresh();
+        }
         self.query("PING", "", &redis::cmd("PING")).await
     }
 
@@ -1043,95 +638,33 @@ impl RedisBackend {
     /// round trip. The breakers are left as they are: a readiness probe
     /// must not decide for the calls.
     pub(crate) async fn ping_now(&self) -> Result<Duration, Error> {
-        let failed = |node: &str, source: RedisError| self.error_of("PING", node, source);
-        match &self.target {
-            Target::Single(single) => {
-                let started = Instant::now();
-                let attempt = async {
-                    let (mut conn, id) = single
-                        .conn
-                        .get(self.timeout, || {
-                            single
-                                .client
-                                .get_multiplexed_async_connection_with_config(&single.config)
-                        })
-                        .await?;
-                    let result = redis::cmd("PING").query_async::<()>(&mut conn).await;
-                    if let Err(error) = &result
-                        && outcome_of(error) != Outcome::Answered
-                    {
-                        single.conn.discard(id);
-                    }
-                    result
-                };
-                tokio::time::timeout(self.timeout, attempt)
-                    .await
-                    .unwrap_or_else(|_| Err(timed_out()))
-                    .map_err(|source| failed(&single.node.name, source))?;
-                Ok(started.elapsed())
-            }
-            Target::Cluster(cluster) => {
-                let names: Vec<String> = {
-                    let topology = cluster.topology.load();
-                    match topology.known {
-                        true => topology
-                            .nodes
-                            .iter()
-                            .map(|node| node.name.clone())
-                            .collect(),
-                        false => Vec::new(),
-                    }
-                };
-                let conn = tokio::time::timeout(self.timeout, cluster.connection(self.timeout))
-                    .await
-                    .unwrap_or_else(|_| Err(timed_out()))
-                    .map_err(|source| failed("cluster", source))?;
-                let ping_one = |routing: RoutingInfo, name: String| {
-                    let mut conn = (*conn).clone();
-                    async move {
-                        let started = Instant::now();
-                        let ping = redis::cmd("PING");
-                        let result =
-                            tokio::time::timeout(self.timeout, conn.route_command(ping, routing))
-                                .await
-                                .unwrap_or_else(|_| Err(timed_out()));
-                        result
-                            .map(|_| started.elapsed())
-                            .map_err(|source| failed(&name, source))
-                    }
-                };
-                let pings: Vec<_> = if names.is_empty() {
-                    vec![ping_one(
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-                        "cluster".to_owned(),
-                    )]
-                } else {
-                    names
-                        .into_iter()
-                        .map(|name| {
-                            let (host, port) = name
-                                .rsplit_once(':')
-                                .and_then(|(host, port)| {
-                                    Some((host.to_owned(), port.parse().ok()?))
-                                })
-                                .unwrap_or_default();
-                            ping_one(
-                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                                    host,
-                                    port,
-                                }),
-                                name,
-                            )
-                        })
-                        .collect()
-                };
-                let mut slowest = Duration::ZERO;
-                for result in futures_util::future::join_all(pings).await {
-                    slowest = slowest.max(result?);
+        let nodes: Vec<Arc<Node>> = match &self.target {
+            Target::Single(node) => vec![node.clone()],
+            Target::Cluster(cluster) => cluster.topology.load().nodes.clone(),
+        };
+        let pings = nodes.iter().map(|node| async move {
+            let started = Instant::now();
+            let attempt = async {
+                let (mut conn, id) = node.connection(self.timeout).await?;
+                let result = redis::cmd("PING").query_async::<()>(&mut conn).await;
+                if let Err(error) = &result
+                    && outcome_of(error) != Outcome::Answered
+                {
+                    node.discard(id);
                 }
-                Ok(slowest)
-            }
+                result
+            };
+            tokio::time::timeout(self.timeout, attempt)
+                .await
+                .unwrap_or_else(|_| Err(timed_out()))
+                .map(|()| started.elapsed())
+                .map_err(|source| self.error_of("PING", &node.name, source))
+        });
+        let mut slowest = Duration::ZERO;
+        for result in futures_util::future::join_all(pings).await {
+            slowest = slowest.max(result?);
         }
+        Ok(slowest)
     }
 
     /// The value at `key`; [`Error::ValueTooLarge`] for a value larger than
@@ -1159,34 +692,40 @@ impl RedisBackend {
         Ok(removed > 0)
     }
 
-    /// `UNLINK`s every key, in batches; on a cluster, one batch per node
-    /// through that node's breaker. The first failure is returned after
-    /// every batch was tried.
+    /// `UNLINK`s every key, in batches; on a cluster, one batch per slot
+    /// (a command's keys must share one), each through its node's breaker,
+    /// all sent at once on the nodes' multiplexed connections. The first
+    /// failure is returned after every batch was tried.
     pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64, Error> {
-        let mut groups: Vec<(NodeRef<'_>, Vec<&String>)> = Vec::new();
+        let cluster = matches!(self.target, Target::Cluster(_));
+        let mut groups: Vec<(u16, Vec<&String>)> = Vec::new();
         for key in keys {
-            let node = self.node_for(key);
-            match groups.iter_mut().find(|(n, _)| n.name == node.name) {
+            let slot = if cluster { slot_of(key.as_bytes()) } else { 0 };
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
                 Some((_, group)) => group.push(key),
-                None => groups.push((node, vec![key])),
+                None => groups.push((slot, vec![key])),
             }
         }
-        let mut removed = 0;
-        let mut failure = None;
-        for (node, group) in &groups {
-            for batch in group.chunks(BATCH) {
+        let batches = groups
+            .iter()
+            .flat_map(|(_, group)| group.chunks(BATCH))
+            .map(|batch| async move {
+                let first = batch.first().map_or("", |key| key.as_str());
+                let node = self.node_for(first);
                 let mut command = redis::cmd("UNLINK");
                 command.arg(batch);
-                let first = batch.first().map_or("", |key| key.as_str());
-                match self
-                    .run("UNLINK", first, node, async |link| {
-                        command.query_async::<u64>(link).await
-                    })
-                    .await
-                {
-                    Ok(count) => removed += count,
-                    Err(error) => failure = failure.or(Some(error)),
-                }
+                let command = &command;
+                self.run("UNLINK", first, &node, |mut conn| async move {
+                    command.query_async::<u64>(&mut conn).await
+                })
+                .await
+            });
+        let mut removed = 0;
+        let mut failure = None;
+        for result in futures_util::future::join_all(batches).await {
+            match result {
+                Ok(count) => removed += count,
+                Err(error) => failure = failure.or(Some(error)),
             }
         }
         match failure {
@@ -1229,11 +768,20 @@ impl RedisBackend {
                         .arg(0)
                         .arg(self.read_end);
                 }
+                let pipeline = &pipeline;
                 let reply = self
-                    .run("GETRANGE", first, &node, async |link| {
-                        pipeline
-                            .query_async::<Vec<RedisResult<Vec<u8>>>>(link)
-                            .await
+                    .run("GETRANGE", first, &node, |mut conn| async move {
+                        let mut values = pipeline
+                            .query_async::<Vec<RedisResult<Vec<u8>>>>(&mut conn)
+                            .await?;
+                        // The keys share a slot: a redirect of one is a
+                        // redirect of the batch, to follow as one.
+                        match values.first_mut() {
+                            Some(Err(error)) if error.redirect_node().is_some() => {
+                                Err(std::mem::replace(error, timed_out()))
+                            }
+                            _ => Ok(values),
+                        }
                     })
                     .await;
                 (batch, reply)
@@ -1369,27 +917,12 @@ impl RedisBackend {
             let (next, keys): (u64, Vec<String>) = match node {
                 None => self.query("SCAN", pattern, &scan).await?,
                 Some(address) => {
-                    let (host, port) = address
-                        .rsplit_once(':')
-                        .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
-                        .unwrap_or_default();
-                    let routing =
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
-                    let guard = self.node_named(address);
-                    let reply = self
-                        .run("SCAN", pattern, &guard, async |link| match link {
-                            Link::Cluster(conn) => conn.route_command(scan, routing).await,
-                            Link::Single(conn) => scan.query_async(conn).await,
-                        })
-                        .await?;
-                    redis::from_redis_value(reply).map_err(|source| Error::Redis {
-                        op: "SCAN",
-                        key: pattern.to_owned(),
-                        source: RedisFailure {
-                            error: source.into(),
-                            outage: false,
-                        },
-                    })?
+                    let node = self.node_named(address);
+                    let scan = &scan;
+                    self.run("SCAN", pattern, &node, |mut conn| async move {
+                        scan.query_async(&mut conn).await
+                    })
+                    .await?
                 }
             };
             if !keys.is_empty() {
@@ -1405,16 +938,8 @@ impl RedisBackend {
     /// The node of that name, for commands routed by address.
     fn node_named(&self, name: &str) -> NodeRef<'_> {
         match &self.target {
-            Target::Single(single) => NodeRef::Single(&single.node),
-            Target::Cluster(cluster) => {
-                let topology = cluster.topology.load();
-                let node = topology
-                    .nodes
-                    .iter()
-                    .find(|node| node.name == name)
-                    .unwrap_or(&topology.nodes[0]);
-                NodeRef::Cluster(node.clone())
-            }
+            Target::Single(node) => NodeRef::Single(node),
+            Target::Cluster(cluster) => NodeRef::Cluster(cluster.node_named(name)),
         }
     }
 }
@@ -1450,8 +975,8 @@ impl RedisBackend {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, Error> {
         let node = self.node_for(key);
-        self.run(op, key, &node, async |link| {
-            invocation.invoke_async(link).await
+        self.run(op, key, &node, |mut conn| async move {
+            invocation.invoke_async(&mut conn).await
         })
         .await
     }
@@ -1862,13 +1387,6 @@ mod tests {
     fn scan_patterns_escape_globs() {
         assert_eq!(scan_pattern(r"s*p:v3:a*b?[c]\"), r"s\*p:v3:a\*b\?\[c\]\\*");
         assert_eq!(scan_pattern(""), "*");
-    }
-
-    #[test]
-    fn slots_follow_hash_tags() {
-        assert_eq!(slot_of(b"123456789"), 0x31C3 % SLOTS as u16);
-        assert_eq!(slot_of(b"{user1000}.following"), slot_of(b"user1000"));
-        assert_eq!(slot_of(b"foo{}{bar}"), slot_of(b"foo{}{bar}"));
     }
 
     #[test]
