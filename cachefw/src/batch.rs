@@ -516,34 +516,60 @@ impl Inner {
         let mut writes = Vec::new();
         for (at, leader, guard) in ours {
             let value = found.remove(&fulls[at][prefix..]);
-            match &value {
-                Some(value) => leader.publish(Arc::new(Entry::Value(value.clone()))),
-                None => leader.fail(),
-            }
+            let stored = match (&guard, &value) {
+                (Some(_), Some(value)) => self.stored_bytes(&fulls[at], value, policy, delta_ms),
+                _ => None,
+            };
+            // A value that is filled under our lease goes to the followers
+            // once the fill is answered (as a single-key load's does, see
+            // `aside.rs`): a fill refused because the key was evicted or
+            // written meanwhile makes them load again.
+            let leader = match (&value, &stored) {
+                (Some(_), Some(_)) => Some(leader),
+                (Some(value), None) => {
+                    leader.publish(Arc::new(Entry::Value(value.clone())));
+                    None
+                }
+                (None, _) => {
+                    leader.fail();
+                    None
+                }
+            };
             if let Some(guard) = guard {
-                let stored = value
-                    .as_ref()
-                    .and_then(|value| self.stored_bytes(&fulls[at], value, policy, delta_ms));
-                writes.push((at, guard, stored));
+                let entry = value.clone().map(Entry::Value);
+                writes.push((at, guard, stored, leader, entry));
             }
             answers.push((at, value));
         }
         // Every fill, and every release of a lease with nothing to store,
         // sent at once on the multiplexed connection.
-        let sent = writes.into_iter().map(|(at, guard, stored)| async move {
-            let Some((bytes, ttl_ms)) = stored else {
-                return guard.release().await;
-            };
-            let filled = self
-                .backend()
-                .fill(&fulls[at], guard.marker(), bytes, ttl_ms)
-                .await;
-            self.near_written(&fulls[at]);
-            match self.observe(filled) {
-                Ok(_) => guard.filled(),
-                Err(_) => drop(guard),
-            }
-        });
+        let sent = writes
+            .into_iter()
+            .map(|(at, guard, stored, leader, entry)| async move {
+                let Some((bytes, ttl_ms)) = stored else {
+                    return guard.release().await;
+                };
+                let filled = self
+                    .backend()
+                    .fill(&fulls[at], guard.marker(), bytes, ttl_ms)
+                    .await;
+                let answered = Instant::now();
+                self.near_written(&fulls[at]);
+                // Refused while the lease still ran: the key was evicted or
+                // written meanwhile (see `aside.rs`).
+                let voided = matches!(&filled, Ok(false)) && guard.live_at(answered);
+                if let (Some(leader), Some(entry)) = (leader, entry) {
+                    if voided {
+                        leader.publish_voided(Arc::new(entry));
+                    } else {
+                        leader.publish(Arc::new(entry));
+                    }
+                }
+                match self.observe(filled) {
+                    Ok(_) => guard.filled(),
+                    Err(_) => drop(guard),
+                }
+            });
         futures_util::future::join_all(sent).await;
         Ok(answers)
     }

@@ -13,6 +13,7 @@ mod cluster_faults;
 mod faults;
 mod harness;
 mod read_your_writes;
+mod read_your_writes_batch;
 mod read_your_writes_soak;
 mod recovery;
 mod soak;
