@@ -342,8 +342,9 @@ impl Inner {
             waited
         };
         let load = self.load_ours::<T, E, F, Fut>(&fulls, distinct.len(), ours, policy, loader);
-        // Our load publishes before anyone waits on it, and waiting on
-        // others does not hold it up: overlapping batches cannot deadlock.
+        // Our load publishes (each value once its fill is answered) without
+        // waiting on anyone, and waiting on others does not hold it up:
+        // overlapping batches cannot deadlock.
         // A failed load returns at once (the waits are dropped, which frees
         // what they held).
         let (loaded, waited) = tokio::try_join!(load, async { Ok(followers.await) })?;
