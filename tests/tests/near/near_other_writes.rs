@@ -6,7 +6,7 @@
 //! hit ratio of at least 0.9 (it was 0.255 when a copy shared the fate of
 //! its stripe), and a written key still leaves the tier.
 //!
-//! `cargo test -p cachefw-tests --test near_other_writes -- --ignored
+//! `cargo test --workspace --test near near_other_writes -- --ignored
 //! --nocapture` prints the ratio at about 5k, 20k and 50k writes a second.
 
 use cachefw_tests::fixtures as common;
