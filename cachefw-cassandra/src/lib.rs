@@ -221,7 +221,9 @@ mod evict;
 mod key;
 mod life;
 mod outcome;
+mod page;
 mod patch;
+mod reads;
 mod repository;
 mod row;
 mod rows;
@@ -234,7 +236,8 @@ pub use cachefw_macros::Entity;
 pub use counter::NoCounter;
 pub use entity::{Entity, Statements, WriteMode};
 pub use error::Error;
-pub use repository::{DEFAULT_CLAIM_IDLE, Page, PageToken, Repository, SAVE_ALL_CHUNK};
+pub use page::{Page, PageToken};
+pub use repository::{DEFAULT_CLAIM_IDLE, Repository, SAVE_ALL_CHUNK};
 
 use scylla::client::session::Session;
 

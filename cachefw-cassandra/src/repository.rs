@@ -2,23 +2,21 @@
 //! Cassandra and the cache as the entity's [`WriteMode`] says.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cachefw::Cache;
-use futures_util::{StreamExt, TryStreamExt};
 use scylla::client::session::Session;
-use scylla::response::{PagingState, PagingStateResponse};
-use scylla::statement::prepared::PreparedStatement;
 
-use crate::behind::{self, Backlog, DEFAULT_DEAD_LETTER_AFTER, Stream};
+use crate::behind::policy::check_eviction_policy;
+use crate::behind::stream::Stream;
+use crate::behind::{self, Backlog, DEFAULT_DEAD_LETTER_AFTER};
 use crate::entity::{Entity, WriteMode};
 use crate::error::Error;
-use crate::life;
-use crate::row::Timed;
+use crate::page::{self, Page, PageToken};
+use crate::reads::Reads;
 use crate::rows::RowLocks;
 use crate::table::Table;
-use crate::through::{self, Read};
-use crate::writes::Writes;
+use crate::writes::{Writes, refuse_counters};
 
 /// How long a write-behind record may stay unacknowledged by the flusher
 /// that took it before another flusher takes it over (see
@@ -28,9 +26,6 @@ use crate::writes::Writes;
 /// assert_eq!(cachefw_cassandra::DEFAULT_CLAIM_IDLE.as_secs(), 30);
 /// ```
 pub const DEFAULT_CLAIM_IDLE: Duration = Duration::from_secs(30);
-
-/// How many keys [`Repository::find_many`] reads at once.
-const FIND_MANY_CONCURRENCY: usize = 32;
 
 /// How many rows [`Repository::save_all`] writes per batch by default.
 ///
@@ -44,36 +39,6 @@ const FIND_MANY_CONCURRENCY: usize = 32;
 /// assert_eq!(1_000_usize.div_ceil(cachefw_cassandra::SAVE_ALL_CHUNK), 32);
 /// ```
 pub const SAVE_ALL_CHUNK: usize = 32;
-
-/// Where a [`Repository::find_partition_page`] left off: pass it back for the
-/// next page. Its bytes can travel through an API (base64 them) and come
-/// back with [`PageToken::from_bytes`].
-#[derive(Clone, Debug)]
-pub struct PageToken(PagingState);
-
-impl PageToken {
-    /// The token's bytes, opaque.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.0
-            .as_bytes_slice()
-            .map(|bytes| bytes.to_vec())
-            .unwrap_or_default()
-    }
-
-    /// A token from bytes given out by [`to_bytes`](Self::to_bytes).
-    pub fn from_bytes(bytes: &[u8]) -> Self {
-        Self(PagingState::new_from_raw_bytes(bytes))
-    }
-}
-
-/// One page of a partition, and the token of the next if there is one.
-#[derive(Clone, Debug)]
-pub struct Page<T> {
-    /// The rows, in clustering order.
-    pub rows: Vec<T>,
-    /// The token of the next page; `None` on the last.
-    pub next: Option<PageToken>,
-}
 
 /// The table of entity `T`, read through a [`Cache`].
 ///
@@ -135,7 +100,7 @@ impl<T: Entity> Repository<T> {
                     backend: cache.backend_name(),
                 });
             }
-            behind::check_eviction_policy(&cache, T::TABLE)
+            check_eviction_policy(&cache, T::TABLE)
                 .await
                 .map_err(|policy| Error::EvictionPolicy {
                     table: T::TABLE,
@@ -185,13 +150,7 @@ impl<T: Entity> Repository<T> {
     ///
     /// When Cassandra refuses the DDL or a statement.
     pub async fn create_table(&self) -> Result<(), Error> {
-        let statement = T::CQL.create_table;
-        self.table
-            .session
-            .query_unpaged(statement, &[])
-            .await
-            .map_err(|source| Error::execution(Table::<T>::name(), statement, source))?;
-        self.table.prepare_all().await
+        self.table.create().await
     }
 
     fn writes(&self) -> Writes<'_, T> {
@@ -199,6 +158,13 @@ impl<T: Entity> Repository<T> {
             table: &self.table,
             cache: &self.cache,
             rows: &self.rows,
+        }
+    }
+
+    fn reads(&self) -> Reads<'_, T> {
+        Reads {
+            table: &self.table,
+            cache: &self.cache,
         }
     }
 
@@ -307,42 +273,8 @@ impl<T: Entity> Repository<T> {
             "save_with_ttl",
             "Cassandra cannot INSERT into it, nor give a counter a TTL",
         )?;
-        let refuse = |reason| Error::RowTtl {
-            table: T::TABLE,
-            reason,
-        };
-        if T::CQL.select_with_ttl.is_none() {
-            return Err(refuse(
-                "the entity has no regular column that is neither an Option nor a \
-                 collection, so the row's TTL() cannot be read back",
-            ));
-        }
-        let select = self
-            .table
-            .select(
-                &self.table.prepared.select,
-                T::CQL.select_with_ttl,
-                T::CQL.select,
-            )
-            .await?;
-        if !select.reads_ttl {
-            return Err(refuse("the server cannot read TTL()"));
-        }
-        let cql = T::CQL.insert_with_ttl;
-        let statement = self
-            .table
-            .prepared(&self.table.prepared.insert_with_ttl, cql)
-            .await?;
-        if statement.get_variable_col_specs().len() != T::COLUMNS + 1 {
-            return Err(refuse("the server ignores `USING TTL ?` in an INSERT"));
-        }
-        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        // Past i32::MAX seconds Cassandra refuses the TTL itself (its limit
-        // is 20 years), which is the error to show.
-        let seconds = i32::try_from(seconds.max(1)).unwrap_or(i32::MAX);
-        self.writes()
-            .save_with_ttl(statement, entity, seconds)
-            .await
+        let statement = self.table.insert_with_ttl_statement().await?;
+        self.writes().save_with_ttl(statement, entity, ttl).await
     }
 
     /// Writes `entity` only if no row has its key (a lightweight
@@ -440,10 +372,7 @@ impl<T: Entity> Repository<T> {
     ///
     /// When Cassandra fails; a cache failure is served from Cassandra.
     pub async fn find(&self, key: &T::Key) -> Result<Option<T>, Error> {
-        through::read_through(&self.cache, &T::cache_key(key), T::TTL, || {
-            self.load_row(key)
-        })
-        .await
+        self.reads().find(key).await
     }
 
     /// The rows with `keys`, aligned with them, as [`find`](Self::find)
@@ -476,112 +405,7 @@ impl<T: Entity> Repository<T> {
     ///
     /// The first Cassandra failure among the reads (nothing is cached then).
     pub async fn find_many(&self, keys: &[T::Key]) -> Result<Vec<Option<T>>, Error> {
-        let cache_keys: Vec<String> = keys.iter().map(T::cache_key).collect();
-        let refs: Vec<&str> = cache_keys.iter().map(String::as_str).collect();
-        let by_cache_key: std::collections::HashMap<&str, &T::Key> =
-            refs.iter().copied().zip(keys).collect();
-        // What the loader was asked, and the rows it read that expire too
-        // soon to cache (returned all the same).
-        let mut asked = std::collections::HashSet::new();
-        let mut shorter = std::collections::HashMap::new();
-        let found = self
-            .cache
-            .get_or_load_many(&refs, T::TTL, |missing: Vec<String>| async {
-                let mut reads = Vec::with_capacity(missing.len());
-                for cache_key in &missing {
-                    if let Some(key) = by_cache_key.get(cache_key.as_str()) {
-                        reads.push(async move { (cache_key.clone(), self.load_row(key).await) });
-                    }
-                }
-                let rows: Vec<(String, Result<Read<T>, Error>)> = futures_util::stream::iter(reads)
-                    .buffered(FIND_MANY_CONCURRENCY)
-                    .collect()
-                    .await;
-                let now = Instant::now();
-                let mut cached = std::collections::HashMap::with_capacity(rows.len());
-                for (cache_key, read) in rows {
-                    let read = read?;
-                    let Some(value) = read.value else { continue };
-                    match life::remaining(read.expiry, now) {
-                        Some(life) if life < T::TTL => {
-                            shorter.insert(cache_key, value);
-                        }
-                        _ => {
-                            cached.insert(cache_key, value);
-                        }
-                    }
-                }
-                asked.extend(missing);
-                Ok::<_, Error>(cached)
-            })
-            .await?;
-        let mut rows = Vec::with_capacity(keys.len());
-        let mut again = Vec::new();
-        for (at, (cache_key, value)) in cache_keys.iter().zip(found).enumerate() {
-            rows.push(match value {
-                Some(value) => Some(value),
-                None => match shorter.get(cache_key) {
-                    Some(value) => Some(value.clone()),
-                    None => {
-                        if !asked.contains(cache_key) {
-                            again.push(at);
-                        }
-                        None
-                    }
-                },
-            });
-        }
-        // Waited for, and the other load gave nothing: read as `find` does.
-        // A loop, not a closure over `find`: a closure's future would not
-        // be `Send` for every lifetime of the key it borrows.
-        let mut reads = Vec::with_capacity(again.len());
-        for at in &again {
-            if let Some(key) = keys.get(*at) {
-                reads.push(self.find(key));
-            }
-        }
-        let reread: Vec<Option<T>> = futures_util::stream::iter(reads)
-            .buffered(FIND_MANY_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (at, value) in again.into_iter().zip(reread) {
-            if let Some(row) = rows.get_mut(at) {
-                *row = value;
-            }
-        }
-        Ok(rows)
-    }
-
-    async fn load_row(&self, key: &T::Key) -> Result<Read<T>, Error> {
-        let select = self
-            .table
-            .select(
-                &self.table.prepared.select,
-                T::CQL.select_with_ttl,
-                T::CQL.select,
-            )
-            .await?;
-        let sent = Instant::now();
-        let row = self
-            .table
-            .session
-            .execute_unpaged(&select.statement, T::key_values(key))
-            .await
-            .map_err(|source| Error::execution(Table::<T>::name(), select.text, source))?
-            .into_rows_result()
-            .map_err(|source| Error::execute(select.text, source))?
-            .maybe_first_row::<Timed<T>>()
-            .map_err(|source| Error::execute(select.text, source))?;
-        Ok(match row {
-            Some(row) => Read {
-                expiry: row.ttl_seconds.map(|ttl| life::expiry(sent, ttl)),
-                value: Some(row.entity),
-            },
-            None => Read {
-                value: None,
-                expiry: None,
-            },
-        })
+        self.reads().find_many(keys).await
     }
 
     /// Deletes the row with `key`, then evicts its cached entries. With
@@ -611,58 +435,7 @@ impl<T: Entity> Repository<T> {
     ///
     /// When Cassandra fails.
     pub async fn find_partition(&self, partition: &T::Partition) -> Result<Vec<T>, Error> {
-        if !T::CACHE_PARTITIONS {
-            // Not cached: the rows' TTLs are not needed.
-            let cql = T::CQL.select_partition;
-            let statement = self
-                .table
-                .prepared(&self.table.prepared.select_partition_page, cql)
-                .await?;
-            let read = self.load_partition(partition, statement, cql).await?;
-            return Ok(read.value.unwrap_or_default());
-        }
-        let key = T::partition_cache_key(partition);
-        let rows = through::read_through(&self.cache, &key, T::TTL, || async {
-            let select = self
-                .table
-                .select(
-                    &self.table.prepared.select_partition,
-                    T::CQL.select_partition_with_ttl,
-                    T::CQL.select_partition,
-                )
-                .await?;
-            self.load_partition(partition, &select.statement, select.text)
-                .await
-        })
-        .await?;
-        Ok(rows.unwrap_or_default())
-    }
-
-    /// Every row of `partition` through `statement` (text `cql`), page by
-    /// page, and the earliest any of them expires.
-    async fn load_partition(
-        &self,
-        partition: &T::Partition,
-        statement: &PreparedStatement,
-        cql: &'static str,
-    ) -> Result<Read<Vec<T>>, Error> {
-        let sent = Instant::now();
-        let rows: Vec<Timed<T>> = self
-            .table
-            .session
-            .execute_iter(statement.clone(), T::partition_values(partition))
-            .await
-            .map_err(|source| Error::execute(cql, source))?
-            .rows_stream::<Timed<T>>()
-            .map_err(|source| Error::execute(cql, source))?
-            .try_collect()
-            .await
-            .map_err(|source| Error::execute(cql, source))?;
-        let least = rows.iter().filter_map(|row| row.ttl_seconds).min();
-        Ok(Read {
-            value: Some(rows.into_iter().map(|row| row.entity).collect()),
-            expiry: least.map(|ttl| life::expiry(sent, ttl)),
-        })
+        self.reads().find_partition(partition).await
     }
 
     /// One page of `partition` of at most `page_size` rows, starting where
@@ -677,33 +450,7 @@ impl<T: Entity> Repository<T> {
         page_size: i32,
         from: Option<&PageToken>,
     ) -> Result<Page<T>, Error> {
-        let cql = T::CQL.select_partition;
-        let mut statement = self
-            .table
-            .prepared(&self.table.prepared.select_partition_page, cql)
-            .await?
-            .clone();
-        statement.set_page_size(page_size.max(1));
-        let state = from.map_or_else(PagingState::start, |token| token.0.clone());
-        let (result, next) = self
-            .table
-            .session
-            .execute_single_page(&statement, T::partition_values(partition), state)
-            .await
-            .map_err(|source| Error::execution(Table::<T>::name(), cql, source))?;
-        let rows = result
-            .into_rows_result()
-            .map_err(|source| Error::execute(cql, source))?
-            .rows::<Timed<T>>()
-            .map_err(|source| Error::execute(cql, source))?
-            .map(|row| row.map(|row| row.entity))
-            .collect::<Result<Vec<T>, _>>()
-            .map_err(|source| Error::execute(cql, source))?;
-        let next = match next {
-            PagingStateResponse::HasMorePages { state } => Some(PageToken(state)),
-            PagingStateResponse::NoMorePages => None,
-        };
-        Ok(Page { rows, next })
+        page::find_partition_page(&self.table, partition, page_size, from).await
     }
 
     /// Writes every entity, in logged batches of [`batch_rows`](Self::batch_rows)
@@ -728,16 +475,7 @@ impl<T: Entity> Repository<T> {
     /// refused it. [`Error::CounterTable`] for a table of counters.
     pub async fn save_all(&self, entities: &[T]) -> Result<(), Error> {
         refuse_counters::<T>("save_all", "Cassandra cannot INSERT into it")?;
-        let writes = self.writes();
-        let mut start = 0;
-        for chunk in entities.chunks(self.batch_rows) {
-            let end = start + chunk.len();
-            let label =
-                |cql: &str| format!("BATCH of rows {start}..{end} of {}: {cql}", entities.len());
-            writes.save_batch(chunk, label).await?;
-            start = end;
-        }
-        Ok(())
+        self.writes().save_all(entities, self.batch_rows).await
     }
 
     /// The cache this repository reads through.
@@ -856,11 +594,7 @@ impl<T: Entity> Repository<T> {
     /// [`Error::Stream`] when Redis does not answer (the letters moved
     /// before stay moved; the others stay dead letters).
     pub async fn replay_dead(&self) -> Result<u64, Error> {
-        if self.cache.backend_name() != "redis" {
-            return Ok(0);
-        }
-        self.stream
-            .replay_dead()
+        behind::replay_dead(&self.cache, &self.stream)
             .await
             .map_err(|source| Error::Stream {
                 table: T::TABLE,
@@ -900,17 +634,4 @@ impl<T: Entity> Repository<T> {
                 source: Box::new(source),
             })
     }
-}
-
-/// [`Error::CounterTable`] for `call` on a table of counters.
-fn refuse_counters<T: Entity>(call: &'static str, reason: &'static str) -> Result<(), Error> {
-    if T::COUNTERS.is_empty() {
-        return Ok(());
-    }
-    Err(Error::CounterTable {
-        table: T::TABLE,
-        call,
-        counters: T::COUNTERS.join(", "),
-        reason,
-    })
 }

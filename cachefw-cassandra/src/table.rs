@@ -1,10 +1,14 @@
 //! [`Table`]: an entity's table as the driver sees it, shared by a
 //! repository and its flushers: the session, the statements (prepared on
-//! first use), and the writes that carry their own timestamp.
+//! first use), the reads (a row, a partition, with the rows' `TTL()`), and
+//! the writes that carry their own timestamp.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+
+use futures_util::TryStreamExt;
 
 use scylla::client::session::Session;
 use scylla::errors::{DbError, PrepareError, RequestAttemptError};
@@ -14,12 +18,16 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{Counter, CqlValue, Row};
 use tokio::sync::OnceCell;
 
-use crate::behind::{Raw, Record, Schema};
+use crate::behind::columns::{Raw, Schema};
+use crate::behind::record::Record;
 use crate::bind::Then;
 use crate::entity::Entity;
 use crate::error::Error;
+use crate::life;
 use crate::outcome::{self, Outcome};
 use crate::patch::{self, Patched};
+use crate::row::Timed;
+use crate::through::Read;
 
 /// A select as prepared: with the `TTL()` columns, or without them on a
 /// server that cannot parse them.
@@ -92,6 +100,16 @@ impl<T: Entity> Table<T> {
         (T::KEYSPACE, T::TABLE)
     }
 
+    /// Creates the table if it does not exist, then prepares the statements.
+    pub(crate) async fn create(&self) -> Result<(), Error> {
+        let statement = T::CQL.create_table;
+        self.session
+            .query_unpaged(statement, &[])
+            .await
+            .map_err(|source| Error::execution(Self::name(), statement, source))?;
+        self.prepare_all().await
+    }
+
     pub(crate) async fn prepare_all(&self) -> Result<(), Error> {
         let cql = T::CQL;
         let p = &self.prepared;
@@ -140,7 +158,7 @@ impl<T: Entity> Table<T> {
     /// The select with its `TTL()` columns, or the plain one on a server
     /// that cannot parse `TTL()` (kassandra, which never expires rows
     /// either) or for an entity with no column whose `TTL()` can be read.
-    pub(crate) async fn select<'a>(
+    async fn select<'a>(
         &self,
         cell: &'a OnceCell<Select>,
         with_ttl: Option<&'static str>,
@@ -179,6 +197,123 @@ impl<T: Entity> Table<T> {
             })
         })
         .await
+    }
+
+    /// The row with `key`, and when it expires (from its `TTL()`, where
+    /// the server reads it).
+    pub(crate) async fn select_row(&self, key: &T::Key) -> Result<Read<T>, Error> {
+        let select = self
+            .select(&self.prepared.select, T::CQL.select_with_ttl, T::CQL.select)
+            .await?;
+        let sent = Instant::now();
+        let row = self
+            .session
+            .execute_unpaged(&select.statement, T::key_values(key))
+            .await
+            .map_err(|source| Error::execution(Self::name(), select.text, source))?
+            .into_rows_result()
+            .map_err(|source| Error::execute(select.text, source))?
+            .maybe_first_row::<Timed<T>>()
+            .map_err(|source| Error::execute(select.text, source))?;
+        Ok(match row {
+            Some(row) => Read {
+                expiry: row.ttl_seconds.map(|ttl| life::expiry(sent, ttl)),
+                value: Some(row.entity),
+            },
+            None => Read {
+                value: None,
+                expiry: None,
+            },
+        })
+    }
+
+    /// Every row of `partition`, page by page, without their `TTL()`s
+    /// (for a partition that is not cached: they are not needed).
+    pub(crate) async fn select_partition_untimed(
+        &self,
+        partition: &T::Partition,
+    ) -> Result<Read<Vec<T>>, Error> {
+        let cql = T::CQL.select_partition;
+        let statement = self
+            .prepared(&self.prepared.select_partition_page, cql)
+            .await?;
+        self.select_partition_with(partition, statement, cql).await
+    }
+
+    /// Every row of `partition`, page by page, and the earliest any of them
+    /// expires (from their `TTL()`, where the server reads it).
+    pub(crate) async fn select_partition(
+        &self,
+        partition: &T::Partition,
+    ) -> Result<Read<Vec<T>>, Error> {
+        let select = self
+            .select(
+                &self.prepared.select_partition,
+                T::CQL.select_partition_with_ttl,
+                T::CQL.select_partition,
+            )
+            .await?;
+        self.select_partition_with(partition, &select.statement, select.text)
+            .await
+    }
+
+    /// Every row of `partition` through `statement` (text `cql`), page by
+    /// page, and the earliest any of them expires.
+    async fn select_partition_with(
+        &self,
+        partition: &T::Partition,
+        statement: &PreparedStatement,
+        cql: &'static str,
+    ) -> Result<Read<Vec<T>>, Error> {
+        let sent = Instant::now();
+        let rows: Vec<Timed<T>> = self
+            .session
+            .execute_iter(statement.clone(), T::partition_values(partition))
+            .await
+            .map_err(|source| Error::execute(cql, source))?
+            .rows_stream::<Timed<T>>()
+            .map_err(|source| Error::execute(cql, source))?
+            .try_collect()
+            .await
+            .map_err(|source| Error::execute(cql, source))?;
+        let least = rows.iter().filter_map(|row| row.ttl_seconds).min();
+        Ok(Read {
+            value: Some(rows.into_iter().map(|row| row.entity).collect()),
+            expiry: least.map(|ttl| life::expiry(sent, ttl)),
+        })
+    }
+
+    /// The prepared `INSERT … USING TTL ?`, once it is known that a cached
+    /// copy of a row written with it cannot outlive the row.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RowTtl`] when the entity has no column whose `TTL()` tells
+    /// the row's, or the server cannot read `TTL()` or ignores `USING TTL`;
+    /// when preparing fails.
+    pub(crate) async fn insert_with_ttl_statement(&self) -> Result<&PreparedStatement, Error> {
+        let refuse = |reason| Error::RowTtl {
+            table: T::TABLE,
+            reason,
+        };
+        if T::CQL.select_with_ttl.is_none() {
+            return Err(refuse(
+                "the entity has no regular column that is neither an Option nor a \
+                 collection, so the row's TTL() cannot be read back",
+            ));
+        }
+        let select = self
+            .select(&self.prepared.select, T::CQL.select_with_ttl, T::CQL.select)
+            .await?;
+        if !select.reads_ttl {
+            return Err(refuse("the server cannot read TTL()"));
+        }
+        let cql = T::CQL.insert_with_ttl;
+        let statement = self.prepared(&self.prepared.insert_with_ttl, cql).await?;
+        if statement.get_variable_col_specs().len() != T::COLUMNS + 1 {
+            return Err(refuse("the server ignores `USING TTL ?` in an INSERT"));
+        }
+        Ok(statement)
     }
 
     /// Runs one write with the timestamp `at` (µs since the epoch), if

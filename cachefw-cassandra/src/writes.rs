@@ -29,13 +29,16 @@
 //! a caller cut off at any await leaves them evicted, never stale.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use cachefw::__private::versioned::{self, Peeked, Stored};
 use cachefw::Cache;
 use futures_util::StreamExt;
 use scylla::statement::prepared::PreparedStatement;
 
-use crate::behind::{self, Stream};
+use crate::behind::columns::Schema;
+use crate::behind::record::{Fields, patch as patch_record, save as save_record};
+use crate::behind::stream::{CAPACITY, Stream, StreamError};
 use crate::clock;
 use crate::entity::{Entity, WriteMode};
 use crate::error::Error;
@@ -150,10 +153,25 @@ impl<T: Entity> Writes<'_, T> {
         (!kept).then_some(entry)
     }
 
+    /// Every row of `entities`, in logged batches of `batch_rows` rows, one
+    /// after the other (see `Repository::save_all`); stops at the first
+    /// batch that fails.
+    pub(crate) async fn save_all(&self, entities: &[T], batch_rows: usize) -> Result<(), Error> {
+        let mut start = 0;
+        for chunk in entities.chunks(batch_rows) {
+            let end = start + chunk.len();
+            let label =
+                |cql: &str| format!("BATCH of rows {start}..{end} of {}: {cql}", entities.len());
+            self.save_batch(chunk, label).await?;
+            start = end;
+        }
+        Ok(())
+    }
+
     /// One logged batch of `rows` (see `Repository::save_all`): with
     /// invalidation the entries are evicted; otherwise the batch carries
     /// the call's timestamp and its rows are stored as that version.
-    pub(crate) async fn save_batch(
+    async fn save_batch(
         &self,
         rows: &[T],
         label: impl FnOnce(&str) -> String,
@@ -190,17 +208,21 @@ impl<T: Entity> Writes<'_, T> {
         Ok(())
     }
 
-    /// `row` written with `USING TTL` (`statement`, `seconds`), then its
-    /// entry evicted: a later read caches it no longer than it lives. With
-    /// write-through and write-behind the write carries the call's
-    /// timestamp and the eviction records it, so an older save still on
-    /// its way does not store its row afterwards.
+    /// `row` written with `USING TTL` (`statement`, `ttl` in whole seconds,
+    /// rounded up), then its entry evicted: a later read caches it no
+    /// longer than it lives. With write-through and write-behind the write
+    /// carries the call's timestamp and the eviction records it, so an
+    /// older save still on its way does not store its row afterwards.
     pub(crate) async fn save_with_ttl(
         &self,
         statement: &PreparedStatement,
         row: &T,
-        seconds: i32,
+        ttl: Duration,
     ) -> Result<(), Error> {
+        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        // Past i32::MAX seconds Cassandra refuses the TTL itself (its limit
+        // is 20 years), which is the error to show.
+        let seconds = i32::try_from(seconds.max(1)).unwrap_or(i32::MAX);
         let key = row.key();
         let _turn = self.turn(&key).await;
         let at = Self::stamp();
@@ -411,18 +433,17 @@ impl<T: Entity> Writes<'_, T> {
         let key = row.key();
         let _turn = self.rows.lock(&T::cache_key(&key)).await;
         let at = clock::now();
-        let appended =
-            match self.record(|schema, prefix| behind::save_record(schema, row, at, prefix)) {
-                Ok(fields) => stream.append(&fields).await,
-                Err(reason) => Err(behind::StreamError::Encode(reason)),
-            };
+        let appended = match self.record(|schema, prefix| save_record(schema, row, at, prefix)) {
+            Ok(fields) => stream.append(&fields).await,
+            Err(reason) => Err(StreamError::Encode(reason)),
+        };
         let guards = self.guards(&key);
         match appended {
             Ok(Some(_)) => {}
             Ok(None) => {
                 tracing::warn!(
                     table = T::TABLE,
-                    capacity = behind::CAPACITY,
+                    capacity = CAPACITY,
                     "cachefw-cassandra: the write-behind stream is full; saving to Cassandra"
                 );
                 return self
@@ -473,8 +494,8 @@ impl<T: Entity> Writes<'_, T> {
     /// and the cache's key prefix.
     fn record(
         &self,
-        make: impl FnOnce(&behind::Schema, &str) -> Result<behind::Fields, String>,
-    ) -> Result<behind::Fields, String> {
+        make: impl FnOnce(&Schema, &str) -> Result<Fields, String>,
+    ) -> Result<Fields, String> {
         let schema = self.table.schema().map_err(str::to_owned)?;
         make(schema, versioned::prefix(self.cache))
     }
@@ -490,12 +511,11 @@ impl<T: Entity> Writes<'_, T> {
     ) -> Result<(), Error> {
         let _turn = self.rows.lock(&T::cache_key(key)).await;
         let at = clock::now();
-        let appended = match self
-            .record(|schema, prefix| behind::patch_record::<T>(schema, key, patch, at, prefix))
-        {
-            Ok(fields) => stream.append(&fields).await,
-            Err(reason) => Err(behind::StreamError::Encode(reason)),
-        };
+        let appended =
+            match self.record(|schema, prefix| patch_record::<T>(schema, key, patch, at, prefix)) {
+                Ok(fields) => stream.append(&fields).await,
+                Err(reason) => Err(StreamError::Encode(reason)),
+            };
         let guards = self.guards(key);
         if !matches!(appended, Ok(Some(_))) {
             return self
@@ -576,4 +596,20 @@ impl<T: Entity> Writes<'_, T> {
             }
         }
     }
+}
+
+/// [`Error::CounterTable`] for `call` on a table of counters.
+pub(crate) fn refuse_counters<T: Entity>(
+    call: &'static str,
+    reason: &'static str,
+) -> Result<(), Error> {
+    if T::COUNTERS.is_empty() {
+        return Ok(());
+    }
+    Err(Error::CounterTable {
+        table: T::TABLE,
+        call,
+        counters: T::COUNTERS.join(", "),
+        reason,
+    })
 }

@@ -15,26 +15,22 @@
 //! Cassandra answers, it is retried until written, or until refused for
 //! `dead_letter_after` (then a dead letter, kept until replayed).
 
-mod columns;
+pub(crate) mod columns;
 mod flusher;
-mod policy;
-mod record;
-mod stream;
+pub(crate) mod policy;
+pub(crate) mod record;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cachefw::Cache;
 
-pub(crate) use columns::{Raw, Schema};
-pub(crate) use policy::check_eviction_policy;
-pub(crate) use record::{Fields, Record, patch as patch_record, save as save_record};
-pub(crate) use stream::{CAPACITY, Stream, StreamError};
-
 use crate::clock;
 use crate::entity::Entity;
 use crate::table::Table;
 use flusher::Flusher;
+use stream::{Stream, StreamError};
 
 /// How long a record may be refused by Cassandra before it goes to the
 /// dead-letter stream, unless set with
@@ -97,6 +93,15 @@ pub(crate) async fn backlog<T: Entity>(
     };
     publish(T::TABLE, backlog.pending, backlog.oldest, backlog.dead);
     Ok(backlog)
+}
+
+/// Moves the dead letters of `stream` back into it (see
+/// `Repository::replay_dead`); 0 over an in-memory cache.
+pub(crate) async fn replay_dead(cache: &Cache, stream: &Stream) -> Result<u64, StreamError> {
+    if cache.backend_name() != "redis" {
+        return Ok(0);
+    }
+    stream.replay_dead().await
 }
 
 /// How long ago a write with timestamp `at` (µs) happened.
