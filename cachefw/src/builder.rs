@@ -13,7 +13,9 @@ use crate::backend::breaker::{
 #[cfg(feature = "memory")]
 use crate::backend::memory::MemoryBackend;
 #[cfg(feature = "redis")]
-use crate::backend::redis::{Connect, RedisBackend, install_crypto_provider, mask_password};
+use crate::backend::redis::RedisBackend;
+#[cfg(feature = "redis")]
+use crate::backend::redis::config::{Connect, install_crypto_provider, mask_password};
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::error::Error;

@@ -17,7 +17,7 @@
 //! interval says: its first command that Redis answers closes the breaker,
 //! so no eviction waits for the breaker's growing interval. On one Redis
 //! the breaker meanwhile lets no other call probe ([`Rules::replay_first`];
-//! not on a cluster, see `redis.rs`), so the cache's first command after an
+//! not on a cluster, see `redis/run.rs`), so the cache's first command after an
 //! outage is the replay.
 
 use std::future::Future;
