@@ -1,5 +1,9 @@
 //! The commands: reads, writes and deletions of entries, prefix
 //! evictions, and pings; each through its node's breaker (`run.rs`).
+//!
+//! Entries are read with `GETRANGE key 0 max`, so that Redis never sends
+//! more than `max_value_size + 1` bytes of a value: a larger one is a miss
+//! that is never read in full.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

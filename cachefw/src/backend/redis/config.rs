@@ -1,5 +1,9 @@
 //! How to reach Redis: URLs, TLS, credentials, and masking passwords in
 //! what is shown.
+//!
+//! `rediss://` connects over TLS (rustls, with the `ring` provider) and
+//! never falls back to plain text; the system roots are trusted unless the
+//! builder gives a CA.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,16 +8,6 @@
 //! such connection per node, the slot layout read with `CLUSTER SLOTS`,
 //! `MOVED` and `ASK` followed.
 //!
-//! Every command goes through the circuit breaker of the node that holds its
-//! key (one for a single Redis, one per primary on a cluster), so one dead
-//! primary sends only its own keys to the loaders.
-//!
-//! `rediss://` connects over TLS (rustls, with the `ring` provider) and
-//! never falls back to plain text; the system roots are trusted unless the
-//! builder gives a CA. Entries are read with `GETRANGE key 0 max`, so that
-//! Redis never sends more than `max_value_size + 1` bytes of a value: a
-//! larger one is a miss that is never read in full.
-//!
 //! Where each concern lives:
 //!
 //! - `connection.rs`: a node's links and their generations;

@@ -1,6 +1,10 @@
 //! A command through the breaker of the node that holds its key, and what
 //! its errors mean: for the breaker (`outcome_of`), and for `build()` (a
 //! certificate that does not verify, credentials refused: `misconfigured`).
+//!
+//! Every command goes through the circuit breaker of the node that holds its
+//! key (one for a single Redis, one per primary on a cluster), so one dead
+//! primary sends only its own keys to the loaders.
 
 use std::future::Future;
 use std::sync::Arc;
