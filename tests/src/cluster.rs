@@ -146,7 +146,7 @@ impl RedisCluster {
     /// # Panics
     ///
     /// When it does not hold within 30 s; the message names `what`.
-    pub fn wait_until(&self, what: &str, done: impl Fn(&Self) -> bool) {
+    pub fn wait_until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
         let deadline = Instant::now() + SETTLE_WITHIN;
         while !done(self) {
             assert!(
@@ -229,6 +229,22 @@ impl RedisCluster {
                         .any(|line| line.contains("myself") && line.contains(id.as_str()))
             })
         })
+    }
+
+    /// A running replica of the primary at `primary`, waited for: a primary
+    /// demoted by a failover a moment ago turns replica only once it hears
+    /// of the new epoch.
+    ///
+    /// # Panics
+    ///
+    /// When none shows up within 30 s.
+    pub fn wait_for_replica_of(&self, primary: usize) -> usize {
+        let mut found = None;
+        self.wait_until("a replica of the primary", |c| {
+            found = c.replica_of(primary);
+            found.is_some()
+        });
+        found.expect("wait_until returns once a replica is found")
     }
 
     /// A manual failover (`CLUSTER FAILOVER`, what rolling upgrades do): the

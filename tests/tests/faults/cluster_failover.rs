@@ -237,9 +237,7 @@ async fn six_manual_failovers_in_a_row_each_recover_within_five_seconds() {
     for round in 0..6 {
         // Each shard in turn, so every shard switches over and back.
         let primary = cluster.primaries()[round % 3];
-        let replica = cluster
-            .replica_of(primary)
-            .unwrap_or_else(|| panic!("round {round}: no replica of {primary}"));
+        let replica = cluster.wait_for_replica_of(primary);
         let switch = switch(&cluster, &cache, &log, |c| c.failover_to(replica), primary).await;
         check(round, &switch, &log, &cache);
         worst = worst.max(switch.took);

@@ -144,9 +144,7 @@ async fn manual_failovers_back_and_forth() {
     let mut primary = cluster.primaries()[0];
     // 3 rounds in CI; `CACHEFW_ROUNDS` runs more (`scripts/soak`).
     for round in 0..common::rounds(3) as u64 {
-        let replica = cluster
-            .replica_of(primary)
-            .unwrap_or_else(|| panic!("round {round}: no replica of {primary}"));
+        let replica = cluster.wait_for_replica_of(primary);
         cluster.failover_to(replica);
         let took = until_all_hits(&source, &cache).await;
         println!("failover {round}: hits everywhere {took:?} after it");

@@ -487,9 +487,7 @@ async fn cluster_soak_with_a_failover_reads_nothing_stale() {
     let run = common::soak_time(Duration::from_secs(8));
     soak(caches, run, move || {
         let primary = cluster_for_fault.owner_of(&key);
-        let replica = cluster_for_fault
-            .replica_of(primary)
-            .expect("a replica of the primary");
+        let replica = cluster_for_fault.wait_for_replica_of(primary);
         cluster_for_fault.failover_to(replica);
     })
     .await;
