@@ -2,7 +2,7 @@
 //! `CLUSTER SLOTS` reply describes. A leaf: the backend routes commands by
 //! it and the near tier's links follow it, neither through the other.
 
-use redis::Value;
+use redis::{ConnectionAddr, ConnectionInfo, Value};
 
 /// Cluster slots.
 pub(crate) const SLOTS: usize = 16_384;
@@ -74,6 +74,26 @@ pub(crate) fn host_of(name: &str) -> &str {
 pub(crate) fn split_name(name: &str) -> Option<(String, u16)> {
     let (host, port) = name.rsplit_once(':')?;
     Some((host.to_owned(), port.parse().ok()?))
+}
+
+/// `seed`'s settings (credentials, TLS) for the node called `name`
+/// (`host:port`); `None` for a name without a port.
+pub(crate) fn node_settings(seed: &ConnectionInfo, name: &str) -> Option<ConnectionInfo> {
+    let (host, port) = split_name(name)?;
+    let addr = match seed.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host, port),
+    };
+    Some(seed.clone().set_addr(addr))
 }
 
 #[cfg(test)]

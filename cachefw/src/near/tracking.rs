@@ -48,12 +48,12 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ProtocolVersion, PushInfo,
-    PushKind, Value,
+    AsyncConnectionConfig, Client, ConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
 };
 use tokio::sync::Notify;
 
 use crate::near::Near;
+use crate::slots::node_settings;
 
 /// The name of every tracking connection (`CLIENT LIST` shows it).
 pub(crate) const LINK_NAME: &str = "cachefw-near";
@@ -574,22 +574,5 @@ fn unreadable_layout() -> redis::RedisError {
 
 /// `seed`'s settings (credentials, TLS) for the node at `host:port`.
 fn at(seed: &ConnectionInfo, node: &str) -> Result<ConnectionInfo, redis::RedisError> {
-    let (host, port) = node
-        .rsplit_once(':')
-        .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
-        .ok_or_else(unreadable_layout)?;
-    let addr = match seed.addr() {
-        ConnectionAddr::TcpTls {
-            insecure,
-            tls_params,
-            ..
-        } => ConnectionAddr::TcpTls {
-            host,
-            port,
-            insecure: *insecure,
-            tls_params: tls_params.clone(),
-        },
-        _ => ConnectionAddr::Tcp(host, port),
-    };
-    Ok(seed.clone().set_addr(addr))
+    node_settings(seed, node).ok_or_else(unreadable_layout)
 }

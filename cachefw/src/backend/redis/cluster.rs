@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use redis::{Client, ConnectionAddr, Value};
+use redis::{Client, Value};
 
 use super::connection::{Node, timed_out};
 use crate::backend::breaker::Rules;
-use crate::slots::{Range, SLOTS, host_of, parse_slots, split_name};
+use crate::slots::{Range, SLOTS, host_of, node_settings, parse_slots};
 
 /// The least time between two reads of the slot layout.
 const REFRESH_SPACING: Duration = Duration::from_millis(100);
@@ -134,22 +134,8 @@ impl Cluster {
 
     /// A new node at `name` (`host:port`), with the seeds' settings.
     fn make_node(&self, name: &str) -> Option<Arc<Node>> {
-        let (host, port) = split_name(name)?;
-        let seed = self.seeds.first()?.1.get_connection_info().clone();
-        let addr = match seed.addr() {
-            ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => ConnectionAddr::Tcp(host, port),
-        };
-        let client = Client::open(seed.set_addr(addr)).ok()?;
+        let seed = self.seeds.first()?.1.get_connection_info();
+        let client = Client::open(node_settings(seed, name)?).ok()?;
         Some(Node::new(
             name.to_owned(),
             client,
