@@ -18,9 +18,9 @@ use crate::codec::{Codec, Decoded, Entry, Meta};
 use crate::flight::{Join, Leader, Outcome};
 use crate::inner::Inner;
 use crate::lease::{self, Claim, ClaimGuard, LeaseGuard};
-use crate::meters::LoadOutcome;
 use crate::policy::Policy;
 use crate::shape::{Returns, Shape};
+use crate::telemetry::meters::LoadOutcome;
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
@@ -108,7 +108,7 @@ where
         let Self(load, unless) = self;
         Ok(Box::new(move |inner, full, policy, holder, done| {
             let owner = inner.clone();
-            inner.spawn(async move {
+            inner.background().spawn(async move {
                 let loaded = owner
                     .load_and_fill::<S>(&full, &policy, load(), unless, holder)
                     .await;
@@ -148,7 +148,7 @@ impl Inner {
         // Debug level: nothing reaches an `info` subscriber on the hit path;
         // the key appears only from `debug` on, values never.
         let span = tracing::debug_span!(
-            crate::inner::GET_SPAN,
+            crate::telemetry::GET_SPAN,
             namespace = self.namespace(),
             function = policy.site,
             key = full,
@@ -169,8 +169,8 @@ impl Inner {
         // A key too long to cache (counted and logged): the loader's answer,
         // stored nowhere.
         if self.check_key(full).is_err() {
-            self.count_bypass(policy.site);
-            self.stats().load();
+            self.telemetry().bypass(policy.site);
+            self.telemetry().stats().load();
             return load.start().0.await;
         }
         let now = now_ms();
@@ -184,7 +184,7 @@ impl Inner {
         };
         let fallback = match found {
             Found::Fresh(output, meta) => {
-                self.count_hit(policy.site, near);
+                self.telemetry().hit(policy.site, near);
                 if policy.refresh_due(now, meta.expires_ms, meta.delta_ms) {
                     return self
                         .reload_present::<S, L>(full, policy, load, output, meta.expires_ms)
@@ -193,15 +193,15 @@ impl Inner {
                 return output;
             }
             Found::Revalidate(stale, expires) => {
-                self.count_stale_hit(policy.site);
+                self.telemetry().stale_hit(policy.site);
                 return self
                     .reload_present::<S, L>(full, policy, load, stale, expires)
                     .await;
             }
             Found::Fallback(stale, expires) => {
                 // A source that failed a moment ago is spared.
-                if self.throttled(full) {
-                    self.count_stale_hit(policy.site);
+                if self.background().throttled(full) {
+                    self.telemetry().stale_hit(policy.site);
                     return stale;
                 }
                 Some((stale, expires))
@@ -215,7 +215,7 @@ impl Inner {
             let follower = match self.flights().join(full) {
                 Join::Leader(leader) => {
                     if reloading {
-                        self.stats().reload();
+                        self.telemetry().stats().reload();
                     }
                     return self
                         .lead::<S, L>(Some(leader), full, lease, fallback, policy, load)
@@ -223,7 +223,7 @@ impl Inner {
                 }
                 Join::Follower(follower) => follower,
             };
-            self.stats().coalesced();
+            self.telemetry().stats().coalesced();
             let waited = match (&fallback, policy.load_timeout) {
                 (Some(_), Some(timeout)) => {
                     tokio::time::timeout(timeout, follower.wait()).await.ok()
@@ -240,7 +240,7 @@ impl Inner {
                         .downcast_ref::<Entry<S::Value>>()
                         .and_then(|entry| S::from_entry(entry.clone()))
                     {
-                        self.count_miss(policy.site);
+                        self.telemetry().miss(policy.site);
                         return output;
                     }
                     // Loaded as another type, or an absent entry this shape
@@ -250,7 +250,7 @@ impl Inner {
                 // The leader's error went to its own caller.
                 Some(Outcome::Failed) => {
                     if let Some((stale, _)) = fallback {
-                        self.count_stale_hit(policy.site);
+                        self.telemetry().stale_hit(policy.site);
                         return stale;
                     }
                     // Join again, once: one of the followers takes over at
@@ -270,7 +270,7 @@ impl Inner {
                 // Past the load timeout, with a stale value at hand.
                 None => {
                     if let Some((stale, _)) = fallback {
-                        self.count_stale_hit(policy.site);
+                        self.telemetry().stale_hit(policy.site);
                         return stale;
                     }
                 }
@@ -299,7 +299,7 @@ impl Inner {
         let Some(claim) = ClaimGuard::take(self, full, expires_ms).await else {
             return current;
         };
-        self.stats().refresh();
+        self.telemetry().stats().refresh();
         match load.detach() {
             Ok(spawn) => {
                 spawn(self, full.to_owned(), *policy, Holder::Claim(claim), None);
@@ -357,7 +357,7 @@ impl Inner {
                 Ok(Some(guard)) => Holder::Lease(guard),
                 Ok(None) => Holder::None,
                 Err(output) => {
-                    self.count_miss(policy.site);
+                    self.telemetry().miss(policy.site);
                     return output;
                 }
             }
@@ -367,9 +367,9 @@ impl Inner {
         // Without the lease (Redis out) or with an eviction of the key
         // pending, the load bypasses the cache.
         if lease && !self.bypasses(full) {
-            self.count_miss(policy.site);
+            self.telemetry().miss(policy.site);
         } else {
-            self.count_bypass(policy.site);
+            self.telemetry().bypass(policy.site);
         }
         let (load, unless) = load.start();
         let Loaded { output, voided } = self
@@ -426,7 +426,7 @@ impl Inner {
                     Some(leader) => leader.publish(Arc::new(entry)),
                     None => {}
                 }
-                self.count_miss(policy.site);
+                self.telemetry().miss(policy.site);
                 output
             }
             (loaded, _) => {
@@ -436,9 +436,9 @@ impl Inner {
                 }
                 if loaded.is_some() {
                     // Fail-safe: the source failed; spare it a moment.
-                    self.throttle(full, policy.fail_safe_throttle);
+                    self.background().throttle(full, policy.fail_safe_throttle);
                 }
-                self.count_stale_hit(policy.site);
+                self.telemetry().stale_hit(policy.site);
                 stale
             }
         }
@@ -472,8 +472,11 @@ impl Inner {
                 .ok();
                 if loaded.is_none() {
                     // Cut off: the load never ends, so it is counted here.
-                    self.meters()
-                        .load(policy.site, LoadOutcome::Timeout, started.elapsed());
+                    self.telemetry().meters().load(
+                        policy.site,
+                        LoadOutcome::Timeout,
+                        started.elapsed(),
+                    );
                 }
                 loaded
             }
@@ -528,7 +531,7 @@ impl Inner {
         unless: impl FnOnce(&S::Value) -> bool,
         holder: Holder,
     ) -> Loaded<S::Output> {
-        self.stats().load();
+        self.telemetry().stats().load();
         let started = Instant::now();
         let output = load
             .instrument(tracing::debug_span!("cachefw.load", key = full))
@@ -540,7 +543,7 @@ impl Inner {
             Some(_) => LoadOutcome::Ok,
             None => LoadOutcome::Err,
         };
-        self.meters().load(policy.site, outcome, took);
+        self.telemetry().meters().load(policy.site, outcome, took);
         let stored = match (&entry, &holder) {
             (_, Holder::None) | (None, _) => None,
             (Some(entry), _) => self.stored(full, entry, policy, unless, delta_ms),

@@ -23,8 +23,8 @@ use crate::error::Error;
 use crate::flight::{Follower, Join, Leader, Outcome};
 use crate::inner::Inner;
 use crate::lease::{LeaseGuard, new_marker};
-use crate::meters::LoadOutcome;
 use crate::policy::Policy;
+use crate::telemetry::meters::LoadOutcome;
 
 /// How a key of a batch is answered.
 enum Slot<'a, T> {
@@ -53,7 +53,7 @@ impl Inner {
         &self,
         fulls: &[String],
     ) -> Result<Vec<Option<T>>, Error> {
-        let span = self.batch_span(crate::meters::NO_SITE, fulls.len());
+        let span = self.batch_span(crate::telemetry::meters::NO_SITE, fulls.len());
         let values = self.get_many_in::<T>(fulls).instrument(span.clone()).await;
         if let Ok(values) = &values {
             let hits = values.iter().filter(|value| value.is_some()).count();
@@ -94,8 +94,10 @@ impl Inner {
                 None => None,
             };
             match value {
-                Some(_) => self.count_hit(crate::meters::NO_SITE, near),
-                None => self.count_miss(crate::meters::NO_SITE),
+                Some(_) => self
+                    .telemetry()
+                    .hit(crate::telemetry::meters::NO_SITE, near),
+                None => self.telemetry().miss(crate::telemetry::meters::NO_SITE),
             }
             values.push(value);
         }
@@ -272,15 +274,15 @@ impl Inner {
                 },
             };
             if let Some(value) = bytes.and_then(|bytes| self.fresh::<T>(full, &bytes, now)) {
-                self.count_hit(policy.site, near);
+                self.telemetry().hit(policy.site, near);
                 hits += 1;
                 slots.push(Some(Slot::Done(Some(value))));
                 continue;
             }
-            self.count_miss(policy.site);
+            self.telemetry().miss(policy.site);
             slots.push(Some(match self.flights().join(full) {
                 Join::Follower(follower) => {
-                    self.stats().coalesced();
+                    self.telemetry().stats().coalesced();
                     Slot::Following(follower)
                 }
                 Join::Leader(leader) => Slot::Leading(leader, None),
@@ -486,7 +488,7 @@ impl Inner {
             .map(|(at, ..)| fulls[*at][prefix..].to_owned())
             .collect();
         debug_assert!(wanted.len() <= distinct);
-        self.stats().load();
+        self.telemetry().stats().load();
         let started = Instant::now();
         let loaded = loader(wanted)
             .instrument(tracing::debug_span!("cachefw.load", keys = ours.len()))
@@ -494,11 +496,15 @@ impl Inner {
         let took = started.elapsed();
         let mut found = match loaded {
             Ok(found) => {
-                self.meters().load(policy.site, LoadOutcome::Ok, took);
+                self.telemetry()
+                    .meters()
+                    .load(policy.site, LoadOutcome::Ok, took);
                 found
             }
             Err(error) => {
-                self.meters().load(policy.site, LoadOutcome::Err, took);
+                self.telemetry()
+                    .meters()
+                    .load(policy.site, LoadOutcome::Err, took);
                 // Leases go back first, all at once, so that the callers
                 // who load next find them free; then the followers learn
                 // the load failed.

@@ -38,7 +38,7 @@ use crate::stats::Stats;
 ///     .await;
 /// assert_eq!(name.ok().as_deref(), Some("Ada"));
 /// assert_eq!(cache.get::<String>("user:42:name").await?.as_deref(), Some("Ada"));
-/// assert_eq!(cache.stats().loads, 1);
+/// assert_eq!(cache.telemetry().stats().loads, 1);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -55,7 +55,7 @@ pub(crate) struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.inner.abort_background();
+        self.inner.background().abort();
     }
 }
 
@@ -153,6 +153,7 @@ impl Cache {
     pub fn stats(&self) -> Stats {
         let pending = u64::try_from(self.inner().pending_evictions()).unwrap_or(u64::MAX);
         self.inner()
+            .telemetry()
             .stats()
             .snapshot(self.inner().backend().breaker_for(), pending)
     }
@@ -186,9 +187,9 @@ impl Cache {
         let inner = self.inner();
         let full = inner.keys().full(key);
         let span = tracing::debug_span!(
-            crate::inner::GET_SPAN,
+            crate::telemetry::GET_SPAN,
             namespace = inner.namespace(),
-            function = crate::meters::NO_SITE,
+            function = crate::telemetry::meters::NO_SITE,
             key = full.as_str(),
             outcome = tracing::field::Empty,
             tier = inner.backend().name(),
@@ -205,17 +206,23 @@ impl Cache {
                 },
                 near,
             ))) if meta.expires_ms > now_ms() => {
-                self.inner().count_hit(crate::meters::NO_SITE, near);
+                self.inner()
+                    .telemetry()
+                    .hit(crate::telemetry::meters::NO_SITE, near);
                 Ok(Some(value))
             }
             // A cached "no value" is no value to return, a key being loaded
             // has none yet, and a value past its TTL is none to `get`.
             Ok(Some(_) | None) => {
-                self.inner().count_miss(crate::meters::NO_SITE);
+                self.inner()
+                    .telemetry()
+                    .miss(crate::telemetry::meters::NO_SITE);
                 Ok(None)
             }
             Err(error) => {
-                self.inner().count_miss(crate::meters::NO_SITE);
+                self.inner()
+                    .telemetry()
+                    .miss(crate::telemetry::meters::NO_SITE);
                 Err(error)
             }
         }
@@ -642,6 +649,6 @@ impl Cache {
     /// left then. Dropping the last handle on the cache aborts them at once.
     pub async fn shutdown(&self) {
         let inner = self.inner();
-        inner.shutdown(inner.lease_time()).await;
+        inner.background().shutdown(inner.lease_time()).await;
     }
 }

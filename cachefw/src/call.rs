@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::aside::{Borrowed, Owned};
 use crate::cache::Cache;
 use crate::policy::{Options, Policy};
-use crate::report;
 use crate::shape::Shape;
+use crate::telemetry::report;
 
 pub use self::writes::Writes;
 

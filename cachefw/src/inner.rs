@@ -3,44 +3,27 @@
 //! evict, and the replay of evictions that did not reach Redis.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 
 use crate::backend::Backend;
 use crate::backend::breaker::BreakerState;
+use crate::background::Background;
 use crate::clock::now_ms;
 use crate::codec::{Codec, Decoded, Meta};
 use crate::error::Error;
 use crate::flight::Flights;
-use crate::journal::{Journal, Pending, Target};
+use crate::journal::{Journal, Pending, Replayer, Target};
 use crate::key::Keys;
-use crate::meters::{Meters, Tier};
 use crate::near::{Held, Near, NearTier};
 use crate::policy::Defaults;
-use crate::report::Reporter;
 use crate::shape::Value;
-use crate::stats::Counters;
-
-/// While evictions wait, the replay tries them this often, whatever the
-/// breaker's interval (its commands are the probes: see `breaker.rs`), so
-/// that they land within about this long of Redis answering again. An
-/// answer from Redis to another call hurries it.
-const REPLAY_EVERY: Duration = Duration::from_millis(100);
-/// After an answer woke it, the replay still waits this long: a Redis that
-/// answers for some keys but not others must not spin it.
-const WOKEN_PAUSE: Duration = Duration::from_millis(20);
-/// A pass that scans (a prefix eviction, a clear after an overflow) and
-/// fails waits longer each time, up to this.
-const MAX_SCAN_PAUSE: Duration = Duration::from_secs(1);
-/// Keys per replayed batch: a batch that reaches Redis is struck off even
-/// if a later one does not.
-const REPLAY_BATCH: usize = 500;
+use crate::telemetry::Telemetry;
+use crate::telemetry::meters::Tier;
 
 /// What a read found: the near tier's copy, or the backend's bytes.
 enum Fetched {
@@ -69,51 +52,16 @@ pub(crate) struct Inner {
     near: Option<NearTier>,
     keys: Keys,
     settings: Settings,
-    stats: Counters,
-    meters: Meters,
+    telemetry: Telemetry,
     flights: Flights,
-    reporter: Reporter,
     journal: Journal,
-    /// Whether a replay task runs; `wake` hurries it when Redis answers.
-    replaying: AtomicBool,
-    wake: Arc<Notify>,
-    /// Loads the cache finishes on its own (refreshes, revalidations,
-    /// loads past their timeout): aborted when the last handle drops.
-    background: std::sync::Mutex<tokio::task::JoinSet<()>>,
-    /// Per key, until when a failed source is spared (fail-safe).
-    throttled: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
-}
-
-/// Keys the fail-safe throttle remembers before it forgets the expired.
-const THROTTLE_KEYS: usize = 10_000;
-
-/// An eviction in flight: struck off the journal by [`done`](Self::done);
-/// dropped without it (failed, or cancelled at an await), it stays there
-/// and the replay is started.
-struct Evicting<'a> {
-    inner: &'a Inner,
-    pending: Option<Pending<'a>>,
-}
-
-impl Evicting<'_> {
-    fn done(mut self) {
-        if let Some(pending) = self.pending.take() {
-            pending.done();
-        }
-    }
-}
-
-impl Drop for Evicting<'_> {
-    fn drop(&mut self) {
-        if self.pending.take().is_some() {
-            self.inner.schedule_replay();
-        }
-    }
+    /// Loads the cache finishes on its own, and the fail-safe throttle.
+    background: Background,
 }
 
 impl Inner {
     pub(crate) fn new(backend: Backend, near: Option<NearTier>, settings: Settings) -> Arc<Self> {
-        let meters = Meters::new(
+        let telemetry = Telemetry::new(
             &settings.namespace,
             match backend {
                 #[cfg(feature = "memory")]
@@ -122,22 +70,35 @@ impl Inner {
                 Backend::Redis(_) => Tier::Redis,
             },
         );
-        Arc::new_cyclic(|me| Self {
-            me: me.clone(),
-            keys: Keys::new(&settings.namespace, settings.version),
-            journal: Journal::new(settings.journal_capacity),
-            backend,
-            near,
-            settings,
-            stats: Counters::default(),
-            meters,
-            flights: Flights::default(),
-            reporter: Reporter::new(),
-            replaying: AtomicBool::new(false),
-            wake: Arc::new(Notify::new()),
-            background: std::sync::Mutex::new(tokio::task::JoinSet::new()),
-            throttled: std::sync::Mutex::new(std::collections::HashMap::new()),
+        Arc::new_cyclic(|me: &Weak<Inner>| {
+            let journal = Journal::new(settings.journal_capacity);
+            let replayer: Weak<dyn Replayer> = me.clone();
+            journal.replayed_by(replayer);
+            Self {
+                me: me.clone(),
+                keys: Keys::new(&settings.namespace, settings.version),
+                journal,
+                backend,
+                near,
+                settings,
+                telemetry,
+                flights: Flights::default(),
+                background: Background::default(),
+            }
         })
+    }
+
+    /// A weak handle on this cache, for tasks that must not keep it alive.
+    pub(crate) fn me(&self) -> Weak<Inner> {
+        self.me.clone()
+    }
+
+    pub(crate) fn background(&self) -> &Background {
+        &self.background
+    }
+
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     pub(crate) fn backend(&self) -> &Backend {
@@ -172,26 +133,8 @@ impl Inner {
         self.settings.lease_time
     }
 
-    pub(crate) fn stats(&self) -> &Counters {
-        &self.stats
-    }
-
-    pub(crate) fn meters(&self) -> &Meters {
-        &self.meters
-    }
-
-    /// A read answered from the backend (or, with `near`, from the near
-    /// tier), counted everywhere.
-    pub(crate) fn count_hit(&self, site: &'static str, near: bool) {
-        if near {
-            self.stats.near_hit();
-            self.meters.near_hit(site);
-            record_outcome("tier", "near");
-        } else {
-            self.stats.hit();
-            self.meters.hit(site);
-        }
-        record_outcome("outcome", "hit");
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// The near tier, when the cache has one.
@@ -236,29 +179,6 @@ impl Inner {
         }
     }
 
-    /// A read answered with a value past its TTL.
-    pub(crate) fn count_stale_hit(&self, site: &'static str) {
-        self.stats.stale_hit();
-        self.meters.stale_hit(site);
-        record_outcome("outcome", "stale");
-    }
-
-    /// A read that went to the loader or waited for one.
-    pub(crate) fn count_miss(&self, site: &'static str) {
-        self.stats.miss();
-        self.meters.miss(site);
-        record_outcome("outcome", "miss");
-    }
-
-    /// A read that skipped the cache for the loader: a key too long to
-    /// cache, Redis out, or a pending eviction of the key. Counted as a
-    /// miss; its span says `bypass`.
-    pub(crate) fn count_bypass(&self, site: &'static str) {
-        self.stats.miss();
-        self.meters.miss(site);
-        record_outcome("outcome", "bypass");
-    }
-
     pub(crate) fn flights(&self) -> &Flights {
         &self.flights
     }
@@ -274,12 +194,13 @@ impl Inner {
     pub(crate) fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
         match &result {
             Ok(_) => {
-                if self.reporter.answered(self.backend.name()) {
-                    self.meters
+                if self.telemetry.answered(self.backend.name()) {
+                    self.telemetry
+                        .meters()
                         .breaker(self.backend.breaker() != BreakerState::Closed);
                 }
                 if !self.journal.is_settled() {
-                    self.schedule_replay();
+                    self.journal.request_replay();
                 }
             }
             Err(error) if error.is_backend_failure() => self.failure(error),
@@ -291,13 +212,9 @@ impl Inner {
 
     /// Counts and logs a failure that no caller sees.
     pub(crate) fn failure(&self, error: &Error) {
-        self.reporter
-            .failure(&self.stats, self.backend.name(), error);
-        self.meters.error(error.kind());
-        if error.is_backend_failure() {
-            self.meters
-                .breaker(self.backend.breaker() != BreakerState::Closed);
-        }
+        self.telemetry.failure(self.backend.name(), error, || {
+            self.backend.breaker() != BreakerState::Closed
+        });
     }
 
     /// Refuses a full key longer than the limit: the error is counted and
@@ -419,70 +336,6 @@ impl Inner {
             })
     }
 
-    /// Runs `task` as the cache's own background work: it is aborted when
-    /// the last handle on the cache is dropped, and waited for by
-    /// `shutdown`.
-    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let mut background = self
-            .background
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Finished tasks are reaped here, so the set holds only live ones.
-        while background.try_join_next().is_some() {}
-        background.spawn_on(task, &runtime);
-    }
-
-    /// Aborts the background work (the last handle was dropped).
-    pub(crate) fn abort_background(&self) {
-        self.background
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .abort_all();
-    }
-
-    /// Waits for the background work, at most `patience`; aborts what is
-    /// left then.
-    pub(crate) async fn shutdown(&self, patience: Duration) {
-        let mut tasks = std::mem::take(
-            &mut *self
-                .background
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        let drained = tokio::time::timeout(patience, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tasks.abort_all();
-        }
-    }
-
-    /// Whether `full`'s source is spared after a failed load (fail-safe).
-    pub(crate) fn throttled(&self, full: &str) -> bool {
-        self.throttled
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(full)
-            .is_some_and(|until| *until > std::time::Instant::now())
-    }
-
-    /// Spares `full`'s source for `period`.
-    pub(crate) fn throttle(&self, full: &str, period: Duration) {
-        let now = std::time::Instant::now();
-        let mut throttled = self
-            .throttled
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if throttled.len() >= THROTTLE_KEYS {
-            throttled.retain(|_, until| *until > now);
-        }
-        throttled.insert(full.to_owned(), now + period);
-    }
-
     /// Runs `write`, an eviction of `targets` (or a write that replaces
     /// them), under the journal: recorded before it is sent, struck off
     /// once Redis confirms it, kept for the replay otherwise (including
@@ -494,7 +347,7 @@ impl Inner {
     ) -> Result<T, Error> {
         let targets: Vec<Target> = targets.into_iter().collect();
         self.near_evict(&targets);
-        let evictions: Vec<Evicting<'_>> = targets
+        let evictions: Vec<Pending<'_>> = targets
             .iter()
             .cloned()
             .map(|target| {
@@ -502,10 +355,7 @@ impl Inner {
                     Target::Key(key) => self.flights.detach(key),
                     Target::Prefix(prefix) => self.flights.detach_prefix(prefix),
                 }
-                Evicting {
-                    inner: self,
-                    pending: Some(self.journal.record(target)),
-                }
+                self.journal.record(target)
             })
             .collect();
         let result = self.observe(write.await);
@@ -513,7 +363,7 @@ impl Inner {
         // write was on its way must not keep it.
         self.near_evict(&targets);
         if result.is_ok() {
-            evictions.into_iter().for_each(Evicting::done);
+            evictions.into_iter().for_each(Pending::done);
         }
         result
     }
@@ -521,7 +371,7 @@ impl Inner {
     /// Drops the near copies of `targets`: a key's, or for a prefix the
     /// whole tier (it holds only this cache's keys, and prefix evictions
     /// are rare).
-    fn near_evict(&self, targets: &[Target]) {
+    pub(crate) fn near_evict(&self, targets: &[Target]) {
         let Some(near) = &self.near else {
             return;
         };
@@ -627,174 +477,4 @@ impl Inner {
         let result = self.backend.release(full, marker).await;
         let _ = self.observe(result);
     }
-
-    /// Makes sure a replay of pending evictions runs, or hurries it.
-    fn schedule_replay(&self) {
-        if self.replaying.swap(true, Ordering::AcqRel) {
-            self.wake.notify_one();
-            return;
-        }
-        // The guard exists before the task does: a task dropped unpolled
-        // (its runtime is shutting down) still clears the flag.
-        let flag = Replaying {
-            me: self.me.clone(),
-            finished: false,
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(replay(flag))),
-            Err(_) => drop(flag),
-        }
-    }
-
-    /// One pass over the pending evictions. A failure is not counted
-    /// again: it is the same outage the original eviction met.
-    async fn replay_pass(&self) -> Pass {
-        let backlog = self.journal.backlog();
-        if backlog.overflowed {
-            self.flights.detach_prefix(self.keys.prefix());
-            let cleared = self.backend.evict_prefix(self.keys.prefix()).await.is_ok();
-            if cleared {
-                if let Some(near) = &self.near {
-                    near.flush();
-                }
-                self.journal.cleared(backlog.up_to);
-            }
-            return Pass {
-                progressed: cleared,
-                scans: true,
-            };
-        }
-        let mut progressed = false;
-        let (keys, prefixes): (Vec<_>, Vec<_>) = backlog
-            .targets
-            .into_iter()
-            .partition(|(target, _)| matches!(target, Target::Key(_)));
-        let prefixes_empty = prefixes.is_empty();
-        for (target, seq) in prefixes {
-            if let Target::Prefix(prefix) = &target
-                && self.backend.evict_prefix(prefix).await.is_ok()
-            {
-                self.near_evict(std::slice::from_ref(&target));
-                self.journal.settle(&target, seq);
-                progressed = true;
-            }
-        }
-        for batch in keys.chunks(REPLAY_BATCH) {
-            let fulls: Vec<String> = batch
-                .iter()
-                .filter_map(|(target, _)| match target {
-                    Target::Key(key) => Some(key.clone()),
-                    Target::Prefix(_) => None,
-                })
-                .collect();
-            if self.backend.delete_many(&fulls).await.is_ok() {
-                // A near copy read while the eviction waited goes too.
-                fulls.iter().for_each(|full| self.near_written(full));
-                for (target, seq) in batch {
-                    self.journal.settle(target, *seq);
-                }
-                progressed = true;
-            }
-        }
-        if progressed {
-            tracing::info!(
-                left = self.journal.len(),
-                "cachefw: replayed evictions that had not reached Redis"
-            );
-        }
-        Pass {
-            progressed,
-            scans: !prefixes_empty,
-        }
-    }
 }
-
-/// How a replay pass went.
-struct Pass {
-    /// Whether any eviction reached Redis.
-    progressed: bool,
-    /// Whether it had to scan the keyspace (a prefix eviction, or a clear
-    /// after an overflow): a pass not to repeat faster than the backoff.
-    scans: bool,
-}
-
-/// Clears the replay flag however the task ends: done, or dropped with its
-/// runtime (even before it first ran). A task that finished restarts the
-/// replay when evictions were stranded after its last look; one dropped by
-/// a shutting-down runtime does not (the next failure or answer will).
-struct Replaying {
-    me: Weak<Inner>,
-    finished: bool,
-}
-
-impl Drop for Replaying {
-    fn drop(&mut self) {
-        if let Some(inner) = self.me.upgrade() {
-            // Nobody probes for the replay now: the breakers' own probes
-            // resume.
-            inner.backend.replay_first(false);
-            inner.replaying.store(false, Ordering::Release);
-            if self.finished && !inner.journal.is_settled() {
-                inner.schedule_replay();
-            }
-        }
-    }
-}
-
-/// Replays pending evictions until none is left or the cache is dropped,
-/// every [`REPLAY_EVERY`] while Redis does not take them: while evictions
-/// wait, an open breaker lets only the replay through (and its first
-/// answered command closes it), so they land before this cache's reads
-/// go to Redis again. Holds the cache only while a pass runs.
-async fn replay(mut flag: Replaying) {
-    let mut scan_pause = REPLAY_EVERY;
-    loop {
-        let Some(inner) = flag.me.upgrade() else {
-            return;
-        };
-        if inner.journal.is_settled() {
-            flag.finished = true;
-            return;
-        }
-        inner.backend.replay_first(true);
-        let pass = crate::backend::breaker::replaying(inner.replay_pass()).await;
-        if inner.journal.is_settled() {
-            flag.finished = true;
-            return;
-        }
-        let wake = inner.wake.clone();
-        drop(inner);
-        if pass.scans && !pass.progressed {
-            // A scan that failed (a primary still unreachable) waits out a
-            // growing pause: answers from the other nodes must not repeat
-            // it.
-            scan_pause = (scan_pause * 2).min(MAX_SCAN_PAUSE);
-            tokio::time::sleep(scan_pause).await;
-            continue;
-        }
-        scan_pause = REPLAY_EVERY;
-        tokio::select! {
-            () = tokio::time::sleep(REPLAY_EVERY) => {}
-            () = async {
-                wake.notified().await;
-                tokio::time::sleep(WOKEN_PAUSE).await;
-            } => {}
-        }
-    }
-}
-
-/// Records `field` on the current span when it is a cached call's
-/// (`cachefw.get`): a span of the caller's own that happens to have a field
-/// of that name is left alone.
-fn record_outcome(field: &'static str, value: &'static str) {
-    let span = tracing::Span::current();
-    if span
-        .metadata()
-        .is_some_and(|metadata| metadata.name() == GET_SPAN)
-    {
-        span.record(field, value);
-    }
-}
-
-/// The name of a cached call's span.
-pub(crate) const GET_SPAN: &str = "cachefw.get";

@@ -73,6 +73,7 @@ compile_error!(
 pub mod __private;
 mod aside;
 mod backend;
+mod background;
 mod batch;
 mod builder;
 mod cache;
@@ -89,20 +90,19 @@ mod journal;
 mod key;
 mod lease;
 mod macros;
-mod meters;
 // Without Redis there is no near tier to start, but `Inner` still holds an
 // (always empty) slot for one.
 mod near;
 mod policy;
 #[doc = include_str!("../docs/production.md")]
 pub mod production {}
-mod report;
 mod shape;
 #[cfg(feature = "redis")]
 mod slots;
 #[doc = include_str!("../docs/spring.md")]
 pub mod spring {}
 mod stats;
+mod telemetry;
 #[cfg(all(feature = "testing", unix))]
 pub mod testing;
 mod ttl;

@@ -41,7 +41,7 @@ impl Default for Options {
             stale_while_revalidate: None,
             stale_if_error: None,
             load_timeout: None,
-            site: crate::meters::NO_SITE,
+            site: crate::telemetry::meters::NO_SITE,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! written here before its command is sent and struck off when Redis
 //! confirms it. One that fails, times out, is skipped by the open breaker,
 //! or whose caller is cancelled mid-flight is stranded: it stays, and is
-//! replayed when Redis answers again (see `inner.rs`). Until Redis confirms
+//! replayed when Redis answers again (see `replay.rs`). Until Redis confirms
 //! it, in flight or stranded, reads of the keys it covers bypass Redis: the
 //! value there may be the one the eviction is meant to remove.
 //!
@@ -25,9 +25,13 @@
 //! process that dies with evictions pending, leaves the old value in Redis
 //! until its TTL ends.
 
+mod replay;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+
+use tokio::sync::Notify;
 
 /// The default bound on stranded evictions (keys and prefixes).
 pub const DEFAULT_JOURNAL_CAPACITY: usize = 10_000;
@@ -83,6 +87,19 @@ pub(crate) struct Journal {
     active: AtomicBool,
     next: AtomicU64,
     state: Mutex<State>,
+    /// Whether a replay task runs; `wake` hurries it when Redis answers.
+    replaying: AtomicBool,
+    wake: Arc<Notify>,
+    /// What runs the replay: the cache that owns this journal.
+    replayer: OnceLock<Weak<dyn Replayer>>,
+}
+
+/// What replays stranded evictions: the cache that owns the journal (see
+/// `replay.rs`). The journal starts it when an eviction is stranded or
+/// Redis answers while evictions wait.
+pub(crate) trait Replayer: Send + Sync {
+    /// Starts a replay task (the journal has marked one as running).
+    fn start_replay(&self);
 }
 
 /// A snapshot of what to replay.
@@ -94,9 +111,10 @@ pub(crate) struct Backlog {
     pub(crate) up_to: u64,
 }
 
-/// An eviction on its way to Redis. [`done`](Self::done) strikes it off;
-/// dropped without that (the command failed, or the caller was cancelled),
-/// it is stranded in the journal for the replay.
+/// An eviction on its way to Redis: the one guard of an eviction.
+/// [`done`](Self::done) strikes it off; dropped without that (the command
+/// failed, or the caller was cancelled at an await), it is stranded in the
+/// journal and the replay is started.
 pub(crate) struct Pending<'a> {
     journal: &'a Journal,
     target: Option<Target>,
@@ -117,6 +135,7 @@ impl Drop for Pending<'_> {
         if let Some(target) = self.target.take() {
             tracing::debug!(?target, "cachefw: eviction kept for replay");
             self.journal.strand(&target, self.seq);
+            self.journal.request_replay();
         }
     }
 }
@@ -128,7 +147,32 @@ impl Journal {
             active: AtomicBool::new(false),
             next: AtomicU64::new(1),
             state: Mutex::new(State::default()),
+            replaying: AtomicBool::new(false),
+            wake: Arc::new(Notify::new()),
+            replayer: OnceLock::new(),
         }
+    }
+
+    /// Names what replays this journal's stranded evictions (once).
+    pub(crate) fn replayed_by(&self, replayer: Weak<dyn Replayer>) {
+        let _ = self.replayer.set(replayer);
+    }
+
+    /// Makes sure a replay of pending evictions runs, or hurries it.
+    pub(crate) fn request_replay(&self) {
+        if self.replaying.swap(true, Ordering::AcqRel) {
+            self.wake.notify_one();
+            return;
+        }
+        match self.replayer.get().and_then(Weak::upgrade) {
+            Some(replayer) => replayer.start_replay(),
+            None => self.replaying.store(false, Ordering::Release),
+        }
+    }
+
+    /// The replay task ended (see `replay.rs`).
+    fn replay_stopped(&self) {
+        self.replaying.store(false, Ordering::Release);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
