@@ -109,7 +109,7 @@ where
         Ok(Box::new(move |inner, full, policy, holder, done| {
             let owner = inner.clone();
             inner.background().spawn(async move {
-                let loaded = owner
+                let loaded = Aside::new(&owner)
                     .load_and_fill::<S>(&full, &policy, load(), unless, holder)
                     .await;
                 if let Some(done) = done {
@@ -135,12 +135,22 @@ enum Found<O> {
     Miss,
 }
 
-impl Inner {
+/// The cache-aside flow of one cache: reads, single-flight, leases,
+/// loads and fills, over the cache's shared state.
+pub(crate) struct Aside<'a> {
+    inner: &'a Arc<Inner>,
+}
+
+impl<'a> Aside<'a> {
+    pub(crate) fn new(inner: &'a Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
     /// Cache-aside for a function of shape `S`: the stored answer, or the
     /// loader's, loaded once per key however many callers miss together, in
     /// this process or any other on the same Redis.
     pub(crate) async fn through<S: Shape, L: Load<S>>(
-        self: &Arc<Self>,
+        &self,
         full: &str,
         policy: &Policy,
         load: L,
@@ -149,11 +159,11 @@ impl Inner {
         // the key appears only from `debug` on, values never.
         let span = tracing::debug_span!(
             crate::telemetry::GET_SPAN,
-            namespace = self.namespace(),
+            namespace = self.inner.namespace(),
             function = policy.site,
             key = full,
             outcome = tracing::field::Empty,
-            tier = self.backend().name(),
+            tier = self.inner.backend().name(),
         );
         self.through_in::<S, L>(full, policy, load)
             .instrument(span)
@@ -161,30 +171,30 @@ impl Inner {
     }
 
     async fn through_in<S: Shape, L: Load<S>>(
-        self: &Arc<Self>,
+        &self,
         full: &str,
         policy: &Policy,
         load: L,
     ) -> S::Output {
         // A key too long to cache (counted and logged): the loader's answer,
         // stored nowhere.
-        if self.check_key(full).is_err() {
-            self.telemetry().bypass(policy.site);
-            self.telemetry().stats().load();
+        if self.inner.check_key(full).is_err() {
+            self.inner.telemetry().bypass(policy.site);
+            self.inner.telemetry().stats().load();
             return load.start().0.await;
         }
         let now = now_ms();
         // A failed read was counted and logged; it is served like a miss.
         // When Redis is out, without the lease: the commands that take it
         // would fail alike and cost the caller another timeout.
-        let (lease, found, near) = match self.read_value::<S::Value>(full).await {
+        let (lease, found, near) = match self.inner.read_value::<S::Value>(full).await {
             Ok(Some((decoded, near))) => (true, classify::<S>(decoded, now, policy), near),
             Ok(None) => (true, Found::Miss, false),
             Err(error) => (!error.is_outage(), Found::Miss, false),
         };
         let fallback = match found {
             Found::Fresh(output, meta) => {
-                self.telemetry().hit(policy.site, near);
+                self.inner.telemetry().hit(policy.site, near);
                 if policy.refresh_due(now, meta.expires_ms, meta.delta_ms) {
                     return self
                         .reload_present::<S, L>(full, policy, load, output, meta.expires_ms)
@@ -193,15 +203,15 @@ impl Inner {
                 return output;
             }
             Found::Revalidate(stale, expires) => {
-                self.telemetry().stale_hit(policy.site);
+                self.inner.telemetry().stale_hit(policy.site);
                 return self
                     .reload_present::<S, L>(full, policy, load, stale, expires)
                     .await;
             }
             Found::Fallback(stale, expires) => {
                 // A source that failed a moment ago is spared.
-                if self.background().throttled(full) {
-                    self.telemetry().stale_hit(policy.site);
+                if self.inner.background().throttled(full) {
+                    self.inner.telemetry().stale_hit(policy.site);
                     return stale;
                 }
                 Some((stale, expires))
@@ -212,10 +222,10 @@ impl Inner {
         // Whether this caller joined a voided load and loads again.
         let mut reloading = false;
         loop {
-            let follower = match self.flights().join(full) {
+            let follower = match self.inner.flights().join(full) {
                 Join::Leader(leader) => {
                     if reloading {
-                        self.telemetry().stats().reload();
+                        self.inner.telemetry().stats().reload();
                     }
                     return self
                         .lead::<S, L>(Some(leader), full, lease, fallback, policy, load)
@@ -223,7 +233,7 @@ impl Inner {
                 }
                 Join::Follower(follower) => follower,
             };
-            self.telemetry().stats().coalesced();
+            self.inner.telemetry().stats().coalesced();
             let waited = match (&fallback, policy.load_timeout) {
                 (Some(_), Some(timeout)) => {
                     tokio::time::timeout(timeout, follower.wait()).await.ok()
@@ -240,7 +250,7 @@ impl Inner {
                         .downcast_ref::<Entry<S::Value>>()
                         .and_then(|entry| S::from_entry(entry.clone()))
                     {
-                        self.telemetry().miss(policy.site);
+                        self.inner.telemetry().miss(policy.site);
                         return output;
                     }
                     // Loaded as another type, or an absent entry this shape
@@ -250,7 +260,7 @@ impl Inner {
                 // The leader's error went to its own caller.
                 Some(Outcome::Failed) => {
                     if let Some((stale, _)) = fallback {
-                        self.telemetry().stale_hit(policy.site);
+                        self.inner.telemetry().stale_hit(policy.site);
                         return stale;
                     }
                     // Join again, once: one of the followers takes over at
@@ -270,7 +280,7 @@ impl Inner {
                 // Past the load timeout, with a stale value at hand.
                 None => {
                     if let Some((stale, _)) = fallback {
-                        self.telemetry().stale_hit(policy.site);
+                        self.inner.telemetry().stale_hit(policy.site);
                         return stale;
                     }
                 }
@@ -286,23 +296,29 @@ impl Inner {
     /// background or someone else reloads; the new value when this caller
     /// must run a borrowing loader itself (or `current` if that fails).
     async fn reload_present<S: Shape, L: Load<S>>(
-        self: &Arc<Self>,
+        &self,
         full: &str,
         policy: &Policy,
         load: L,
         current: S::Output,
         expires_ms: u64,
     ) -> S::Output {
-        if self.bypasses(full) {
+        if self.inner.bypasses(full) {
             return current;
         }
-        let Some(claim) = ClaimGuard::take(self, full, expires_ms).await else {
+        let Some(claim) = ClaimGuard::take(self.inner, full, expires_ms).await else {
             return current;
         };
-        self.telemetry().stats().refresh();
+        self.inner.telemetry().stats().refresh();
         match load.detach() {
             Ok(spawn) => {
-                spawn(self, full.to_owned(), *policy, Holder::Claim(claim), None);
+                spawn(
+                    self.inner,
+                    full.to_owned(),
+                    *policy,
+                    Holder::Claim(claim),
+                    None,
+                );
                 current
             }
             Err(load) => {
@@ -322,7 +338,7 @@ impl Inner {
     /// Loads `full` for a caller that found nothing fresh, and shares the
     /// outcome with the flight's followers.
     async fn lead<S: Shape, L: Load<S>>(
-        self: &Arc<Self>,
+        &self,
         leader: Option<Leader<'_>>,
         full: &str,
         lease: bool,
@@ -345,7 +361,7 @@ impl Inner {
     /// Loads a missing key under the lease, or takes the value another
     /// process loaded meanwhile.
     async fn lead_miss<S: Shape, L: Load<S>>(
-        self: &Arc<Self>,
+        &self,
         leader: Option<Leader<'_>>,
         full: &str,
         lease: bool,
@@ -357,7 +373,7 @@ impl Inner {
                 Ok(Some(guard)) => Holder::Lease(guard),
                 Ok(None) => Holder::None,
                 Err(output) => {
-                    self.telemetry().miss(policy.site);
+                    self.inner.telemetry().miss(policy.site);
                     return output;
                 }
             }
@@ -366,10 +382,10 @@ impl Inner {
         };
         // Without the lease (Redis out) or with an eviction of the key
         // pending, the load bypasses the cache.
-        if lease && !self.bypasses(full) {
-            self.telemetry().miss(policy.site);
+        if lease && !self.inner.bypasses(full) {
+            self.inner.telemetry().miss(policy.site);
         } else {
-            self.telemetry().bypass(policy.site);
+            self.inner.telemetry().bypass(policy.site);
         }
         let (load, unless) = load.start();
         let Loaded { output, voided } = self
@@ -389,7 +405,7 @@ impl Inner {
     /// the stale value answers if the load fails (and the source is then
     /// spared for a moment) or outlasts the load timeout.
     async fn lead_stale<S: Shape, L: Load<S>>(
-        self: &Arc<Self>,
+        &self,
         leader: Option<Leader<'_>>,
         full: &str,
         lease: bool,
@@ -398,7 +414,7 @@ impl Inner {
         load: L,
     ) -> S::Output {
         let holder = match lease {
-            true => ClaimGuard::take(self, full, expires_ms)
+            true => ClaimGuard::take(self.inner, full, expires_ms)
                 .await
                 .map_or(Holder::None, Holder::Claim),
             false => Holder::None,
@@ -426,7 +442,7 @@ impl Inner {
                     Some(leader) => leader.publish(Arc::new(entry)),
                     None => {}
                 }
-                self.telemetry().miss(policy.site);
+                self.inner.telemetry().miss(policy.site);
                 output
             }
             (loaded, _) => {
@@ -436,9 +452,11 @@ impl Inner {
                 }
                 if loaded.is_some() {
                     // Fail-safe: the source failed; spare it a moment.
-                    self.background().throttle(full, policy.fail_safe_throttle);
+                    self.inner
+                        .background()
+                        .throttle(full, policy.fail_safe_throttle);
                 }
-                self.telemetry().stale_hit(policy.site);
+                self.inner.telemetry().stale_hit(policy.site);
                 stale
             }
         }
@@ -448,7 +466,7 @@ impl Inner {
     /// background past it, to fill the cache; a borrowing one is cut off
     /// (its claim given up). `None` past the timeout.
     async fn load_within<S: Shape, L: Load<S>>(
-        self: &Arc<Self>,
+        &self,
         full: &str,
         policy: &Policy,
         load: L,
@@ -458,7 +476,7 @@ impl Inner {
         match load.detach() {
             Ok(spawn) => {
                 let (sender, receiver) = oneshot::channel();
-                spawn(self, full.to_owned(), *policy, holder, Some(sender));
+                spawn(self.inner, full.to_owned(), *policy, holder, Some(sender));
                 tokio::time::timeout(timeout, receiver).await.ok()?.ok()
             }
             Err(load) => {
@@ -472,7 +490,7 @@ impl Inner {
                 .ok();
                 if loaded.is_none() {
                     // Cut off: the load never ends, so it is counted here.
-                    self.telemetry().meters().load(
+                    self.inner.telemetry().meters().load(
                         policy.site,
                         LoadOutcome::Timeout,
                         started.elapsed(),
@@ -487,15 +505,15 @@ impl Inner {
     /// fill, `Ok(None)` to load without storing, or `Err(output)` with the
     /// value another caller stored meanwhile.
     async fn lease_for<S: Shape>(
-        self: &Arc<Self>,
+        &self,
         full: &str,
         leader: Option<&Leader<'_>>,
     ) -> Result<Option<LeaseGuard>, S::Output> {
         let mut over = None;
         loop {
-            match lease::claim(self, full, over.as_ref()).await {
+            match lease::claim(self.inner, full, over.as_ref()).await {
                 Claim::Found(bytes) => {
-                    if let Ok(decoded) = self.codec().decode::<S::Value>(&bytes)
+                    if let Ok(decoded) = self.inner.codec().decode::<S::Value>(&bytes)
                         && decoded.meta.expires_ms > now_ms()
                         && let Some(output) = S::from_entry(decoded.entry.clone())
                     {
@@ -531,7 +549,7 @@ impl Inner {
         unless: impl FnOnce(&S::Value) -> bool,
         holder: Holder,
     ) -> Loaded<S::Output> {
-        self.telemetry().stats().load();
+        self.inner.telemetry().stats().load();
         let started = Instant::now();
         let output = load
             .instrument(tracing::debug_span!("cachefw.load", key = full))
@@ -543,7 +561,10 @@ impl Inner {
             Some(_) => LoadOutcome::Ok,
             None => LoadOutcome::Err,
         };
-        self.telemetry().meters().load(policy.site, outcome, took);
+        self.inner
+            .telemetry()
+            .meters()
+            .load(policy.site, outcome, took);
         let stored = match (&entry, &holder) {
             (_, Holder::None) | (None, _) => None,
             (Some(entry), _) => self.stored(full, entry, policy, unless, delta_ms),
@@ -559,12 +580,14 @@ impl Inner {
         };
         let filled = match &holder {
             Holder::Lease(guard) => {
-                self.backend()
+                self.inner
+                    .backend()
                     .fill(full, guard.marker(), bytes, ttl_ms)
                     .await
             }
             Holder::Claim(claim) => {
-                self.backend()
+                self.inner
+                    .backend()
                     .fill_claimed(full, claim.nonce(), bytes, ttl_ms)
                     .await
             }
@@ -572,8 +595,8 @@ impl Inner {
         };
         let answered = Instant::now();
         // A refresh replaced the value the near tier may hold.
-        self.near_written(full);
-        let voided = match self.observe(filled) {
+        self.inner.near_written(full);
+        let voided = match self.inner.observe(filled) {
             Ok(true) => {
                 holder.filled();
                 false
@@ -622,7 +645,7 @@ impl Inner {
         let ttl = policy.jittered(ttl);
         let backend_ttl = ttl.saturating_add(policy.stale_window());
         let Some(ttl_ms) = crate::ttl::millis(backend_ttl) else {
-            self.failure(&crate::error::Error::InvalidTtl {
+            self.inner.failure(&crate::error::Error::InvalidTtl {
                 key: full.to_owned(),
                 ttl: backend_ttl,
             });
@@ -633,19 +656,19 @@ impl Inner {
             delta_ms,
         };
         let bytes = match value {
-            Some(value) => match self.encode(full, value, meta) {
+            Some(value) => match self.inner.encode(full, value, meta) {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     // Nobody sees this error but the log: count it like the
                     // others.
-                    self.failure(&error);
+                    self.inner.failure(&error);
                     return None;
                 }
             },
             None => Codec::encode_absent(meta),
         };
         // Larger than the limit: not stored (counted and logged there).
-        self.check_size(full, &bytes).ok()?;
+        self.inner.check_size(full, &bytes).ok()?;
         Some((Bytes::from(bytes), ttl_ms))
     }
 }

@@ -18,11 +18,11 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::clock::now_ms;
-use crate::codec::{Entry, is_lease};
+use crate::codec::Entry;
 use crate::error::Error;
 use crate::flight::{Follower, Join, Leader, Outcome};
 use crate::inner::Inner;
-use crate::lease::{LeaseGuard, new_marker};
+use crate::lease::{self, Attempt, LeaseGuard, Polled, Watch};
 use crate::policy::Policy;
 use crate::telemetry::meters::LoadOutcome;
 
@@ -34,19 +34,24 @@ enum Slot<'a, T> {
     Following(Follower),
     /// Ours to load; with the lease when we hold it.
     Leading(Leader<'a>, Option<LeaseGuard>),
-    /// Leased by another process: its value is waited for.
-    Waiting(Leader<'a>),
+    /// Leased by another process: its value is waited for, under the
+    /// lease rules.
+    Waiting(Leader<'a>, Watch),
 }
 
 /// What a read found for one key, and whether the near tier answered.
 type Read = (Result<Option<Bytes>, Error>, bool);
 
-/// Polling keys leased by another process starts at this pause and doubles
-/// up to `MAX_POLL`.
-const FIRST_POLL: Duration = Duration::from_millis(2);
-const MAX_POLL: Duration = Duration::from_millis(50);
+/// Cache-aside for many keys at once, over the cache's shared state.
+pub(crate) struct Batch<'a> {
+    inner: &'a Arc<Inner>,
+}
 
-impl Inner {
+impl<'a> Batch<'a> {
+    pub(crate) fn new(inner: &'a Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
     /// The fresh values at `fulls`, in order, read in one round trip. An
     /// entry that does not decode, or is past its TTL, is `None`.
     pub(crate) async fn get_many_full<T: DeserializeOwned>(
@@ -68,12 +73,12 @@ impl Inner {
     fn batch_span(&self, site: &'static str, keys: usize) -> tracing::Span {
         tracing::debug_span!(
             "cachefw.get_many",
-            namespace = self.namespace(),
+            namespace = self.inner.namespace(),
             function = site,
             keys,
             hits = tracing::field::Empty,
             misses = tracing::field::Empty,
-            tier = self.backend().name(),
+            tier = self.inner.backend().name(),
         )
     }
 
@@ -84,20 +89,24 @@ impl Inner {
         // A key too long is the caller's mistake, as for `get`: nothing is
         // read.
         for full in fulls {
-            self.check_key(full)?;
+            self.inner.check_key(full)?;
         }
         let now = now_ms();
         let mut values = Vec::with_capacity(fulls.len());
         for (full, (found, near)) in fulls.iter().zip(self.read_many(fulls).await) {
-            let value = match self.observe(found)? {
+            let value = match self.inner.observe(found)? {
                 Some(bytes) => self.fresh::<T>(full, &bytes, now),
                 None => None,
             };
             match value {
                 Some(_) => self
+                    .inner
                     .telemetry()
                     .hit(crate::telemetry::meters::NO_SITE, near),
-                None => self.telemetry().miss(crate::telemetry::meters::NO_SITE),
+                None => self
+                    .inner
+                    .telemetry()
+                    .miss(crate::telemetry::meters::NO_SITE),
             }
             values.push(value);
         }
@@ -109,7 +118,7 @@ impl Inner {
     /// tier holds come from it, the rest from the backend in one round trip
     /// per slot group (offered to the near tier on the way).
     async fn read_many(&self, fulls: &[String]) -> Vec<Read> {
-        let Some(near) = self.near() else {
+        let Some(near) = self.inner.near() else {
             // Decided once, before the read: a write confirmed meanwhile
             // changes what `skips` says, and must not shift the answers.
             let skipped: Vec<bool> = fulls.iter().map(|full| self.skips(full)).collect();
@@ -162,17 +171,17 @@ impl Inner {
     /// A key a batch does not read from the cache: one with a pending
     /// eviction, or too long to cache.
     fn skips(&self, full: &str) -> bool {
-        full.len() > self.max_key_len() || self.bypasses(full)
+        full.len() > self.inner.max_key_len() || self.inner.bypasses(full)
     }
 
     /// The backend's bytes at each of `fulls`; a value larger than
     /// `max_value_size` (never read in full) is counted, logged, and reads
     /// as missing, as [`Inner::backend_get`] does for one key.
     async fn backend_get_many(&self, fulls: &[String]) -> Vec<Result<Option<Bytes>, Error>> {
-        let mut found = self.backend().get_many(fulls).await;
+        let mut found = self.inner.backend().get_many(fulls).await;
         for read in &mut found {
             if let Err(error @ Error::ValueTooLarge { .. }) = read {
-                self.failure(error);
+                self.inner.failure(error);
                 *read = Ok(None);
             }
         }
@@ -182,14 +191,14 @@ impl Inner {
     /// The value in `bytes` if it decodes as `T` and is within its TTL; a
     /// bad entry is counted and logged.
     fn fresh<T: DeserializeOwned>(&self, full: &str, bytes: &[u8], now: u64) -> Option<T> {
-        match self.codec().decode::<T>(bytes) {
+        match self.inner.codec().decode::<T>(bytes) {
             Ok(decoded) if decoded.meta.expires_ms > now => match decoded.entry {
                 Entry::Value(value) => Some(value),
                 Entry::Absent | Entry::Leased => None,
             },
             Ok(_) => None,
             Err(reason) => {
-                self.failure(&Error::Decode {
+                self.inner.failure(&Error::Decode {
                     key: full.to_owned(),
                     reason: reason.to_string(),
                 });
@@ -202,7 +211,7 @@ impl Inner {
     ///
     /// [`Cache::get_or_load_many`]: crate::Cache::get_or_load_many
     pub(crate) async fn get_or_load_many_full<T, E, F, Fut>(
-        self: &Arc<Self>,
+        &self,
         keys: &[&str],
         policy: &Policy,
         loader: F,
@@ -219,7 +228,7 @@ impl Inner {
     }
 
     async fn get_or_load_many_in<T, E, F, Fut>(
-        self: &Arc<Self>,
+        &self,
         keys: &[&str],
         policy: &Policy,
         loader: F,
@@ -240,12 +249,15 @@ impl Inner {
                 distinct.len() - 1
             });
         }
-        let fulls: Vec<String> = distinct.iter().map(|key| self.keys().full(key)).collect();
+        let fulls: Vec<String> = distinct
+            .iter()
+            .map(|key| self.inner.keys().full(key))
+            .collect();
         // A key too long to cache is loaded and stored nowhere, as for a
         // single call (counted and logged once each).
         let cacheable: Vec<bool> = fulls
             .iter()
-            .map(|full| self.check_key(full).is_ok())
+            .map(|full| self.inner.check_key(full).is_ok())
             .collect();
         let now = now_ms();
         let read = self.read_many(&fulls).await;
@@ -262,7 +274,7 @@ impl Inner {
                     reachable[at] = false;
                     None
                 }
-                found => match self.observe(found) {
+                found => match self.inner.observe(found) {
                     Ok(bytes) => bytes,
                     Err(error) => {
                         if error.is_outage() {
@@ -274,15 +286,15 @@ impl Inner {
                 },
             };
             if let Some(value) = bytes.and_then(|bytes| self.fresh::<T>(full, &bytes, now)) {
-                self.telemetry().hit(policy.site, near);
+                self.inner.telemetry().hit(policy.site, near);
                 hits += 1;
                 slots.push(Some(Slot::Done(Some(value))));
                 continue;
             }
-            self.telemetry().miss(policy.site);
-            slots.push(Some(match self.flights().join(full) {
+            self.inner.telemetry().miss(policy.site);
+            slots.push(Some(match self.inner.flights().join(full) {
                 Join::Follower(follower) => {
-                    self.telemetry().stats().coalesced();
+                    self.inner.telemetry().stats().coalesced();
                     Slot::Following(follower)
                 }
                 Join::Leader(leader) => Slot::Leading(leader, None),
@@ -300,12 +312,14 @@ impl Inner {
         // other's keys, and neither may hold its load back for that.
         let mut ours = take_ours(&mut slots, false);
         if ours.is_empty() {
-            self.await_other_processes::<T>(&fulls, &mut slots).await;
+            self.await_other_processes::<T>(&fulls, &mut slots, true)
+                .await;
             ours = take_ours(&mut slots, true);
         }
         let mut values: Vec<Option<T>> = vec![None; fulls.len()];
         let followers = async {
-            self.await_other_processes::<T>(&fulls, &mut slots).await;
+            self.await_other_processes::<T>(&fulls, &mut slots, false)
+                .await;
             let mut waited = Vec::new();
             for (at, slot) in slots.into_iter().enumerate() {
                 match slot {
@@ -330,7 +344,7 @@ impl Inner {
                     // while our loader was already called: the source has
                     // none for it (its loader left it out), or that process
                     // died mid-load (its lease lapsed).
-                    Some(Slot::Leading(leader, _) | Slot::Waiting(leader)) => {
+                    Some(Slot::Leading(leader, _) | Slot::Waiting(leader, _)) => {
                         tracing::debug!(
                             key = %fulls[at],
                             "cachefw: a batch key leased elsewhere ended without a value"
@@ -363,102 +377,131 @@ impl Inner {
             .collect())
     }
 
-    /// Takes the lease on every key we lead, all at once. A key that holds
-    /// a value now is answered with it; one leased by another process is
-    /// waited for.
+    /// Takes the lease on every key we lead, all at once (through
+    /// `lease.rs`, as a single call does). A key that holds a value now is
+    /// answered with it; one leased by another process is waited for.
     async fn take_leases<T: DeserializeOwned + Clone + Send + Sync + 'static>(
-        self: &Arc<Self>,
+        &self,
         fulls: &[String],
         reachable: &[bool],
         slots: &mut [Option<Slot<'_, T>>],
     ) {
-        let lease_ms = crate::ttl::millis(self.lease_time()).unwrap_or(1);
-        let attempts = slots.iter().enumerate().filter_map(|(at, slot)| {
-            let leading = matches!(slot, Some(Slot::Leading(..)));
-            (leading && reachable[at] && !self.bypasses(&fulls[at])).then(|| {
-                let marker = new_marker();
-                let guard = LeaseGuard::armed(self, &fulls[at], marker);
-                async move {
-                    let acquired = self
-                        .backend()
-                        .acquire(&fulls[at], guard.marker(), lease_ms, None)
-                        .await;
-                    (at, guard, acquired)
-                }
+        let wanted: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .filter(|(at, slot)| {
+                matches!(slot, Some(Slot::Leading(..)))
+                    && reachable[*at]
+                    && !self.inner.bypasses(&fulls[*at])
             })
-        });
-        for (at, guard, acquired) in futures_util::future::join_all(attempts).await {
+            .map(|(at, _)| at)
+            .collect();
+        let lease_time = self.inner.lease_time();
+        let attempts = wanted
+            .iter()
+            .map(|at| async move { (*at, lease::attempt(self.inner, &fulls[*at], None).await) });
+        for (at, attempt) in futures_util::future::join_all(attempts).await {
             let Some(Slot::Leading(leader, _)) = slots[at].take() else {
                 continue;
             };
-            slots[at] = Some(match acquired {
-                Ok(None) => Slot::Leading(leader, Some(guard)),
-                Ok(Some(held)) if is_lease(&held) => {
-                    guard.disarm();
-                    Slot::Waiting(leader)
-                }
-                Ok(Some(held)) => {
-                    guard.disarm();
-                    match self.fresh::<T>(&fulls[at], &held, now_ms()) {
-                        Some(value) => {
-                            leader.publish(Arc::new(Entry::Value(value.clone())));
-                            Slot::Done(Some(value))
-                        }
-                        // Filled with something we cannot use: ours to load,
-                        // without storing over it.
-                        None => Slot::Leading(leader, None),
-                    }
-                }
-                Err(error) => {
-                    if matches!(error, Error::Unavailable { .. }) {
-                        guard.disarm();
-                    }
-                    self.failure(&error);
-                    Slot::Leading(leader, None)
-                }
-            });
+            let watch = Watch::new(lease_time);
+            slots[at] = Some(self.attempted(&fulls[at], leader, watch, attempt));
         }
     }
 
-    /// Polls the keys leased by other processes until each holds a value,
-    /// is released, or its lease time passes; those still unresolved are
-    /// ours to load (without storing).
+    /// The slot of a key we lead after an attempt at its lease.
+    fn attempted<'l, T: DeserializeOwned + Clone + Send + Sync + 'static>(
+        &self,
+        full: &str,
+        leader: Leader<'l>,
+        mut watch: Watch,
+        attempt: Attempt,
+    ) -> Slot<'l, T> {
+        match attempt {
+            Attempt::Owned(guard) => Slot::Leading(leader, Some(guard)),
+            Attempt::Held(marker) => {
+                if !watch.held_by(marker) {
+                    watch.lapse();
+                }
+                Slot::Waiting(leader, watch)
+            }
+            Attempt::Found(bytes) => match self.fresh::<T>(full, &bytes, now_ms()) {
+                Some(value) => {
+                    leader.publish(Arc::new(Entry::Value(value.clone())));
+                    Slot::Done(Some(value))
+                }
+                // Filled with something we cannot use: ours to load,
+                // without storing over it.
+                None => Slot::Leading(leader, None),
+            },
+            Attempt::Failed => Slot::Leading(leader, None),
+        }
+    }
+
+    /// Polls the keys leased by other processes, each under the lease
+    /// rules of `lease.rs` (a lease time per holder, a few holders at
+    /// most), until each holds a value, is released, or its wait lapses.
+    /// With `take_over`, a released key's lease is taken (as a single call
+    /// does) and the key is ours to load and fill; without (our load has
+    /// already started), it is ours to answer without a value. Keys whose
+    /// wait lapsed stay `Waiting`.
     async fn await_other_processes<T: DeserializeOwned + Clone + Send + Sync + 'static>(
         &self,
         fulls: &[String],
         slots: &mut [Option<Slot<'_, T>>],
+        take_over: bool,
     ) {
-        let deadline = Instant::now() + self.lease_time();
-        let mut pause = FIRST_POLL;
         loop {
-            let waiting: Vec<usize> = (0..slots.len())
-                .filter(|at| matches!(slots[*at], Some(Slot::Waiting(_))))
-                .collect();
             let now = Instant::now();
-            if waiting.is_empty() || now >= deadline {
-                return;
+            let mut waiting = Vec::new();
+            let mut pause: Option<Duration> = None;
+            for (at, slot) in slots.iter_mut().enumerate() {
+                if let Some(Slot::Waiting(_, watch)) = slot
+                    && !watch.lapsed(now)
+                {
+                    let next = watch.next_pause(now);
+                    pause = Some(pause.map_or(next, |pause| pause.min(next)));
+                    waiting.push(at);
+                }
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(MAX_POLL);
+            let Some(pause) = pause else {
+                return;
+            };
+            tokio::time::sleep(pause).await;
             let keys: Vec<String> = waiting.iter().map(|at| fulls[*at].clone()).collect();
+            let mut retry = Vec::new();
             for (at, found) in waiting.into_iter().zip(self.backend_get_many(&keys).await) {
-                let value = match found {
-                    Ok(Some(bytes)) if is_lease(&bytes) => continue,
-                    Ok(Some(bytes)) => self.fresh::<T>(&fulls[at], &bytes, now_ms()),
-                    Ok(None) | Err(_) => None,
-                };
-                let Some(Slot::Waiting(leader)) = slots[at].take() else {
+                let Some(Slot::Waiting(leader, watch)) = slots[at].take() else {
                     continue;
                 };
-                slots[at] = Some(match value {
-                    Some(value) => {
-                        leader.publish(Arc::new(Entry::Value(value.clone())));
-                        Slot::Done(Some(value))
+                slots[at] = Some(match found.map(|found| watch.polled(found)) {
+                    Ok(Polled::Waiting) => Slot::Waiting(leader, watch),
+                    Ok(Polled::Found(bytes)) => match self.fresh::<T>(&fulls[at], &bytes, now_ms())
+                    {
+                        Some(value) => {
+                            leader.publish(Arc::new(Entry::Value(value.clone())));
+                            Slot::Done(Some(value))
+                        }
+                        // Unusable: ours to load, without storing.
+                        None => Slot::Leading(leader, None),
+                    },
+                    Ok(Polled::Retry) if take_over && !self.inner.bypasses(&fulls[at]) => {
+                        retry.push(at);
+                        Slot::Waiting(leader, watch)
                     }
-                    // Released without a value, unusable, or unreadable:
-                    // ours to load, without storing.
-                    None => Slot::Leading(leader, None),
+                    // Released without a value, or unreadable: ours to
+                    // answer, without storing.
+                    Ok(Polled::Retry) | Err(_) => Slot::Leading(leader, None),
                 });
+            }
+            let attempts = retry.iter().map(|at| async move {
+                (*at, lease::attempt(self.inner, &fulls[*at], None).await)
+            });
+            for (at, attempt) in futures_util::future::join_all(attempts).await {
+                let Some(Slot::Waiting(leader, watch)) = slots[at].take() else {
+                    continue;
+                };
+                slots[at] = Some(self.attempted(&fulls[at], leader, watch, attempt));
             }
         }
     }
@@ -482,13 +525,13 @@ impl Inner {
         if ours.is_empty() {
             return Ok(Vec::new());
         }
-        let prefix = self.keys().prefix().len();
+        let prefix = self.inner.keys().prefix().len();
         let wanted: Vec<String> = ours
             .iter()
             .map(|(at, ..)| fulls[*at][prefix..].to_owned())
             .collect();
         debug_assert!(wanted.len() <= distinct);
-        self.telemetry().stats().load();
+        self.inner.telemetry().stats().load();
         let started = Instant::now();
         let loaded = loader(wanted)
             .instrument(tracing::debug_span!("cachefw.load", keys = ours.len()))
@@ -496,13 +539,15 @@ impl Inner {
         let took = started.elapsed();
         let mut found = match loaded {
             Ok(found) => {
-                self.telemetry()
+                self.inner
+                    .telemetry()
                     .meters()
                     .load(policy.site, LoadOutcome::Ok, took);
                 found
             }
             Err(error) => {
-                self.telemetry()
+                self.inner
+                    .telemetry()
                     .meters()
                     .load(policy.site, LoadOutcome::Err, took);
                 // Leases go back first, all at once, so that the callers
@@ -557,11 +602,12 @@ impl Inner {
                     return guard.release().await;
                 };
                 let filled = self
+                    .inner
                     .backend()
                     .fill(&fulls[at], guard.marker(), bytes, ttl_ms)
                     .await;
                 let answered = Instant::now();
-                self.near_written(&fulls[at]);
+                self.inner.near_written(&fulls[at]);
                 // Refused while the lease still ran: the key was evicted or
                 // written meanwhile (see `aside.rs`).
                 let voided = matches!(&filled, Ok(false)) && guard.live_at(answered);
@@ -572,7 +618,7 @@ impl Inner {
                         leader.publish(Arc::new(entry));
                     }
                 }
-                match self.observe(filled) {
+                match self.inner.observe(filled) {
                     Ok(_) => guard.filled(),
                     Err(_) => drop(guard),
                 }
@@ -595,14 +641,15 @@ impl Inner {
             expires_ms: now_ms().saturating_add(crate::clock::millis(ttl)),
             delta_ms,
         };
-        match self.encode(full, value, meta) {
+        match self.inner.encode(full, value, meta) {
             // Larger than the limit: not stored (counted and logged there).
             Ok(bytes) => self
+                .inner
                 .check_size(full, &bytes)
                 .ok()
                 .map(|()| (Bytes::from(bytes), ttl_ms)),
             Err(error) => {
-                self.failure(&error);
+                self.inner.failure(&error);
                 None
             }
         }
@@ -619,7 +666,7 @@ fn take_ours<'a, T>(
     for (at, slot) in slots.iter_mut().enumerate() {
         match slot.take() {
             Some(Slot::Leading(leader, guard)) => ours.push((at, leader, guard)),
-            Some(Slot::Waiting(leader)) if lapsed => ours.push((at, leader, None)),
+            Some(Slot::Waiting(leader, _)) if lapsed => ours.push((at, leader, None)),
             other => *slot = other,
         }
     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aside::{Borrowed, Owned};
+use crate::aside::{Aside, Borrowed, Owned};
+use crate::batch::Batch;
 use crate::clock::now_ms;
 use crate::codec::{Decoded, Entry, meta_of};
 use crate::error::Error;
@@ -427,7 +428,7 @@ impl Cache {
     {
         let policy = Policy::with_ttl(ttl, None, self.inner().defaults());
         let full = self.inner().keys().full(key);
-        self.inner()
+        Aside::new(self.inner())
             .through::<ResultShape<T, E>, _>(&full, &policy, Borrowed(loader, |_: &T| false))
             .await
     }
@@ -469,7 +470,7 @@ impl Cache {
     {
         let policy = Policy::with_ttl(ttl, none_ttl, self.inner().defaults());
         let full = self.inner().keys().full(key);
-        self.inner()
+        Aside::new(self.inner())
             .through::<ResultOptionShape<T, E>, _>(&full, &policy, Borrowed(loader, |_: &T| false))
             .await
     }
@@ -525,7 +526,7 @@ impl Cache {
     {
         let policy = Policy::with_ttl(ttl, None, self.inner().defaults());
         let full = self.inner().keys().full(key);
-        self.inner()
+        Aside::new(self.inner())
             .through::<ResultShape<T, E>, _>(&full, &policy, Owned(loader, |_: &T| false))
             .await
     }
@@ -563,7 +564,7 @@ impl Cache {
             .iter()
             .map(|key| self.inner().keys().full(key))
             .collect();
-        self.inner().get_many_full(&fulls).await
+        Batch::new(self.inner()).get_many_full(&fulls).await
     }
 
     /// Cache-aside for many keys: the cached values, and one call of
@@ -639,7 +640,7 @@ impl Cache {
         Fut: Future<Output = Result<std::collections::HashMap<String, T>, E>>,
     {
         let policy = Policy::with_ttl(ttl, None, self.inner().defaults());
-        self.inner()
+        Batch::new(self.inner())
             .get_or_load_many_full(keys, &policy, loader)
             .await
     }

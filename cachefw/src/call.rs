@@ -9,7 +9,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::aside::{Borrowed, Owned};
+use crate::aside::{Aside, Borrowed, Owned};
 use crate::cache::Cache;
 use crate::policy::{Options, Policy};
 use crate::shape::Shape;
@@ -203,7 +203,7 @@ impl Call {
         };
         let inner = cache.inner();
         let policy = Policy::resolve(options, inner.defaults());
-        inner
+        Aside::new(inner)
             .through::<S, _>(&key, &policy, Borrowed(|| body, unless))
             .await
     }
@@ -231,7 +231,7 @@ impl Call {
         };
         let inner = cache.inner();
         let policy = Policy::resolve(options, inner.defaults());
-        inner
+        Aside::new(inner)
             .through::<S, _>(&key, &policy, Owned(loader, unless))
             .await
     }

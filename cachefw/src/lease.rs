@@ -51,91 +51,181 @@ pub(crate) enum Claim {
     Unguarded,
 }
 
+/// What one attempt at the lease on a key found.
+pub(crate) enum Attempt {
+    /// The lease is ours: load, then fill through the guard.
+    Owned(LeaseGuard),
+    /// Another caller holds it: its marker.
+    Held(Bytes),
+    /// The key holds a value: these bytes.
+    Found(Bytes),
+    /// The backend failed (counted and logged): go on without the lease.
+    Failed,
+}
+
+/// One try at the lease on `full` (also over exactly the bytes `over`, an
+/// entry the caller cannot use). The single-key claim and the batch both
+/// take leases through this.
+pub(crate) async fn attempt(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) -> Attempt {
+    // Armed before the ACQUIRE is sent: a caller cancelled while it is in
+    // flight may hold the lease without knowing it, and dropping the guard
+    // then releases it (RELEASE removes the key only if it holds our
+    // marker, so a lease we did not get is left alone).
+    let mut guard = LeaseGuard::armed(inner, full, new_marker());
+    // Validated by the builder with the same rounding: never `PX 0`.
+    let lease_ms = crate::ttl::millis(inner.lease_time()).unwrap_or(1);
+    match inner
+        .backend()
+        .acquire(full, &guard.marker, lease_ms, over)
+        .await
+    {
+        Ok(None) => Attempt::Owned(guard),
+        Ok(Some(held)) => {
+            guard.armed = false;
+            if is_lease(&held) {
+                Attempt::Held(held)
+            } else {
+                Attempt::Found(held)
+            }
+        }
+        // The ACQUIRE may have run without our hearing back: the armed
+        // guard, dropped here, releases whatever it took; unless the
+        // breaker refused it, and nothing was sent.
+        Err(error) => {
+            if matches!(error, Error::Unavailable { .. }) {
+                guard.armed = false;
+            }
+            inner.failure(&error);
+            Attempt::Failed
+        }
+    }
+}
+
+/// Waiting on the holders of one key's lease: each new holder gets its own
+/// lease time, up to [`MAX_HOLDERS`] in a row, and the key is polled with a
+/// growing pause. The same rules for a single key and for a batch.
+pub(crate) struct Watch {
+    holder: Option<Bytes>,
+    holders: u32,
+    deadline: Instant,
+    lease_time: Duration,
+    pause: Duration,
+}
+
+/// What a poll of a leased key means for its watch.
+pub(crate) enum Polled {
+    /// The same holder still loads: wait on.
+    Waiting,
+    /// Released, evicted, or taken over by another caller: try for the
+    /// lease again.
+    Retry,
+    /// A value: these bytes.
+    Found(Bytes),
+}
+
+impl Watch {
+    pub(crate) fn new(lease_time: Duration) -> Self {
+        Self {
+            holder: None,
+            holders: 0,
+            deadline: Instant::now() + lease_time,
+            lease_time,
+            pause: FIRST_POLL,
+        }
+    }
+
+    /// `marker` holds the lease now. `false` when too many holders in a
+    /// row came and went: a chain of holders that each fail or die must
+    /// not hold a caller forever.
+    pub(crate) fn held_by(&mut self, marker: Bytes) -> bool {
+        if self.holder.as_ref() != Some(&marker) {
+            self.holders += 1;
+            if self.holders > MAX_HOLDERS {
+                return false;
+            }
+            self.deadline = Instant::now() + self.lease_time;
+            self.holder = Some(marker);
+        }
+        true
+    }
+
+    /// Gives up on the key: its wait is over.
+    pub(crate) fn lapse(&mut self) {
+        self.deadline = Instant::now();
+    }
+
+    /// Whether the holder outlasted its lease time (or the watch lapsed).
+    pub(crate) fn lapsed(&self, now: Instant) -> bool {
+        now >= self.deadline
+    }
+
+    /// The pause before the next poll (never past the deadline); the
+    /// following one is longer.
+    pub(crate) fn next_pause(&mut self, now: Instant) -> Duration {
+        let pause = self.pause.min(self.deadline.saturating_duration_since(now));
+        self.pause = (self.pause * 2).min(MAX_POLL);
+        pause
+    }
+
+    /// What the bytes read at the key mean.
+    pub(crate) fn polled(&self, found: Option<Bytes>) -> Polled {
+        match found {
+            Some(held) if is_lease(&held) => {
+                if self.holder.as_ref() == Some(&held) {
+                    Polled::Waiting
+                } else {
+                    Polled::Retry
+                }
+            }
+            Some(bytes) => Polled::Found(bytes),
+            None => Polled::Retry,
+        }
+    }
+}
+
 /// Takes the lease on `full` (also over exactly the bytes `over`, an entry
 /// the caller cannot use), or waits for the holder's value, up to the lease
 /// time per holder. Backend failures are counted and end in `Unguarded`.
 pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) -> Claim {
-    // Armed before each attempt: a caller cancelled while its ACQUIRE is in
-    // flight may hold the lease without knowing it, and dropping the guard
-    // then releases it (RELEASE removes the key only if it holds our
-    // marker, so a lease we did not get is left alone).
-    let mut guard = LeaseGuard {
-        inner: inner.clone(),
-        full: full.to_owned(),
-        marker: new_marker(),
-        armed: false,
-        sent: Instant::now(),
-    };
-    let lease_time = inner.lease_time();
-    // Validated by the builder with the same rounding: never `PX 0`.
-    let lease_ms = crate::ttl::millis(lease_time).unwrap_or(1);
+    let mut watch = Watch::new(inner.lease_time());
     let backend = inner.backend();
-    let mut holder: Option<Bytes> = None;
-    let mut holders = 0;
-    let mut deadline = Instant::now() + lease_time;
-    let mut pause = FIRST_POLL;
     loop {
         // An eviction of the key that Redis has not confirmed: whatever it
         // holds, or a holder fills, may be the value evicted.
         if inner.bypasses(full) {
             return Claim::Unguarded;
         }
-        guard.armed = true;
-        guard.sent = Instant::now();
-        let acquired = backend.acquire(full, &guard.marker, lease_ms, over).await;
-        match acquired {
-            Ok(None) => return Claim::Owned(guard),
-            Ok(Some(held)) if !is_lease(&held) => {
-                guard.armed = false;
-                return Claim::Found(held);
-            }
-            Ok(Some(held)) => {
-                guard.armed = false;
-                // Each new holder gets its own lease time, up to a few.
-                if holder.as_ref() != Some(&held) {
-                    holders += 1;
-                    if holders > MAX_HOLDERS {
-                        return Claim::Unguarded;
-                    }
-                    deadline = Instant::now() + lease_time;
-                    holder = Some(held);
+        match attempt(inner, full, over).await {
+            Attempt::Owned(guard) => return Claim::Owned(guard),
+            Attempt::Found(bytes) => return Claim::Found(bytes),
+            Attempt::Failed => return Claim::Unguarded,
+            Attempt::Held(marker) => {
+                if !watch.held_by(marker) {
+                    return Claim::Unguarded;
                 }
-            }
-            // The ACQUIRE may have run without our hearing back: the armed
-            // guard, dropped here, releases whatever it took; unless the
-            // breaker refused it, and nothing was sent.
-            Err(error) => {
-                if matches!(error, Error::Unavailable { .. }) {
-                    guard.armed = false;
-                }
-                inner.failure(&error);
-                return Claim::Unguarded;
             }
         }
         // Another caller loads: wait for its value.
         loop {
             let now = Instant::now();
-            if now >= deadline {
+            if watch.lapsed(now) {
                 tracing::debug!(key = full, "cachefw: lease holder outlasted the lease time");
                 return Claim::Unguarded;
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(MAX_POLL);
+            tokio::time::sleep(watch.next_pause(now)).await;
             let polled = backend.get(full).await;
             if inner.bypasses(full) {
                 return Claim::Unguarded;
             }
             match polled {
-                Ok(Some(held)) if is_lease(&held) => {
-                    if holder.as_ref() != Some(&held) {
-                        // Taken over by another waiter: try for it again,
-                        // which also restarts the clock for the new holder.
-                        break;
-                    }
-                }
-                Ok(Some(held)) => return Claim::Found(held),
-                // Released or evicted: try to take it ourselves.
-                Ok(None) => break,
+                Ok(found) => match watch.polled(found) {
+                    Polled::Waiting => {}
+                    Polled::Found(bytes) => return Claim::Found(bytes),
+                    // Released, evicted, or taken over by another waiter:
+                    // try for it again, which also restarts the clock for
+                    // a new holder.
+                    Polled::Retry => break,
+                },
                 // Filled with a value too large to read: taking the lease
                 // replaces it.
                 Err(error @ Error::ValueTooLarge { .. }) => {
@@ -168,7 +258,7 @@ impl LeaseGuard {
     /// A guard over `marker` on `full`, armed before the ACQUIRE that may
     /// take the lease is sent (so a caller cancelled meanwhile releases
     /// whatever it took).
-    pub(crate) fn armed(inner: &Arc<Inner>, full: &str, marker: Bytes) -> Self {
+    fn armed(inner: &Arc<Inner>, full: &str, marker: Bytes) -> Self {
         Self {
             inner: inner.clone(),
             full: full.to_owned(),
@@ -184,12 +274,6 @@ impl LeaseGuard {
     /// taken only over an empty key).
     pub(crate) fn live_at(&self, at: Instant) -> bool {
         at < self.sent + self.inner.lease_time()
-    }
-
-    /// The lease was not taken (someone else holds the key, or nothing was
-    /// sent): nothing to release.
-    pub(crate) fn disarm(mut self) {
-        self.armed = false;
     }
 
     pub(crate) fn marker(&self) -> &Bytes {
