@@ -17,7 +17,7 @@ use crate::clock::{millis, now_ms};
 use crate::codec::{Codec, Decoded, Entry, Meta};
 use crate::flight::{Join, Leader, Outcome};
 use crate::inner::Inner;
-use crate::lease::{self, Claim, ClaimGuard, LeaseGuard};
+use crate::lease::{self, LeaseGuard, ReloadLease, Taken};
 use crate::policy::Policy;
 use crate::shape::{Returns, Shape};
 use crate::telemetry::meters::LoadOutcome;
@@ -306,7 +306,7 @@ impl<'a> Aside<'a> {
         if self.inner.bypasses(full) {
             return current;
         }
-        let Some(claim) = ClaimGuard::take(self.inner, full, expires_ms).await else {
+        let Some(claim) = ReloadLease::take(self.inner, full, expires_ms).await else {
             return current;
         };
         self.inner.telemetry().stats().refresh();
@@ -316,7 +316,7 @@ impl<'a> Aside<'a> {
                     self.inner,
                     full.to_owned(),
                     *policy,
-                    Holder::Claim(claim),
+                    Holder::Reload(claim),
                     None,
                 );
                 current
@@ -324,7 +324,7 @@ impl<'a> Aside<'a> {
             Err(load) => {
                 let (load, unless) = load.start();
                 let output = self
-                    .load_and_fill::<S>(full, policy, load, unless, Holder::Claim(claim))
+                    .load_and_fill::<S>(full, policy, load, unless, Holder::Reload(claim))
                     .await
                     .output;
                 match S::to_entry(&output) {
@@ -414,9 +414,9 @@ impl<'a> Aside<'a> {
         load: L,
     ) -> S::Output {
         let holder = match lease {
-            true => ClaimGuard::take(self.inner, full, expires_ms)
+            true => ReloadLease::take(self.inner, full, expires_ms)
                 .await
-                .map_or(Holder::None, Holder::Claim),
+                .map_or(Holder::None, Holder::Reload),
             false => Holder::None,
         };
         let loaded = match policy.load_timeout {
@@ -511,8 +511,8 @@ impl<'a> Aside<'a> {
     ) -> Result<Option<LeaseGuard>, S::Output> {
         let mut over = None;
         loop {
-            match lease::claim(self.inner, full, over.as_ref()).await {
-                Claim::Found(bytes) => {
+            match lease::take(self.inner, full, over.as_ref()).await {
+                Taken::Found(bytes) => {
                     if let Ok(decoded) = self.inner.codec().decode::<S::Value>(&bytes)
                         && decoded.meta.expires_ms > now_ms()
                         && let Some(output) = S::from_entry(decoded.entry.clone())
@@ -530,8 +530,8 @@ impl<'a> Aside<'a> {
                     }
                     over = Some(bytes);
                 }
-                Claim::Owned(guard) => return Ok(Some(guard)),
-                Claim::Unguarded => return Ok(None),
+                Taken::Owned(guard) => return Ok(Some(guard)),
+                Taken::Unguarded => return Ok(None),
             }
         }
     }
@@ -585,7 +585,7 @@ impl<'a> Aside<'a> {
                     .fill(full, guard.marker(), bytes, ttl_ms)
                     .await
             }
-            Holder::Claim(claim) => {
+            Holder::Reload(claim) => {
                 self.inner
                     .backend()
                     .fill_claimed(full, claim.nonce(), bytes, ttl_ms)
@@ -637,14 +637,14 @@ impl<'a> Aside<'a> {
         unless: impl FnOnce(&V) -> bool,
         delta_ms: u32,
     ) -> Option<(Bytes, u64)> {
-        let (ttl, value) = match (entry, policy.absent_ttl) {
+        let (ttl, value) = match (entry, policy.none_ttl) {
             (Entry::Value(value), _) if !unless(value) => (policy.ttl, Some(value)),
-            (Entry::Absent, Some(absent_ttl)) => (absent_ttl, None),
+            (Entry::Absent, Some(none_ttl)) => (none_ttl, None),
             _ => return None,
         };
         let ttl = policy.jittered(ttl);
         let backend_ttl = ttl.saturating_add(policy.stale_window());
-        let Some(ttl_ms) = crate::ttl::millis(backend_ttl) else {
+        let Some(ttl_ms) = crate::ttl::px(backend_ttl) else {
             self.inner.failure(&crate::error::Error::InvalidTtl {
                 key: full.to_owned(),
                 ttl: backend_ttl,
@@ -678,7 +678,7 @@ impl<'a> Aside<'a> {
 /// fill).
 pub(crate) enum Holder {
     Lease(LeaseGuard),
-    Claim(ClaimGuard),
+    Reload(ReloadLease),
     None,
 }
 
@@ -689,7 +689,7 @@ impl Holder {
             // Dropped armed, the claim is given up in the background; an
             // entry that keeps a stale claim only delays the next reload
             // by the lease time.
-            Self::Claim(claim) => drop(claim),
+            Self::Reload(lease) => drop(lease),
             Self::None => {}
         }
     }
@@ -697,7 +697,7 @@ impl Holder {
     fn filled(self) {
         match self {
             Self::Lease(guard) => guard.filled(),
-            Self::Claim(claim) => claim.filled(),
+            Self::Reload(lease) => lease.filled(),
             Self::None => {}
         }
     }
@@ -706,7 +706,7 @@ impl Holder {
     fn live_at(&self, at: Instant) -> bool {
         match self {
             Self::Lease(guard) => guard.live_at(at),
-            Self::Claim(claim) => claim.live_at(at),
+            Self::Reload(lease) => lease.live_at(at),
             Self::None => false,
         }
     }

@@ -419,7 +419,7 @@ impl<'a> Batch<'a> {
     ) -> Slot<'l, T> {
         match attempt {
             Attempt::Owned(guard) => Slot::Leading(leader, Some(guard)),
-            Attempt::Held(marker) => {
+            Attempt::Leased(marker) => {
                 if !watch.held_by(marker) {
                     watch.lapse();
                 }
@@ -636,7 +636,7 @@ impl<'a> Batch<'a> {
         delta_ms: u32,
     ) -> Option<(Bytes, u64)> {
         let ttl = policy.jittered(policy.ttl);
-        let ttl_ms = crate::ttl::millis(ttl.saturating_add(policy.stale_window()))?;
+        let ttl_ms = crate::ttl::px(ttl.saturating_add(policy.stale_window()))?;
         let meta = crate::codec::Meta {
             expires_ms: now_ms().saturating_add(crate::clock::millis(ttl)),
             delta_ms,

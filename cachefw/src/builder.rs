@@ -507,7 +507,7 @@ impl CacheBuilder {
         if self.timeout.is_zero() {
             return Err(config("timeout", "must be greater than zero"));
         }
-        if crate::ttl::millis(self.default_ttl).is_none() {
+        if crate::ttl::px(self.default_ttl).is_none() {
             return Err(config(
                 "default_ttl",
                 format!(
@@ -517,7 +517,7 @@ impl CacheBuilder {
                 ),
             ));
         }
-        if crate::ttl::millis(self.lease_time).is_none() {
+        if crate::ttl::px(self.lease_time).is_none() {
             return Err(config(
                 "lease_time",
                 format!(

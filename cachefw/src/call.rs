@@ -119,7 +119,7 @@ impl KeyWriter<'_> {
 }
 
 #[derive(Clone)]
-enum Target {
+enum Scope {
     Key(String),
     Prefix(String),
 }
@@ -128,7 +128,7 @@ enum Target {
 /// key, made before the body takes ownership of the parameters.
 pub struct Call {
     cache: Option<Cache>,
-    target: Target,
+    target: Scope,
     /// Where in the target the `<result…>` placeholders go, in order; none
     /// when the key is complete before the body runs.
     holes: Vec<usize>,
@@ -153,7 +153,7 @@ impl Call {
         };
         Self {
             cache,
-            target: Target::Key(key),
+            target: Scope::Key(key),
             holes,
         }
     }
@@ -175,7 +175,7 @@ impl Call {
         }
         Self {
             cache,
-            target: Target::Prefix(prefix),
+            target: Scope::Prefix(prefix),
             holes,
         }
     }
@@ -184,7 +184,7 @@ impl Call {
     pub fn bypass() -> Self {
         Self {
             cache: None,
-            target: Target::Key(String::new()),
+            target: Scope::Key(String::new()),
             holes: Vec::new(),
         }
     }
@@ -198,7 +198,7 @@ impl Call {
         unless: impl FnOnce(&S::Value) -> bool,
         body: impl Future<Output = S::Output>,
     ) -> S::Output {
-        let (Some(cache), Target::Key(key)) = (self.cache, self.target) else {
+        let (Some(cache), Scope::Key(key)) = (self.cache, self.target) else {
             return body.await;
         };
         let inner = cache.inner();
@@ -226,7 +226,7 @@ impl Call {
         Fut: Future<Output = S::Output> + Send + 'static,
         U: FnOnce(&S::Value) -> bool + Send + 'static,
     {
-        let (Some(cache), Target::Key(key)) = (self.cache, self.target) else {
+        let (Some(cache), Scope::Key(key)) = (self.cache, self.target) else {
             return loader().await;
         };
         let inner = cache.inner();

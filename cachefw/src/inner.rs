@@ -17,9 +17,9 @@ use crate::clock::now_ms;
 use crate::codec::{Codec, Decoded, Meta};
 use crate::error::Error;
 use crate::flight::Flights;
-use crate::journal::{Journal, Pending, Replayer, Target};
+use crate::journal::{Eviction, Journal, Pending, Replayer};
 use crate::key::Keys;
-use crate::near::{Held, Near, NearTier};
+use crate::near::{Near, NearCopy, NearTier};
 use crate::policy::Defaults;
 use crate::shape::Value;
 use crate::telemetry::Telemetry;
@@ -27,7 +27,7 @@ use crate::telemetry::meters::Tier;
 
 /// What a read found: the near tier's copy, or the backend's bytes.
 enum Fetched {
-    Near(Arc<Held>),
+    Near(Arc<NearCopy>),
     Backend(Option<Bytes>),
 }
 
@@ -146,7 +146,7 @@ impl Inner {
     /// of it in flight do not store what they got.
     pub(crate) fn near_written(&self, full: &str) {
         if let Some(near) = &self.near {
-            near.invalidate(full);
+            near.evict(full);
         }
     }
 
@@ -342,18 +342,18 @@ impl Inner {
     /// when this future is dropped at the await).
     pub(crate) async fn evicting<T>(
         &self,
-        targets: impl IntoIterator<Item = Target>,
+        targets: impl IntoIterator<Item = Eviction>,
         write: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let targets: Vec<Target> = targets.into_iter().collect();
+        let targets: Vec<Eviction> = targets.into_iter().collect();
         self.near_evict(&targets);
         let evictions: Vec<Pending<'_>> = targets
             .iter()
             .cloned()
             .map(|target| {
                 match &target {
-                    Target::Key(key) => self.flights.detach(key),
-                    Target::Prefix(prefix) => self.flights.detach_prefix(prefix),
+                    Eviction::Key(key) => self.flights.detach(key),
+                    Eviction::Prefix(prefix) => self.flights.detach_prefix(prefix),
                 }
                 self.journal.record(target)
             })
@@ -371,14 +371,14 @@ impl Inner {
     /// Drops the near copies of `targets`: a key's, or for a prefix the
     /// whole tier (it holds only this cache's keys, and prefix evictions
     /// are rare).
-    pub(crate) fn near_evict(&self, targets: &[Target]) {
+    pub(crate) fn near_evict(&self, targets: &[Eviction]) {
         let Some(near) = &self.near else {
             return;
         };
         for target in targets {
             match target {
-                Target::Key(key) => near.invalidate(key),
-                Target::Prefix(_) => near.flush(),
+                Eviction::Key(key) => near.evict(key),
+                Eviction::Prefix(_) => near.evict_all(),
             }
         }
     }
@@ -397,7 +397,7 @@ impl Inner {
         ttl: Duration,
     ) -> Result<(), Error> {
         self.check_key(full)?;
-        let encoded = crate::ttl::millis(ttl)
+        let encoded = crate::ttl::px(ttl)
             .ok_or_else(|| Error::InvalidTtl {
                 key: full.to_owned(),
                 ttl,
@@ -423,7 +423,7 @@ impl Inner {
             }
         };
         let write = self.backend.set(full, Bytes::from(bytes), ttl_ms);
-        self.evicting([Target::Key(full.to_owned())], write).await
+        self.evicting([Eviction::Key(full.to_owned())], write).await
     }
 
     /// [`set_full`](Self::set_full) for a `#[cache_put]`: every failure is
@@ -441,7 +441,7 @@ impl Inner {
     pub(crate) async fn delete_full(&self, full: &str) -> Result<bool, Error> {
         self.check_key(full)?;
         let write = self.backend.delete(full);
-        self.evicting([Target::Key(full.to_owned())], write).await
+        self.evicting([Eviction::Key(full.to_owned())], write).await
     }
 
     /// [`delete_full`](Self::delete_full) for many keys, in one round trip
@@ -450,7 +450,7 @@ impl Inner {
         for full in fulls {
             self.check_key(full)?;
         }
-        let targets = fulls.iter().map(|full| Target::Key(full.clone()));
+        let targets = fulls.iter().map(|full| Eviction::Key(full.clone()));
         self.evicting(targets, self.backend.delete_many(fulls))
             .await
     }
@@ -459,7 +459,7 @@ impl Inner {
     pub(crate) async fn evict_prefix_full(&self, prefix: &str) -> Result<u64, Error> {
         self.check_key(prefix)?;
         let write = self.backend.evict_prefix(prefix);
-        self.evicting([Target::Prefix(prefix.to_owned())], write)
+        self.evicting([Eviction::Prefix(prefix.to_owned())], write)
             .await
     }
 

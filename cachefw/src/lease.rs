@@ -41,7 +41,7 @@ pub(crate) fn new_marker() -> Bytes {
 }
 
 /// What a miss may do with the key.
-pub(crate) enum Claim {
+pub(crate) enum Taken {
     /// We hold the lease: load, then fill through the guard.
     Owned(LeaseGuard),
     /// Someone else filled the key while we waited: these bytes.
@@ -56,7 +56,7 @@ pub(crate) enum Attempt {
     /// The lease is ours: load, then fill through the guard.
     Owned(LeaseGuard),
     /// Another caller holds it: its marker.
-    Held(Bytes),
+    Leased(Bytes),
     /// The key holds a value: these bytes.
     Found(Bytes),
     /// The backend failed (counted and logged): go on without the lease.
@@ -73,7 +73,7 @@ pub(crate) async fn attempt(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>
     // marker, so a lease we did not get is left alone).
     let mut guard = LeaseGuard::armed(inner, full, new_marker());
     // Validated by the builder with the same rounding: never `PX 0`.
-    let lease_ms = crate::ttl::millis(inner.lease_time()).unwrap_or(1);
+    let lease_ms = crate::ttl::px(inner.lease_time()).unwrap_or(1);
     match inner
         .backend()
         .acquire(full, &guard.marker, lease_ms, over)
@@ -83,7 +83,7 @@ pub(crate) async fn attempt(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>
         Ok(Some(held)) => {
             guard.armed = false;
             if is_lease(&held) {
-                Attempt::Held(held)
+                Attempt::Leased(held)
             } else {
                 Attempt::Found(held)
             }
@@ -186,22 +186,22 @@ impl Watch {
 /// Takes the lease on `full` (also over exactly the bytes `over`, an entry
 /// the caller cannot use), or waits for the holder's value, up to the lease
 /// time per holder. Backend failures are counted and end in `Unguarded`.
-pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) -> Claim {
+pub(crate) async fn take(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) -> Taken {
     let mut watch = Watch::new(inner.lease_time());
     let backend = inner.backend();
     loop {
         // An eviction of the key that Redis has not confirmed: whatever it
         // holds, or a holder fills, may be the value evicted.
         if inner.bypasses(full) {
-            return Claim::Unguarded;
+            return Taken::Unguarded;
         }
         match attempt(inner, full, over).await {
-            Attempt::Owned(guard) => return Claim::Owned(guard),
-            Attempt::Found(bytes) => return Claim::Found(bytes),
-            Attempt::Failed => return Claim::Unguarded,
-            Attempt::Held(marker) => {
+            Attempt::Owned(guard) => return Taken::Owned(guard),
+            Attempt::Found(bytes) => return Taken::Found(bytes),
+            Attempt::Failed => return Taken::Unguarded,
+            Attempt::Leased(marker) => {
                 if !watch.held_by(marker) {
-                    return Claim::Unguarded;
+                    return Taken::Unguarded;
                 }
             }
         }
@@ -210,17 +210,17 @@ pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) 
             let now = Instant::now();
             if watch.lapsed(now) {
                 tracing::debug!(key = full, "cachefw: lease holder outlasted the lease time");
-                return Claim::Unguarded;
+                return Taken::Unguarded;
             }
             tokio::time::sleep(watch.next_pause(now)).await;
             let polled = backend.get(full).await;
             if inner.bypasses(full) {
-                return Claim::Unguarded;
+                return Taken::Unguarded;
             }
             match polled {
                 Ok(found) => match watch.polled(found) {
                     Polled::Waiting => {}
-                    Polled::Found(bytes) => return Claim::Found(bytes),
+                    Polled::Found(bytes) => return Taken::Found(bytes),
                     // Released, evicted, or taken over by another waiter:
                     // try for it again, which also restarts the clock for
                     // a new holder.
@@ -234,7 +234,7 @@ pub(crate) async fn claim(inner: &Arc<Inner>, full: &str, over: Option<&Bytes>) 
                 }
                 Err(error) => {
                     inner.failure(&error);
-                    return Claim::Unguarded;
+                    return Taken::Unguarded;
                 }
             }
         }
@@ -315,7 +315,7 @@ impl Drop for LeaseGuard {
 /// the entry still carries its claim, so a write or eviction in between
 /// voids the fill. Dropped while armed (cancelled, or the load failed), it
 /// gives the claim up in the background.
-pub(crate) struct ClaimGuard {
+pub(crate) struct ReloadLease {
     inner: Arc<Inner>,
     full: String,
     nonce: [u8; 8],
@@ -324,7 +324,7 @@ pub(crate) struct ClaimGuard {
     sent: Instant,
 }
 
-impl ClaimGuard {
+impl ReloadLease {
     /// Claims the entry at `full` that expires at `expires_ms` (the one the
     /// caller read); `None` when it was replaced meanwhile, someone else
     /// holds a claim, the entry is gone or a lease, or Redis failed
@@ -337,10 +337,10 @@ impl ClaimGuard {
             armed: true,
             sent: Instant::now(),
         };
-        let claim_ms = crate::ttl::millis(inner.lease_time()).unwrap_or(1);
+        let claim_ms = crate::ttl::px(inner.lease_time()).unwrap_or(1);
         match inner
             .backend()
-            .claim(full, &guard.nonce, claim_ms, expires_ms)
+            .take_reload_lease(full, &guard.nonce, claim_ms, expires_ms)
             .await
         {
             Ok(true) => Some(guard),
@@ -375,7 +375,7 @@ impl ClaimGuard {
     }
 }
 
-impl Drop for ClaimGuard {
+impl Drop for ReloadLease {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -389,7 +389,7 @@ impl Drop for ClaimGuard {
             self.nonce,
         );
         runtime.spawn(async move {
-            let result = inner.backend().unclaim(&full, &nonce).await;
+            let result = inner.backend().release_reload_lease(&full, &nonce).await;
             let _ = inner.observe(result);
         });
     }

@@ -67,7 +67,7 @@ pub(crate) struct Policy {
     /// For a value.
     pub(crate) ttl: Duration,
     /// For the record that the source had no value; `None`: not stored.
-    pub(crate) absent_ttl: Option<Duration>,
+    pub(crate) none_ttl: Option<Duration>,
     /// Up to this fraction of a TTL is taken off at random, so entries
     /// loaded together do not expire together.
     pub(crate) jitter: f64,
@@ -95,7 +95,7 @@ impl Policy {
         };
         Self {
             ttl: options.ttl.unwrap_or(defaults.ttl),
-            absent_ttl: options.none_ttl,
+            none_ttl: options.none_ttl,
             jitter: options.jitter.unwrap_or(defaults.jitter),
             refresh_beta: refresh_beta.filter(|beta| *beta > 0.0),
             stale_while_revalidate: options
@@ -109,15 +109,11 @@ impl Policy {
     }
 
     /// A `get_or_load` call's policy: the builder's defaults.
-    pub(crate) fn with_ttl(
-        ttl: Duration,
-        absent_ttl: Option<Duration>,
-        defaults: Defaults,
-    ) -> Self {
+    pub(crate) fn with_ttl(ttl: Duration, none_ttl: Option<Duration>, defaults: Defaults) -> Self {
         Self::resolve(
             &Options {
                 ttl: Some(ttl),
-                none_ttl: absent_ttl,
+                none_ttl,
                 ..Options::default()
             },
             defaults,

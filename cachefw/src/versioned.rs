@@ -31,7 +31,7 @@ use crate::clock::now_ms;
 use crate::codec::{Decoded, Entry, Meta};
 use crate::error::Error;
 use crate::inner::Inner;
-use crate::journal::Target;
+use crate::journal::Eviction;
 
 /// How much longer than its entry a version record lives.
 pub const RECORD_MARGIN: Duration = Duration::from_secs(60);
@@ -109,11 +109,11 @@ pub async fn store<T: Serialize + ?Sized>(
     let inner = cache.inner();
     let at = versioned_key(inner, key)?;
     let ttl_ms = match ttl {
-        Some(ttl) => millis(&at, ttl)?,
+        Some(ttl) => px(&at, ttl)?,
         None => 0,
     };
     let record_ttl_ms = match ttl {
-        Some(ttl) => millis(&at, ttl.saturating_add(RECORD_MARGIN))?,
+        Some(ttl) => px(&at, ttl.saturating_add(RECORD_MARGIN))?,
         None => 0,
     };
     // Fresh for its TTL; an entry with no expiry (a write-behind entry until
@@ -132,7 +132,7 @@ pub async fn store<T: Serialize + ?Sized>(
         .backend()
         .store_versioned(&at, bytes, ttl_ms, version, record_ttl_ms, expect);
     let stored = inner
-        .evicting([Target::Key(at.entry.clone())], write)
+        .evicting([Eviction::Key(at.entry.clone())], write)
         .await?;
     Ok(match stored {
         1 => Stored::Stored,
@@ -166,9 +166,11 @@ pub async fn store<T: Serialize + ?Sized>(
 pub async fn evict(cache: &Cache, key: &str, version: u64, ttl: Duration) -> Result<bool, Error> {
     let inner = cache.inner();
     let at = versioned_key(inner, key)?;
-    let record_ttl_ms = millis(&at, ttl.saturating_add(RECORD_MARGIN))?;
+    let record_ttl_ms = px(&at, ttl.saturating_add(RECORD_MARGIN))?;
     let write = inner.backend().evict_versioned(&at, version, record_ttl_ms);
-    inner.evicting([Target::Key(at.entry.clone())], write).await
+    inner
+        .evicting([Eviction::Key(at.entry.clone())], write)
+        .await
 }
 
 /// After the write of `version` reached the source: its entry, if the
@@ -231,11 +233,11 @@ pub async fn settle_under(
     let inner = cache.inner();
     let at = versioned_key_under(inner, prefix, key)?;
     let ttl_ms = match ttl {
-        Some(ttl) => millis(&at, ttl)?,
+        Some(ttl) => px(&at, ttl)?,
         None => 0,
     };
     let record_ttl = ttl.unwrap_or(Duration::ZERO).saturating_add(RECORD_MARGIN);
-    let record_ttl_ms = millis(&at, record_ttl)?;
+    let record_ttl_ms = px(&at, record_ttl)?;
     // The entry is rewritten or removed: this cache's near copy goes, before
     // and once Redis answered (see `Inner::evicting`).
     inner.near_written(&at.entry);
@@ -309,8 +311,8 @@ pub async fn peek<T: DeserializeOwned>(cache: &Cache, key: &str) -> Result<Peeke
     Ok(Peeked { value, version })
 }
 
-fn millis(at: &VersionedKey, ttl: Duration) -> Result<u64, Error> {
-    crate::ttl::millis(ttl).ok_or_else(|| Error::InvalidTtl {
+fn px(at: &VersionedKey, ttl: Duration) -> Result<u64, Error> {
+    crate::ttl::px(ttl).ok_or_else(|| Error::InvalidTtl {
         key: at.entry.clone(),
         ttl,
     })

@@ -52,7 +52,7 @@ pub enum BreakerState {
 
 /// How a call through the breaker ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum Verdict {
     /// The server answered (a value, or an error about the command itself).
     Answered,
     /// The server is unreachable or unwell: counts toward opening.
@@ -81,8 +81,10 @@ impl Rules {
     pub(crate) fn new(failures: u32, first_interval: Duration, max_interval: Duration) -> Self {
         Self {
             failures: failures.max(1),
-            first_interval: millis(first_interval).max(1),
-            max_interval: millis(max_interval).max(millis(first_interval)).max(1),
+            first_interval: crate::clock::millis(first_interval).max(1),
+            max_interval: crate::clock::millis(max_interval)
+                .max(crate::clock::millis(first_interval))
+                .max(1),
             replay_first: AtomicBool::new(false),
         }
     }
@@ -136,7 +138,7 @@ pub(crate) struct Refused {
     pub(crate) retry_in: Duration,
 }
 
-/// Leave to call the server, to be settled with the call's [`Outcome`].
+/// Leave to call the server, to be settled with the call's [`Verdict`].
 pub(crate) enum Pass<'a> {
     /// The breaker is closed; the epoch it was admitted in.
     Closed(&'a Breaker, u64),
@@ -169,19 +171,19 @@ impl Drop for Probe<'_> {
 
 impl Pass<'_> {
     /// Records how the call ended.
-    pub(crate) fn settle(self, outcome: Outcome) {
+    pub(crate) fn record(self, outcome: Verdict) {
         match self {
-            Self::Closed(breaker, epoch) => breaker.settle_closed(epoch, outcome),
+            Self::Closed(breaker, epoch) => breaker.record_closed(epoch, outcome),
             Self::Probe(mut probe) => {
                 match outcome {
-                    Outcome::Answered => probe.breaker.close(),
-                    Outcome::Failed | Outcome::Refused => probe.breaker.reopen(),
+                    Verdict::Answered => probe.breaker.close(),
+                    Verdict::Failed | Verdict::Refused => probe.breaker.reopen(),
                 }
                 // Dropping the guard lets the next interval's probe out.
                 probe.settled = true;
             }
             Self::Replay(breaker) => {
-                if outcome == Outcome::Answered {
+                if outcome == Verdict::Answered {
                     breaker.close();
                 }
             }
@@ -205,7 +207,7 @@ impl Breaker {
 
     fn now(&self) -> u64 {
         // Never 0, which means "closed".
-        millis(self.clock.elapsed()).max(1)
+        crate::clock::millis(self.clock.elapsed()).max(1)
     }
 
     /// Whether a call may go to the backend now.
@@ -246,7 +248,7 @@ impl Breaker {
         }
     }
 
-    fn settle_closed(&self, epoch: u64, outcome: Outcome) {
+    fn record_closed(&self, epoch: u64, outcome: Verdict) {
         if self.open_until.load(Ordering::Acquire) != 0
             || self.epoch.load(Ordering::Acquire) != epoch
         {
@@ -255,20 +257,20 @@ impl Breaker {
             return;
         }
         match outcome {
-            Outcome::Answered => {
+            Verdict::Answered => {
                 // A plain load first: the hit path writes nothing while all
                 // is well.
                 if self.failures.load(Ordering::Relaxed) != 0 {
                     self.failures.store(0, Ordering::Relaxed);
                 }
             }
-            Outcome::Failed => {
+            Verdict::Failed => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures >= self.rules.failures {
                     self.open(failures);
                 }
             }
-            Outcome::Refused => {
+            Verdict::Refused => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 self.open(failures);
             }
@@ -340,10 +342,6 @@ impl Breaker {
     }
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// `interval` ± [`JITTER`], at least 1 ms.
 fn jittered(interval: u64) -> u64 {
     let factor = 1.0 - JITTER + 2.0 * JITTER * fastrand::f64();
@@ -366,7 +364,7 @@ mod tests {
 
     fn fail(breaker: &Breaker) {
         if let Ok(pass) = breaker.admit() {
-            pass.settle(Outcome::Failed);
+            pass.record(Verdict::Failed);
         }
     }
 
@@ -390,11 +388,11 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
         let probe = breaker.admit().ok().expect("one probe");
         assert!(breaker.admit().is_err(), "only one");
-        probe.settle(Outcome::Failed);
+        probe.record(Verdict::Failed);
         assert_eq!(breaker.state(), BreakerState::Open);
         assert_eq!(
             breaker.interval.load(Ordering::Relaxed),
-            2 * millis(FIRST_INTERVAL),
+            2 * crate::clock::millis(FIRST_INTERVAL),
             "a failed probe doubles the interval"
         );
     }
@@ -409,7 +407,7 @@ mod tests {
             .collect();
         breaker.failures.store(THRESHOLD + 1, Ordering::Relaxed);
         for pass in passes {
-            pass.settle(Outcome::Failed);
+            pass.record(Verdict::Failed);
         }
         assert_eq!(breaker.state(), BreakerState::Open);
     }
@@ -426,12 +424,12 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::Open, "a new interval");
         assert_eq!(
             breaker.interval.load(Ordering::Relaxed),
-            millis(FIRST_INTERVAL),
+            crate::clock::millis(FIRST_INTERVAL),
             "not a longer one"
         );
         expire(&breaker);
         let probe = breaker.admit().ok().expect("the next call probes");
-        probe.settle(Outcome::Answered);
+        probe.record(Verdict::Answered);
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
@@ -449,10 +447,10 @@ mod tests {
             .admit()
             .ok()
             .expect("probe")
-            .settle(Outcome::Answered);
+            .record(Verdict::Answered);
         assert_eq!(breaker.state(), BreakerState::Closed);
         for straggler in stragglers {
-            straggler.settle(Outcome::Failed);
+            straggler.record(Verdict::Failed);
         }
         assert_eq!(breaker.state(), BreakerState::Closed, "old news");
     }
@@ -466,9 +464,9 @@ mod tests {
         }
         expire(&breaker);
         let probe = breaker.admit().ok().expect("probe");
-        straggler.settle(Outcome::Failed);
+        straggler.record(Verdict::Failed);
         assert_eq!(breaker.state(), BreakerState::HalfOpen, "still probing");
-        probe.settle(Outcome::Answered);
+        probe.record(Verdict::Answered);
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
@@ -482,7 +480,7 @@ mod tests {
             .admit()
             .ok()
             .expect("closed")
-            .settle(Outcome::Answered);
+            .record(Verdict::Answered);
         for _ in 0..THRESHOLD - 1 {
             fail(&breaker);
         }
@@ -491,7 +489,7 @@ mod tests {
             .admit()
             .ok()
             .expect("closed")
-            .settle(Outcome::Refused);
+            .record(Verdict::Refused);
         assert_eq!(breaker.state(), BreakerState::Open);
     }
 
@@ -522,7 +520,7 @@ mod tests {
         breaker.open_until.store(u64::MAX, Ordering::Release);
         let pass = replaying(async { breaker.admit().ok().expect("the replay passes") }).await;
         assert!(matches!(pass, Pass::Replay(_)));
-        pass.settle(Outcome::Failed);
+        pass.record(Verdict::Failed);
         assert_eq!(
             breaker.state(),
             BreakerState::Open,
@@ -530,7 +528,7 @@ mod tests {
         );
         replaying(async { breaker.admit().ok().expect("again") })
             .await
-            .settle(Outcome::Answered);
+            .record(Verdict::Answered);
         assert_eq!(breaker.state(), BreakerState::Closed);
         rules.replay_first(false);
     }
@@ -543,14 +541,14 @@ mod tests {
         }
         for _ in 0..20 {
             expire(&breaker);
-            breaker.admit().ok().expect("probe").settle(Outcome::Failed);
+            breaker.admit().ok().expect("probe").record(Verdict::Failed);
         }
         assert_eq!(
             breaker.interval.load(Ordering::Relaxed),
-            millis(MAX_INTERVAL)
+            crate::clock::millis(MAX_INTERVAL)
         );
         let left = breaker.open_until.load(Ordering::Acquire) - breaker.now();
-        let max = millis(MAX_INTERVAL) as f64;
+        let max = crate::clock::millis(MAX_INTERVAL) as f64;
         assert!(
             (left as f64) <= max * (1.0 + JITTER) && (left as f64) >= max * (1.0 - JITTER) - 5.0,
             "{left}"

@@ -12,13 +12,13 @@ use crate::clock::{millis, now_ms};
 use crate::codec::{claim_of, meta_of, with_claim};
 
 #[derive(Clone)]
-struct Entry {
+struct Kept {
     bytes: Bytes,
     ttl: Duration,
     expires_at: Instant,
 }
 
-impl Entry {
+impl Kept {
     fn new(bytes: Bytes, ttl: Duration) -> Self {
         Self {
             bytes,
@@ -40,15 +40,15 @@ impl Entry {
 
 struct PerEntryTtl;
 
-impl Expiry<String, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _: &String, entry: &Entry, _: Instant) -> Option<Duration> {
+impl Expiry<String, Kept> for PerEntryTtl {
+    fn expire_after_create(&self, _: &String, entry: &Kept, _: Instant) -> Option<Duration> {
         Some(entry.ttl)
     }
 
     fn expire_after_update(
         &self,
         _: &String,
-        entry: &Entry,
+        entry: &Kept,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -57,7 +57,7 @@ impl Expiry<String, Entry> for PerEntryTtl {
 }
 
 pub(crate) struct MemoryBackend {
-    entries: Moka<String, Entry>,
+    entries: Moka<String, Kept>,
     /// Held across the two keys of a versioned write (see
     /// [`store_versioned`](Self::store_versioned)); plain writes stay per
     /// key, as moka orders them.
@@ -70,7 +70,7 @@ impl MemoryBackend {
     pub(crate) fn new(max_bytes: u64) -> Self {
         let entries = Moka::builder()
             .max_capacity(max_bytes)
-            .weigher(|key: &String, entry: &Entry| {
+            .weigher(|key: &String, entry: &Kept| {
                 u32::try_from(key.len() + entry.bytes.len()).unwrap_or(u32::MAX)
             })
             .expire_after(PerEntryTtl)
@@ -89,7 +89,7 @@ impl MemoryBackend {
     }
 
     pub(crate) fn set(&self, key: &str, bytes: Bytes, ttl: Duration) {
-        let entry = Entry::new(bytes, ttl);
+        let entry = Kept::new(bytes, ttl);
         self.entries
             .entry_by_ref(key)
             .and_compute_with(|_| Op::Put(entry));
@@ -136,7 +136,7 @@ impl MemoryBackend {
             .entry_by_ref(key)
             .and_compute_with(|existing| match existing {
                 Some(held) if Some(&held.value().bytes) != over => Op::Nop,
-                _ => Op::Put(Entry::new(marker.clone(), lease)),
+                _ => Op::Put(Kept::new(marker.clone(), lease)),
             });
         match result {
             CompResult::Unchanged(existing) => Some(existing.into_value().bytes),
@@ -150,7 +150,7 @@ impl MemoryBackend {
             .entries
             .entry_by_ref(key)
             .and_compute_with(|existing| match existing {
-                Some(held) if held.value().bytes == *marker => Op::Put(Entry::new(bytes, ttl)),
+                Some(held) if held.value().bytes == *marker => Op::Put(Kept::new(bytes, ttl)),
                 _ => Op::Nop,
             });
         matches!(result, CompResult::ReplacedWith(_))
@@ -159,7 +159,7 @@ impl MemoryBackend {
     /// Claims the entry at `key` for a reload (see `codec::with_claim`):
     /// `true` if it is a value or absent entry that no unexpired claim
     /// holds, now claimed by `nonce` for `claim`.
-    pub(crate) fn claim(
+    pub(crate) fn take_reload_lease(
         &self,
         key: &str,
         nonce: &[u8; 8],
@@ -200,7 +200,7 @@ impl MemoryBackend {
             .entry_by_ref(key)
             .and_compute_with(|existing| match existing {
                 Some(held) if claim_of(&held.value().bytes).is_some_and(|(_, n)| &n == nonce) => {
-                    Op::Put(Entry::new(bytes, ttl))
+                    Op::Put(Kept::new(bytes, ttl))
                 }
                 _ => Op::Nop,
             });
@@ -208,7 +208,7 @@ impl MemoryBackend {
     }
 
     /// Gives the claim of `nonce` up, if the entry still carries it.
-    pub(crate) fn unclaim(&self, key: &str, nonce: &[u8; 8]) {
+    pub(crate) fn release_reload_lease(&self, key: &str, nonce: &[u8; 8]) {
         self.entries.entry_by_ref(key).and_compute_with(|existing| {
             let Some(held) = existing.map(moka::Entry::into_value) else {
                 return Op::Nop;
@@ -390,7 +390,7 @@ impl MemoryBackend {
     }
 }
 
-fn remove(entries: &Moka<String, Entry>, key: &str) -> bool {
+fn remove(entries: &Moka<String, Kept>, key: &str) -> bool {
     let result = entries
         .entry_by_ref(key)
         .and_compute_with(|existing| match existing {

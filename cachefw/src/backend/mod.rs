@@ -143,7 +143,7 @@ impl Backend {
     /// Claims the entry at `key` for a reload by `nonce`, for `claim_ms`,
     /// if it is still the one that expires at `expires_ms`; `true` if we
     /// hold the claim now.
-    pub(crate) async fn claim(
+    pub(crate) async fn take_reload_lease(
         &self,
         key: &str,
         nonce: &[u8; 8],
@@ -152,9 +152,11 @@ impl Backend {
     ) -> Result<bool, Error> {
         match self {
             #[cfg(feature = "redis")]
-            Self::Redis(b) => b.claim(key, nonce, claim_ms, expires_ms).await,
+            Self::Redis(b) => b.take_reload_lease(key, nonce, claim_ms, expires_ms).await,
             #[cfg(feature = "memory")]
-            Self::Memory(b) => Ok(b.claim(key, nonce, Duration::from_millis(claim_ms), expires_ms)),
+            Self::Memory(b) => {
+                Ok(b.take_reload_lease(key, nonce, Duration::from_millis(claim_ms), expires_ms))
+            }
         }
     }
 
@@ -175,13 +177,17 @@ impl Backend {
     }
 
     /// Gives the claim of `nonce` up.
-    pub(crate) async fn unclaim(&self, key: &str, nonce: &[u8; 8]) -> Result<(), Error> {
+    pub(crate) async fn release_reload_lease(
+        &self,
+        key: &str,
+        nonce: &[u8; 8],
+    ) -> Result<(), Error> {
         match self {
             #[cfg(feature = "redis")]
-            Self::Redis(b) => b.unclaim(key, nonce).await,
+            Self::Redis(b) => b.release_reload_lease(key, nonce).await,
             #[cfg(feature = "memory")]
             Self::Memory(b) => {
-                b.unclaim(key, nonce);
+                b.release_reload_lease(key, nonce);
                 Ok(())
             }
         }

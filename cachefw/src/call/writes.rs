@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Call, Target};
+use super::{Call, Scope};
 use crate::cache::Cache;
 use crate::policy::{Options, Policy};
 use crate::shape::{Returned, Returns, Value};
@@ -168,8 +168,7 @@ where
                 if unless(value) {
                     return;
                 }
-                let Target::Key(full) = complete(target, &holes, |writer| key(writer, value))
-                else {
+                let Scope::Key(full) = complete(target, &holes, |writer| key(writer, value)) else {
                     return;
                 };
                 let policy = Policy::resolve(&options, cache.inner().defaults());
@@ -283,7 +282,7 @@ impl ResultWriter<'_> {
 }
 
 /// `target` with the values `render` gives in its holes.
-fn complete(target: Target, holes: &[usize], render: impl FnOnce(&mut ResultWriter<'_>)) -> Target {
+fn complete(target: Scope, holes: &[usize], render: impl FnOnce(&mut ResultWriter<'_>)) -> Scope {
     if holes.is_empty() {
         return target;
     }
@@ -299,8 +298,8 @@ fn complete(target: Target, holes: &[usize], render: impl FnOnce(&mut ResultWrit
         writer.finish()
     };
     match target {
-        Target::Key(full) => Target::Key(fill(&full)),
-        Target::Prefix(prefix) => Target::Prefix(fill(&prefix)),
+        Scope::Key(full) => Scope::Key(fill(&full)),
+        Scope::Prefix(prefix) => Scope::Prefix(fill(&prefix)),
     }
 }
 
@@ -320,7 +319,7 @@ enum Write<'a, V> {
         ttl: Duration,
     },
     /// Evicts one key, or every key under a prefix.
-    Evict { cache: Cache, target: Target },
+    Evict { cache: Cache, target: Scope },
 }
 
 impl<V> Default for Plan<'_, V> {
@@ -363,11 +362,11 @@ impl<V> Drop for Plan<'_, V> {
         }
         // Evicting is right whatever the write was: the body may have
         // changed the source, and the next reader loads afresh.
-        let left: Vec<(Cache, Target)> = self
+        let left: Vec<(Cache, Scope)> = self
             .writes
             .drain(..)
             .map(|write| match write {
-                Write::Put { cache, full, .. } => (cache, Target::Key(full)),
+                Write::Put { cache, full, .. } => (cache, Scope::Key(full)),
                 Write::Evict { cache, target } => (cache, target),
             })
             .collect();
@@ -383,10 +382,10 @@ impl<V> Drop for Plan<'_, V> {
 
 /// Evicts `target`. A failure is the cache's to count, log and replay; it
 /// never reaches the caller.
-async fn evict(cache: &Cache, target: &Target) {
+async fn evict(cache: &Cache, target: &Scope) {
     let _ = match target {
-        Target::Key(full) => cache.inner().delete_full(full).await.map(|_| ()),
-        Target::Prefix(prefix) => cache.evict_prefix(prefix).await.map(|_| ()),
+        Scope::Key(full) => cache.inner().delete_full(full).await.map(|_| ()),
+        Scope::Prefix(prefix) => cache.evict_prefix(prefix).await.map(|_| ()),
     };
 }
 
@@ -431,17 +430,17 @@ mod tests {
     #[test]
     fn result_values_go_in_their_holes_escaped() {
         let holes = [2, 4];
-        let target = complete(Target::Prefix("a:b:c".into()), &holes, |writer| {
+        let target = complete(Scope::Prefix("a:b:c".into()), &holes, |writer| {
             writer.display("x:y");
             writer.display(&7);
         });
-        assert!(matches!(target, Target::Prefix(p) if p == "a:x%3Ayb:7c"));
-        let one_more = complete(Target::Key("k:".into()), &[2], |writer| {
+        assert!(matches!(target, Scope::Prefix(p) if p == "a:x%3Ayb:7c"));
+        let one_more = complete(Scope::Key("k:".into()), &[2], |writer| {
             writer.display(&1);
             writer.display(&2);
         });
         assert!(
-            matches!(one_more, Target::Key(k) if k == "k:12"),
+            matches!(one_more, Scope::Key(k) if k == "k:12"),
             "never a panic"
         );
     }
@@ -577,7 +576,7 @@ mod tests {
         });
         plan.push(Write::Evict {
             cache: cache.clone(),
-            target: Target::Prefix("b".into()),
+            target: Scope::Prefix("b".into()),
         });
         drop(plan);
         let evicted = async {

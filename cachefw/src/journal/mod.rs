@@ -38,7 +38,7 @@ pub const DEFAULT_JOURNAL_CAPACITY: usize = 10_000;
 
 /// What an eviction removes: one full key, or every key under a full prefix.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Target {
+pub(crate) enum Eviction {
     Key(String),
     Prefix(String),
 }
@@ -68,10 +68,13 @@ struct State {
 }
 
 impl State {
-    fn records<'a>(&'a mut self, target: &'a Target) -> (&'a mut HashMap<String, Record>, &'a str) {
+    fn records<'a>(
+        &'a mut self,
+        target: &'a Eviction,
+    ) -> (&'a mut HashMap<String, Record>, &'a str) {
         match target {
-            Target::Key(key) => (&mut self.keys, key),
-            Target::Prefix(prefix) => (&mut self.prefixes, prefix),
+            Eviction::Key(key) => (&mut self.keys, key),
+            Eviction::Prefix(prefix) => (&mut self.prefixes, prefix),
         }
     }
 
@@ -106,7 +109,7 @@ pub(crate) trait Replayer: Send + Sync {
 pub(crate) struct Backlog {
     /// Whether the journal overflowed: a clear comes first.
     pub(crate) overflowed: bool,
-    pub(crate) targets: Vec<(Target, u64)>,
+    pub(crate) targets: Vec<(Eviction, u64)>,
     /// Every record up to this number is covered by a clear now.
     pub(crate) up_to: u64,
 }
@@ -117,7 +120,7 @@ pub(crate) struct Backlog {
 /// journal and the replay is started.
 pub(crate) struct Pending<'a> {
     journal: &'a Journal,
-    target: Option<Target>,
+    target: Option<Eviction>,
     seq: u64,
 }
 
@@ -125,7 +128,7 @@ impl Pending<'_> {
     /// Redis confirmed the eviction.
     pub(crate) fn done(mut self) {
         if let Some(target) = self.target.take() {
-            self.journal.settle(&target, self.seq);
+            self.journal.confirm(&target, self.seq);
         }
     }
 }
@@ -180,7 +183,7 @@ impl Journal {
     }
 
     /// Records an eviction about to be sent.
-    pub(crate) fn record(&self, target: Target) -> Pending<'_> {
+    pub(crate) fn record(&self, target: Eviction) -> Pending<'_> {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         let (records, name) = state.records(&target);
@@ -206,7 +209,7 @@ impl Journal {
     }
 
     /// Strikes `target` off, if no later record of it is pending.
-    pub(crate) fn settle(&self, target: &Target, seq: u64) {
+    pub(crate) fn confirm(&self, target: &Eviction, seq: u64) {
         let mut state = self.lock();
         let (records, name) = state.records(target);
         if records.get(name).is_some_and(|r| r.seq <= seq)
@@ -220,7 +223,7 @@ impl Journal {
 
     /// An attempt ended without Redis confirming it: the replay takes it,
     /// or, past the capacity, a clear of the whole namespace covers it.
-    fn strand(&self, target: &Target, seq: u64) {
+    fn strand(&self, target: &Eviction, seq: u64) {
         let mut state = self.lock();
         let full = state.stranded >= self.capacity;
         let (records, name) = state.records(target);
@@ -283,15 +286,15 @@ impl Journal {
     pub(crate) fn backlog(&self) -> Backlog {
         let up_to = self.next_seq();
         let state = self.lock();
-        let stranded = |records: &HashMap<String, Record>, target: fn(String) -> Target| {
+        let stranded = |records: &HashMap<String, Record>, target: fn(String) -> Eviction| {
             records
                 .iter()
                 .filter(|(_, record)| record.stranded)
                 .map(move |(name, record)| (target(name.clone()), record.seq))
                 .collect::<Vec<_>>()
         };
-        let mut targets = stranded(&state.prefixes, Target::Prefix);
-        targets.extend(stranded(&state.keys, Target::Key));
+        let mut targets = stranded(&state.prefixes, Eviction::Prefix);
+        targets.extend(stranded(&state.keys, Eviction::Key));
         Backlog {
             overflowed: state.overflowed_at.is_some(),
             targets,
@@ -339,8 +342,8 @@ impl Journal {
 mod tests {
     use super::*;
 
-    fn key(k: &str) -> Target {
-        Target::Key(k.to_owned())
+    fn key(k: &str) -> Eviction {
+        Eviction::Key(k.to_owned())
     }
 
     #[test]
@@ -360,7 +363,7 @@ mod tests {
     fn failed_or_cancelled_evictions_stay_and_block_reads() {
         let journal = Journal::new(10);
         drop(journal.record(key("ns:v1:user:1")));
-        drop(journal.record(Target::Prefix("ns:v1:order:".into())));
+        drop(journal.record(Eviction::Prefix("ns:v1:order:".into())));
         assert!(journal.bypasses("ns:v1:user:1"));
         assert!(journal.bypasses("ns:v1:order:9"));
         assert!(!journal.bypasses("ns:v1:user:2"));
@@ -368,7 +371,7 @@ mod tests {
         assert_eq!(backlog.targets.len(), 2);
         assert!(!journal.is_settled());
         for (target, seq) in &backlog.targets {
-            journal.settle(target, *seq);
+            journal.confirm(target, *seq);
         }
         assert!(journal.is_settled());
         assert!(!journal.bypasses("ns:v1:user:1"));

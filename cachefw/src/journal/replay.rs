@@ -9,7 +9,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::{Journal, Replayer, Target};
+use super::{Eviction, Journal, Replayer};
 use crate::inner::Inner;
 
 /// While evictions wait, the replay tries them this often, whatever the
@@ -127,7 +127,7 @@ async fn pass(inner: &Arc<Inner>) -> Pass {
         let cleared = backend.evict_prefix(prefix).await.is_ok();
         if cleared {
             if let Some(near) = inner.near() {
-                near.flush();
+                near.evict_all();
             }
             journal.cleared(backlog.up_to);
         }
@@ -140,14 +140,14 @@ async fn pass(inner: &Arc<Inner>) -> Pass {
     let (keys, prefixes): (Vec<_>, Vec<_>) = backlog
         .targets
         .into_iter()
-        .partition(|(target, _)| matches!(target, Target::Key(_)));
+        .partition(|(target, _)| matches!(target, Eviction::Key(_)));
     let prefixes_empty = prefixes.is_empty();
     for (target, seq) in prefixes {
-        if let Target::Prefix(prefix) = &target
+        if let Eviction::Prefix(prefix) = &target
             && backend.evict_prefix(prefix).await.is_ok()
         {
             inner.near_evict(std::slice::from_ref(&target));
-            journal.settle(&target, seq);
+            journal.confirm(&target, seq);
             progressed = true;
         }
     }
@@ -155,15 +155,15 @@ async fn pass(inner: &Arc<Inner>) -> Pass {
         let fulls: Vec<String> = batch
             .iter()
             .filter_map(|(target, _)| match target {
-                Target::Key(key) => Some(key.clone()),
-                Target::Prefix(_) => None,
+                Eviction::Key(key) => Some(key.clone()),
+                Eviction::Prefix(_) => None,
             })
             .collect();
         if backend.delete_many(&fulls).await.is_ok() {
             // A near copy read while the eviction waited goes too.
             fulls.iter().for_each(|full| inner.near_written(full));
             for (target, seq) in batch {
-                journal.settle(target, *seq);
+                journal.confirm(target, *seq);
             }
             progressed = true;
         }

@@ -76,10 +76,10 @@ const SHARDS: usize = 64;
 
 /// One held entry. moka hands out clones of its values: one `Arc` here.
 #[derive(Clone)]
-struct NearEntry(Arc<Held>);
+struct NearEntry(Arc<NearCopy>);
 
 /// What the near tier holds for a key.
-pub(crate) struct Held {
+pub(crate) struct NearCopy {
     /// The entry's bytes, as Redis returned them.
     pub(crate) bytes: Bytes,
     /// The `state` this entry was stored under.
@@ -94,7 +94,7 @@ pub(crate) struct Held {
     weight: u32,
 }
 
-impl Held {
+impl NearCopy {
     /// The decoded copy, if one of type `D` was kept.
     pub(crate) fn decoded<D: Any>(&self) -> Option<&D> {
         self.decoded.as_ref()?.downcast_ref::<D>()
@@ -260,7 +260,7 @@ impl Near {
 
     /// What is held for `key`, if the tier serves and holds a copy stored
     /// under the current state.
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<Held>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<NearCopy>> {
         let state = self.state.load(SeqCst);
         if state & 1 == 0 || self.overdue() {
             return None;
@@ -302,7 +302,7 @@ impl Near {
             return;
         }
         let life = Duration::from_millis(meta.expires_ms - now_ms).min(self.cap);
-        let held = Held {
+        let held = NearCopy {
             bytes: bytes.clone(),
             state: ticket.state,
             expires: Instant::now() + life,
@@ -331,7 +331,7 @@ impl Near {
     pub(crate) fn keep<D: Any + Send + Sync>(
         &self,
         key: &str,
-        held: &Arc<Held>,
+        held: &Arc<NearCopy>,
         decoded: D,
         heap: usize,
     ) {
@@ -350,7 +350,7 @@ impl Near {
         let decoded_size = std::mem::size_of::<D>() + heap;
         self.entries.insert(
             key.to_owned(),
-            NearEntry(Arc::new(Held {
+            NearEntry(Arc::new(NearCopy {
                 bytes: held.bytes.clone(),
                 state: held.state,
                 expires: held.expires,
@@ -362,7 +362,7 @@ impl Near {
 
     /// Drops `key`'s copy and fails every read of it in flight; no other
     /// key's copy or read is touched.
-    pub(crate) fn invalidate(&self, key: &str) {
+    pub(crate) fn evict(&self, key: &str) {
         let hash = self.hasher.hash_one(key);
         let mut reads = self.shard(hash);
         if let Some(read) = reads.get_mut(&hash) {
@@ -388,7 +388,7 @@ impl Near {
     /// Everything goes (a flush on the server, an eviction by prefix, a
     /// topology change); the tier keeps serving what is read from now on,
     /// if it served.
-    pub(crate) fn flush(&self) {
+    pub(crate) fn evict_all(&self) {
         self.new_epoch(Some);
     }
 
@@ -458,7 +458,7 @@ mod tests {
     fn an_invalidation_between_ticket_and_offer_wins() {
         let near = up();
         let ticket = near.ticket("k").expect("up");
-        near.invalidate("k");
+        near.evict("k");
         near.offer("k", &fresh(1), ticket, 1);
         assert!(near.get("k").is_none());
     }
@@ -471,12 +471,12 @@ mod tests {
         // A read of `k` in flight is not failed by other keys either.
         let reading = near.ticket("k").expect("up");
         for n in 0..20_000 {
-            near.invalidate(&format!("other:{n}"));
+            near.evict(&format!("other:{n}"));
         }
         assert!(near.get("k").is_some(), "other keys' writes cost nothing");
         near.offer("k", &fresh(1), reading, 1);
         assert!(near.get("k").is_some());
-        near.invalidate("k");
+        near.evict("k");
         assert!(near.get("k").is_none());
     }
 
@@ -512,7 +512,7 @@ mod tests {
             plain + (std::mem::size_of::<Vec<u8>>() + 1000) as u64
         );
         // A copy replaced meanwhile is not given another's decoded value.
-        near.invalidate("k");
+        near.evict("k");
         near.keep("k", &kept, vec![1u8], 1);
         assert!(near.get("k").is_none());
     }
@@ -521,7 +521,7 @@ mod tests {
     fn a_flush_racing_a_link_going_down_leaves_it_down() {
         let near = up();
         near.down();
-        near.flush();
+        near.evict_all();
         assert!(!near.is_up(), "a flush never brings the tier up");
     }
 

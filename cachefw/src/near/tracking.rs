@@ -520,17 +520,17 @@ fn invalidate(near: &Near, data: &[Value]) {
             for key in keys {
                 match key {
                     Value::BulkString(key) => match std::str::from_utf8(key) {
-                        Ok(key) => near.invalidate(key),
+                        Ok(key) => near.evict(key),
                         // Not one of our keys (ours are UTF-8); but play it
                         // safe with whatever the server says.
-                        Err(_) => near.flush(),
+                        Err(_) => near.evict_all(),
                     },
-                    Value::SimpleString(key) => near.invalidate(key),
-                    _ => near.flush(),
+                    Value::SimpleString(key) => near.evict(key),
+                    _ => near.evict_all(),
                 }
             }
         }
-        _ => near.flush(),
+        _ => near.evict_all(),
     }
 }
 

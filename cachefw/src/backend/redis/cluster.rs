@@ -215,7 +215,7 @@ impl Cluster {
         let backoff = node
             .backoff
             .load(Ordering::Relaxed)
-            .max(millis(FIRST_BACKOFF));
+            .max(crate::clock::millis(FIRST_BACKOFF));
         if node
             .quiet_until
             .compare_exchange(quiet, now + backoff, Ordering::AcqRel, Ordering::Relaxed)
@@ -223,8 +223,10 @@ impl Cluster {
         {
             return;
         }
-        node.backoff
-            .store((backoff * 2).min(millis(MAX_BACKOFF)), Ordering::Relaxed);
+        node.backoff.store(
+            (backoff * 2).min(crate::clock::millis(MAX_BACKOFF)),
+            Ordering::Relaxed,
+        );
         self.refresh();
     }
 
@@ -354,8 +356,4 @@ fn distinct(layout: &[Range]) -> usize {
     names.sort_unstable();
     names.dedup();
     names.len()
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

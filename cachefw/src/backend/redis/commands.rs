@@ -13,8 +13,8 @@ use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult};
 
 use super::connection::{Node, timed_out};
 use super::run::outcome_of;
-use super::{RedisBackend, Target};
-use crate::backend::breaker::Outcome;
+use super::{RedisBackend, Topology};
+use crate::backend::breaker::Verdict;
 use crate::error::{Error, RedisFailure};
 use crate::slots::slot_of;
 
@@ -63,7 +63,7 @@ impl RedisBackend {
     /// One round trip, to open the connection now rather than on the first
     /// command; on a cluster, the slot layout is read first.
     pub(crate) async fn ping(&self) -> Result<(), Error> {
-        if let Target::Cluster(cluster) = &self.target
+        if let Topology::Cluster(cluster) = &self.topology
             && cluster.topology.load().layout.is_none()
             && !cluster.read_layout().await
         {
@@ -77,9 +77,9 @@ impl RedisBackend {
     /// round trip. The breakers are left as they are: a readiness probe
     /// must not decide for the calls.
     pub(crate) async fn ping_now(&self) -> Result<Duration, Error> {
-        let nodes: Vec<Arc<Node>> = match &self.target {
-            Target::Single(node) => vec![node.clone()],
-            Target::Cluster(cluster) => cluster.topology.load().nodes.clone(),
+        let nodes: Vec<Arc<Node>> = match &self.topology {
+            Topology::Single(node) => vec![node.clone()],
+            Topology::Cluster(cluster) => cluster.topology.load().nodes.clone(),
         };
         let pings = nodes.iter().map(|node| async move {
             let started = Instant::now();
@@ -87,7 +87,7 @@ impl RedisBackend {
                 let (mut conn, id) = node.connection(self.timeout).await?;
                 let result = redis::cmd("PING").query_async::<()>(&mut conn).await;
                 if let Err(error) = &result
-                    && outcome_of(error) != Outcome::Answered
+                    && outcome_of(error) != Verdict::Answered
                 {
                     node.discard(id);
                 }
@@ -136,7 +136,7 @@ impl RedisBackend {
     /// all sent at once on the nodes' multiplexed connections. The first
     /// failure is returned after every batch was tried.
     pub(crate) async fn delete_many(&self, keys: &[String]) -> Result<u64, Error> {
-        let cluster = matches!(self.target, Target::Cluster(_));
+        let cluster = matches!(self.topology, Topology::Cluster(_));
         let mut groups: Vec<(u16, Vec<&String>)> = Vec::new();
         for key in keys {
             let slot = if cluster { slot_of(key.as_bytes()) } else { 0 };
@@ -181,7 +181,7 @@ impl RedisBackend {
     /// and an error answer (`WRONGTYPE`) is that key's alone; a group that
     /// fails answers its error for each of its keys.
     pub(crate) async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Bytes>, Error>> {
-        let cluster = matches!(self.target, Target::Cluster(_));
+        let cluster = matches!(self.topology, Topology::Cluster(_));
         // Groups of key indexes, by slot on a cluster (all keys of one
         // Redis form one group).
         let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
@@ -237,7 +237,7 @@ impl RedisBackend {
                                 op: "GETRANGE",
                                 key: key.clone(),
                                 source: RedisFailure {
-                                    outage: outcome_of(&error) != Outcome::Answered,
+                                    outage: outcome_of(&error) != Verdict::Answered,
                                     error,
                                 },
                             }),
@@ -293,7 +293,7 @@ impl RedisBackend {
     /// [`Error::PartialEviction`] naming it.
     pub(crate) async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
         let pattern = scan_pattern(prefix);
-        let Target::Cluster(_) = &self.target else {
+        let Topology::Cluster(_) = &self.topology else {
             return self.evict_on(&pattern, None).await;
         };
         let mut removed = 0;

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use redis::{Cmd, FromRedisValue, Script, Value};
 
-use super::{RedisBackend, Target};
+use super::{RedisBackend, Topology};
 use crate::backend::scripts;
 use crate::backend::versioned_key::VersionedKey;
 use crate::codec::{CLAIM_AT, ENTRY_HEADER_LEN, LEASE_TAG_BYTE, NONCE_AT};
@@ -55,7 +55,7 @@ impl RedisBackend {
 
     /// Claims the entry at `key` that expires at `expires_ms` for a reload
     /// (see `scripts::CLAIM`); `true` if we hold the claim now.
-    pub(crate) async fn claim(
+    pub(crate) async fn take_reload_lease(
         &self,
         key: &str,
         nonce: &[u8],
@@ -88,7 +88,7 @@ impl RedisBackend {
     }
 
     /// Gives our claim on `key` up, if it is still there.
-    pub(crate) async fn unclaim(&self, key: &str, nonce: &[u8]) -> Result<(), Error> {
+    pub(crate) async fn release_reload_lease(&self, key: &str, nonce: &[u8]) -> Result<(), Error> {
         let mut call = self.unclaim.key(key);
         call.arg(nonce).arg(CLAIM_AT);
         self.invoke("UNCLAIM", key, &call).await
@@ -112,9 +112,9 @@ impl RedisBackend {
     /// Whether one script may touch both keys: always on one Redis; on a
     /// cluster when they hash to one slot.
     pub(crate) fn same_slot(&self, a: &str, b: &str) -> bool {
-        match &self.target {
-            Target::Single(_) => true,
-            Target::Cluster(_) => slot_of(a.as_bytes()) == slot_of(b.as_bytes()),
+        match &self.topology {
+            Topology::Single(_) => true,
+            Topology::Cluster(_) => slot_of(a.as_bytes()) == slot_of(b.as_bytes()),
         }
     }
 

@@ -42,13 +42,13 @@ use config::{Connect, client_for, is_tls, mask_password, node_name};
 use connection::Node;
 
 /// Where commands go.
-enum Target {
+enum Topology {
     Single(Arc<Node>),
     Cluster(Arc<Cluster>),
 }
 
 pub(crate) struct RedisBackend {
-    target: Target,
+    topology: Topology,
     timeout: Duration,
     /// The `GETRANGE` end that reads one byte more than the largest value:
     /// a reply longer than `max_value_size` is a value too large.
@@ -74,7 +74,7 @@ impl RedisBackend {
         let name = node_name(url)?;
         let client = client_for(url, connect)?;
         let node = Node::new(name, client, connect.timeout, &connect.breaker);
-        Ok(Self::with_target(Target::Single(node), connect))
+        Ok(Self::with_topology(Topology::Single(node), connect))
     }
 
     /// Parses the cluster's seed node URLs; connects on first use.
@@ -107,23 +107,23 @@ impl RedisBackend {
                     reason: "no seed node".to_owned(),
                 }
             })?;
-        Ok(Self::with_target(
-            Target::Cluster(Arc::new(cluster)),
+        Ok(Self::with_topology(
+            Topology::Cluster(Arc::new(cluster)),
             connect,
         ))
     }
 
-    fn with_target(target: Target, connect: &Connect) -> Self {
+    fn with_topology(topology: Topology, connect: &Connect) -> Self {
         // The user of the credentials, or the URL's.
-        let client = match &target {
-            Target::Single(node) => Some(node.client()),
-            Target::Cluster(cluster) => cluster.seeds.first().map(|(_, client)| client),
+        let client = match &topology {
+            Topology::Single(node) => Some(node.client()),
+            Topology::Cluster(cluster) => cluster.seeds.first().map(|(_, client)| client),
         };
         let user = client
             .and_then(|client| client.get_connection_info().redis_settings().username())
             .map(str::to_owned);
         Self {
-            target,
+            topology,
             timeout: connect.timeout,
             max_value_size: connect.max_value_size,
             read_end: i64::try_from(connect.max_value_size).unwrap_or(i64::MAX - 1),
@@ -140,11 +140,11 @@ impl RedisBackend {
 
     /// Where the near tier's tracking links go.
     pub(crate) fn tracking_servers(&self) -> crate::near::tracking::Servers {
-        match &self.target {
-            Target::Single(node) => crate::near::tracking::Servers::Single(Box::new(
+        match &self.topology {
+            Topology::Single(node) => crate::near::tracking::Servers::Single(Box::new(
                 node.client().get_connection_info().clone(),
             )),
-            Target::Cluster(cluster) => crate::near::tracking::Servers::Cluster(
+            Topology::Cluster(cluster) => crate::near::tracking::Servers::Cluster(
                 cluster
                     .seeds
                     .iter()
@@ -159,9 +159,9 @@ impl RedisBackend {
     /// links follow the slot layout's addresses instead: its pairing is
     /// never told a server.
     pub(crate) fn pairing(&self) -> Arc<crate::near::tracking::Pairing> {
-        match &self.target {
-            Target::Single(node) => node.pairing(),
-            Target::Cluster(_) => Arc::default(),
+        match &self.topology {
+            Topology::Single(node) => node.pairing(),
+            Topology::Cluster(_) => Arc::default(),
         }
     }
 }

@@ -17,32 +17,32 @@ use redis::{
 
 use super::cluster::{CLUSTER_DOWN_RETRY, Cluster, MAX_REDIRECTS};
 use super::connection::{Node, timed_out};
-use super::{RedisBackend, Target};
-use crate::backend::breaker::{BreakerState, Outcome};
+use super::{RedisBackend, Topology};
+use crate::backend::breaker::{BreakerState, Verdict};
 use crate::error::{Error, RedisFailure};
 use crate::slots::slot_of;
 
 /// What the server's answer or the connection's failure means for the
 /// breaker.
-pub(super) fn outcome_of(error: &RedisError) -> Outcome {
+pub(super) fn outcome_of(error: &RedisError) -> Verdict {
     match error.kind() {
         // This server cannot serve us now: it became a replica in a
         // failover, is loading its data, or lost its primary.
         ErrorKind::Server(
             ServerErrorKind::ReadOnly | ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown,
-        ) => Outcome::Refused,
+        ) => Verdict::Refused,
         ErrorKind::Server(ServerErrorKind::ClusterDown | ServerErrorKind::TryAgain)
         | ErrorKind::Io
         | ErrorKind::ClusterConnectionNotFound
-        | ErrorKind::AuthenticationFailed => Outcome::Failed,
+        | ErrorKind::AuthenticationFailed => Verdict::Failed,
         // The server wants credentials it was not given, or refuses them
         // (a password rotated under a running cache): it serves us nothing.
-        _ if matches!(error.code(), Some("NOAUTH" | "WRONGPASS")) => Outcome::Failed,
+        _ if matches!(error.code(), Some("NOAUTH" | "WRONGPASS")) => Verdict::Failed,
         // An answer about the command itself (`WRONGTYPE`, `OOM`, `NOSCRIPT`
         // after its reload failed, a reply that does not convert): Redis is
         // up, and the breaker stays out of it.
-        _ if error.is_timeout() || error.is_connection_dropped() => Outcome::Failed,
-        _ => Outcome::Answered,
+        _ if error.is_timeout() || error.is_connection_dropped() => Verdict::Failed,
+        _ => Verdict::Answered,
     }
 }
 
@@ -70,14 +70,14 @@ impl RedisBackend {
     /// than a Redis that is down: the error `build()` returns. A cluster's
     /// seed nodes are asked one by one.
     pub(crate) async fn misconfigured(&self, error: &Error) -> Option<Error> {
-        match &self.target {
-            Target::Single(node) => match error {
+        match &self.topology {
+            Topology::Single(node) => match error {
                 Error::Redis { source, .. } => {
                     misconfigured(&source.error, &node.name, self.user.as_deref())
                 }
                 _ => None,
             },
-            Target::Cluster(cluster) => {
+            Topology::Cluster(cluster) => {
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(self.timeout))
                     .set_response_timeout(Some(self.timeout));
@@ -111,7 +111,7 @@ impl RedisBackend {
     /// node's breaker for them would keep the other primaries' reads from
     /// probing theirs (the replay still passes any open breaker there).
     pub(crate) fn replay_first(&self, on: bool) {
-        if matches!(self.target, Target::Single(_)) {
+        if matches!(self.topology, Topology::Single(_)) {
             self.rules.replay_first(on);
         }
     }
@@ -129,9 +129,9 @@ impl RedisBackend {
             BreakerState::HalfOpen => 1,
             BreakerState::Open => 2,
         };
-        match &self.target {
-            Target::Single(node) => node.breaker.state_for(),
-            Target::Cluster(cluster) => {
+        match &self.topology {
+            Topology::Single(node) => node.breaker.state_for(),
+            Topology::Cluster(cluster) => {
                 let topology = cluster.topology.load();
                 topology
                     .nodes
@@ -144,9 +144,9 @@ impl RedisBackend {
     }
 
     pub(super) fn node_for(&self, key: &str) -> NodeRef<'_> {
-        match &self.target {
-            Target::Single(node) => NodeRef::Single(node),
-            Target::Cluster(cluster) => NodeRef::Cluster(
+        match &self.topology {
+            Topology::Single(node) => NodeRef::Single(node),
+            Topology::Cluster(cluster) => NodeRef::Cluster(
                 cluster
                     .topology
                     .load()
@@ -173,9 +173,9 @@ impl RedisBackend {
         C: Fn(MultiplexedConnection) -> F,
         F: Future<Output = RedisResult<T>>,
     {
-        let cluster = match &self.target {
-            Target::Single(_) => None,
-            Target::Cluster(cluster) => Some(cluster),
+        let cluster = match &self.topology {
+            Topology::Single(_) => None,
+            Topology::Cluster(cluster) => Some(cluster),
         };
         let mut current: Option<Arc<Node>> = None;
         let mut asking = false;
@@ -201,7 +201,7 @@ impl RedisBackend {
                     Ok((conn, id)) => {
                         let result = command(conn).await;
                         if let Err(error) = &result
-                            && outcome_of(error) != Outcome::Answered
+                            && outcome_of(error) != Verdict::Answered
                         {
                             node.discard(id);
                         }
@@ -226,8 +226,8 @@ impl RedisBackend {
                 _ => None,
             };
             let outcome = match &result {
-                Ok(_) => Outcome::Answered,
-                Err(_) if redirect.is_some() => Outcome::Answered,
+                Ok(_) => Verdict::Answered,
+                Err(_) if redirect.is_some() => Verdict::Answered,
                 // The node is up and says the cluster is not (a primary
                 // failed and is not replaced yet): that is no fault of this
                 // node, whose breaker stays out of it.
@@ -235,13 +235,13 @@ impl RedisBackend {
                     if let Some(cluster) = cluster {
                         cluster.refresh();
                     }
-                    Outcome::Answered
+                    Verdict::Answered
                 }
                 Err(error) => outcome_of(error),
             };
-            pass.settle(outcome);
+            pass.record(outcome);
             if let Some(cluster) = cluster {
-                if outcome == Outcome::Answered {
+                if outcome == Verdict::Answered {
                     Cluster::answered(node);
                 } else {
                     cluster.trouble(node);
@@ -303,7 +303,7 @@ impl RedisBackend {
                 op,
                 key: key.to_owned(),
                 source: RedisFailure {
-                    outage: outcome_of(&source) != Outcome::Answered,
+                    outage: outcome_of(&source) != Verdict::Answered,
                     error: source,
                 },
             }
@@ -325,9 +325,9 @@ impl RedisBackend {
 
     /// The node of that name, for commands routed by address.
     pub(super) fn node_named(&self, name: &str) -> NodeRef<'_> {
-        match &self.target {
-            Target::Single(node) => NodeRef::Single(node),
-            Target::Cluster(cluster) => NodeRef::Cluster(cluster.node_named(name)),
+        match &self.topology {
+            Topology::Single(node) => NodeRef::Single(node),
+            Topology::Cluster(cluster) => NodeRef::Cluster(cluster.node_named(name)),
         }
     }
 }
@@ -488,19 +488,19 @@ mod tests {
                 .and_then(Value::extract_error)
                 .expect_err("an error reply")
         };
-        assert_eq!(outcome_of(&server("READONLY")), Outcome::Refused);
-        assert_eq!(outcome_of(&server("LOADING")), Outcome::Refused);
-        assert_eq!(outcome_of(&server("MASTERDOWN")), Outcome::Refused);
-        assert_eq!(outcome_of(&server("CLUSTERDOWN")), Outcome::Failed);
-        assert_eq!(outcome_of(&server("TRYAGAIN")), Outcome::Failed);
-        assert_eq!(outcome_of(&server("OOM")), Outcome::Answered);
-        assert_eq!(outcome_of(&server("WRONGTYPE")), Outcome::Answered);
-        assert_eq!(outcome_of(&server("NOSCRIPT")), Outcome::Answered);
-        assert_eq!(outcome_of(&timed_out()), Outcome::Failed);
-        assert_eq!(outcome_of(&server("NOAUTH")), Outcome::Failed);
-        assert_eq!(outcome_of(&server("WRONGPASS")), Outcome::Failed);
-        assert_eq!(outcome_of(&server("NOPERM")), Outcome::Answered);
+        assert_eq!(outcome_of(&server("READONLY")), Verdict::Refused);
+        assert_eq!(outcome_of(&server("LOADING")), Verdict::Refused);
+        assert_eq!(outcome_of(&server("MASTERDOWN")), Verdict::Refused);
+        assert_eq!(outcome_of(&server("CLUSTERDOWN")), Verdict::Failed);
+        assert_eq!(outcome_of(&server("TRYAGAIN")), Verdict::Failed);
+        assert_eq!(outcome_of(&server("OOM")), Verdict::Answered);
+        assert_eq!(outcome_of(&server("WRONGTYPE")), Verdict::Answered);
+        assert_eq!(outcome_of(&server("NOSCRIPT")), Verdict::Answered);
+        assert_eq!(outcome_of(&timed_out()), Verdict::Failed);
+        assert_eq!(outcome_of(&server("NOAUTH")), Verdict::Failed);
+        assert_eq!(outcome_of(&server("WRONGPASS")), Verdict::Failed);
+        assert_eq!(outcome_of(&server("NOPERM")), Verdict::Answered);
         let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        assert_eq!(outcome_of(&reset), Outcome::Failed);
+        assert_eq!(outcome_of(&reset), Verdict::Failed);
     }
 }
