@@ -281,6 +281,22 @@ impl Inner {
         if self.bypasses(full) {
             return Ok(None);
         }
+        #[cfg(feature = "memory")]
+        #[allow(irrefutable_let_patterns)] // without the `redis` feature
+        if let Backend::Memory(memory) = &self.backend {
+            // Decoded once, by the first reader; cloned from then on.
+            let Some(found) = memory.read(full) else {
+                return Ok(None);
+            };
+            if let Some(decoded) = found.decoded::<Decoded<T>>() {
+                return Ok(Some((decoded.clone(), false)));
+            }
+            let decoded = self.decode::<T>(full, &found.bytes);
+            if let Some(decoded) = &decoded {
+                found.keep(decoded.clone());
+            }
+            return Ok(decoded.map(|d| (d, false)));
+        }
         Ok(match self.fetch(full).await? {
             Fetched::Near(held) => {
                 if let Some(decoded) = held.decoded::<Decoded<T>>() {

@@ -51,6 +51,42 @@
 //! dead Redis from costing each call a timeout; [`Stats`] reports it. An
 //! eviction that cannot reach Redis is kept and replayed when Redis answers,
 //! and until then reads of its key bypass Redis.
+//!
+//! # Glossary
+//!
+//! One name per concept, in the docs, the code and the adapter crate:
+//!
+//! - **key**: what a caller names (`user:42`); the **full key** adds the
+//!   namespace and version (`shop:v1:user:42`).
+//! - **entry**: what is stored at a full key: a header (codec, expiry, and
+//!   a reload lease when one is held), then the value, or the record that
+//!   the source had none (`cache_none`, the `none_ttl` of a policy).
+//! - **hit** / **miss** / **stale hit** / **bypass**: how a read was
+//!   answered: by a fresh entry; by the loader; by an entry past its TTL
+//!   within a stale window; by the loader without asking the cache (a
+//!   pending eviction, an outage).
+//! - **load**: one call of the loader; **fill**: storing its value, which
+//!   only the lease holder may do.
+//! - **lease**: the right to fill one key, held by one caller across
+//!   processes. On a miss, a marker written into the empty key
+//!   (`lease.rs`); on a reload of a present entry (a refresh ahead, a
+//!   revalidation), a **reload lease** written into the entry's header.
+//!   The caller that holds it is its **holder**. (Redis streams'
+//!   `XCLAIM`, in the Cassandra adapter's write-behind, is Redis's word for
+//!   taking over a stream entry, not a lease.)
+//! - **flight**: the in-process single-flight of one key: a **leader**
+//!   loads, **followers** wait for its outcome.
+//! - **delete**: a caller's removal of one key (`Cache::delete`).
+//!   **evict**: any removal that makes reads miss (a delete, a prefix, a
+//!   write that replaces an entry, a clear); every eviction goes through
+//!   the **journal**, which keeps one Redis has not confirmed and
+//!   **replays** it. The near tier evicts its copies too.
+//! - **near copy**: the in-process copy of an entry the near tier holds.
+//! - **settle**: (Cassandra adapter) make the cache agree with a source
+//!   write that completed: store the row's new entry, versioned.
+//! - **breaker**: the per-node circuit breaker; it **records** a
+//!   **verdict** for each call through it.
+//! - **policy**: a call's options resolved against the cache's defaults.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

@@ -1,5 +1,14 @@
 //! The in-process backend: moka with a TTL per entry, bounded by bytes.
+//!
+//! Each entry keeps its bytes, as Redis would, and beside them the entry
+//! decoded by the first reader whose type clones (see [`Found`]): a hit
+//! then clones that copy instead of decoding the bytes again. The bytes
+//! are never changed in place (a rewrite is a new entry), so the copy
+//! always matches them. The capacity counts an entry's bytes twice: once
+//! for the bytes, once as the estimate of its decoded copy.
 
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,6 +25,29 @@ struct Kept {
     bytes: Bytes,
     ttl: Duration,
     expires_at: Instant,
+    decoded: Decoded,
+}
+
+/// The entry decoded by its first reader that keeps a copy (of that
+/// reader's type: a reader of another type finds no match by `TypeId`).
+type Decoded = Arc<OnceLock<Box<dyn Any + Send + Sync>>>;
+
+/// What a read found: the bytes, and the decoded copy kept beside them.
+pub(crate) struct Found {
+    pub(crate) bytes: Bytes,
+    decoded: Decoded,
+}
+
+impl Found {
+    /// The decoded copy, if one of type `D` was kept.
+    pub(crate) fn decoded<D: Any>(&self) -> Option<&D> {
+        self.decoded.get()?.downcast_ref::<D>()
+    }
+
+    /// Keeps `decoded` beside the bytes, unless a copy is kept already.
+    pub(crate) fn keep<D: Any + Send + Sync>(&self, decoded: D) {
+        let _ = self.decoded.set(Box::new(decoded));
+    }
 }
 
 impl Kept {
@@ -24,6 +56,7 @@ impl Kept {
             bytes,
             ttl,
             expires_at: Instant::now() + ttl,
+            decoded: Decoded::default(),
         }
     }
 
@@ -71,7 +104,7 @@ impl MemoryBackend {
         let entries = Moka::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &String, entry: &Kept| {
-                u32::try_from(key.len() + entry.bytes.len()).unwrap_or(u32::MAX)
+                u32::try_from(key.len() + 2 * entry.bytes.len()).unwrap_or(u32::MAX)
             })
             .expire_after(PerEntryTtl)
             .build();
@@ -86,6 +119,14 @@ impl MemoryBackend {
 
     pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
         self.entries.get(key).map(|entry| entry.bytes)
+    }
+
+    /// The entry at `key` with its decoded copy, if one was kept.
+    pub(crate) fn read(&self, key: &str) -> Option<Found> {
+        self.entries.get(key).map(|entry| Found {
+            bytes: entry.bytes,
+            decoded: entry.decoded,
+        })
     }
 
     pub(crate) fn set(&self, key: &str, bytes: Bytes, ttl: Duration) {

@@ -107,6 +107,11 @@ impl Telemetry {
 /// (`cachefw.get`): a span of the caller's own that happens to have a field
 /// of that name is left alone.
 fn record_outcome(field: &'static str, value: &'static str) {
+    // The span is a `debug` one: with nothing listening at that level
+    // (the common case in production), no span to look up.
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     let span = tracing::Span::current();
     if span
         .metadata()
