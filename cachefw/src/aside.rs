@@ -19,7 +19,7 @@ use crate::flight::{Join, Leader, Outcome};
 use crate::inner::Inner;
 use crate::lease::{self, Claim, ClaimGuard, LeaseGuard};
 use crate::meters::LoadOutcome;
-use crate::policy::Policy;
+use crate::options::Policy;
 use crate::shape::{Returns, Shape};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;

@@ -24,7 +24,7 @@ use crate::flight::{Follower, Join, Leader, Outcome};
 use crate::inner::Inner;
 use crate::lease::{LeaseGuard, new_marker};
 use crate::meters::LoadOutcome;
-use crate::policy::Policy;
+use crate::options::Policy;
 
 /// How a key of a batch is answered.
 enum Slot<'a, T> {

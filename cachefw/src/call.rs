@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::aside::{Borrowed, Owned};
 use crate::cache::Cache;
-use crate::policy::{Options, Policy};
+use crate::options::{Options, Policy};
 use crate::report;
 use crate::shape::Shape;
 

@@ -22,7 +22,7 @@ use crate::journal::{Journal, Pending, Target};
 use crate::key::Keys;
 use crate::meters::{Meters, Tier};
 use crate::near::{Held, Near, NearTier};
-use crate::policy::Defaults;
+use crate::options::{CacheOptions, Policy};
 use crate::report::Reporter;
 use crate::shape::Value;
 use crate::stats::Counters;
@@ -48,27 +48,13 @@ enum Fetched {
     Backend(Option<Bytes>),
 }
 
-/// What a built cache keeps of its builder.
-pub(crate) struct Settings {
-    pub(crate) namespace: String,
-    pub(crate) version: u32,
-    pub(crate) codec: Codec,
-    pub(crate) defaults: Defaults,
-    pub(crate) lease_time: Duration,
-    pub(crate) journal_capacity: usize,
-    /// The largest encoded value stored or read.
-    pub(crate) max_value_size: u64,
-    /// The longest full key.
-    pub(crate) max_key_len: usize,
-}
-
 pub(crate) struct Inner {
     me: Weak<Inner>,
     backend: Backend,
     /// The in-process tier in front of Redis, when built with one.
     near: Option<NearTier>,
     keys: Keys,
-    settings: Settings,
+    settings: CacheOptions,
     stats: Counters,
     meters: Meters,
     flights: Flights,
@@ -112,7 +98,11 @@ impl Drop for Evicting<'_> {
 }
 
 impl Inner {
-    pub(crate) fn new(backend: Backend, near: Option<NearTier>, settings: Settings) -> Arc<Self> {
+    pub(crate) fn new(
+        backend: Backend,
+        near: Option<NearTier>,
+        settings: CacheOptions,
+    ) -> Arc<Self> {
         let meters = Meters::new(
             &settings.namespace,
             match backend {
@@ -160,7 +150,7 @@ impl Inner {
         self.settings.codec
     }
 
-    pub(crate) fn defaults(&self) -> Defaults {
+    pub(crate) fn defaults(&self) -> Policy {
         self.settings.defaults
     }
 

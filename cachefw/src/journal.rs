@@ -29,9 +29,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// The default bound on stranded evictions (keys and prefixes).
-pub const DEFAULT_JOURNAL_CAPACITY: usize = 10_000;
-
 /// What an eviction removes: one full key, or every key under a full prefix.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Target {
