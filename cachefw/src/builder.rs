@@ -13,7 +13,7 @@ use crate::backend::memory::MemoryBackend;
 #[cfg(feature = "redis")]
 use crate::backend::redis::RedisBackend;
 #[cfg(feature = "redis")]
-use crate::backend::redis::config::{Connect, install_crypto_provider, mask_password};
+use crate::backend::redis::config::{Connect, mask_password};
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::error::Error;
@@ -411,7 +411,9 @@ impl CacheBuilder {
         self
     }
 
-    /// Checks every setting and builds the cache.
+    /// Checks every setting and builds the cache. The settings are all
+    /// checked before any connection is opened, so a bad one fails at once,
+    /// whether or not Redis answers.
     ///
     /// # Errors
     ///
@@ -598,57 +600,9 @@ impl CacheBuilder {
         Ok((Backend::Redis(redis), answered))
     }
 
-    /// The connection settings of a Redis backend, the PEM checked.
+    /// The connection settings of a Redis backend, checked.
     fn connect(&self) -> Result<Connect, Error> {
-        if let Some(Redacted(pem)) = &self.root_cert {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certificates("tls_root_cert", pem)? {
-                roots.add(cert).map_err(|error| {
-                    invalid(
-                        "tls_root_cert",
-                        format!("a certificate in the PEM is not a usable CA certificate: {error}"),
-                    )
-                })?;
-            }
-        }
-        if let Some(Redacted((cert, key))) = &self.client_cert {
-            use rustls::pki_types::PrivateKeyDer;
-            use rustls::pki_types::pem::PemObject;
-
-            let chain = certificates("tls_client_cert", cert)?;
-            // The PEM parser's own messages may quote a line of the key:
-            // only ours are shown.
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| {
-                invalid(
-                    "tls_client_cert",
-                    "the key PEM holds no private key that parses (PKCS#8, PKCS#1 or SEC1)",
-                )
-            })?;
-            install_crypto_provider();
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .and_then(|builder| {
-                    builder
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_client_auth_cert(chain, key)
-                })
-                .map_err(|error| {
-                    invalid(
-                        "tls_client_cert",
-                        format!("the certificate and key cannot be used together: {error}"),
-                    )
-                })?;
-        }
-        if let Some((user, _)) = &self.credentials
-            && user.contains(char::is_whitespace)
-        {
-            return Err(invalid(
-                "credentials",
-                "the user name must not contain spaces",
-            ));
-        }
-        Ok(Connect {
+        let connect = Connect {
             timeout: self.options.timeout,
             root_cert: self.root_cert.as_ref().map(|Redacted(pem)| pem.clone()),
             client_cert: self.client_cert.as_ref().map(|Redacted(pair)| pair.clone()),
@@ -662,29 +616,10 @@ impl CacheBuilder {
                 self.options.breaker_probe_interval,
                 self.options.breaker_max_probe_interval,
             )),
-        })
+        };
+        connect.check()?;
+        Ok(connect)
     }
-}
-
-/// The certificates of a PEM given to `setting`: at least one, all parsed.
-#[cfg(feature = "redis")]
-fn certificates(
-    setting: &'static str,
-    pem: &[u8],
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| invalid(setting, format!("the PEM does not parse: {error}")))?;
-    if certs.is_empty() {
-        return Err(invalid(
-            setting,
-            "the PEM holds no certificate (`-----BEGIN CERTIFICATE-----`)",
-        ));
-    }
-    Ok(certs)
 }
 
 /// `setting` needs `what`, which the cargo feature `feature` of cachefw
@@ -698,4 +633,104 @@ fn missing_feature(setting: &'static str, feature: &str, what: &str) -> Error {
              (`cachefw = {{ version = \"…\", features = [\"{feature}\"] }}`; it is on by default)"
         ),
     )
+}
+
+// Plain `#[test]`s with no runtime: `validate` opens no connection (a
+// Redis client that tried would have no reactor to run on).
+#[cfg(all(test, feature = "redis", feature = "memory"))]
+mod tests {
+    use super::*;
+
+    /// The setting `builder` is refused for, by `validate`.
+    fn refused(builder: &CacheBuilder) -> &'static str {
+        match builder.validate() {
+            Err(Error::Config { setting, .. }) => setting,
+            Err(other) => panic!("not a setting error: {other}"),
+            Ok(_) => panic!("accepted: {builder:?}"),
+        }
+    }
+
+    const UNREACHABLE: &str = "redis://127.0.0.1:1";
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn validate_names_every_bad_setting() {
+        let memory = Cache::builder;
+        let redis = || Cache::builder().redis(UNREACHABLE);
+        let cases = [
+            (memory().namespace(""), "namespace"),
+            (memory().timeout(Duration::ZERO), "timeout"),
+            (memory().default_ttl(Duration::ZERO), "default_ttl"),
+            (memory().lease_time(Duration::MAX), "lease_time"),
+            (memory().ttl_jitter(1.0), "ttl_jitter"),
+            (memory().ttl_jitter(f64::NAN), "ttl_jitter"),
+            (memory().max_value_size(0), "max_value_size"),
+            (memory().max_key_len(11), "max_key_len"),
+            (memory().breaker_failures(0), "breaker_failures"),
+            (
+                memory().breaker_probe_interval(Duration::ZERO),
+                "breaker_probe_interval",
+            ),
+            (
+                memory().breaker_max_probe_interval(Duration::ZERO),
+                "breaker_max_probe_interval",
+            ),
+            (
+                redis().eviction_journal_capacity(0),
+                "eviction_journal_capacity",
+            ),
+            (redis().refresh_ahead(0.0), "refresh_ahead"),
+            (redis().refresh_ahead(f64::INFINITY), "refresh_ahead"),
+            (redis().load_timeout(Duration::ZERO), "load_timeout"),
+            (memory().memory_capacity(0), "memory_capacity"),
+            (memory().near_cache(1 << 20), "near_cache"),
+            (redis().near_cache(0), "near_cache"),
+            (redis().near_ttl(Duration::from_secs(1)), "near_ttl"),
+            (redis().near_cache(1).near_ttl(Duration::ZERO), "near_ttl"),
+            (memory().redis_cluster::<_, &str>([]), "redis_cluster"),
+            (redis().tls_root_cert(PEM), "tls_root_cert"),
+            (redis().tls_root_cert("no PEM here"), "tls_root_cert"),
+            (redis().tls_client_cert(PEM, "no key"), "tls_client_cert"),
+            (redis().credentials("a user", "pw"), "credentials"),
+            (
+                memory().redis("redis://:pw@h").credentials("app", "pw"),
+                "credentials",
+            ),
+        ];
+        for (builder, setting) in cases {
+            assert_eq!(refused(&builder), setting, "{builder:?}");
+        }
+    }
+
+    #[test]
+    fn validate_refuses_urls_without_connecting() {
+        for builder in [
+            Cache::builder().redis("127.0.0.1:6379"),
+            Cache::builder().redis_cluster(["redis://127.0.0.1:1", "http://x"]),
+            Cache::builder().redis_cluster(["redis://127.0.0.1:1", "rediss://127.0.0.1:2"]),
+        ] {
+            assert!(
+                matches!(builder.validate(), Err(Error::InvalidUrl { .. })),
+                "{builder:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn validate_accepts_what_build_accepts() {
+        for builder in [
+            Cache::builder(),
+            Cache::builder().redis(UNREACHABLE).near_cache(1 << 20),
+            Cache::builder().redis_cluster([UNREACHABLE, "redis://127.0.0.1:2"]),
+            Cache::builder()
+                .redis(UNREACHABLE)
+                .refresh_ahead(2.0)
+                .ttl_jitter(0.1)
+                .load_timeout(Duration::from_millis(5))
+                .stale_if_error(Duration::from_secs(1))
+                .credentials("app", "pw"),
+        ] {
+            assert!(builder.validate().is_ok(), "{builder:?}");
+        }
+    }
 }
