@@ -69,6 +69,9 @@ compile_error!(
 );
 
 #[doc(hidden)]
+#[path = "adapter.rs"]
+pub mod __adapter;
+#[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 mod aside;
