@@ -150,8 +150,8 @@ impl Inner {
         self.settings.codec
     }
 
-    pub(crate) fn defaults(&self) -> Policy {
-        self.settings.defaults
+    pub(crate) fn defaults(&self) -> &Policy {
+        &self.settings.defaults
     }
 
     pub(crate) fn max_key_len(&self) -> usize {

@@ -280,7 +280,7 @@ pub(crate) struct Policy {
 
 impl Policy {
     /// A macro call's policy: its options, or else the cache's `defaults`.
-    pub(crate) fn resolve(options: &Options, defaults: Policy) -> Self {
+    pub(crate) fn resolve(options: &Options, defaults: &Policy) -> Self {
         let refresh_beta = match options.refresh_ahead {
             None => defaults.refresh_beta,
             Some(None) => Some(defaults.refresh_beta.unwrap_or(DEFAULT_BETA)),
@@ -302,7 +302,7 @@ impl Policy {
     }
 
     /// A `get_or_load` call's policy: the builder's defaults.
-    pub(crate) fn with_ttl(ttl: Duration, absent_ttl: Option<Duration>, defaults: Policy) -> Self {
+    pub(crate) fn with_ttl(ttl: Duration, absent_ttl: Option<Duration>, defaults: &Policy) -> Self {
         Self::resolve(
             &Options {
                 ttl: Some(ttl),
@@ -365,7 +365,7 @@ mod tests {
                 stale_if_error: Some(Duration::from_secs(30)),
                 ..Options::default()
             },
-            defaults(),
+            &defaults(),
         );
         assert_eq!(policy.refresh_beta, Some(DEFAULT_BETA));
         assert_eq!(policy.stale_window(), Duration::from_secs(30));
@@ -374,7 +374,7 @@ mod tests {
                 refresh_ahead: Some(Some(0.0)),
                 ..Options::default()
             },
-            Policy {
+            &Policy {
                 refresh_beta: Some(2.0),
                 ..defaults()
             },
@@ -389,7 +389,7 @@ mod tests {
                 refresh_ahead: Some(Some(1.0)),
                 ..Options::default()
             },
-            defaults(),
+            &defaults(),
         );
         let early = (0..10_000)
             .filter(|_| policy.refresh_due(0, 1_000, 50))
@@ -402,7 +402,8 @@ mod tests {
         assert!((3_300..4_000).contains(&late), "{late}");
         assert!(policy.refresh_due(1_000, 1_000, 0), "expired is due");
         assert!(
-            !Policy::with_ttl(Duration::from_secs(1), None, defaults()).refresh_due(999, 1_000, 50)
+            !Policy::with_ttl(Duration::from_secs(1), None, &defaults())
+                .refresh_due(999, 1_000, 50)
         );
     }
 
