@@ -3,7 +3,7 @@
 //! A row is cached at `{table}:{pk…}:{ck…}` and a partition's rows at
 //! `{table}:{pk…}:%partition`. Each value is rendered with `Display` and
 //! escaped as every cachefw key part is (`%` → `%25`, `:` → `%3A`, by
-//! [`cachefw::__private::push_part`]), so:
+//! [`cachefw::__adapter::push_part`]), so:
 //!
 //! - two rows never share a key: each part holds no `:`, so the parts of a
 //!   key are found again by splitting at `:`;
@@ -16,7 +16,7 @@
 
 use std::fmt::Display;
 
-use cachefw::__private::push_part;
+use cachefw::__adapter::push_part;
 
 /// The last part of a partition's cache key: text no escaped value can be.
 const PARTITION_MARKER: &str = "%partition";

@@ -31,7 +31,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cachefw::__private::versioned::{self, Peeked, Stored};
+use cachefw::__adapter::versioned::{self, Peeked, Stored};
 use cachefw::Cache;
 use futures_util::StreamExt;
 use scylla::statement::prepared::PreparedStatement;

@@ -18,7 +18,7 @@ use crate::codec::{Codec, Decoded, Entry, Meta};
 use crate::flight::{Join, Leader, Outcome};
 use crate::inner::Inner;
 use crate::lease::{self, LeaseGuard, ReloadLease, Taken};
-use crate::policy::Policy;
+use crate::options::Policy;
 use crate::shape::{Returns, Shape};
 use crate::telemetry::meters::LoadOutcome;
 use tokio::sync::oneshot;

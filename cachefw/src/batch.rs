@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::flight::{Follower, Join, Leader, Outcome};
 use crate::inner::Inner;
 use crate::lease::{self, Attempt, LeaseGuard, Polled, Watch};
-use crate::policy::Policy;
+use crate::options::Policy;
 use crate::telemetry::meters::LoadOutcome;
 
 /// How a key of a batch is answered.

@@ -1,47 +1,30 @@
-//! [`CacheBuilder`]: every setting of a cache, checked once in `build()`.
-
-use std::time::Duration;
+//! [`CacheBuilder`]: a cache's options (`options.rs`) and its connection
+//! settings (the Redis URLs, TLS, credentials), checked by a pure
+//! `validate()` before `build()` opens any connection.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::backend::Backend;
 #[cfg(feature = "redis")]
 use crate::backend::breaker::Rules;
-use crate::backend::breaker::{
-    DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_MAX_PROBE_INTERVAL, DEFAULT_BREAKER_PROBE_INTERVAL,
-};
 #[cfg(feature = "memory")]
 use crate::backend::memory::MemoryBackend;
 #[cfg(feature = "redis")]
 use crate::backend::redis::RedisBackend;
 #[cfg(feature = "redis")]
-use crate::backend::redis::config::{Connect, install_crypto_provider, mask_password};
+use crate::backend::redis::config::{Connect, mask_password};
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::error::Error;
-use crate::inner::{Inner, Settings};
-use crate::journal::DEFAULT_JOURNAL_CAPACITY;
+use crate::inner::Inner;
 #[cfg(feature = "redis")]
 use crate::key::Keys;
 #[cfg(feature = "redis")]
-use crate::near::{DEFAULT_NEAR_TTL, NearTier};
-use crate::policy::Defaults;
-
-/// The default namespace, the first part of every key.
-pub const DEFAULT_NAMESPACE: &str = "cachefw";
-/// The default bound on every Redis command.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
-/// The default TTL, for callers that give none (see [`Cache::default_ttl`]).
-pub const DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);
-/// The default size bound of the in-memory backend: keys and encoded values.
-pub const DEFAULT_MEMORY_CAPACITY: u64 = 128 * 1024 * 1024;
-/// The default lease time: how long a miss may load before others stop
-/// waiting for it.
-pub const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(3);
-/// The default largest value stored or read: 16 MiB.
-pub const DEFAULT_MAX_VALUE_SIZE: u64 = 16 * 1024 * 1024;
-/// The default longest full key (namespace and version included): 4 KiB.
-pub const DEFAULT_MAX_KEY_LEN: usize = 4 * 1024;
+use crate::near::NearTier;
+#[cfg(feature = "redis")]
+use crate::options::DEFAULT_NEAR_TTL;
+use crate::options::{CacheOptions, invalid};
 
 /// A secret (a password, a private key) or a blob too long to show:
 /// `Debug` prints neither.
@@ -87,36 +70,13 @@ enum Store {
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build().await`"]
 pub struct CacheBuilder {
+    /// Every option but the connection settings below, at its default.
+    options: CacheOptions,
     store: Store,
-    namespace: String,
-    version: u32,
-    timeout: Duration,
-    codec: Codec,
-    default_ttl: Duration,
-    memory_capacity: u64,
-    lease_time: Duration,
-    jitter: f64,
-    journal_capacity: usize,
-    refresh_beta: Option<f64>,
-    stale_while_revalidate: Option<Duration>,
-    stale_if_error: Option<Duration>,
-    load_timeout: Option<Duration>,
-    fail_safe_throttle: Duration,
-    near_capacity: Option<u64>,
-    near_ttl: Option<Duration>,
     root_cert: Option<Redacted<Vec<u8>>>,
     client_cert: Option<Redacted<(Vec<u8>, Vec<u8>)>>,
     credentials: Option<(String, Redacted<String>)>,
-    max_value_size: u64,
-    max_key_len: usize,
-    breaker_failures: u32,
-    breaker_probe_interval: Duration,
-    breaker_max_probe_interval: Duration,
 }
-
-/// The default time a key's failing source is spared after a stale value
-/// was served for it (see [`CacheBuilder::fail_safe_throttle`]).
-pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(1);
 
 /// URLs are shown with their passwords masked.
 impl fmt::Debug for Store {
@@ -150,31 +110,11 @@ impl Cache {
 impl Default for CacheBuilder {
     fn default() -> Self {
         Self {
+            options: CacheOptions::default(),
             store: Store::Memory,
-            namespace: DEFAULT_NAMESPACE.to_owned(),
-            version: 1,
-            timeout: DEFAULT_TIMEOUT,
-            codec: Codec::default(),
-            default_ttl: DEFAULT_TTL,
-            memory_capacity: DEFAULT_MEMORY_CAPACITY,
-            lease_time: DEFAULT_LEASE_TIME,
-            jitter: 0.0,
-            journal_capacity: DEFAULT_JOURNAL_CAPACITY,
-            refresh_beta: None,
-            stale_while_revalidate: None,
-            stale_if_error: None,
-            load_timeout: None,
-            fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
-            near_capacity: None,
-            near_ttl: None,
             root_cert: None,
             client_cert: None,
             credentials: None,
-            max_value_size: DEFAULT_MAX_VALUE_SIZE,
-            max_key_len: DEFAULT_MAX_KEY_LEN,
-            breaker_failures: DEFAULT_BREAKER_FAILURES,
-            breaker_probe_interval: DEFAULT_BREAKER_PROBE_INTERVAL,
-            breaker_max_probe_interval: DEFAULT_BREAKER_MAX_PROBE_INTERVAL,
         }
     }
 }
@@ -213,40 +153,40 @@ impl CacheBuilder {
     /// The first part of every key (default `"cachefw"`): caches with
     /// different namespaces share a Redis without seeing each other.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = namespace.into();
+        self.options.namespace = namespace.into();
         self
     }
 
     /// The key version (default 1). Bumping it makes every entry of the old
     /// version unreachable at once; they then expire by their TTL.
     pub fn version(mut self, version: u32) -> Self {
-        self.version = version;
+        self.options.version = version;
         self
     }
 
     /// The bound on each Redis command (default 250 ms). A command that takes
     /// longer counts as a failure, and the caller is served from the loader.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.options.timeout = timeout;
         self
     }
 
     /// How values are serialized (default [`Codec::MessagePack`]).
     pub fn codec(mut self, codec: Codec) -> Self {
-        self.codec = codec;
+        self.options.codec = codec;
         self
     }
 
     /// The TTL used where a caller gives none (default 10 minutes).
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = ttl;
+        self.options.defaults.ttl = ttl;
         self
     }
 
     /// The most the in-memory backend holds, in bytes of keys and encoded
     /// values (default 128 MiB); the least recently used entries go first.
     pub fn memory_capacity(mut self, bytes: u64) -> Self {
-        self.memory_capacity = bytes;
+        self.options.memory_capacity = bytes;
         self
     }
 
@@ -254,7 +194,7 @@ impl CacheBuilder {
     /// process or another, stop waiting and load themselves (default 3 s).
     /// Set it above your slowest load.
     pub fn lease_time(mut self, lease_time: Duration) -> Self {
-        self.lease_time = lease_time;
+        self.options.lease_time = lease_time;
         self
     }
 
@@ -263,7 +203,7 @@ impl CacheBuilder {
     /// stores a `10m` entry for 9 to 10 minutes. `#[cacheable(jitter =
     /// "10%")]` sets it per function.
     pub fn ttl_jitter(mut self, fraction: f64) -> Self {
-        self.jitter = fraction;
+        self.options.defaults.jitter = fraction;
         self
     }
 
@@ -275,7 +215,7 @@ impl CacheBuilder {
     /// until it has cleared its whole namespace and version, which it does
     /// as soon as Redis answers: no eviction is ever dropped.
     pub fn eviction_journal_capacity(mut self, evictions: usize) -> Self {
-        self.journal_capacity = evictions;
+        self.options.journal_capacity = evictions;
         self
     }
 
@@ -296,7 +236,7 @@ impl CacheBuilder {
     /// # drop(cache); Ok(()) }
     /// ```
     pub fn refresh_ahead(mut self, beta: f64) -> Self {
-        self.refresh_beta = Some(beta);
+        self.options.defaults.refresh_beta = Some(beta);
         self
     }
 
@@ -304,7 +244,7 @@ impl CacheBuilder {
     /// the background (RFC 5861's `stale-while-revalidate`; default off).
     /// Entries stay in the backend for their TTL plus this window.
     pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
-        self.stale_while_revalidate = Some(window);
+        self.options.defaults.stale_while_revalidate = Some(window);
         self
     }
 
@@ -313,7 +253,7 @@ impl CacheBuilder {
     /// `stale-if-error`, a fail-safe; default off). The key's source is then
     /// spared for the [`fail_safe_throttle`](Self::fail_safe_throttle).
     pub fn stale_if_error(mut self, window: Duration) -> Self {
-        self.stale_if_error = Some(window);
+        self.options.defaults.stale_if_error = Some(window);
         self
     }
 
@@ -322,7 +262,7 @@ impl CacheBuilder {
     /// the load goes on in the background to fill the cache (default off).
     /// Without a stale value the caller waits for the load.
     pub fn load_timeout(mut self, timeout: Duration) -> Self {
-        self.load_timeout = Some(timeout);
+        self.options.defaults.load_timeout = Some(timeout);
         self
     }
 
@@ -330,7 +270,7 @@ impl CacheBuilder {
     /// answered with a stale value (default 1 s), so that a source that is
     /// down sees a trickle of calls, not one per caller.
     pub fn fail_safe_throttle(mut self, period: Duration) -> Self {
-        self.fail_safe_throttle = period;
+        self.options.defaults.fail_safe_throttle = period;
         self
     }
 
@@ -363,7 +303,7 @@ impl CacheBuilder {
     /// Refused with [`Error::Config`] on the in-memory backend (it is in
     /// process already) or for 0 bytes.
     pub fn near_cache(mut self, bytes: u64) -> Self {
-        self.near_capacity = Some(bytes);
+        self.options.near_capacity = Some(bytes);
         self
     }
 
@@ -371,7 +311,7 @@ impl CacheBuilder {
     /// never past the entry's own TTL). A cap bounds how long a copy could
     /// outlive a write whose invalidation the server never sent.
     pub fn near_ttl(mut self, ttl: Duration) -> Self {
-        self.near_ttl = Some(ttl);
+        self.options.near_ttl = Some(ttl);
         self
     }
 
@@ -419,7 +359,7 @@ impl CacheBuilder {
     /// found in Redis is a miss, counted too, that is never read in full:
     /// Redis sends at most one byte past the limit.
     pub fn max_value_size(mut self, bytes: u64) -> Self {
-        self.max_value_size = bytes;
+        self.options.max_value_size = bytes;
         self
     }
 
@@ -429,7 +369,7 @@ impl CacheBuilder {
     /// call the loader without caching, and count it in
     /// [`Stats::errors`](crate::Stats::errors).
     pub fn max_key_len(mut self, bytes: usize) -> Self {
-        self.max_key_len = bytes;
+        self.options.max_key_len = bytes;
         self
     }
 
@@ -442,7 +382,7 @@ impl CacheBuilder {
     ///
     /// Over Redis only: the in-memory backend has no breaker.
     pub fn breaker_failures(mut self, failures: u32) -> Self {
-        self.breaker_failures = failures;
+        self.options.breaker_failures = failures;
         self
     }
 
@@ -457,7 +397,7 @@ impl CacheBuilder {
     ///
     /// Over Redis only: the in-memory backend has no breaker.
     pub fn breaker_probe_interval(mut self, interval: Duration) -> Self {
-        self.breaker_probe_interval = interval;
+        self.options.breaker_probe_interval = interval;
         self
     }
 
@@ -467,11 +407,13 @@ impl CacheBuilder {
     ///
     /// Over Redis only: the in-memory backend has no breaker.
     pub fn breaker_max_probe_interval(mut self, interval: Duration) -> Self {
-        self.breaker_max_probe_interval = interval;
+        self.options.breaker_max_probe_interval = interval;
         self
     }
 
-    /// Checks every setting and builds the cache.
+    /// Checks every setting and builds the cache. The settings are all
+    /// checked before any connection is opened, so a bad one fails at once,
+    /// whether or not Redis answers.
     ///
     /// # Errors
     ///
@@ -501,90 +443,73 @@ impl CacheBuilder {
     /// Never because Redis is unreachable: the cache then starts degraded
     /// (calls go to the loaders) and caches once Redis answers.
     pub async fn build(self) -> Result<Cache, Error> {
-        if self.namespace.is_empty() {
-            return Err(config("namespace", "must not be empty"));
-        }
-        if self.timeout.is_zero() {
-            return Err(config("timeout", "must be greater than zero"));
-        }
-        if crate::ttl::px(self.default_ttl).is_none() {
-            return Err(config(
-                "default_ttl",
-                format!(
-                    "{:?} is not between 1ms and {:?}",
-                    self.default_ttl,
-                    crate::ttl::MAX
-                ),
-            ));
-        }
-        if crate::ttl::px(self.lease_time).is_none() {
-            return Err(config(
-                "lease_time",
-                format!(
-                    "{:?} is not between 1ms and {:?}",
-                    self.lease_time,
-                    crate::ttl::MAX
-                ),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.jitter) {
-            return Err(config(
-                "ttl_jitter",
-                format!(
-                    "{} is not a fraction in [0, 1), such as 0.1 for 10%",
-                    self.jitter
-                ),
-            ));
-        }
-        if self.max_value_size == 0 {
-            return Err(config("max_value_size", "must be greater than zero"));
-        }
-        let prefix = crate::key::Keys::new(&self.namespace, self.version);
-        if self.max_key_len <= prefix.prefix().len() {
-            return Err(config(
-                "max_key_len",
-                format!(
-                    "{} bytes leave no room for a key after the prefix {:?}",
-                    self.max_key_len,
-                    prefix.prefix()
-                ),
-            ));
-        }
-        if self.breaker_failures == 0 {
-            return Err(config(
-                "breaker_failures",
-                "must be at least 1: the failures in a row that open the breaker",
-            ));
-        }
-        if self.breaker_probe_interval < Duration::from_millis(1) {
-            return Err(config("breaker_probe_interval", "must be at least 1ms"));
-        }
-        if self.breaker_max_probe_interval < self.breaker_probe_interval {
-            return Err(config(
-                "breaker_max_probe_interval",
-                format!(
-                    "{:?} is shorter than breaker_probe_interval ({:?}), the interval it caps",
-                    self.breaker_max_probe_interval, self.breaker_probe_interval
-                ),
-            ));
-        }
-        #[cfg(not(feature = "redis"))]
-        if self.near_capacity.is_some() {
-            return Err(missing_feature("near_cache", "redis", "the near tier"));
-        }
+        let plan = self.validate()?;
         // With the backend, whether Redis answered at start: a near tier
         // waits for its links only then.
         #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-        let (backend, answered) = match &self.store {
+        let (backend, answered) = match plan {
+            #[cfg(feature = "memory")]
+            Plan::Memory => (
+                Backend::Memory(MemoryBackend::new(self.options.memory_capacity)),
+                false,
+            ),
+            #[cfg(feature = "redis")]
+            Plan::Redis { redis, shown } => Self::started(*redis, &shown).await?,
+        };
+        let near = match (self.options.near_capacity, &backend) {
+            #[cfg(feature = "redis")]
+            (Some(bytes), Backend::Redis(redis)) => {
+                let options = &self.options;
+                let prefix = Keys::new(&options.namespace, options.version)
+                    .prefix()
+                    .to_owned();
+                let near = NearTier::start(
+                    bytes,
+                    options.near_ttl.unwrap_or(DEFAULT_NEAR_TTL),
+                    redis.tracking_servers(),
+                    prefix,
+                    redis.pairing(),
+                );
+                // The first reads find it serving, unless Redis is away: a
+                // Redis that did not answer the ping costs `build()`
+                // nothing more (the tier comes up by itself later).
+                if answered {
+                    near.wait_up(options.timeout.max(Duration::from_secs(1)))
+                        .await;
+                }
+                Some(near)
+            }
+            // `validate` refused a near tier without Redis.
+            _ => None,
+        };
+        Ok(Cache::new(Inner::new(backend, near, self.options)))
+    }
+
+    /// Checks every setting, with no I/O (no connection is opened): what
+    /// [`build`](Self::build) does first, so that a bad setting fails at
+    /// once even when Redis is unreachable. On success, the backend to
+    /// start, its Redis clients made but not connected.
+    pub(crate) fn validate(&self) -> Result<Plan, Error> {
+        let options = &self.options;
+        options.validate()?;
+        #[cfg(not(feature = "redis"))]
+        if options.near_capacity.is_some() {
+            return Err(missing_feature("near_cache", "redis", "the near tier"));
+        }
+        let plan = match &self.store {
             #[cfg(feature = "memory")]
             Store::Memory => {
-                if self.memory_capacity == 0 {
-                    return Err(config("memory_capacity", "must be greater than zero"));
+                if options.memory_capacity == 0 {
+                    return Err(invalid("memory_capacity", "must be greater than zero"));
                 }
-                (
-                    Backend::Memory(MemoryBackend::new(self.memory_capacity)),
-                    false,
-                )
+                if options.near_capacity.is_some() {
+                    return Err(invalid(
+                        "near_cache",
+                        "a near tier goes in front of Redis; the in-memory backend is in-process \
+                         already (use .redis(url) or .redis_cluster(nodes), or drop .near_cache)",
+                    ));
+                }
+                Plan::Memory
             }
             #[cfg(not(feature = "memory"))]
             Store::Memory => {
@@ -595,19 +520,20 @@ impl CacheBuilder {
                 ));
             }
             #[cfg(feature = "redis")]
-            Store::Redis(url) => {
-                let connect = self.connect()?;
-                Self::started(RedisBackend::new(url, &connect)?, url).await?
-            }
+            Store::Redis(url) => Plan::Redis {
+                redis: Box::new(RedisBackend::new(url, &self.connect()?)?),
+                shown: url.clone(),
+            },
             #[cfg(feature = "redis")]
             Store::Cluster(nodes) => {
                 if nodes.is_empty() {
-                    return Err(config("redis_cluster", "needs at least one seed node URL"));
+                    return Err(invalid("redis_cluster", "needs at least one seed node URL"));
                 }
-                let connect = self.connect()?;
-                let redis = RedisBackend::cluster(nodes, &connect)?;
                 let masked: Vec<_> = nodes.iter().map(|node| mask_password(node)).collect();
-                Self::started(redis, &masked.join(", ")).await?
+                Plan::Redis {
+                    redis: Box::new(RedisBackend::cluster(nodes, &self.connect()?)?),
+                    shown: masked.join(", "),
+                }
             }
             #[cfg(not(feature = "redis"))]
             Store::Redis(_) => {
@@ -622,89 +548,31 @@ impl CacheBuilder {
                 ));
             }
         };
-        if self.journal_capacity == 0 {
-            return Err(config(
-                "eviction_journal_capacity",
-                "must be greater than zero: evictions Redis missed are kept there",
-            ));
-        }
-        if let Some(beta) = self.refresh_beta
-            && !(beta.is_finite() && beta > 0.0)
-        {
-            return Err(config(
-                "refresh_ahead",
-                format!("beta {beta} is not a positive number, such as 1.0"),
-            ));
-        }
-        if self.load_timeout.is_some_and(|timeout| timeout.is_zero()) {
-            return Err(config("load_timeout", "must be greater than zero"));
-        }
-        let near = match (self.near_capacity, &backend) {
-            (None, _) => {
-                if self.near_ttl.is_some() {
-                    return Err(config(
-                        "near_ttl",
-                        "caps entries of a near tier, and there is none: add .near_cache(bytes)",
-                    ));
-                }
-                None
+        match options.near_capacity {
+            None if options.near_ttl.is_some() => Err(invalid(
+                "near_ttl",
+                "caps entries of a near tier, and there is none: add .near_cache(bytes)",
+            )),
+            Some(0) => Err(invalid("near_cache", "must be greater than zero bytes")),
+            Some(_) if options.near_ttl.is_some_and(|ttl| ttl.is_zero()) => {
+                Err(invalid("near_ttl", "must be greater than zero"))
             }
-            #[cfg(feature = "memory")]
-            (Some(_), Backend::Memory(_)) => {
-                return Err(config(
-                    "near_cache",
-                    "a near tier goes in front of Redis; the in-memory backend is in-process \
-                     already (use .redis(url) or .redis_cluster(nodes), or drop .near_cache)",
-                ));
-            }
-            #[cfg(feature = "redis")]
-            (Some(0), _) => return Err(config("near_cache", "must be greater than zero bytes")),
-            #[cfg(feature = "redis")]
-            (Some(bytes), Backend::Redis(redis)) => {
-                let cap = self.near_ttl.unwrap_or(DEFAULT_NEAR_TTL);
-                if cap.is_zero() {
-                    return Err(config("near_ttl", "must be greater than zero"));
-                }
-                let prefix = Keys::new(&self.namespace, self.version).prefix().to_owned();
-                let near = NearTier::start(
-                    bytes,
-                    cap,
-                    redis.tracking_servers(),
-                    prefix,
-                    redis.pairing(),
-                );
-                // The first reads find it serving, unless Redis is away: a
-                // Redis that did not answer the ping costs `build()`
-                // nothing more (the tier comes up by itself later).
-                if answered {
-                    near.wait_up(self.timeout.max(Duration::from_secs(1))).await;
-                }
-                Some(near)
-            }
-        };
-        Ok(Cache::new(Inner::new(
-            backend,
-            near,
-            Settings {
-                namespace: self.namespace,
-                version: self.version,
-                codec: self.codec,
-                defaults: Defaults {
-                    ttl: self.default_ttl,
-                    jitter: self.jitter,
-                    refresh_beta: self.refresh_beta,
-                    stale_while_revalidate: self.stale_while_revalidate,
-                    stale_if_error: self.stale_if_error,
-                    load_timeout: self.load_timeout,
-                    fail_safe_throttle: self.fail_safe_throttle,
-                },
-                lease_time: self.lease_time,
-                journal_capacity: self.journal_capacity,
-                max_value_size: self.max_value_size,
-                max_key_len: self.max_key_len,
-            },
-        )))
+            _ => Ok(plan),
+        }
     }
+}
+
+/// What [`CacheBuilder::build`] starts once every setting is checked.
+pub(crate) enum Plan {
+    #[cfg(feature = "memory")]
+    Memory,
+    /// `shown`: the URL (or the seed nodes') for the log, if Redis does not
+    /// answer at start.
+    #[cfg(feature = "redis")]
+    Redis {
+        redis: Box<RedisBackend>,
+        shown: String,
+    },
 }
 
 #[cfg(feature = "redis")]
@@ -732,99 +600,25 @@ impl CacheBuilder {
         Ok((Backend::Redis(redis), answered))
     }
 
-    /// The connection settings of a Redis backend, the PEM checked.
+    /// The connection settings of a Redis backend, checked.
     fn connect(&self) -> Result<Connect, Error> {
-        if let Some(Redacted(pem)) = &self.root_cert {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certificates("tls_root_cert", pem)? {
-                roots.add(cert).map_err(|error| {
-                    config(
-                        "tls_root_cert",
-                        format!("a certificate in the PEM is not a usable CA certificate: {error}"),
-                    )
-                })?;
-            }
-        }
-        if let Some(Redacted((cert, key))) = &self.client_cert {
-            use rustls::pki_types::PrivateKeyDer;
-            use rustls::pki_types::pem::PemObject;
-
-            let chain = certificates("tls_client_cert", cert)?;
-            // The PEM parser's own messages may quote a line of the key:
-            // only ours are shown.
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| {
-                config(
-                    "tls_client_cert",
-                    "the key PEM holds no private key that parses (PKCS#8, PKCS#1 or SEC1)",
-                )
-            })?;
-            install_crypto_provider();
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .and_then(|builder| {
-                    builder
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_client_auth_cert(chain, key)
-                })
-                .map_err(|error| {
-                    config(
-                        "tls_client_cert",
-                        format!("the certificate and key cannot be used together: {error}"),
-                    )
-                })?;
-        }
-        if let Some((user, _)) = &self.credentials
-            && user.contains(char::is_whitespace)
-        {
-            return Err(config(
-                "credentials",
-                "the user name must not contain spaces",
-            ));
-        }
-        Ok(Connect {
-            timeout: self.timeout,
+        let connect = Connect {
+            timeout: self.options.timeout,
             root_cert: self.root_cert.as_ref().map(|Redacted(pem)| pem.clone()),
             client_cert: self.client_cert.as_ref().map(|Redacted(pair)| pair.clone()),
             credentials: self
                 .credentials
                 .as_ref()
                 .map(|(user, Redacted(password))| (user.clone(), password.clone())),
-            max_value_size: self.max_value_size,
+            max_value_size: self.options.max_value_size,
             breaker: std::sync::Arc::new(Rules::new(
-                self.breaker_failures,
-                self.breaker_probe_interval,
-                self.breaker_max_probe_interval,
+                self.options.breaker_failures,
+                self.options.breaker_probe_interval,
+                self.options.breaker_max_probe_interval,
             )),
-        })
-    }
-}
-
-/// The certificates of a PEM given to `setting`: at least one, all parsed.
-#[cfg(feature = "redis")]
-fn certificates(
-    setting: &'static str,
-    pem: &[u8],
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| config(setting, format!("the PEM does not parse: {error}")))?;
-    if certs.is_empty() {
-        return Err(config(
-            setting,
-            "the PEM holds no certificate (`-----BEGIN CERTIFICATE-----`)",
-        ));
-    }
-    Ok(certs)
-}
-
-fn config(setting: &'static str, reason: impl Into<String>) -> Error {
-    Error::Config {
-        setting,
-        reason: reason.into(),
+        };
+        connect.check()?;
+        Ok(connect)
     }
 }
 
@@ -832,11 +626,111 @@ fn config(setting: &'static str, reason: impl Into<String>) -> Error {
 /// compiles in, and this build left out.
 #[cfg(not(all(feature = "redis", feature = "memory")))]
 fn missing_feature(setting: &'static str, feature: &str, what: &str) -> Error {
-    config(
+    invalid(
         setting,
         format!(
             "{what} is not compiled in: enable the `{feature}` feature of cachefw \
              (`cachefw = {{ version = \"…\", features = [\"{feature}\"] }}`; it is on by default)"
         ),
     )
+}
+
+// Plain `#[test]`s with no runtime: `validate` opens no connection (a
+// Redis client that tried would have no reactor to run on).
+#[cfg(all(test, feature = "redis", feature = "memory"))]
+mod tests {
+    use super::*;
+
+    /// The setting `builder` is refused for, by `validate`.
+    fn refused(builder: &CacheBuilder) -> &'static str {
+        match builder.validate() {
+            Err(Error::Config { setting, .. }) => setting,
+            Err(other) => panic!("not a setting error: {other}"),
+            Ok(_) => panic!("accepted: {builder:?}"),
+        }
+    }
+
+    const UNREACHABLE: &str = "redis://127.0.0.1:1";
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn validate_names_every_bad_setting() {
+        let memory = Cache::builder;
+        let redis = || Cache::builder().redis(UNREACHABLE);
+        let cases = [
+            (memory().namespace(""), "namespace"),
+            (memory().timeout(Duration::ZERO), "timeout"),
+            (memory().default_ttl(Duration::ZERO), "default_ttl"),
+            (memory().lease_time(Duration::MAX), "lease_time"),
+            (memory().ttl_jitter(1.0), "ttl_jitter"),
+            (memory().ttl_jitter(f64::NAN), "ttl_jitter"),
+            (memory().max_value_size(0), "max_value_size"),
+            (memory().max_key_len(11), "max_key_len"),
+            (memory().breaker_failures(0), "breaker_failures"),
+            (
+                memory().breaker_probe_interval(Duration::ZERO),
+                "breaker_probe_interval",
+            ),
+            (
+                memory().breaker_max_probe_interval(Duration::ZERO),
+                "breaker_max_probe_interval",
+            ),
+            (
+                redis().eviction_journal_capacity(0),
+                "eviction_journal_capacity",
+            ),
+            (redis().refresh_ahead(0.0), "refresh_ahead"),
+            (redis().refresh_ahead(f64::INFINITY), "refresh_ahead"),
+            (redis().load_timeout(Duration::ZERO), "load_timeout"),
+            (memory().memory_capacity(0), "memory_capacity"),
+            (memory().near_cache(1 << 20), "near_cache"),
+            (redis().near_cache(0), "near_cache"),
+            (redis().near_ttl(Duration::from_secs(1)), "near_ttl"),
+            (redis().near_cache(1).near_ttl(Duration::ZERO), "near_ttl"),
+            (memory().redis_cluster::<_, &str>([]), "redis_cluster"),
+            (redis().tls_root_cert(PEM), "tls_root_cert"),
+            (redis().tls_root_cert("no PEM here"), "tls_root_cert"),
+            (redis().tls_client_cert(PEM, "no key"), "tls_client_cert"),
+            (redis().credentials("a user", "pw"), "credentials"),
+            (
+                memory().redis("redis://:pw@h").credentials("app", "pw"),
+                "credentials",
+            ),
+        ];
+        for (builder, setting) in cases {
+            assert_eq!(refused(&builder), setting, "{builder:?}");
+        }
+    }
+
+    #[test]
+    fn validate_refuses_urls_without_connecting() {
+        for builder in [
+            Cache::builder().redis("127.0.0.1:6379"),
+            Cache::builder().redis_cluster(["redis://127.0.0.1:1", "http://x"]),
+            Cache::builder().redis_cluster(["redis://127.0.0.1:1", "rediss://127.0.0.1:2"]),
+        ] {
+            assert!(
+                matches!(builder.validate(), Err(Error::InvalidUrl { .. })),
+                "{builder:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn validate_accepts_what_build_accepts() {
+        for builder in [
+            Cache::builder(),
+            Cache::builder().redis(UNREACHABLE).near_cache(1 << 20),
+            Cache::builder().redis_cluster([UNREACHABLE, "redis://127.0.0.1:2"]),
+            Cache::builder()
+                .redis(UNREACHABLE)
+                .refresh_ahead(2.0)
+                .ttl_jitter(0.1)
+                .load_timeout(Duration::from_millis(5))
+                .stale_if_error(Duration::from_secs(1))
+                .credentials("app", "pw"),
+        ] {
+            assert!(builder.validate().is_ok(), "{builder:?}");
+        }
+    }
 }

@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 use crate::codec::{Decoded, Entry, meta_of};
 use crate::error::Error;
 use crate::inner::Inner;
-use crate::policy::Policy;
+use crate::options::Policy;
 use crate::shape::{ResultOptionShape, ResultShape};
 use crate::stats::Stats;
 

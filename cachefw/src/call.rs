@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::aside::{Aside, Borrowed, Owned};
 use crate::cache::Cache;
-use crate::policy::{Options, Policy};
+use crate::options::{Options, Policy};
 use crate::shape::Shape;
 use crate::telemetry::report;
 

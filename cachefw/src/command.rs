@@ -7,7 +7,7 @@
 //! version, so they can live outside what `clear()` removes. A blocking
 //! command (`BLPOP`, `XREAD … BLOCK`) would hold up every command sharing
 //! the connection: poll instead. Not a stable API: reached through
-//! `cachefw::__private`.
+//! `cachefw::__adapter`.
 
 use crate::cache::Cache;
 use crate::error::Error;
@@ -17,7 +17,7 @@ use crate::error::Error;
 ///
 /// ```no_run
 /// # async fn demo(cache: cachefw::Cache) -> Result<(), cachefw::Error> {
-/// use cachefw::__private::{command, redis};
+/// use cachefw::__adapter::{command, redis};
 /// let key = format!("{}:wb:carts", cache.namespace());
 /// let length = command::run(&cache, "XLEN", &key, redis::cmd("XLEN").arg(&key)).await?;
 /// assert!(matches!(length, redis::Value::Int(_)));
@@ -45,7 +45,7 @@ pub async fn run(
 ///
 /// ```no_run
 /// # async fn demo(cache: cachefw::Cache) -> Result<(), cachefw::Error> {
-/// use cachefw::__private::{command, redis};
+/// use cachefw::__adapter::{command, redis};
 /// let script = redis::Script::new("return redis.call('XLEN', KEYS[1])");
 /// let key = format!("{}:wb:carts", cache.namespace());
 /// let length = command::invoke(&cache, "XLEN", &key, &script.key(&key)).await?;

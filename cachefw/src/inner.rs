@@ -20,7 +20,7 @@ use crate::flight::Flights;
 use crate::journal::{Eviction, Journal, Pending, Replayer};
 use crate::key::Keys;
 use crate::near::{Near, NearCopy, NearTier};
-use crate::policy::Defaults;
+use crate::options::{CacheOptions, Policy};
 use crate::shape::Value;
 use crate::telemetry::Telemetry;
 use crate::telemetry::meters::Tier;
@@ -31,27 +31,13 @@ enum Fetched {
     Backend(Option<Bytes>),
 }
 
-/// What a built cache keeps of its builder.
-pub(crate) struct Settings {
-    pub(crate) namespace: String,
-    pub(crate) version: u32,
-    pub(crate) codec: Codec,
-    pub(crate) defaults: Defaults,
-    pub(crate) lease_time: Duration,
-    pub(crate) journal_capacity: usize,
-    /// The largest encoded value stored or read.
-    pub(crate) max_value_size: u64,
-    /// The longest full key.
-    pub(crate) max_key_len: usize,
-}
-
 pub(crate) struct Inner {
     me: Weak<Inner>,
     backend: Backend,
     /// The in-process tier in front of Redis, when built with one.
     near: Option<NearTier>,
     keys: Keys,
-    settings: Settings,
+    settings: CacheOptions,
     telemetry: Telemetry,
     flights: Flights,
     journal: Journal,
@@ -60,7 +46,11 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    pub(crate) fn new(backend: Backend, near: Option<NearTier>, settings: Settings) -> Arc<Self> {
+    pub(crate) fn new(
+        backend: Backend,
+        near: Option<NearTier>,
+        settings: CacheOptions,
+    ) -> Arc<Self> {
         let telemetry = Telemetry::new(
             &settings.namespace,
             match backend {
@@ -121,8 +111,8 @@ impl Inner {
         self.settings.codec
     }
 
-    pub(crate) fn defaults(&self) -> Defaults {
-        self.settings.defaults
+    pub(crate) fn defaults(&self) -> &Policy {
+        &self.settings.defaults
     }
 
     pub(crate) fn max_key_len(&self) -> usize {

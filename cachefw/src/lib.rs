@@ -105,6 +105,9 @@ compile_error!(
 );
 
 #[doc(hidden)]
+#[path = "adapter.rs"]
+pub mod __adapter;
+#[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 mod aside;
@@ -129,7 +132,7 @@ mod macros;
 // Without Redis there is no near tier to start, but `Inner` still holds an
 // (always empty) slot for one.
 mod near;
-mod policy;
+mod options;
 #[doc = include_str!("../docs/production.md")]
 pub mod production {}
 mod shape;
@@ -144,18 +147,16 @@ pub mod testing;
 mod ttl;
 mod versioned;
 
-pub use backend::breaker::{
-    BreakerState, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_MAX_PROBE_INTERVAL,
-    DEFAULT_BREAKER_PROBE_INTERVAL,
-};
-pub use builder::{
-    CacheBuilder, DEFAULT_LEASE_TIME, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_SIZE,
-    DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, DEFAULT_TTL,
-};
+pub use backend::breaker::BreakerState;
+pub use builder::CacheBuilder;
 pub use cache::Cache;
 pub use codec::Codec;
 pub use error::{Error, RedisFailure};
 pub use install::{install, installed};
-pub use journal::DEFAULT_JOURNAL_CAPACITY;
 pub use macros::{cache_config, cache_evict, cache_put, cacheable};
+pub use options::{
+    DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_MAX_PROBE_INTERVAL, DEFAULT_BREAKER_PROBE_INTERVAL,
+    DEFAULT_JOURNAL_CAPACITY, DEFAULT_LEASE_TIME, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_SIZE,
+    DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, DEFAULT_TTL,
+};
 pub use stats::Stats;

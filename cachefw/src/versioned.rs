@@ -17,7 +17,7 @@
 //! given to [`Cache::get`] and friends should not either.
 //!
 //! These functions are for crates built on cachefw (`cachefw-cassandra`),
-//! through `cachefw::__private`; they are not a stable API.
+//! through `cachefw::__adapter`; they are not a stable API.
 
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ pub struct Peeked<T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cachefw::__private::versioned::{self, Stored};
+/// use cachefw::__adapter::versioned::{self, Stored};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), cachefw::Error> {
 /// let cache = cachefw::Cache::builder().build().await?;
@@ -148,7 +148,7 @@ pub async fn store<T: Serialize + ?Sized>(
 ///
 /// ```
 /// use std::time::Duration;
-/// use cachefw::__private::versioned::{self, Stored};
+/// use cachefw::__adapter::versioned::{self, Stored};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), cachefw::Error> {
 /// let cache = cachefw::Cache::builder().build().await?;
@@ -184,7 +184,7 @@ pub async fn evict(cache: &Cache, key: &str, version: u64, ttl: Duration) -> Res
 ///
 /// ```
 /// use std::time::Duration;
-/// use cachefw::__private::versioned::{self, Settled};
+/// use cachefw::__adapter::versioned::{self, Settled};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), cachefw::Error> {
 /// let cache = cachefw::Cache::builder().build().await?;
@@ -264,7 +264,7 @@ pub async fn settle_under(
 ///
 /// ```
 /// use std::time::Duration;
-/// use cachefw::__private::versioned::{self, Stored};
+/// use cachefw::__adapter::versioned::{self, Stored};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), cachefw::Error> {
 /// let cache = cachefw::Cache::builder().build().await?;

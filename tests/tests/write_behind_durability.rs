@@ -807,7 +807,7 @@ async fn after_two_processes_race_every_entry_equals_its_row_and_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settling_an_older_write_removes_a_fill_and_a_late_store_of_it() {
-    use cachefw::__private::versioned::{self, Settled, Stored};
+    use cachefw::__adapter::versioned::{self, Settled, Stored};
     let redis = RedisServer::start();
     let cache = redis_cache(redis.url()).await;
     // A slow flusher settles version 10 after version 20 was settled, and

@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cachefw::__private::versioned::{self, Settled};
+use cachefw::__adapter::versioned::{self, Settled};
 use cachefw::Cache;
 use futures_util::StreamExt;
 

@@ -5,8 +5,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cachefw::__private::command;
-use cachefw::__private::redis::{self, Value};
+use cachefw::__adapter::command;
+use cachefw::__adapter::redis::{self, Value};
 use cachefw::Cache;
 
 /// Why the policy was not checked is logged once per process.

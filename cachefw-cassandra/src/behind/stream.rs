@@ -12,8 +12,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use cachefw::__private::command;
-use cachefw::__private::redis::{self, Script, Value};
+use cachefw::__adapter::command;
+use cachefw::__adapter::redis::{self, Script, Value};
 use cachefw::Cache;
 
 use super::record::{self, Fields};

@@ -25,12 +25,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The default number of consecutive failures that open the breaker.
-pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
-/// The default first open interval; it doubles at each failed probe.
-pub const DEFAULT_BREAKER_PROBE_INTERVAL: Duration = Duration::from_millis(200);
-/// The default longest open interval: Redis is probed at least this often.
-pub const DEFAULT_BREAKER_MAX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+use crate::options::{
+    DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_MAX_PROBE_INTERVAL, DEFAULT_BREAKER_PROBE_INTERVAL,
+};
+
 /// Each interval is drawn from ±this share around its nominal length, so
 /// that many processes do not probe a recovering server in lockstep.
 const JITTER: f64 = 0.2;

@@ -62,7 +62,7 @@ impl Backend {
         }
     }
 
-    /// `ttl_ms` is already checked by [`crate::ttl::millis`].
+    /// `ttl_ms` is already checked by [`crate::ttl::px`].
     pub(crate) async fn set(&self, key: &str, value: Bytes, ttl_ms: u64) -> Result<(), Error> {
         match self {
             #[cfg(feature = "redis")]

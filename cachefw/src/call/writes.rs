@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::{Call, Scope};
 use crate::cache::Cache;
-use crate::policy::{Options, Policy};
+use crate::options::{Options, Policy};
 use crate::shape::{Returned, Returns, Value};
 
 /// The writes stacked on one function whose return has the shape `S`: `L`

@@ -33,9 +33,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use tokio::sync::Notify;
 
-/// The default bound on stranded evictions (keys and prefixes).
-pub const DEFAULT_JOURNAL_CAPACITY: usize = 10_000;
-
 /// What an eviction removes: one full key, or every key under a full prefix.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Eviction {

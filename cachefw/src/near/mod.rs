@@ -61,9 +61,6 @@ pub(crate) mod tracking;
 /// BENCHMARKS.md).
 pub(crate) const ENTRY_OVERHEAD: usize = 160;
 
-/// How long a near entry lives at most unless `near_ttl` says otherwise.
-pub(crate) const DEFAULT_NEAR_TTL: Duration = Duration::from_secs(60);
-
 /// How long after sending the last `PING` the tracking links answered the
 /// tier may serve: a silent link is noticed within this, under the
 /// contract's 500 ms. Heartbeats go every 100 ms, so a link whose round
@@ -420,6 +417,7 @@ fn weight(key: &str, bytes: &Bytes, decoded: usize) -> u32 {
 mod tests {
     use super::*;
     use crate::codec::{Codec, Meta};
+    use crate::options::DEFAULT_NEAR_TTL;
 
     fn fresh(now: u64) -> Bytes {
         Bytes::from(

@@ -988,7 +988,7 @@ async fn lightweight_transactions_cache_only_what_they_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "set CACHEFW_CASSANDRA_URI"]
 async fn a_ttl_save_keeps_an_older_save_in_flight_out_of_the_cache() {
-    use cachefw::__private::versioned::{self, Stored};
+    use cachefw::__adapter::versioned::{self, Stored};
 
     let session = session().await;
     let (cache, _redis) = cache().await;

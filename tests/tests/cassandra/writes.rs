@@ -1353,7 +1353,7 @@ async fn insert_if_not_exists_caches_only_what_it_wrote_in_every_mode() {
 /// is evicted. No stream record is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn save_all_stores_its_rows_as_versions_but_never_over_a_newer_write() {
-    use cachefw::__private::versioned;
+    use cachefw::__adapter::versioned;
 
     with_kassandra(|_, session| async move {
         let redis = RedisServer::start();

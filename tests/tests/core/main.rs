@@ -16,4 +16,5 @@ mod invalidation;
 mod operations;
 mod stampede;
 mod stored_values;
+mod validate;
 mod versioned;

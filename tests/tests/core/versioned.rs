@@ -1,4 +1,4 @@
-//! Versioned entries (`cachefw::__private::versioned`, what write-through
+//! Versioned entries (`cachefw::__adapter::versioned`, what write-through
 //! and write-behind stand on) over each backend and a Redis Cluster: the
 //! Lua scripts against the in-memory implementation, and the lease a
 //! versioned store voids.
@@ -8,7 +8,7 @@ use cachefw_tests::on_each_backend;
 
 use std::time::Duration;
 
-use cachefw::__private::versioned::{self, Settled, Stored};
+use cachefw::__adapter::versioned::{self, Settled, Stored};
 use cachefw::Cache;
 use cachefw_tests::RedisCluster;
 use common::MINUTE;

@@ -14,6 +14,7 @@ use redis::{
 
 use crate::backend::breaker::Rules;
 use crate::error::Error;
+use crate::options::invalid;
 
 /// How to reach Redis: what the builder gives beyond the URLs.
 pub(crate) struct Connect {
@@ -47,6 +48,81 @@ impl Connect {
             root_cert: self.root_cert.clone(),
         })
     }
+
+    /// Refuses what cannot work, without connecting: a PEM that does not
+    /// parse, a key that does not go with its certificate, a user name
+    /// with spaces. The error names the builder method.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        if let Some(pem) = &self.root_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in pem_certificates("tls_root_cert", pem)? {
+                roots.add(cert).map_err(|error| {
+                    invalid(
+                        "tls_root_cert",
+                        format!("a certificate in the PEM is not a usable CA certificate: {error}"),
+                    )
+                })?;
+            }
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            use rustls::pki_types::PrivateKeyDer;
+            use rustls::pki_types::pem::PemObject;
+
+            let chain = pem_certificates("tls_client_cert", cert)?;
+            // The PEM parser's own messages may quote a line of the key:
+            // only ours are shown.
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| {
+                invalid(
+                    "tls_client_cert",
+                    "the key PEM holds no private key that parses (PKCS#8, PKCS#1 or SEC1)",
+                )
+            })?;
+            install_crypto_provider();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .and_then(|builder| {
+                    builder
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_client_auth_cert(chain, key)
+                })
+                .map_err(|error| {
+                    invalid(
+                        "tls_client_cert",
+                        format!("the certificate and key cannot be used together: {error}"),
+                    )
+                })?;
+        }
+        if let Some((user, _)) = &self.credentials
+            && user.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "credentials",
+                "the user name must not contain spaces",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The certificates of a PEM given to `setting`: at least one, all parsed.
+fn pem_certificates(
+    setting: &'static str,
+    pem: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| invalid(setting, format!("the PEM does not parse: {error}")))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            setting,
+            "the PEM holds no certificate (`-----BEGIN CERTIFICATE-----`)",
+        ));
+    }
+    Ok(certs)
 }
 
 /// Whether a URL asks for TLS.
