@@ -39,7 +39,7 @@ use crate::stats::Stats;
 ///     .await;
 /// assert_eq!(name.ok().as_deref(), Some("Ada"));
 /// assert_eq!(cache.get::<String>("user:42:name").await?.as_deref(), Some("Ada"));
-/// assert_eq!(cache.telemetry().stats().loads, 1);
+/// assert_eq!(cache.stats().loads, 1);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

@@ -68,7 +68,7 @@
 //! let load = || async { Ok::<_, std::io::Error>(42u32) };
 //! cache.get_or_load("answer", Duration::from_secs(60), load).await.ok();
 //! cache.get_or_load("answer", Duration::from_secs(60), load).await.ok();
-//! assert_eq!(cache.telemetry().stats().hits, 1);
+//! assert_eq!(cache.stats().hits, 1);
 //! # Ok(()) }
 //! ```
 //!
@@ -105,7 +105,7 @@
 //! redis.freeze();
 //! let got = cache.get_or_load("answer", Duration::from_secs(60), load).await;
 //! assert_eq!(got.ok(), Some(42));                    // served by the loader
-//! assert!(cache.telemetry().stats().errors > 0);                 // and counted
+//! assert!(cache.stats().errors > 0);                 // and counted
 //! redis.thaw();
 //!
 //! redis.stop();
