@@ -218,6 +218,7 @@ mod counter;
 mod entity;
 mod error;
 mod evict;
+mod hash;
 mod key;
 mod life;
 mod outcome;
@@ -234,7 +235,7 @@ mod writes;
 pub use behind::{Backlog, DEFAULT_DEAD_LETTER_AFTER};
 pub use cachefw_macros::Entity;
 pub use counter::NoCounter;
-pub use entity::{Entity, Statements, WriteMode};
+pub use entity::{Entity, Layout, Statements, WriteMode};
 pub use error::Error;
 pub use page::{Page, PageToken};
 pub use repository::{DEFAULT_CLAIM_IDLE, Repository, SAVE_ALL_CHUNK};
@@ -280,6 +281,7 @@ pub async fn create_keyspace(
 pub mod __private {
     //! Not public API: what `#[derive(Entity)]`'s generated code names.
     pub use crate::bind::Values;
+    pub use crate::hash::fields::{FieldSink, FieldSource};
     pub use crate::key::{partition_key, row_key};
     pub use crate::patch::{PatchValues, present};
     pub use crate::row::{check_column, check_counter, next_column, next_counter};

@@ -172,6 +172,10 @@ impl Inner {
         self.settings.lease_time
     }
 
+    pub(crate) fn max_value_size(&self) -> u64 {
+        self.settings.max_value_size
+    }
+
     pub(crate) fn stats(&self) -> &Counters {
         &self.stats
     }

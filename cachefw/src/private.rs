@@ -30,3 +30,12 @@ pub mod versioned {
 pub mod command {
     pub use crate::command::{invoke, run};
 }
+
+/// Hash entries (field-level rows): see the module `hashed.rs`.
+pub mod hashed {
+    pub use crate::hashed::{
+        HashKeys, bypasses, count, decode, encode, keys, keys_under, lease_time, max_value_size,
+    };
+    #[cfg(feature = "redis")]
+    pub use crate::hashed::{command, read, write};
+}
