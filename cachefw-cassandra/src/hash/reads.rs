@@ -179,10 +179,14 @@ impl<T: Entity> HashReads<'_, T> {
     async fn fill(&self, key: &T::Key, mut lease: Lease) -> Result<Option<T>, Error> {
         let read = self.table.select_row(key).await?;
         let Some(row) = read.value else {
+            lease.release().await;
             return Ok(None);
         };
         let ttl = match life::remaining(read.expiry, Instant::now()) {
-            Some(life) if life < life::MIN_LIFE => return Ok(Some(row)),
+            Some(life) if life < life::MIN_LIFE => {
+                lease.release().await;
+                return Ok(Some(row));
+            }
             Some(life) => life.min(T::TTL),
             None => T::TTL,
         };
@@ -191,11 +195,16 @@ impl<T: Entity> HashReads<'_, T> {
         };
         let mut sink = Encoder::new(self.cache, &keys.entry);
         row.write_fields(&mut sink);
-        let Ok(fields) = sink.finish() else {
-            return Ok(Some(row));
+        let fields = match sink.finish() {
+            Ok(fields) => fields,
+            Err(_) => {
+                lease.release().await;
+                return Ok(Some(row));
+            }
         };
         let size: usize = fields.iter().map(|(_, bytes)| bytes.len()).sum();
         if u64::try_from(size).unwrap_or(u64::MAX) > hashed::max_value_size(self.cache) {
+            lease.release().await;
             return Ok(Some(row));
         }
         let mut invocation = SCRIPTS.fill.key(&keys.entry);
@@ -240,6 +249,22 @@ struct Lease {
     nonce: String,
 }
 
+impl Lease {
+    /// Gives the lease up now (cut off at the await, from a task).
+    async fn release(&mut self) {
+        if let Some(keys) = &self.keys {
+            release(&self.cache, keys, &self.nonce).await;
+            self.keys = None;
+        }
+    }
+}
+
+async fn release(cache: &Cache, keys: &HashKeys, nonce: &str) {
+    let mut invocation = SCRIPTS.release.key(&keys.entry);
+    invocation.key(&keys.record).arg(nonce);
+    let _ = hashed::read(cache, "HASH_RELEASE", &keys.entry, &invocation).await;
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         let Some(keys) = self.keys.take() else {
@@ -247,11 +272,7 @@ impl Drop for Lease {
         };
         let (cache, nonce) = (self.cache.clone(), std::mem::take(&mut self.nonce));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let mut invocation = SCRIPTS.release.key(&keys.entry);
-                invocation.key(&keys.record).arg(&nonce);
-                let _ = hashed::read(&cache, "HASH_RELEASE", &keys.entry, &invocation).await;
-            });
+            runtime.spawn(async move { release(&cache, &keys, &nonce).await });
         }
     }
 }
