@@ -133,13 +133,49 @@ pub fn bypasses(cache: &Cache, entry: &str) -> bool {
     cache.inner().bypasses(entry)
 }
 
-/// Counts a read of a hash entry in the cache's stats: a hit or a miss.
-pub fn count(cache: &Cache, hit: bool) {
+/// Counts a read of a hash entry in the cache's stats: a miss, or a hit
+/// of Redis or of the near tier.
+pub fn count(cache: &Cache, hit: bool, near: bool) {
     let inner = cache.inner();
     if hit {
-        inner.count_hit("hash", false);
+        inner.count_hit("hash", near);
     } else {
         inner.count_miss("hash");
+    }
+}
+
+/// What the near tier holds for the hash `entry`: the bytes a reader
+/// offered with [`near_offer`], if the tier serves them.
+pub fn near_get(cache: &Cache, entry: &str) -> Option<bytes::Bytes> {
+    cache.inner().near()?.fields(entry)
+}
+
+/// A read of a hash entry that may be offered to the near tier: taken
+/// before the read is sent, so that a write of the entry meanwhile (by
+/// this cache, or reported by tracking) keeps its result out.
+pub struct NearRead<'a> {
+    ticket: Option<crate::near::Ticket<'a>>,
+}
+
+/// Begins a read of `entry` for the near tier (nothing comes of it when
+/// the cache has no near tier, or it does not serve now).
+pub fn near_read<'a>(cache: &'a Cache, entry: &str) -> NearRead<'a> {
+    NearRead {
+        ticket: cache.inner().near().and_then(|near| near.ticket(entry)),
+    }
+}
+
+/// Offers what `read` returned, packed as `bytes`, to the near tier, for
+/// `life` at most (the entry's TTL's rest).
+pub fn near_offer(
+    cache: &Cache,
+    entry: &str,
+    read: NearRead<'_>,
+    bytes: Vec<u8>,
+    life: std::time::Duration,
+) {
+    if let (Some(near), Some(ticket)) = (cache.inner().near(), read.ticket) {
+        near.offer_fields(entry, bytes::Bytes::from(bytes), ticket, life);
     }
 }
 

@@ -34,7 +34,8 @@ pub mod command {
 /// Hash entries (field-level rows): see the module `hashed.rs`.
 pub mod hashed {
     pub use crate::hashed::{
-        HashKeys, bypasses, count, decode, encode, keys, keys_under, lease_time, max_value_size,
+        HashKeys, NearRead, bypasses, count, decode, encode, keys, keys_under, lease_time,
+        max_value_size, near_get, near_offer, near_read,
     };
     #[cfg(feature = "redis")]
     pub use crate::hashed::{command, read, write};

@@ -36,7 +36,8 @@ pub(crate) struct HashReads<'a, T: Entity> {
 
 /// What the read script answered.
 enum Found {
-    Row(Vec<Vec<u8>>),
+    /// The values, and the entry's PTTL.
+    Row(Vec<Vec<u8>>, i64),
     Leased,
     Busy,
     Uncached,
@@ -52,12 +53,25 @@ impl<T: Entity> HashReads<'_, T> {
         if hashed::bypasses(self.cache, &keys.entry) {
             return self.uncached(key).await;
         }
+        if let Some(values) = near_values(self.cache, &keys.entry, T::HASH_COLUMNS.len()) {
+            let mut source = Decoder {
+                cache: self.cache,
+                entry: &keys.entry,
+                columns: T::HASH_COLUMNS,
+                values: &values,
+            };
+            if let Some(row) = T::read_fields(key, &mut source) {
+                hashed::count(self.cache, true, true);
+                return Ok(Some(row));
+            }
+        }
         let deadline = Instant::now() + hashed::lease_time(self.cache);
         let mut wait = FIRST_WAIT;
         loop {
             let nonce = format!("{:016x}", fastrand::u64(..));
+            let near = hashed::near_read(self.cache, &keys.entry);
             match self.read(&keys, &nonce).await {
-                Found::Row(values) => {
+                Found::Row(values, pttl) => {
                     let mut source = Decoder {
                         cache: self.cache,
                         entry: &keys.entry,
@@ -65,7 +79,10 @@ impl<T: Entity> HashReads<'_, T> {
                         values: &values,
                     };
                     if let Some(row) = T::read_fields(key, &mut source) {
-                        hashed::count(self.cache, true);
+                        hashed::count(self.cache, true, false);
+                        // No expiry (written behind): the tier's cap.
+                        let life = u64::try_from(pttl).map_or(Duration::MAX, Duration::from_millis);
+                        hashed::near_offer(self.cache, &keys.entry, near, pack(&values), life);
                         return Ok(Some(row));
                     }
                     // Bytes of another codec, format or type: a miss of the
@@ -74,7 +91,7 @@ impl<T: Entity> HashReads<'_, T> {
                     return self.uncached(key).await;
                 }
                 Found::Leased => {
-                    hashed::count(self.cache, false);
+                    hashed::count(self.cache, false, false);
                     let lease = Lease {
                         cache: self.cache.clone(),
                         keys: Some(keys.clone()),
@@ -113,11 +130,28 @@ impl<T: Entity> HashReads<'_, T> {
         key: &T::Key,
         fields: &[T::Field],
     ) -> Result<Option<T::Patch>, Error> {
+        if let Some(patch) = self.near_fields(key, fields) {
+            hashed::count(self.cache, true, true);
+            return Ok(Some(patch));
+        }
         if let Some(patch) = self.cached_fields(key, fields).await {
-            hashed::count(self.cache, true);
+            hashed::count(self.cache, true, false);
             return Ok(Some(patch));
         }
         Ok(self.find(key).await?.map(|row| row.to_patch(fields)))
+    }
+
+    /// The fields from the near tier's copy of the row, if it holds one.
+    fn near_fields(&self, key: &T::Key, fields: &[T::Field]) -> Option<T::Patch> {
+        let keys = hashed::keys(self.cache, &T::cache_key(key)).ok()?;
+        let values = near_values(self.cache, &keys.entry, T::HASH_COLUMNS.len())?;
+        let mut source = Decoder {
+            cache: self.cache,
+            entry: &keys.entry,
+            columns: T::HASH_COLUMNS,
+            values: &values,
+        };
+        T::read_patch(fields, &mut source)
     }
 
     async fn cached_fields(&self, key: &T::Key, fields: &[T::Field]) -> Option<T::Patch> {
@@ -163,11 +197,14 @@ impl<T: Entity> HashReads<'_, T> {
             return Found::Uncached;
         }
         match int(&values.remove(0)) {
-            Some(1) if values.len() == T::HASH_COLUMNS.len() => values
-                .into_iter()
-                .map(bytes)
-                .collect::<Option<Vec<_>>>()
-                .map_or(Found::Uncached, Found::Row),
+            Some(1) if values.len() == T::HASH_COLUMNS.len() + 1 => {
+                let pttl = int(&values.remove(0)).unwrap_or(0);
+                values
+                    .into_iter()
+                    .map(bytes)
+                    .collect::<Option<Vec<_>>>()
+                    .map_or(Found::Uncached, |values| Found::Row(values, pttl))
+            }
             Some(0) => Found::Leased,
             Some(2) => Found::Busy,
             _ => Found::Uncached,
@@ -227,9 +264,46 @@ impl<T: Entity> HashReads<'_, T> {
 
     /// The row from Cassandra, not stored.
     async fn uncached(&self, key: &T::Key) -> Result<Option<T>, Error> {
-        hashed::count(self.cache, false);
+        hashed::count(self.cache, false, false);
         Ok(self.table.select_row(key).await?.value)
     }
+}
+
+/// The first bytes of a row packed for the near tier.
+const PACKED: &[u8] = b"\xffH";
+
+/// A row's field values packed into one buffer for the near tier: each
+/// value's length (4 bytes, big-endian) and bytes, after [`PACKED`].
+fn pack(values: &[Vec<u8>]) -> Vec<u8> {
+    let size = values.iter().map(|v| v.len() + 4).sum::<usize>() + PACKED.len();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(PACKED);
+    for value in values {
+        let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// The `count` values packed by [`pack`], if `packed` holds exactly them.
+fn unpack(packed: &[u8], count: usize) -> Option<Vec<Vec<u8>>> {
+    let mut rest = packed.strip_prefix(PACKED)?;
+    let mut values = Vec::with_capacity(count);
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        let (value, tail) = tail.split_at_checked(len)?;
+        values.push(value.to_vec());
+        rest = tail;
+    }
+    (values.len() == count).then_some(values)
+}
+
+/// The values the near tier holds for the hash `entry`, if it holds a row
+/// of `count` columns there (a blob's bytes, if ever, are not one).
+fn near_values(cache: &Cache, entry: &str, count: usize) -> Option<Vec<Vec<u8>>> {
+    unpack(&hashed::near_get(cache, entry)?, count)
 }
 
 /// The bytes of a bulk string.
@@ -274,5 +348,20 @@ impl Drop for Lease {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { release(&cache, &keys, &nonce).await });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_rows_read_back_and_nothing_else_does() {
+        let values = vec![b"a".to_vec(), Vec::new(), vec![0xff; 300]];
+        let packed = pack(&values);
+        assert_eq!(unpack(&packed, 3), Some(values));
+        assert_eq!(unpack(&packed, 2), None);
+        assert_eq!(unpack(&packed[..packed.len() - 1], 3), None);
+        assert_eq!(unpack(b"\xcf\x02V", 0), None);
     }
 }

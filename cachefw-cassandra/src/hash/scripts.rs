@@ -88,7 +88,7 @@ fn with_lib(body: &str) -> Script {
 
 /// `ARGV`: nonce, lease ms, the largest row read, the columns. A whole row
 /// whose columns add up to no more than the limit (`HSTRLEN`, nothing
-/// copied before): `{1, value…}` in the columns' order. Another reader's
+/// copied before): `{1, its PTTL, value…}` in the columns' order. Another reader's
 /// lease: `{2}`. A write-behind write or an increment pending: `{3}` (read
 /// Cassandra, fill nothing). Otherwise the entry (missing, a row too
 /// large or short of a column, another Redis type) becomes our lease: `{0}`.
@@ -102,6 +102,7 @@ if k == 'row' then
     local whole = true
     for i = 1, #values do if not values[i] then whole = false end end
     if whole then
+      table.insert(values, 1, redis.call('PTTL', KEYS[1]))
       table.insert(values, 1, 1)
       return values
     end

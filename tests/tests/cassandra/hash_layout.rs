@@ -755,3 +755,68 @@ async fn increments_add_to_the_cached_counter() {
     let read = hits.find(&key).await.expect("find").expect("a row");
     assert_eq!((read.views, read.clicks), (2, 10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_tier_holds_hash_rows_and_drops_them_on_any_field_write() {
+    with_kassandra(|addr, session| async move {
+        let redis = RedisServer::start();
+        let near = cachefw_tests::fixtures::near_cache(&redis, "shop").await;
+        let profiles: Repository<Profile> = repository(&session, &near).await;
+        let other_session = connect(addr, None).await;
+        let elsewhere: Repository<Profile> =
+            repository(&other_session, &redis_cache(redis.url()).await).await;
+        let row = profile("Ada");
+        let key = row.key();
+        profiles.save(&row).await.expect("save");
+        let mut near_hits = 0;
+        for _ in 0..200 {
+            assert_eq!(profiles.find(&key).await.expect("find"), Some(row.clone()));
+            near_hits = near.stats().near_hits;
+            if near_hits > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(near_hits > 0, "the near tier answered a whole-row read");
+        reset_stats(&redis);
+        let fields_read = profiles
+            .find_fields(&key, &[ProfileField::City])
+            .await
+            .expect("find_fields");
+        assert_eq!(fields_read.and_then(|f| f.city), Some("London".into()));
+        let calls = command_calls(&redis);
+        assert!(
+            calls.keys().all(|c| c.starts_with("config")),
+            "find_fields from the near copy sent nothing: {calls:?}"
+        );
+
+        // Another process patches one field: tracking drops the copy.
+        let patch = ProfilePatch {
+            city: Some("Paris".into()),
+            ..Default::default()
+        };
+        elsewhere.patch(&key, &patch).await.expect("patch");
+        let mut seen = None;
+        for _ in 0..100 {
+            seen = profiles.find(&key).await.expect("find").map(|p| p.city);
+            if seen.as_deref() == Some("Paris") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(seen.as_deref(), Some("Paris"), "the near copy was dropped");
+
+        // This process patches: its own copy goes at once.
+        let _ = profiles.find(&key).await.expect("find");
+        let rename = ProfilePatch {
+            name: Some("Grace".into()),
+            ..Default::default()
+        };
+        profiles.patch(&key, &rename).await.expect("patch");
+        assert_eq!(
+            profiles.find(&key).await.expect("find").map(|p| p.name),
+            Some("Grace".into())
+        );
+    })
+    .await;
+}
