@@ -242,6 +242,10 @@ impl<T: Entity> Repository<T> {
     /// Cassandra until the flush). A patch with no field set writes
     /// nothing.
     ///
+    /// With `layout = "hash"` the patch sets only its fields in the cached
+    /// hash instead, in every write mode (see the crate documentation,
+    /// "Field-level entities"), and the next read is a hit.
+    ///
     /// ```no_run
     /// # use cachefw_cassandra::{Entity, Repository};
     /// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
@@ -356,6 +360,8 @@ impl<T: Entity> Repository<T> {
     /// Adds `by` (negative: subtracts) to the counter `counter` of the row
     /// with `key` (`UPDATE … SET c = c + ?`), then evicts the row's entry
     /// (and its partition's): the next read loads the new totals. With
+    /// `layout = "hash"` it adds to the cached counter instead, once
+    /// Cassandra applied the increment. With
     /// `write = "through"` the row is then read back through the cache.
     ///
     /// Counters are declared with `#[counter]` on `i64` fields; every
