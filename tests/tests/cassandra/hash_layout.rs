@@ -785,9 +785,12 @@ async fn the_near_tier_holds_hash_rows_and_drops_them_on_any_field_write() {
             .expect("find_fields");
         assert_eq!(fields_read.and_then(|f| f.city), Some("London".into()));
         let calls = command_calls(&redis);
+        // The tier's heartbeat (`PING`) runs beside it.
         assert!(
-            calls.keys().all(|c| c.starts_with("config")),
-            "find_fields from the near copy sent nothing: {calls:?}"
+            calls
+                .keys()
+                .all(|c| c.starts_with("config") || c.as_str() == "ping"),
+            "find_fields from the near copy read nothing from Redis: {calls:?}"
         );
 
         // Another process patches one field: tracking drops the copy.
@@ -817,6 +820,127 @@ async fn the_near_tier_holds_hash_rows_and_drops_them_on_any_field_write() {
             profiles.find(&key).await.expect("find").map(|p| p.name),
             Some("Grace".into())
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_patch_is_refused_only_by_a_newer_write_of_its_own_field() {
+    with_kassandra(|addr, session| async move {
+        let redis = RedisServer::start();
+        let cache = redis_cache(redis.url()).await;
+        let profiles: Repository<Profile> = repository(&session, &cache).await;
+        let proxy = DelayProxy::start(addr.port());
+        let slow: Arc<Repository<Profile>> =
+            Arc::new(repository(&connect(proxied(&proxy), None).await, &cache).await);
+        let row = profile("Ada");
+        let key = row.key();
+        profiles.save(&row).await.expect("save");
+        profiles.find(&key).await.expect("find");
+        let at = entry::<Profile>(&key);
+
+        // Disjoint fields: the late patch of `name` lands after a newer
+        // patch of `city`, and both stay cached.
+        proxy.set_delay(Duration::from_millis(300));
+        let late = {
+            let (slow, key) = (slow.clone(), key.clone());
+            tokio::spawn(async move {
+                let patch = ProfilePatch {
+                    name: Some("late name".into()),
+                    ..Default::default()
+                };
+                slow.patch(&key, &patch).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let city = ProfilePatch {
+            city: Some("Paris".into()),
+            ..Default::default()
+        };
+        profiles.patch(&key, &city).await.expect("patch");
+        late.await.expect("task").expect("late patch");
+        proxy.set_delay(Duration::ZERO);
+        let cached = fields(&redis, &at);
+        assert!(cached.contains_key(b"\xffr".as_slice()), "not evicted");
+        let found = profiles.find(&key).await.expect("find").expect("a row");
+        assert_eq!(
+            (found.name.as_str(), found.city.as_str()),
+            ("late name", "Paris")
+        );
+
+        // The same field: the late patch is refused and the entry evicted
+        // (its version is older than the one recorded).
+        proxy.set_delay(Duration::from_millis(300));
+        let late = {
+            let (slow, key) = (slow.clone(), key.clone());
+            tokio::spawn(async move {
+                let patch = ProfilePatch {
+                    city: Some("Rome".into()),
+                    ..Default::default()
+                };
+                slow.patch(&key, &patch).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let newer = ProfilePatch {
+            city: Some("Oslo".into()),
+            ..Default::default()
+        };
+        profiles.patch(&key, &newer).await.expect("patch");
+        assert!(fields(&redis, &at).contains_key(b"\xffr".as_slice()));
+        late.await.expect("task").expect("late patch");
+        proxy.set_delay(Duration::ZERO);
+        assert_eq!(
+            key_type(&redis, &at),
+            "none",
+            "the older patch of city was refused and evicted the row"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_cut_off_gives_its_lease_up() {
+    with_kassandra(|addr, session| async move {
+        let redis = RedisServer::start();
+        let cache = Cache::builder()
+            .redis(redis.url())
+            .namespace("shop")
+            .lease_time(Duration::from_secs(30))
+            .build()
+            .await
+            .expect("cache");
+        let profiles: Repository<Profile> = repository(&session, &cache).await;
+        let proxy = DelayProxy::start(addr.port());
+        let slow: Repository<Profile> =
+            repository(&connect(proxied(&proxy), None).await, &cache).await;
+        let row = profile("Ada");
+        let key = row.key();
+        profiles.save(&row).await.expect("save");
+        proxy.set_delay(Duration::from_secs(5));
+        let reader = {
+            let key = key.clone();
+            tokio::spawn(async move { slow.find(&key).await })
+        };
+        let at = entry::<Profile>(&key);
+        eventually(WAIT, "the reader holds the lease", || {
+            fields(&redis, &at).contains_key(b"\xffl".as_slice())
+        })
+        .await;
+        reader.abort();
+        let aborted = reader.await;
+        assert!(
+            aborted
+                .as_ref()
+                .is_err_and(tokio::task::JoinError::is_cancelled),
+            "{aborted:?}"
+        );
+        eventually(WAIT, "the lease is given up, long before its 30 s", || {
+            key_type(&redis, &at) == "none"
+        })
+        .await;
+        proxy.set_delay(Duration::ZERO);
+        assert_eq!(profiles.find(&key).await.expect("find"), Some(row));
     })
     .await;
 }
