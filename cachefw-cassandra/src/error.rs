@@ -67,6 +67,18 @@ pub enum Error {
         /// The cache's backend, as `Cache::backend_name` says.
         backend: &'static str,
     },
+    /// A `layout = "hash"` entity over a cache that is not Redis: its
+    /// entries are Redis hashes.
+    #[error(
+        "table `{table}` has layout = \"hash\", whose entries are Redis hashes, but the cache \
+         is `{backend}` (build it with `.redis(url)`, or use layout = \"blob\")"
+    )]
+    HashNeedsRedis {
+        /// The table.
+        table: &'static str,
+        /// The cache's backend, as `Cache::backend_name` says.
+        backend: &'static str,
+    },
     /// A write-behind entity over a Redis whose `maxmemory-policy` may
     /// evict keys that have no expiry: the stream, the pending entries
     /// and their version records, that is acknowledged writes.

@@ -45,7 +45,7 @@
 //! ```
 //!
 //! `#[derive(Entity)]` takes `#[entity(keyspace, table, ttl, cache_partitions,
-//! write)]` on the struct, and `#[partition_key]` (one or more, in order),
+//! write, layout)]` on the struct, and `#[partition_key]` (one or more, in order),
 //! `#[clustering_key]` (zero or more, `order = "desc"` optional),
 //! `#[column(name = "…")]` and `#[counter]` (see [Counters](#counters)) on
 //! fields. Column types map from field types:
@@ -200,6 +200,74 @@
 //! [`Repository::patch`] writes only the fields that are `Some`
 //! (`UPDATE … SET`), so a concurrent patch of other fields survives.
 //!
+//! # Field-level entities
+//!
+//! With `#[entity(layout = "hash")]` (the default is `"blob"`) the cached
+//! entry of a row is a Redis hash at the row's key, one field per non-key
+//! column, named as the column, each value encoded alone with the cache's
+//! codec and its header (a counter as its decimal text). The derive also
+//! generates `{Entity}Field`, one variant per column a patch sets, for
+//! [`Repository::find_fields`].
+//!
+//! ```
+//! use cachefw_cassandra::{Entity, Layout};
+//!
+//! #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+//! #[entity(keyspace = "shop", table = "profiles", ttl = "10m", layout = "hash")]
+//! pub struct Profile { #[partition_key] pub id: i64, pub name: String, pub bio: String }
+//!
+//! assert_eq!(Profile::LAYOUT, Layout::Hash);
+//! assert_eq!(Profile::HASH_COLUMNS, ["name", "bio"]);
+//! assert_eq!(Profile::field_column(ProfileField::Bio), "bio");
+//! ```
+//!
+//! - [`Repository::patch`] writes Cassandra (with the call's timestamp, in
+//!   every write mode), then sets only the given fields in the cached hash,
+//!   in one script: it never reads, decodes or rewrites the others, no
+//!   reader sees part of it, and the next [`Repository::find`] is a hit.
+//! - [`Repository::find`] reads the whole hash in one script that sums the
+//!   fields' sizes (`HSTRLEN`) before it reads them, so a row past the
+//!   cache's `max_value_size` is a miss, never read whole; a miss takes a
+//!   lease inside the entry, loads the row and stores it only while the
+//!   lease is still there (no stale fill).
+//! - [`Repository::find_fields`] reads only the asked fields on a hit (one
+//!   `HMGET`); a miss loads and caches the whole row.
+//! - Ordering is per field. A record beside the entry
+//!   (`{namespace}:v{version}:%fields:{key}:{hash tag}`, in its cluster
+//!   slot) keeps the version of the last write of each column and of the
+//!   whole row, and outlives the entry by a minute past the entity's TTL.
+//!   A patch is refused, and the entry evicted, only when a write of the
+//!   whole row (a save, a delete, an eviction) or of one of its own
+//!   columns is as new or newer: patches of disjoint columns, from any
+//!   number of processes, never evict each other. Every write removes a
+//!   reader's lease, so a row read before it is not stored after it.
+//! - Saves store the whole row (write-through, write-behind) or evict it
+//!   (invalidate); deletes, TTL saves and batches evict it, recording
+//!   their version. With write-behind a patch's record is flushed as a
+//!   record of its columns, and its fields are set in the cached hash,
+//!   which keeps no expiry until the flush; while a write waits for its
+//!   flush no reader fills the entry from Cassandra.
+//! - An increment of a counter adds to the cached counter (`HINCRBY`) once
+//!   Cassandra applied it; while it is in flight no reader fills the row,
+//!   and an increment whose outcome is unknown evicts it.
+//! - The near tier holds whole rows read from hashes, and drops them on any
+//!   write of one of their fields.
+//! - Partitions (`cache_partitions`) stay one value per partition.
+//!
+//! Internal fields of the hash start with byte `0xFF`, which no column name
+//! (UTF-8 text) contains. A hash entity needs a Redis cache
+//! ([`Error::HashNeedsRedis`] otherwise).
+//!
+//! **Which layout.** Pick `hash` for wide rows updated a few columns at a
+//! time, or read a few columns at a time: a patch sends only its fields
+//! (about 360 bytes for one field of a 20-column, 4 KiB row, against
+//! 4.5 KiB rewritten by the blob layout's next read) and the next read is
+//! a hit, where the blob layout evicts and the next read goes to
+//! Cassandra. Pick `blob` (the default) for small rows, rows written
+//! whole, and read-mostly rows read whole: a hit is one `GET`, about half
+//! the cost of a hash hit (a script over every field, and one decode per
+//! column). BENCHMARKS.md has the figures.
+//!
 //! # Failed writes
 //!
 //! A write that fails with an unknown outcome (a write timeout, a
@@ -218,6 +286,7 @@ mod counter;
 mod entity;
 mod error;
 mod evict;
+mod hash;
 mod key;
 mod life;
 mod outcome;
@@ -234,7 +303,7 @@ mod writes;
 pub use behind::{Backlog, DEFAULT_DEAD_LETTER_AFTER};
 pub use cachefw_macros::Entity;
 pub use counter::NoCounter;
-pub use entity::{Entity, Statements, WriteMode};
+pub use entity::{Entity, Layout, Statements, WriteMode};
 pub use error::Error;
 pub use page::{Page, PageToken};
 pub use repository::{DEFAULT_CLAIM_IDLE, Repository, SAVE_ALL_CHUNK};
@@ -280,6 +349,7 @@ pub async fn create_keyspace(
 pub mod __private {
     //! Not public API: what `#[derive(Entity)]`'s generated code names.
     pub use crate::bind::Values;
+    pub use crate::hash::fields::{FieldSink, FieldSource};
     pub use crate::key::{partition_key, row_key};
     pub use crate::patch::{PatchValues, present};
     pub use crate::row::{check_column, check_counter, next_column, next_counter};

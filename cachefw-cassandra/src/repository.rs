@@ -10,8 +10,9 @@ use scylla::client::session::Session;
 use crate::behind::policy::check_eviction_policy;
 use crate::behind::stream::Stream;
 use crate::behind::{self, Backlog, DEFAULT_DEAD_LETTER_AFTER};
-use crate::entity::{Entity, WriteMode};
+use crate::entity::{Entity, Layout, WriteMode};
 use crate::error::Error;
+use crate::hash::{HashReads, HashWrites};
 use crate::page::{self, Page, PageToken};
 use crate::reads::Reads;
 use crate::rows::RowLocks;
@@ -93,6 +94,12 @@ impl<T: Entity> Repository<T> {
     /// `volatile-*` are accepted; where `CONFIG GET` is not allowed, one
     /// warning says that the policy could not be checked).
     pub async fn new(session: Arc<Session>, cache: Cache) -> Result<Self, Error> {
+        if T::LAYOUT == Layout::Hash && cache.backend_name() != "redis" {
+            return Err(Error::HashNeedsRedis {
+                table: T::TABLE,
+                backend: cache.backend_name(),
+            });
+        }
         if T::WRITE == WriteMode::Behind {
             if cache.backend_name() != "redis" {
                 return Err(Error::WriteBehindNeedsRedis {
@@ -168,6 +175,23 @@ impl<T: Entity> Repository<T> {
         }
     }
 
+    /// The writes of the hash layout, when the entity has it.
+    fn hashed(&self) -> Option<HashWrites<'_, T>> {
+        (T::LAYOUT == Layout::Hash).then(|| HashWrites {
+            table: &self.table,
+            cache: &self.cache,
+            rows: &self.rows,
+            stream: &self.stream,
+        })
+    }
+
+    fn hash_reads(&self) -> HashReads<'_, T> {
+        HashReads {
+            table: &self.table,
+            cache: &self.cache,
+        }
+    }
+
     /// Writes `entity` as the entity's [`WriteMode`] says: to Cassandra,
     /// then evicting its cached entries (invalidate) or storing the row
     /// (through); or to Redis, for a flusher to write (behind).
@@ -197,6 +221,9 @@ impl<T: Entity> Repository<T> {
     /// use [`increment`](Self::increment).
     pub async fn save(&self, entity: &T) -> Result<(), Error> {
         refuse_counters::<T>("save", "Cassandra cannot INSERT into it")?;
+        if let Some(hashed) = self.hashed() {
+            return hashed.save(entity).await;
+        }
         let writes = self.writes();
         match T::WRITE {
             WriteMode::Invalidate => writes.save_invalidating(entity).await,
@@ -214,6 +241,10 @@ impl<T: Entity> Repository<T> {
     /// it holds a write of its own (otherwise evicted, and read from
     /// Cassandra until the flush). A patch with no field set writes
     /// nothing.
+    ///
+    /// With `layout = "hash"` the patch sets only its fields in the cached
+    /// hash instead, in every write mode (see the crate documentation,
+    /// "Field-level entities"), and the next read is a hit.
     ///
     /// ```no_run
     /// # use cachefw_cassandra::{Entity, Repository};
@@ -238,6 +269,9 @@ impl<T: Entity> Repository<T> {
     pub async fn patch(&self, key: &T::Key, patch: &T::Patch) -> Result<(), Error> {
         if T::patch_values(patch).columns().is_empty() {
             return Ok(());
+        }
+        if let Some(hashed) = self.hashed() {
+            return hashed.patch(key, patch).await;
         }
         let writes = self.writes();
         match T::WRITE {
@@ -274,6 +308,9 @@ impl<T: Entity> Repository<T> {
             "Cassandra cannot INSERT into it, nor give a counter a TTL",
         )?;
         let statement = self.table.insert_with_ttl_statement().await?;
+        if let Some(hashed) = self.hashed() {
+            return hashed.save_with_ttl(statement, entity, ttl).await;
+        }
         self.writes().save_with_ttl(statement, entity, ttl).await
     }
 
@@ -314,12 +351,17 @@ impl<T: Entity> Repository<T> {
             "insert_if_not_exists",
             "Cassandra cannot INSERT into it, nor run a lightweight transaction on it",
         )?;
+        if let Some(hashed) = self.hashed() {
+            return hashed.insert_if_not_exists(entity).await;
+        }
         self.writes().insert_if_not_exists(entity).await
     }
 
     /// Adds `by` (negative: subtracts) to the counter `counter` of the row
     /// with `key` (`UPDATE … SET c = c + ?`), then evicts the row's entry
     /// (and its partition's): the next read loads the new totals. With
+    /// `layout = "hash"` it adds to the cached counter instead, once
+    /// Cassandra applied the increment. With
     /// `write = "through"` the row is then read back through the cache.
     ///
     /// Counters are declared with `#[counter]` on `i64` fields; every
@@ -356,6 +398,9 @@ impl<T: Entity> Repository<T> {
     /// When Cassandra fails; the entries are evicted unless Cassandra
     /// definitely refused the increment.
     pub async fn increment(&self, key: &T::Key, counter: T::Counter, by: i64) -> Result<(), Error> {
+        if let Some(hashed) = self.hashed() {
+            return hashed.increment(key, counter, by).await;
+        }
         self.writes().increment(key, counter, by).await?;
         if T::WRITE == WriteMode::Through {
             // Read back under the lease; a failure here is only a miss.
@@ -372,7 +417,44 @@ impl<T: Entity> Repository<T> {
     ///
     /// When Cassandra fails; a cache failure is served from Cassandra.
     pub async fn find(&self, key: &T::Key) -> Result<Option<T>, Error> {
+        if T::LAYOUT == Layout::Hash {
+            return self.hash_reads().find(key).await;
+        }
         self.reads().find(key).await
+    }
+
+    /// The fields `fields` of the row with `key`, as a patch that sets
+    /// them (the others `None`); `None` when the row does not exist.
+    ///
+    /// With `layout = "hash"` a hit reads only these fields (one `HMGET`);
+    /// a miss reads the row and caches it whole, as [`find`](Self::find)
+    /// does. With the blob layout the row is read as by `find`.
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// #[entity(keyspace = "shop", table = "profiles", ttl = "10m", layout = "hash")]
+    /// pub struct Profile { #[partition_key] pub id: i64, pub name: String, pub bio: String }
+    /// # async fn demo(profiles: Repository<Profile>) -> Result<(), cachefw_cassandra::Error> {
+    /// let name = profiles
+    ///     .find_fields(&ProfileKey { id: 7 }, &[ProfileField::Name])
+    ///     .await?
+    ///     .and_then(|fields| fields.name);
+    /// # let _ = name; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`find`](Self::find).
+    pub async fn find_fields(
+        &self,
+        key: &T::Key,
+        fields: &[T::Field],
+    ) -> Result<Option<T::Patch>, Error> {
+        if T::LAYOUT == Layout::Hash {
+            return self.hash_reads().find_fields(key, fields).await;
+        }
+        Ok(self.find(key).await?.map(|row| row.to_patch(fields)))
     }
 
     /// The rows with `keys`, aligned with them, as [`find`](Self::find)
@@ -405,6 +487,9 @@ impl<T: Entity> Repository<T> {
     ///
     /// The first Cassandra failure among the reads (nothing is cached then).
     pub async fn find_many(&self, keys: &[T::Key]) -> Result<Vec<Option<T>>, Error> {
+        if T::LAYOUT == Layout::Hash {
+            return self.hash_reads().find_many(keys).await;
+        }
         self.reads().find_many(keys).await
     }
 
@@ -419,6 +504,9 @@ impl<T: Entity> Repository<T> {
     /// When the delete fails; the entries are evicted unless Cassandra
     /// definitely refused it.
     pub async fn delete(&self, key: &T::Key) -> Result<(), Error> {
+        if let Some(hashed) = self.hashed() {
+            return hashed.delete(key).await;
+        }
         let writes = self.writes();
         match T::WRITE {
             WriteMode::Invalidate => writes.delete_invalidating(key).await,
@@ -475,6 +563,9 @@ impl<T: Entity> Repository<T> {
     /// refused it. [`Error::CounterTable`] for a table of counters.
     pub async fn save_all(&self, entities: &[T]) -> Result<(), Error> {
         refuse_counters::<T>("save_all", "Cassandra cannot INSERT into it")?;
+        if let Some(hashed) = self.hashed() {
+            return hashed.save_all(entities, self.batch_rows).await;
+        }
         self.writes().save_all(entities, self.batch_rows).await
     }
 

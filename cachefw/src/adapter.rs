@@ -22,3 +22,13 @@ pub mod versioned {
 pub mod command {
     pub use crate::command::{invoke, run};
 }
+
+/// Hash entries (field-level rows): see the module `hashed.rs`.
+pub mod hashed {
+    pub use crate::hashed::{
+        HashKeys, NearRead, bypasses, count, decode, encode, keys, keys_under, lease_time,
+        max_value_size, near_get, near_offer, near_read,
+    };
+    #[cfg(feature = "redis")]
+    pub use crate::hashed::{command, read, write};
+}

@@ -123,6 +123,10 @@ impl Inner {
         self.settings.lease_time
     }
 
+    pub(crate) fn max_value_size(&self) -> u64 {
+        self.settings.max_value_size
+    }
+
     pub(crate) fn telemetry(&self) -> &Telemetry {
         &self.telemetry
     }

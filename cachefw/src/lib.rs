@@ -123,6 +123,7 @@ mod codec;
 mod command;
 mod error;
 mod flight;
+mod hashed;
 mod inner;
 mod install;
 mod journal;

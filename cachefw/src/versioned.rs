@@ -325,13 +325,25 @@ fn versioned_key(inner: &Inner, key: &str) -> Result<VersionedKey, Error> {
 
 /// [`versioned_key`] under `prefix`.
 fn versioned_key_under(inner: &Inner, prefix: &str, key: &str) -> Result<VersionedKey, Error> {
+    record_key(inner, prefix, key, "%version:")
+}
+
+/// The entry at `key` under `prefix` and a record of kind `kind` (a
+/// `%…:` part no macro or repository key starts with) beside it, in one
+/// cluster slot.
+pub(crate) fn record_key(
+    inner: &Inner,
+    prefix: &str,
+    key: &str,
+    kind: &str,
+) -> Result<VersionedKey, Error> {
     let mut entry = String::with_capacity(prefix.len() + key.len());
     entry.push_str(prefix);
     entry.push_str(key);
     let tag = hash_tag(&entry);
     let mut record = String::with_capacity(prefix.len() + key.len() + tag.len() + 16);
     record.push_str(prefix);
-    record.push_str("%version:");
+    record.push_str(kind);
     // With `{` escaped, the first `{` after the prefix opens the tag, and
     // with `%` escaped too, two keys never share a record.
     for c in key.chars() {

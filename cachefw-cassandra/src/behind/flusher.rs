@@ -585,14 +585,8 @@ impl<T: Entity> Flusher<T> {
                 .prefix
                 .as_deref()
                 .unwrap_or_else(|| versioned::prefix(&self.cache));
-            versioned::settle_under(
-                &self.cache,
-                prefix,
-                &record.row,
-                version(record.at),
-                Some(T::TTL),
-            )
-            .await?;
+            crate::hash::settle_under::<T>(&self.cache, prefix, &record.row, version(record.at))
+                .await?;
         }
         self.stream.dead_letter(entry, reason).await
     }
@@ -700,7 +694,7 @@ async fn settle_row<T: Entity>(cache: &Cache, row: &Row) -> (bool, Option<cachef
         newest.insert(own, at);
     }
     for (prefix, at) in newest {
-        match versioned::settle_under(cache, prefix, key, version(at), Some(T::TTL)).await {
+        match crate::hash::settle_under::<T>(cache, prefix, key, version(at)).await {
             Ok(Settled::Removed) => {
                 tracing::debug!(key, "cachefw-cassandra: flushed row's stale entry removed");
             }

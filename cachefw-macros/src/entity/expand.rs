@@ -5,6 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::cql;
+use super::fields::field_items;
 use super::parse::{self, Entity, Field, Write};
 use super::types::Kind;
 
@@ -104,6 +105,10 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
     let counter_enum = &counter.declaration;
     let counter_columns = &counter.columns;
     let counter_arms = &counter.arms;
+    let counter_column_arms = &counter.column_arms;
+    let fields = field_items(entity);
+    let field_enum = &fields.declaration;
+    let field_items = &fields.items;
     let checks = entity.fields.iter().enumerate().map(|(index, f)| {
         let ty = &f.ty;
         if f.column.kind == Kind::Counter {
@@ -165,6 +170,8 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
 
         #counter_enum
 
+        #field_enum
+
         impl ::cachefw_cassandra::Entity for #ident {
             type Key = #key;
             type Partition = #partition;
@@ -196,9 +203,17 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
 
             const COUNTERS: &'static [&'static str] = &[#(#counter_columns),*];
 
+            #field_items
+
             fn increment_cql(counter: #counter_type) -> &'static str {
                 match counter {
                     #(#counter_arms)*
+                }
+            }
+
+            fn counter_column(counter: #counter_type) -> &'static str {
+                match counter {
+                    #(#counter_column_arms)*
                 }
             }
 
@@ -275,6 +290,7 @@ struct CounterItems {
     declaration: TokenStream,
     columns: Vec<String>,
     arms: Vec<TokenStream>,
+    column_arms: Vec<TokenStream>,
 }
 
 fn counter_items(entity: &Entity, increments: &[String]) -> CounterItems {
@@ -285,6 +301,7 @@ fn counter_items(entity: &Entity, increments: &[String]) -> CounterItems {
             declaration: TokenStream::new(),
             columns: Vec::new(),
             arms: Vec::new(),
+            column_arms: Vec::new(),
         };
     }
     let (ident, vis) = (&entity.ident, &entity.vis);
@@ -321,6 +338,14 @@ fn counter_items(entity: &Entity, increments: &[String]) -> CounterItems {
             .iter()
             .zip(increments)
             .map(|(variant, cql)| quote!(#name::#variant => #cql,))
+            .collect(),
+        column_arms: variants
+            .iter()
+            .zip(&counters)
+            .map(|(variant, f)| {
+                let column = &f.name;
+                quote!(#name::#variant => #column,)
+            })
             .collect(),
     }
 }

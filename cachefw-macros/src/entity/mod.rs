@@ -3,6 +3,7 @@
 
 mod cql;
 mod expand;
+mod fields;
 mod parse;
 mod types;
 

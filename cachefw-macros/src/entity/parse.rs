@@ -33,6 +33,13 @@ pub(crate) enum Write {
     Behind,
 }
 
+/// How the cache holds a row: `#[entity(layout = "…")]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    Blob,
+    Hash,
+}
+
 pub(crate) struct Entity {
     pub(crate) ident: Ident,
     pub(crate) vis: syn::Visibility,
@@ -41,6 +48,7 @@ pub(crate) struct Entity {
     pub(crate) ttl_ms: u64,
     pub(crate) cache_partitions: bool,
     pub(crate) write: Write,
+    pub(crate) layout: Layout,
     pub(crate) fields: Vec<Field>,
 }
 
@@ -245,6 +253,7 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
     let mut cache_partitions = false;
     let mut write = Write::Invalidate;
     let mut write_lit: Option<(Write, LitStr)> = None;
+    let mut layout = Layout::Blob;
     let mut found_entity = false;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("entity")) {
         found_entity = true;
@@ -297,11 +306,25 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
                         }
                     }
                 }
+                "layout" => {
+                    if let Some(lit) = string_arg(&value, "layout", errors) {
+                        match lit.value().as_str() {
+                            "blob" => layout = Layout::Blob,
+                            "hash" => layout = Layout::Hash,
+                            _ => errors.push(syn::Error::new_spanned(
+                                lit,
+                                "`layout` is \"blob\" (the default: a row is one encoded value, \
+                                 read with one GET) or \"hash\" (a Redis hash with a field per \
+                                 column: a patch sets only its fields)",
+                            )),
+                        }
+                    }
+                }
                 _ => errors.push(syn::Error::new_spanned(
                     &meta.path,
                     format!(
                         "unknown argument `{name}` of #[entity]; valid arguments are: \
-                         keyspace, table, ttl, cache_partitions, write"
+                         keyspace, table, ttl, cache_partitions, write, layout"
                     ),
                 )),
             }
@@ -448,6 +471,7 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
         });
     }
     check_counters(&fields, write_lit.as_ref(), errors);
+    check_variants(&fields, errors);
     let mut variants: Vec<(String, &Ident)> = Vec::new();
     for field in fields.iter().filter(|f| is_counter(f)) {
         let variant = variant_name(&field.ident);
@@ -487,8 +511,32 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<Entity> 
         ttl_ms,
         cache_partitions,
         write,
+        layout,
         fields,
     })
+}
+
+/// Two patchable fields whose names give one variant of `{Entity}Field`.
+fn check_variants(fields: &[Field], errors: &mut Errors) {
+    let mut variants: Vec<(String, &Ident)> = Vec::new();
+    for field in fields
+        .iter()
+        .filter(|f| f.role == Role::Regular && f.column.kind != Kind::Counter)
+    {
+        let variant = variant_name(&field.ident);
+        match variants.iter().find(|(seen, _)| *seen == variant) {
+            Some((_, first)) => errors.push(syn::Error::new_spanned(
+                &field.ident,
+                format!(
+                    "field `{}` and field `{first}` both name the variant `{variant}` of the \
+                     entity's field enum; rename one of the fields (a #[column(name = \"…\")] \
+                     keeps its column)",
+                    field.ident
+                ),
+            )),
+            None => variants.push((variant, &field.ident)),
+        }
+    }
 }
 
 #[cfg(test)]

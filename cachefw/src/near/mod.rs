@@ -51,6 +51,7 @@ use moka::sync::Cache as Moka;
 
 use crate::codec::meta_of;
 
+mod fields;
 pub(crate) mod size;
 #[cfg(feature = "redis")]
 pub(crate) mod tracking;
@@ -306,6 +307,12 @@ impl Near {
             decoded: None,
             weight: weight(key, bytes, 0),
         };
+        self.store(key, held, &ticket);
+    }
+
+    /// Stores `held` as `key`'s copy, unless an invalidation of the key or
+    /// a new epoch overtook the read of `ticket`.
+    fn store(&self, key: &str, held: NearCopy, ticket: &Ticket<'_>) {
         {
             let reads = self.shard(ticket.hash);
             let current = reads.get(&ticket.hash).map(|read| read.generation);
