@@ -152,7 +152,7 @@ fn prepare_missing_table(error: &PrepareError) -> bool {
 }
 
 impl Error {
-    pub(crate) fn execute(
+    pub(crate) fn statement(
         statement: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
@@ -194,7 +194,7 @@ impl Error {
                 source: Box::new(source),
             };
         }
-        Self::execute(statement, source)
+        Self::statement(statement, source)
     }
 
     /// The kind of a failed prepare (see `outcome::kind`), for the
@@ -228,7 +228,7 @@ impl Error {
                 source: Box::new(source),
             };
         }
-        Self::execute(statement, source)
+        Self::statement(statement, source)
     }
 }
 

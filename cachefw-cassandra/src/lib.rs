@@ -330,7 +330,7 @@ pub async fn create_keyspace(
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !plain {
-        return Err(Error::execute(
+        return Err(Error::statement(
             statement,
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -341,7 +341,7 @@ pub async fn create_keyspace(
     session
         .query_unpaged(statement.as_str(), &[])
         .await
-        .map_err(|source| Error::execute(statement, source))?;
+        .map_err(|source| Error::statement(statement, source))?;
     Ok(())
 }
 

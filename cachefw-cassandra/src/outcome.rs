@@ -17,7 +17,7 @@ use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError}
 
 /// What a failed write did to the row, as far as the client can know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum Effect {
     /// Nothing: the write was refused before it was applied anywhere.
     Refused,
     /// Maybe applied, on some replicas or all.
@@ -25,37 +25,37 @@ pub(crate) enum Outcome {
 }
 
 /// The outcome of a write that ended in `error`.
-pub(crate) fn of(error: &ExecutionError) -> Outcome {
+pub(crate) fn of(error: &ExecutionError) -> Effect {
     match error {
         // Refused by the driver before sending, or never sent.
         ExecutionError::BadQuery(_)
         | ExecutionError::EmptyPlan
         | ExecutionError::PrepareError(_)
         | ExecutionError::ConnectionPoolError(_)
-        | ExecutionError::UseKeyspaceError(_) => Outcome::Refused,
+        | ExecutionError::UseKeyspaceError(_) => Effect::Refused,
         ExecutionError::LastAttemptError(attempt) => of_attempt(attempt),
         // A client timeout, or a failure after the write was acknowledged
         // (schema agreement follows the write), and any error kind a newer
         // driver adds: the write may have happened.
-        _ => Outcome::Unknown,
+        _ => Effect::Unknown,
     }
 }
 
-fn of_attempt(error: &RequestAttemptError) -> Outcome {
+fn of_attempt(error: &RequestAttemptError) -> Effect {
     match error {
         RequestAttemptError::SerializationError(_)
         | RequestAttemptError::CqlRequestSerialization(_)
         | RequestAttemptError::UnableToAllocStreamId
         | RequestAttemptError::RepreparedIdChanged { .. }
-        | RequestAttemptError::RepreparedIdMissingInBatch => Outcome::Refused,
+        | RequestAttemptError::RepreparedIdMissingInBatch => Effect::Refused,
         RequestAttemptError::DbError(db_error, _) => of_db_error(db_error),
         // The connection broke (the request may have left), or the answer
         // could not be read: it may have been a success.
-        _ => Outcome::Unknown,
+        _ => Effect::Unknown,
     }
 }
 
-fn of_db_error(error: &DbError) -> Outcome {
+fn of_db_error(error: &DbError) -> Effect {
     match error {
         // Refused by the coordinator before any replica applied it.
         DbError::SyntaxError
@@ -70,22 +70,22 @@ fn of_db_error(error: &DbError) -> Outcome {
         | DbError::IsBootstrapping
         | DbError::TruncateError
         | DbError::Unprepared { .. }
-        | DbError::ProtocolError => Outcome::Refused,
+        | DbError::ProtocolError => Effect::Refused,
         DbError::RateLimitReached {
             rejected_by_coordinator,
             ..
         } => {
             if *rejected_by_coordinator {
-                Outcome::Refused
+                Effect::Refused
             } else {
-                Outcome::Unknown
+                Effect::Unknown
             }
         }
         // WriteTimeout, WriteFailure, ReadTimeout and ReadFailure (the read
         // phase of a lightweight transaction), ServerError, codes this
         // driver does not know (CAS_WRITE_UNKNOWN among them): replicas may
         // hold the write.
-        _ => Outcome::Unknown,
+        _ => Effect::Unknown,
     }
 }
 
@@ -157,7 +157,7 @@ mod tests {
             required: 2,
             write_type: WriteType::Simple,
         });
-        assert_eq!(of(&timeout), Outcome::Unknown);
+        assert_eq!(of(&timeout), Effect::Unknown);
         let failure = db(DbError::WriteFailure {
             consistency: Consistency::Quorum,
             received: 1,
@@ -165,11 +165,11 @@ mod tests {
             numfailures: 1,
             write_type: WriteType::Batch,
         });
-        assert_eq!(of(&failure), Outcome::Unknown);
-        assert_eq!(of(&db(DbError::ServerError)), Outcome::Unknown);
-        assert_eq!(of(&db(DbError::Other(0x1700))), Outcome::Unknown);
+        assert_eq!(of(&failure), Effect::Unknown);
+        assert_eq!(of(&db(DbError::ServerError)), Effect::Unknown);
+        assert_eq!(of(&db(DbError::Other(0x1700))), Effect::Unknown);
         let client = ExecutionError::RequestTimeout(Duration::from_secs(12));
-        assert_eq!(of(&client), Outcome::Unknown);
+        assert_eq!(of(&client), Effect::Unknown);
     }
 
     #[test]
@@ -194,21 +194,21 @@ mod tests {
 
     #[test]
     fn refusals_are_refused() {
-        assert_eq!(of(&db(DbError::Invalid)), Outcome::Refused);
-        assert_eq!(of(&db(DbError::Overloaded)), Outcome::Refused);
+        assert_eq!(of(&db(DbError::Invalid)), Effect::Refused);
+        assert_eq!(of(&db(DbError::Overloaded)), Effect::Refused);
         let unavailable = db(DbError::Unavailable {
             consistency: Consistency::Quorum,
             required: 2,
             alive: 1,
         });
-        assert_eq!(of(&unavailable), Outcome::Refused);
+        assert_eq!(of(&unavailable), Effect::Refused);
         let bad = ExecutionError::BadQuery(BadQuery::TooManyQueriesInBatchStatement(70_000));
-        assert_eq!(of(&bad), Outcome::Refused);
+        assert_eq!(of(&bad), Effect::Refused);
         assert_eq!(
             of(&ExecutionError::LastAttemptError(
                 RequestAttemptError::UnableToAllocStreamId
             )),
-            Outcome::Refused
+            Effect::Refused
         );
     }
 }

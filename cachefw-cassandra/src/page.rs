@@ -60,12 +60,12 @@ pub(crate) async fn find_partition_page<T: Entity>(
         .map_err(|source| Error::execution(Table::<T>::name(), cql, source))?;
     let rows = result
         .into_rows_result()
-        .map_err(|source| Error::execute(cql, source))?
+        .map_err(|source| Error::statement(cql, source))?
         .rows::<Timed<T>>()
-        .map_err(|source| Error::execute(cql, source))?
+        .map_err(|source| Error::statement(cql, source))?
         .map(|row| row.map(|row| row.entity))
         .collect::<Result<Vec<T>, _>>()
-        .map_err(|source| Error::execute(cql, source))?;
+        .map_err(|source| Error::statement(cql, source))?;
     let next = match next {
         PagingStateResponse::HasMorePages { state } => Some(PageToken(state)),
         PagingStateResponse::NoMorePages => None,

@@ -24,7 +24,7 @@ use crate::bind::Then;
 use crate::entity::Entity;
 use crate::error::Error;
 use crate::life;
-use crate::outcome::{self, Outcome};
+use crate::outcome::{self, Effect};
 use crate::patch::{self, Patched};
 use crate::row::Timed;
 use crate::through::Read;
@@ -53,7 +53,7 @@ pub(crate) struct Prepared {
 /// changed anyway, and its kind (for the flusher's counters and logs).
 pub(crate) struct Failed {
     pub(crate) error: Error,
-    pub(crate) outcome: Outcome,
+    pub(crate) outcome: Effect,
     pub(crate) kind: &'static str,
 }
 
@@ -62,7 +62,7 @@ impl Failed {
     fn prepare(error: Error) -> Self {
         Self {
             kind: error.prepare_kind(),
-            outcome: Outcome::Refused,
+            outcome: Effect::Refused,
             error,
         }
     }
@@ -212,9 +212,9 @@ impl<T: Entity> Table<T> {
             .await
             .map_err(|source| Error::execution(Self::name(), select.text, source))?
             .into_rows_result()
-            .map_err(|source| Error::execute(select.text, source))?
+            .map_err(|source| Error::statement(select.text, source))?
             .maybe_first_row::<Timed<T>>()
-            .map_err(|source| Error::execute(select.text, source))?;
+            .map_err(|source| Error::statement(select.text, source))?;
         Ok(match row {
             Some(row) => Read {
                 expiry: row.ttl_seconds.map(|ttl| life::expiry(sent, ttl)),
@@ -270,12 +270,12 @@ impl<T: Entity> Table<T> {
             .session
             .execute_iter(statement.clone(), T::partition_values(partition))
             .await
-            .map_err(|source| Error::execute(cql, source))?
+            .map_err(|source| Error::statement(cql, source))?
             .rows_stream::<Timed<T>>()
-            .map_err(|source| Error::execute(cql, source))?
+            .map_err(|source| Error::statement(cql, source))?
             .try_collect()
             .await
-            .map_err(|source| Error::execute(cql, source))?;
+            .map_err(|source| Error::statement(cql, source))?;
         let least = rows.iter().filter_map(|row| row.ttl_seconds).min();
         Ok(Read {
             value: Some(rows.into_iter().map(|row| row.entity).collect()),
@@ -427,7 +427,7 @@ impl<T: Entity> Table<T> {
         // Written, or maybe written, without saying whether: as a write of
         // unknown outcome.
         let unknown = |error| Failed {
-            outcome: Outcome::Unknown,
+            outcome: Effect::Unknown,
             kind: "other",
             error,
         };
@@ -438,7 +438,7 @@ impl<T: Entity> Table<T> {
         };
         let row = rows
             .maybe_first_row::<Row>()
-            .map_err(|source| unknown(Error::execute(cql, source)))?;
+            .map_err(|source| unknown(Error::statement(cql, source)))?;
         match row.as_ref().and_then(|row| row.columns.first()) {
             Some(Some(CqlValue::Boolean(applied))) => Ok(*applied),
             _ => Err(unknown(Error::NoApplied { statement: cql })),

@@ -43,7 +43,7 @@ use crate::clock;
 use crate::entity::{Entity, WriteMode};
 use crate::error::Error;
 use crate::evict::Eviction;
-use crate::outcome::Outcome;
+use crate::outcome::Effect;
 use crate::rows::RowLocks;
 use crate::table::{Failed, Table};
 
@@ -69,11 +69,11 @@ struct Guards {
 
 impl Guards {
     /// Cassandra failed: evict unless it refused the write.
-    async fn failed(self, outcome: Outcome) {
+    async fn failed(self, outcome: Effect) {
         for eviction in [self.row, self.partition] {
             match outcome {
-                Outcome::Refused => eviction.disarm(),
-                Outcome::Unknown => eviction.run_unsettled().await,
+                Effect::Refused => eviction.disarm(),
+                Effect::Unknown => eviction.run_unsettled().await,
             }
         }
     }

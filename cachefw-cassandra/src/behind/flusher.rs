@@ -39,7 +39,7 @@ use cachefw::Cache;
 use futures_util::StreamExt;
 
 use super::record::{self, Record};
-use super::stream::{Entry, Stream, StreamError};
+use super::stream::{Stream, StreamEntry, StreamError};
 use crate::entity::Entity;
 use crate::table::Table;
 
@@ -70,8 +70,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(300);
 const LOG_EVERY: Duration = Duration::from_secs(15);
 
 /// One record this flusher holds, and how its writes went.
-struct Held {
-    entry: Entry,
+struct Tracked {
+    entry: StreamEntry,
     record: Record,
     written: bool,
     /// When Cassandra first refused it (since its last success).
@@ -82,7 +82,7 @@ struct Held {
     next_try: Instant,
 }
 
-impl Held {
+impl Tracked {
     fn refused(&mut self, now: Instant, error: String) {
         self.refused_since.get_or_insert(now);
         self.last_error = error;
@@ -94,11 +94,11 @@ impl Held {
 /// The records of one row this flusher holds, oldest first.
 #[derive(Default)]
 struct Row {
-    records: Vec<Held>,
+    records: Vec<Tracked>,
 }
 
 impl Row {
-    fn add(&mut self, held: Held) {
+    fn add(&mut self, held: Tracked) {
         let place = self
             .records
             .partition_point(|other| other.record.at <= held.record.at);
@@ -191,7 +191,7 @@ pub(crate) struct Flusher<T: Entity> {
     /// have not read for `dead_after`.
     unreadable: HashMap<String, Instant>,
     /// Entries to move to the dead-letter stream, with why.
-    dead: Vec<(Entry, String, Option<Record>)>,
+    dead: Vec<(StreamEntry, String, Option<Record>)>,
     /// Ids of dead letters moved but not acknowledged yet.
     moved: Vec<String>,
     /// When ended consumers are looked for next.
@@ -371,7 +371,7 @@ impl<T: Entity> Flusher<T> {
     }
 
     /// Adds an entry to its row; `false` when already held.
-    fn hold(&mut self, entry: Entry) -> bool {
+    fn hold(&mut self, entry: StreamEntry) -> bool {
         if self.held.contains(&entry.id) {
             return false;
         }
@@ -379,15 +379,18 @@ impl<T: Entity> Flusher<T> {
         match record::decode::<T>(&entry.fields, self.table.schema().ok(), prefix) {
             Ok(record) => {
                 self.held.insert(entry.id.clone());
-                self.rows.entry(record.row.clone()).or_default().add(Held {
-                    entry,
-                    record,
-                    written: false,
-                    refused_since: None,
-                    last_error: String::new(),
-                    pause: FIRST_BACKOFF,
-                    next_try: Instant::now(),
-                });
+                self.rows
+                    .entry(record.row.clone())
+                    .or_default()
+                    .add(Tracked {
+                        entry,
+                        record,
+                        written: false,
+                        refused_since: None,
+                        last_error: String::new(),
+                        pause: FIRST_BACKOFF,
+                        next_try: Instant::now(),
+                    });
                 true
             }
             Err(reason) => {
@@ -576,7 +579,7 @@ impl<T: Entity> Flusher<T> {
     /// stream without a copy: trying again never copies it twice.
     async fn bury(
         &self,
-        entry: &Entry,
+        entry: &StreamEntry,
         reason: &str,
         record: Option<&Record>,
     ) -> Result<(), StreamError> {

@@ -127,7 +127,7 @@ impl StreamError {
 
 /// One stream entry: its id and its fields.
 #[derive(Clone, Debug)]
-pub(crate) struct Entry {
+pub(crate) struct StreamEntry {
     pub(crate) id: String,
     pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -136,7 +136,7 @@ pub(crate) struct Entry {
 pub(crate) struct Claimed {
     /// Where the next step starts; `0-0` once the pending list was walked.
     pub(crate) next: String,
-    pub(crate) entries: Vec<Entry>,
+    pub(crate) entries: Vec<StreamEntry>,
     /// Pending ids whose entries are gone from the stream.
     pub(crate) deleted: Vec<String>,
 }
@@ -206,7 +206,7 @@ impl Stream {
         &self,
         consumer: &str,
         count: usize,
-    ) -> Result<Vec<Entry>, StreamError> {
+    ) -> Result<Vec<StreamEntry>, StreamError> {
         let mut read = redis::cmd("XREADGROUP");
         read.arg("GROUP")
             .arg(GROUP)
@@ -325,7 +325,11 @@ impl Stream {
 
     /// Copies a record that cannot be written to the dead-letter stream,
     /// with its id and why; the caller acknowledges it afterwards.
-    pub(crate) async fn dead_letter(&self, entry: &Entry, reason: &str) -> Result<(), StreamError> {
+    pub(crate) async fn dead_letter(
+        &self,
+        entry: &StreamEntry,
+        reason: &str,
+    ) -> Result<(), StreamError> {
         // Never trimmed: a dead letter is a write Cassandra does not have.
         let mut add = redis::cmd("XADD");
         add.arg(&self.dead)
@@ -534,7 +538,7 @@ fn bytes(value: &Value) -> Option<Vec<u8>> {
 
 /// `[[id, [field, value, …]], …]`. An entry given as nil (deleted while
 /// pending, on Redis 6.2) is skipped.
-fn parse_entries(value: &Value) -> Option<Vec<Entry>> {
+fn parse_entries(value: &Value) -> Option<Vec<StreamEntry>> {
     let Value::Array(items) = value else {
         return matches!(value, Value::Nil).then(Vec::new);
     };
@@ -561,7 +565,7 @@ fn parse_entries(value: &Value) -> Option<Vec<Entry>> {
             Value::Nil => continue,
             _ => return None,
         };
-        entries.push(Entry {
+        entries.push(StreamEntry {
             id: text(id)?,
             fields,
         });
