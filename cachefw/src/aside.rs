@@ -18,7 +18,7 @@ use crate::codec::{Codec, Decoded, Entry, Meta};
 use crate::flight::{Join, Leader, Outcome};
 use crate::inner::Inner;
 use crate::lease::{self, Claim, ClaimGuard, LeaseGuard};
-use crate::meters::LoadOutcome;
+use crate::meters::{LoadOutcome, WriteOp};
 use crate::policy::Policy;
 use crate::shape::{Returns, Shape};
 use tokio::sync::oneshot;
@@ -573,6 +573,7 @@ impl Inner {
         let voided = match self.observe(filled) {
             Ok(true) => {
                 holder.filled();
+                self.meters().write(policy.site, WriteOp::Store, 1);
                 false
             }
             Ok(false) => {

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::flight::{Follower, Join, Leader, Outcome};
 use crate::inner::Inner;
 use crate::lease::{LeaseGuard, new_marker};
-use crate::meters::LoadOutcome;
+use crate::meters::{LoadOutcome, WriteOp};
 use crate::policy::Policy;
 
 /// How a key of a batch is answered.
@@ -107,6 +107,7 @@ impl Inner {
     /// tier holds come from it, the rest from the backend in one round trip
     /// per slot group (offered to the near tier on the way).
     async fn read_many(&self, fulls: &[String]) -> Vec<Read> {
+        fulls.iter().for_each(|full| self.hot.note(full));
         let Some(near) = self.near() else {
             // Decided once, before the read: a write confirmed meanwhile
             // changes what `skips` says, and must not shift the answers.
@@ -567,7 +568,11 @@ impl Inner {
                     }
                 }
                 match self.observe(filled) {
-                    Ok(_) => guard.filled(),
+                    Ok(stored) => {
+                        self.meters()
+                            .write(policy.site, WriteOp::Store, u64::from(stored));
+                        guard.filled();
+                    }
                     Err(_) => drop(guard),
                 }
             });

@@ -112,6 +112,7 @@ pub struct CacheBuilder {
     breaker_failures: u32,
     breaker_probe_interval: Duration,
     breaker_max_probe_interval: Duration,
+    pub(crate) advice: crate::advice::Advice,
 }
 
 /// The default time a key's failing source is spared after a stale value
@@ -175,6 +176,7 @@ impl Default for CacheBuilder {
             breaker_failures: DEFAULT_BREAKER_FAILURES,
             breaker_probe_interval: DEFAULT_BREAKER_PROBE_INTERVAL,
             breaker_max_probe_interval: DEFAULT_BREAKER_MAX_PROBE_INTERVAL,
+            advice: crate::advice::Advice::default(),
         }
     }
 }
@@ -501,6 +503,7 @@ impl CacheBuilder {
     /// Never because Redis is unreachable: the cache then starts degraded
     /// (calls go to the loaders) and caches once Redis answers.
     pub async fn build(self) -> Result<Cache, Error> {
+        self.advice.check()?;
         if self.namespace.is_empty() {
             return Err(config("namespace", "must not be empty"));
         }
@@ -702,6 +705,7 @@ impl CacheBuilder {
                 journal_capacity: self.journal_capacity,
                 max_value_size: self.max_value_size,
                 max_key_len: self.max_key_len,
+                advice: self.advice,
             },
         )))
     }

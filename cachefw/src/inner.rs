@@ -60,6 +60,7 @@ pub(crate) struct Settings {
     pub(crate) max_value_size: u64,
     /// The longest full key.
     pub(crate) max_key_len: usize,
+    pub(crate) advice: crate::advice::Advice,
 }
 
 pub(crate) struct Inner {
@@ -82,6 +83,7 @@ pub(crate) struct Inner {
     background: std::sync::Mutex<tokio::task::JoinSet<()>>,
     /// Per key, until when a failed source is spared (fail-safe).
     throttled: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    pub(crate) hot: crate::hot::Hot,
 }
 
 /// Keys the fail-safe throttle remembers before it forgets the expired.
@@ -113,15 +115,8 @@ impl Drop for Evicting<'_> {
 
 impl Inner {
     pub(crate) fn new(backend: Backend, near: Option<NearTier>, settings: Settings) -> Arc<Self> {
-        let meters = Meters::new(
-            &settings.namespace,
-            match backend {
-                #[cfg(feature = "memory")]
-                Backend::Memory(_) => Tier::Memory,
-                #[cfg(feature = "redis")]
-                Backend::Redis(_) => Tier::Redis,
-            },
-        );
+        let tier = Tier::of(backend.name());
+        let meters = Meters::new(&settings.namespace, settings.advice, tier);
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             keys: Keys::new(&settings.namespace, settings.version),
@@ -137,6 +132,7 @@ impl Inner {
             wake: Arc::new(Notify::new()),
             background: std::sync::Mutex::new(tokio::task::JoinSet::new()),
             throttled: std::sync::Mutex::new(std::collections::HashMap::new()),
+            hot: crate::hot::Hot::default(),
         })
     }
 
@@ -210,6 +206,7 @@ impl Inner {
     /// What is at `full`: the near tier's copy when it holds one, else the
     /// backend's bytes, offered to the near tier on the way.
     async fn fetch(&self, full: &str) -> Result<Fetched, Error> {
+        self.hot.note(full);
         let Some(near) = &self.near else {
             return Ok(Fetched::Backend(self.backend_get(full).await?));
         };

@@ -71,6 +71,7 @@ compile_error!(
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+mod advice;
 mod aside;
 mod backend;
 mod batch;
@@ -83,6 +84,8 @@ mod codec;
 mod command;
 mod error;
 mod flight;
+pub mod follow;
+mod hot;
 mod inner;
 mod install;
 mod journal;

@@ -32,6 +32,7 @@ use crate::codec::{Decoded, Entry, Meta};
 use crate::error::Error;
 use crate::inner::Inner;
 use crate::journal::Target;
+use crate::meters::{NO_SITE, WriteOp};
 
 /// How much longer than its entry a version record lives.
 pub const RECORD_MARGIN: Duration = Duration::from_secs(60);
@@ -134,6 +135,12 @@ pub async fn store<T: Serialize + ?Sized>(
     let stored = inner
         .evicting([Target::Key(at.entry.clone())], write)
         .await?;
+    let op = if stored == 1 {
+        WriteOp::Store
+    } else {
+        WriteOp::Evict
+    };
+    inner.meters().write(NO_SITE, op, 1);
     Ok(match stored {
         1 => Stored::Stored,
         2 => Stored::Conflict,
@@ -168,7 +175,11 @@ pub async fn evict(cache: &Cache, key: &str, version: u64, ttl: Duration) -> Res
     let at = versioned_key(inner, key)?;
     let record_ttl_ms = millis(&at, ttl.saturating_add(RECORD_MARGIN))?;
     let write = inner.backend().evict_versioned(&at, version, record_ttl_ms);
-    inner.evicting([Target::Key(at.entry.clone())], write).await
+    let removed = inner
+        .evicting([Target::Key(at.entry.clone())], write)
+        .await?;
+    inner.meters().write(NO_SITE, WriteOp::Evict, 1);
+    Ok(removed)
 }
 
 /// After the write of `version` reached the source: its entry, if the

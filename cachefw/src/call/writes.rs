@@ -349,7 +349,11 @@ impl<'a, V> Plan<'a, V> {
                     full,
                     value,
                     ttl,
-                } => cache.inner().put_full(&full, value, ttl).await,
+                } => {
+                    cache.inner().put_full(&full, value, ttl).await;
+                    let meters = cache.inner().meters();
+                    meters.write(crate::meters::NO_SITE, crate::meters::WriteOp::Store, 1);
+                }
                 Write::Evict { cache, target } => evict(&cache, &target).await,
             }
         }
@@ -384,10 +388,15 @@ impl<V> Drop for Plan<'_, V> {
 /// Evicts `target`. A failure is the cache's to count, log and replay; it
 /// never reaches the caller.
 async fn evict(cache: &Cache, target: &Target) {
-    let _ = match target {
+    let evicted = match target {
         Target::Key(full) => cache.inner().delete_full(full).await.map(|_| ()),
-        Target::Prefix(prefix) => cache.evict_prefix(prefix).await.map(|_| ()),
+        // Counted by `evict_prefix`.
+        Target::Prefix(prefix) => return drop(cache.evict_prefix(prefix).await),
     };
+    if evicted.is_ok() {
+        let meters = cache.inner().meters();
+        meters.write(crate::meters::NO_SITE, crate::meters::WriteOp::Evict, 1);
+    }
 }
 
 #[cfg(test)]
