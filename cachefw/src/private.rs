@@ -25,6 +25,12 @@ pub mod versioned {
     };
 }
 
+/// Stream followers: the loop `Cache::follow_evictions` runs, for other
+/// formats of entries (the adapter's change streams).
+pub mod follow {
+    pub use crate::follow::{Apply, Fields, Verdict, spawn};
+}
+
 /// Raw Redis commands through the cache's connections and breakers.
 #[cfg(feature = "redis")]
 pub mod command {
