@@ -414,3 +414,89 @@ async fn two_processes_warming_at_once_load_each_row_once() {
     })
     .await;
 }
+
+/// The figure of BENCHMARKS.md ("Change streams, warming (issue 29)"):
+/// Cassandra reads in the first 10 s after a version bump, for a skewed
+/// workload, with and without `warm`. Scaled to this machine: 20,000 rows
+/// (not 100,000; kassandra holds them in memory, in a debug build), Zipf
+/// (s = 1) over their ranks, so that the 1,000 hottest take about 70 % of
+/// the reads; 8 concurrent readers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: cargo test -p cachefw-tests --test cassandra warm_figure -- --ignored --nocapture"]
+async fn warm_figure_cassandra_reads_after_a_version_bump() {
+    const ROWS: usize = 20_000;
+    const HOTTEST: usize = 1_000;
+    const READERS: usize = 8;
+    let redis = RedisServer::start();
+    with_kassandra(|_, session| async move {
+        let old_cache = redis_cache(&redis, 1).await;
+        let old: Arc<Repository<Member>> = Arc::new(repository(&session, &old_cache).await);
+        let ids: Vec<Uuid> = (0..ROWS).map(|i| Uuid::from_u128(i as u128 + 1)).collect();
+        let rows: Vec<Member> = ids
+            .iter()
+            .map(|id| Member { id: *id, name: format!("m{id}") })
+            .collect();
+        for chunk in rows.chunks(1_000) {
+            old.save_all(chunk).await.expect("save");
+        }
+        // Zipf, s = 1: rank r is read in proportion to 1 / (r + 1).
+        let mut cumulative = Vec::with_capacity(ROWS);
+        let mut total = 0.0;
+        for rank in 0..ROWS {
+            total += 1.0 / (rank as f64 + 1.0);
+            cumulative.push(total);
+        }
+        let hot_share = cumulative[HOTTEST - 1] / total;
+        let cumulative = Arc::new(cumulative);
+        let ids = Arc::new(ids);
+        let traffic = |repo: Arc<Repository<Member>>, until: Instant| {
+            let (cumulative, ids) = (cumulative.clone(), ids.clone());
+            async move {
+                let mut rng = fastrand::Rng::new();
+                let mut reads = 0u64;
+                while Instant::now() < until {
+                    let at = rng.f64() * total;
+                    let rank = cumulative.partition_point(|c| *c < at).min(ROWS - 1);
+                    repo.find(&MemberKey { id: ids[rank] }).await.expect("find");
+                    reads += 1;
+                }
+                reads
+            }
+        };
+        let run = async |repo: &Arc<Repository<Member>>, seconds: u64| {
+            let until = Instant::now() + Duration::from_secs(seconds);
+            let readers: Vec<_> = (0..READERS)
+                .map(|_| tokio::spawn(traffic(repo.clone(), until)))
+                .collect();
+            let mut reads = 0;
+            for reader in readers {
+                reads += reader.await.expect("reader");
+            }
+            reads
+        };
+        // The old version's traffic, long enough to rank the hot set.
+        let warmup = run(&old, 20).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        for (version, warm) in [(2, false), (3, true)] {
+            let cache = redis_cache(&redis, version).await;
+            let repo: Arc<Repository<Member>> = Arc::new(repository(&session, &cache).await);
+            let started = Instant::now();
+            let warmed = if warm { repo.warm(HOTTEST).await.expect("warm") } else { 0 };
+            let warm_took = started.elapsed();
+            let before = cache.stats().loads;
+            let reads = run(&repo, 10).await;
+            let loads = cache.stats().loads - before;
+            println!(
+                "version {version}, warm {warm}: warm read {warmed} rows in {warm_took:?}; then \
+                 10 s of traffic: {reads} reads, {loads} from Cassandra ({:.1} %)",
+                100.0 * loads as f64 / reads as f64
+            );
+        }
+        println!(
+            "{ROWS} rows, the {HOTTEST} hottest take {:.0} % of reads; old version warm-up {warmup} reads",
+            100.0 * hot_share
+        );
+    })
+    .await;
+}
