@@ -485,11 +485,26 @@ async fn warm_figure_cassandra_reads_after_a_version_bump() {
             let warmed = if warm { repo.warm(HOTTEST).await.expect("warm") } else { 0 };
             let warm_took = started.elapsed();
             let before = cache.stats().loads;
+            // Cassandra reads per second of the ten.
+            let watched = cache.clone();
+            let per_second = tokio::spawn(async move {
+                let mut seen = before;
+                let mut series = Vec::new();
+                for _ in 0..10 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let now = watched.stats().loads;
+                    series.push(now - seen);
+                    seen = now;
+                }
+                series
+            });
             let reads = run(&repo, 10).await;
             let loads = cache.stats().loads - before;
+            let series = per_second.await.expect("watcher");
             println!(
                 "version {version}, warm {warm}: warm read {warmed} rows in {warm_took:?}; then \
-                 10 s of traffic: {reads} reads, {loads} from Cassandra ({:.1} %)",
+                 10 s of traffic: {reads} reads, {loads} from Cassandra ({:.1} %), per second \
+                 {series:?}",
                 100.0 * loads as f64 / reads as f64
             );
         }

@@ -312,3 +312,42 @@ async fn a_tag_entry_is_acknowledged_only_once_applied() {
     );
     follower.abort();
 }
+
+/// The follower's throughput (printed for BENCHMARKS.md): 10,000 key
+/// entries published first, then applied by one follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_throughput_for_10_000_entries() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server, "follow").await;
+    const ENTRIES: u64 = 10_000;
+    let mut conn = raw(&server);
+    for chunk in 0..ENTRIES / 1_000 {
+        let mut pipe = redis::pipe();
+        for i in 0..1_000 {
+            pipe.cmd("XADD")
+                .arg(STREAM)
+                .arg("*")
+                .arg("key")
+                .arg(format!("user:{}", chunk * 1_000 + i))
+                .ignore();
+        }
+        let () = pipe.query(&mut conn).expect("xadd");
+    }
+    let started = Instant::now();
+    let follower = cache
+        .follow_evictions(STREAM, GROUP)
+        .await
+        .expect("follows");
+    eventually_async(
+        Duration::from_secs(120),
+        "every entry applied",
+        async || cache.stats().writes >= ENTRIES,
+    )
+    .await;
+    let took = started.elapsed();
+    println!(
+        "follow_evictions: {ENTRIES} entries in {took:?}, {:.0} entries/s",
+        ENTRIES as f64 / took.as_secs_f64()
+    );
+    follower.abort();
+}
