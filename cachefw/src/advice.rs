@@ -14,15 +14,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::builder::CacheBuilder;
 use crate::clock::now_ms;
 
-/// The default threshold of [`CacheBuilder::low_hit_ratio`].
+/// The default threshold of [`CacheBuilder::low_hit_ratio`](crate::CacheBuilder::low_hit_ratio).
 pub const DEFAULT_LOW_HIT_RATIO: f64 = 0.5;
-/// The default window of [`CacheBuilder::low_hit_ratio`].
+/// The default window of [`CacheBuilder::low_hit_ratio`](crate::CacheBuilder::low_hit_ratio).
 pub const DEFAULT_HIT_RATIO_WINDOW: Duration = Duration::from_secs(600);
 /// Reads a window needs before its ratio is judged.
-pub const MIN_READS: u64 = 1_000;
+pub(crate) const MIN_READS: u64 = 1_000;
 
 /// One read in this many looks at the clock.
 const CHECK_EVERY: u64 = 64;
@@ -144,45 +143,6 @@ fn low(hits: u64, reads: u64, threshold: f64) -> Option<f64> {
     }
     let ratio = hits as f64 / reads as f64;
     (ratio < threshold).then_some(ratio)
-}
-
-impl CacheBuilder {
-    /// Warns (`tracing`, level `warn`, once per `window`) about each
-    /// function whose cache answered less than `threshold` of its reads in
-    /// the last `window`, with at least 1,000 reads in it (calls through
-    /// `Cache` methods count per namespace, as function `"-"`). The message
-    /// contains `hit ratio`, names the function, the ratio and the reads:
-    /// below about one hit in two the cache adds a round trip to most
-    /// calls. The defaults are `0.5` and ten minutes;
-    /// [`no_low_hit_ratio_warning`](Self::no_low_hit_ratio_warning) turns
-    /// it off.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), cachefw::Error> {
-    /// let cache = cachefw::Cache::builder()
-    ///     .low_hit_ratio(0.8, Duration::from_secs(300))
-    ///     .build()
-    ///     .await?;
-    /// # drop(cache); Ok(()) }
-    /// ```
-    ///
-    /// `build()` refuses a threshold outside `0.0..=1.0` or a zero window.
-    pub fn low_hit_ratio(mut self, threshold: f64, window: Duration) -> Self {
-        self.advice = Advice {
-            threshold,
-            window,
-            enabled: true,
-        };
-        self
-    }
-
-    /// No hit-ratio warnings (see [`low_hit_ratio`](Self::low_hit_ratio)).
-    pub fn no_low_hit_ratio_warning(mut self) -> Self {
-        self.advice.enabled = false;
-        self
-    }
 }
 
 #[cfg(test)]

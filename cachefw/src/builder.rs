@@ -685,7 +685,7 @@ impl CacheBuilder {
                 Some(near)
             }
         };
-        Ok(Cache::new(Inner::new(
+        let cache = Cache::new(Inner::new(
             backend,
             near,
             Settings {
@@ -707,7 +707,49 @@ impl CacheBuilder {
                 max_key_len: self.max_key_len,
                 advice: self.advice,
             },
-        )))
+        ));
+        crate::hot::start(&cache);
+        Ok(cache)
+    }
+}
+
+/// Hit-ratio advice (see `advice.rs`).
+impl CacheBuilder {
+    /// Warns (`tracing`, level `warn`, once per `window`) about each
+    /// function whose cache answered less than `threshold` of its reads in
+    /// the last `window`, with at least 1,000 reads in it (calls through
+    /// `Cache` methods count per namespace, as function `"-"`). The message
+    /// contains `hit ratio`, names the function, the ratio and the reads:
+    /// below about one hit in two the cache adds a round trip to most
+    /// calls. The defaults are `0.5` and ten minutes;
+    /// [`no_low_hit_ratio_warning`](Self::no_low_hit_ratio_warning) turns
+    /// it off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder()
+    ///     .low_hit_ratio(0.8, Duration::from_secs(300))
+    ///     .build()
+    ///     .await?;
+    /// # drop(cache); Ok(()) }
+    /// ```
+    ///
+    /// `build()` refuses a threshold outside `0.0..=1.0` or a zero window.
+    pub fn low_hit_ratio(mut self, threshold: f64, window: Duration) -> Self {
+        self.advice = crate::advice::Advice {
+            threshold,
+            window,
+            enabled: true,
+        };
+        self
+    }
+
+    /// No hit-ratio warnings (see [`low_hit_ratio`](Self::low_hit_ratio)).
+    pub fn no_low_hit_ratio_warning(mut self) -> Self {
+        self.advice.enabled = false;
+        self
     }
 }
 

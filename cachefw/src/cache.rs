@@ -77,7 +77,6 @@ impl fmt::Debug for Cache {
 impl Cache {
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
         let (closing, _) = tokio::sync::watch::channel(false);
-        crate::hot::start(&inner, closing.subscribe());
         Self {
             handle: Arc::new(Handle { inner, closing }),
         }

@@ -20,12 +20,12 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
 use crate::error::Error;
-use crate::inner::Inner;
+use crate::follow::upgrade;
 
 /// One read in this many is counted (a power of two).
 pub(crate) const SAMPLE: u32 = 16;
@@ -186,29 +186,31 @@ impl Local {
 }
 
 /// `{namespace}:hot`.
-fn set_key(inner: &Inner) -> String {
-    format!("{}:hot", inner.namespace())
+fn set_key(cache: &Cache) -> String {
+    format!("{}:hot", cache.namespace())
 }
 
 /// Starts the flusher of a cache just built: it sends the counts every
-/// [`FLUSH_EVERY`] until `closing` flips or closes, and once more then.
-pub(crate) fn start(inner: &Arc<Inner>, mut closing: tokio::sync::watch::Receiver<bool>) {
+/// [`FLUSH_EVERY`] until the cache shuts down or its last handle goes,
+/// and once more at shutdown. It holds no handle between two flushes.
+pub(crate) fn start(cache: &Cache) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let me: Weak<Inner> = Arc::downgrade(inner);
+    let me = Arc::downgrade(cache.handle());
+    let mut closing = cache.closing();
     runtime.spawn(async move {
         loop {
             let closed = tokio::select! {
                 () = tokio::time::sleep(FLUSH_EVERY) => false,
                 changed = closing.changed() => changed.is_err() || *closing.borrow(),
             };
-            let Some(inner) = me.upgrade() else {
+            let Some(cache) = upgrade(&me) else {
                 return;
             };
             // A failure is counted and logged by the backend's path; the
             // counts of that round are lost, which only blurs the ranking.
-            let _ = flush(&inner).await;
+            let _ = flush(&cache).await;
             if closed {
                 return;
             }
@@ -217,14 +219,15 @@ pub(crate) fn start(inner: &Arc<Inner>, mut closing: tokio::sync::watch::Receive
 }
 
 /// Sends the counts since the last flush.
-async fn flush(inner: &Inner) -> Result<(), Error> {
+async fn flush(cache: &Cache) -> Result<(), Error> {
+    let inner = cache.inner();
     let counts = inner.hot.drain(inner.keys().prefix());
     if counts.is_empty() {
         return Ok(());
     }
     #[cfg(feature = "redis")]
     if inner.backend().name() == "redis" {
-        let key = set_key(inner);
+        let key = set_key(cache);
         for chunk in counts.chunks(FLUSH_CHUNK) {
             let mut call = FLUSH.key(&key);
             call.arg(HALF_LIFE_SECS)
@@ -278,13 +281,13 @@ impl Cache {
     /// [`Error::Redis`] when Redis fails.
     pub async fn hot_keys(&self, n: usize) -> Result<Vec<String>, Error> {
         let inner = self.inner();
-        flush(inner).await?;
+        flush(self).await?;
         if n == 0 {
             return Ok(Vec::new());
         }
         #[cfg(feature = "redis")]
         if inner.backend().name() == "redis" {
-            let key = set_key(inner);
+            let key = set_key(self);
             let mut range = redis::cmd("ZRANGE");
             // Real scores are positive; the landmark's is negative.
             range

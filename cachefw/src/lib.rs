@@ -111,6 +111,7 @@ pub mod testing;
 mod ttl;
 mod versioned;
 
+pub use advice::{DEFAULT_HIT_RATIO_WINDOW, DEFAULT_LOW_HIT_RATIO};
 pub use backend::breaker::{
     BreakerState, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_MAX_PROBE_INTERVAL,
     DEFAULT_BREAKER_PROBE_INTERVAL,

