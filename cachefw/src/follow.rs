@@ -247,10 +247,10 @@ pub async fn spawn(
 /// so a restarted process never inherits a dead one's identity (its
 /// pending entries are claimed instead).
 fn consumer_name() -> String {
-    format!("cachefw-{}-{:016x}", std::process::id(), fastrand_u64())
+    format!("cachefw-{}-{:016x}", std::process::id(), random_u64())
 }
 
-fn fastrand_u64() -> u64 {
+fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
@@ -320,47 +320,30 @@ fn evict_tag_pending_merge(cache: &Cache, tag: &str) -> bool {
     false
 }
 
-/// At most one log line a second per limiter, with how many were left out.
+/// At most one log line a second per limiter.
 pub(crate) struct Limiter {
-    state: Mutex<Option<(Instant, u64)>>,
+    last: Mutex<Option<Instant>>,
 }
 
 impl Limiter {
     pub(crate) const fn new() -> Self {
         Self {
-            state: Mutex::new(None),
+            last: Mutex::new(None),
         }
     }
 
-    /// Whether to log now; the lines left out since the last one are
-    /// in [`skipped`](Self::skipped).
+    /// Whether a line may be logged now: none was within the last second.
     pub(crate) fn allow(&self) -> bool {
-        self.take().is_some()
-    }
-
-    /// `Some(lines left out since the last)` when a line may be logged now.
-    pub(crate) fn take(&self) -> Option<u64> {
-        let mut state = self
-            .state
+        let mut last = self
+            .last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
-        match &mut *state {
-            Some((last, skipped)) if now.duration_since(*last) < Duration::from_secs(1) => {
-                *skipped += 1;
-                None
-            }
-            Some((last, skipped)) => {
-                let was = *skipped;
-                *last = now;
-                *skipped = 0;
-                Some(was)
-            }
-            None => {
-                *state = Some((now, 0));
-                Some(0)
-            }
+        if last.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+            return false;
         }
+        *last = Some(now);
+        true
     }
 }
 

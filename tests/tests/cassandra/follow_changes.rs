@@ -356,6 +356,9 @@ async fn after_warm_the_hottest_rows_cost_no_cassandra_read() {
             .expect("save");
         }
         skewed_traffic(&old, &ids).await;
+        // The old process's last reads, sent now rather than at its next
+        // flush (within 500 ms).
+        old_cache.hot_keys(0).await.expect("flush");
 
         // The deploy: a new version, warmed, then traffic.
         let new_cache = redis_cache(&redis, 2).await;
@@ -398,6 +401,9 @@ async fn two_processes_warming_at_once_load_each_row_once() {
             .expect("save");
         }
         skewed_traffic(&old, &ids).await;
+        // The old process's last reads, sent now rather than at its next
+        // flush (within 500 ms).
+        old_cache.hot_keys(0).await.expect("flush");
         // Both see the old traffic before they start.
         let probe = redis_cache(&redis, 2).await;
         eventually_async(WITHIN, "the old traffic visible", async || {
