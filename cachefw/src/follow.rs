@@ -13,12 +13,12 @@
 //! - `XGROUP CREATE … 0 MKSTREAM` once (the group starts at the stream's
 //!   first entry: an eviction applied twice costs a miss, one skipped a
 //!   stale read);
-//! - `XREADGROUP … COUNT 256 STREAMS key >`, polled: every [`IDLE_POLL`]
+//! - `XREADGROUP … COUNT 256 STREAMS key >`, polled: every 50 ms
 //!   while the stream is quiet, at once while it has entries. Not
 //!   `BLOCK`: the follower shares the cache's multiplexed connection, where
 //!   a blocked read would hold up every command behind it;
-//! - every [`CLAIM_EVERY`], `XAUTOCLAIM` of entries left unacknowledged for
-//!   [`CLAIM_IDLE`] (their consumer died, or could not apply them);
+//! - every second, `XAUTOCLAIM` of entries left unacknowledged for
+//!   5 s (their consumer died, or could not apply them);
 //! - `XACK` of what was applied, journaled (Redis refused the eviction: the
 //!   cache replays it, and reads of its key bypass Redis until then), or
 //!   unreadable (logged at most once a second, counted in
@@ -26,7 +26,7 @@
 //!   pending and is claimed again later.
 //!
 //! A Redis fault (down, frozen, a failover) pauses the loop with a growing
-//! backoff, up to [`MAX_BACKOFF`]; a group lost with Redis's data is made
+//! backoff, up to 5 s; a group lost with Redis's data is made
 //! again. The loop ends when the handle is aborted, when
 //! [`Cache::shutdown`](crate::Cache::shutdown) is called, or when the last
 //! handle on the cache is dropped: it holds none between two reads.
