@@ -128,8 +128,9 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + '
     /// The primary key: partition key fields, then clustering key fields.
     /// Serializable, so that a write-behind patch's record can name its row.
     type Key: Serialize + DeserializeOwned + Clone + Debug + Send + Sync;
-    /// The partition key fields.
-    type Partition: Clone + Debug + Send + Sync;
+    /// The partition key fields (serializable, so that a change event's
+    /// key document can name a partition).
+    type Partition: Serialize + DeserializeOwned + Clone + Debug + Send + Sync;
 
     /// The keyspace.
     const KEYSPACE: &'static str;
@@ -152,6 +153,12 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + '
     /// The primary key's CQL identifiers, in the bind order of
     /// [`key_values`](Self::key_values).
     const KEY_COLUMNS: &'static [&'static str];
+    /// The primary key's column names as Cassandra stores them (unquoted),
+    /// in the order of [`KEY_COLUMNS`](Self::KEY_COLUMNS): what a change
+    /// event's key document names.
+    const KEY_COLUMN_NAMES: &'static [&'static str];
+    /// How many of the key columns make the partition key (the first ones).
+    const PARTITION_COLUMNS: usize;
 
     /// `{Entity}Patch`: every regular (non-key) field as an `Option`
     /// (`Option<Option<T>>` for an `Option<T>` field, where `Some(None)`

@@ -130,6 +130,20 @@ pub enum Error {
         /// Why the row's life cannot be bounded.
         reason: &'static str,
     },
+    /// A call that only the cache can answer failed: following a change
+    /// stream ([`Repository::follow_changes`](crate::Repository::follow_changes):
+    /// an in-memory cache, a key that is not a stream) or reading the hot
+    /// keys ([`Repository::warm`](crate::Repository::warm)).
+    #[error("`{call}` on `{table}` failed: {source}")]
+    Cache {
+        /// The table.
+        table: &'static str,
+        /// The repository method called.
+        call: &'static str,
+        /// The cache's error.
+        #[source]
+        source: cachefw::Error,
+    },
 }
 
 /// Whether a server's message says that a table or keyspace is missing:

@@ -281,6 +281,9 @@
 
 mod behind;
 mod bind;
+mod changes;
+#[doc = include_str!("../docs/change_streams.md")]
+pub mod change_streams {}
 mod clock;
 mod counter;
 mod entity;

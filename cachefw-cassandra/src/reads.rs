@@ -34,6 +34,15 @@ impl<T: Entity> Reads<'_, T> {
     /// The rows with `keys`, aligned with them, through the cache in one
     /// call (see `Repository::find_many`).
     pub(crate) async fn find_many(&self, keys: &[T::Key]) -> Result<Vec<Option<T>>, Error> {
+        Ok(self.find_many_counted(keys).await?.0)
+    }
+
+    /// [`find_many`](Self::find_many), and how many rows this call read
+    /// from Cassandra (for `warm`).
+    pub(crate) async fn find_many_counted(
+        &self,
+        keys: &[T::Key],
+    ) -> Result<(Vec<Option<T>>, u64), Error> {
         let cache_keys: Vec<String> = keys.iter().map(T::cache_key).collect();
         let refs: Vec<&str> = cache_keys.iter().map(String::as_str).collect();
         let by_cache_key: std::collections::HashMap<&str, &T::Key> =
@@ -42,6 +51,7 @@ impl<T: Entity> Reads<'_, T> {
         // soon to cache (returned all the same).
         let mut asked = std::collections::HashSet::new();
         let mut shorter = std::collections::HashMap::new();
+        let mut loaded = 0u64;
         let found = self
             .cache
             .get_or_load_many(&refs, T::TTL, |missing: Vec<String>| async {
@@ -72,6 +82,7 @@ impl<T: Entity> Reads<'_, T> {
                     }
                 }
                 asked.extend(missing);
+                loaded += (cached.len() + shorter.len()) as u64;
                 Ok::<_, Error>(cached)
             })
             .await?;
@@ -104,12 +115,13 @@ impl<T: Entity> Reads<'_, T> {
             .buffered(FIND_MANY_CONCURRENCY)
             .try_collect()
             .await?;
+        loaded += again.len() as u64;
         for (at, value) in again.into_iter().zip(reread) {
             if let Some(row) = rows.get_mut(at) {
                 *row = value;
             }
         }
-        Ok(rows)
+        Ok((rows, loaded))
     }
 
     /// Every row of `partition`, cached as a whole with `cache_partitions`

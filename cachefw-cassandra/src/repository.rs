@@ -515,6 +515,72 @@ impl<T: Entity> Repository<T> {
         }
     }
 
+    /// Follows `stream` (a literal Redis key on the cache's Redis), where
+    /// Debezium Server's Redis sink announces rows of this table changed
+    /// by any writer, as a member of the consumer group `group` (processes
+    /// share the work), and evicts each changed row's cached entries (a
+    /// partition's, for a key document without the clustering columns).
+    /// Reads the sink's *extended* and *compact* entries, key documents
+    /// bare or under `payload` with a `schema`. The formats, a Debezium
+    /// Server configuration and the guarantees (at least once; entries
+    /// published while no follower runs are applied when one starts) are
+    /// on the page [`change_streams`](crate::change_streams).
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// # #[entity(keyspace = "shop", table = "users", ttl = "10m")]
+    /// # pub struct User { #[partition_key] pub id: uuid::Uuid, pub name: String }
+    /// # async fn demo(users: Repository<User>) -> Result<(), cachefw_cassandra::Error> {
+    /// let follower = users.follow_changes("cdc.shop.users", "cachefw").await?;
+    /// # follower.abort(); Ok(()) }
+    /// ```
+    ///
+    /// The follower stops when its handle is aborted, or the cache shuts
+    /// down or is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cache`] on an in-memory cache, or when `stream` holds
+    /// something other than a stream. A Redis that is down does not fail
+    /// the call: the follower starts once it answers.
+    pub async fn follow_changes(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<tokio::task::JoinHandle<()>, Error> {
+        crate::changes::follow::<T>(&self.cache, stream, group).await
+    }
+
+    /// Loads the `n` hottest rows of this table that are not cached, as
+    /// [`Cache::hot_keys`](cachefw::Cache::hot_keys) ranks them, through
+    /// [`find_many`](Self::find_many): one batch, under leases, so that
+    /// processes warming at once read each row from Cassandra once. How
+    /// many rows it read from Cassandra.
+    ///
+    /// The deploy recipe: build the new version's cache (a bumped
+    /// `.version(..)`), `warm` its repositories with the old version's hot
+    /// keys, then take traffic.
+    ///
+    /// ```no_run
+    /// # use cachefw_cassandra::{Entity, Repository};
+    /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, Entity)]
+    /// # #[entity(keyspace = "shop", table = "users", ttl = "10m")]
+    /// # pub struct User { #[partition_key] pub id: uuid::Uuid, pub name: String }
+    /// # async fn demo(users: Repository<User>) -> Result<(), cachefw_cassandra::Error> {
+    /// let loaded = users.warm(1_000).await?;
+    /// println!("{loaded} rows loaded before taking traffic");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cache`] when the hot keys cannot be read; a Cassandra
+    /// failure as [`find_many`](Self::find_many) returns it.
+    pub async fn warm(&self, n: usize) -> Result<u64, Error> {
+        crate::changes::warm(&self.reads(), n).await
+    }
+
     /// Every row of `partition`, in clustering order, fetched page by page;
     /// cached as a whole when the entity has `cache_partitions = true`, for
     /// the entity's TTL or until its first row expires.

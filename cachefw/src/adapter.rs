@@ -32,3 +32,9 @@ pub mod hashed {
     #[cfg(feature = "redis")]
     pub use crate::hashed::{command, read, write};
 }
+
+/// Stream followers: the loop `Cache::follow_evictions` runs, for other
+/// formats of entries (the adapter's change streams).
+pub mod follow {
+    pub use crate::follow::{Apply, Fields, Verdict, spawn};
+}

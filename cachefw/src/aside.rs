@@ -21,6 +21,7 @@ use crate::lease::{self, LeaseGuard, ReloadLease, Taken};
 use crate::options::Policy;
 use crate::shape::{Returns, Shape};
 use crate::telemetry::meters::LoadOutcome;
+use crate::telemetry::meters::WriteOp;
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
@@ -599,6 +600,10 @@ impl<'a> Aside<'a> {
         let voided = match self.inner.observe(filled) {
             Ok(true) => {
                 holder.filled();
+                self.inner
+                    .telemetry()
+                    .meters()
+                    .write(policy.site, WriteOp::Store, 1);
                 false
             }
             Ok(false) => {

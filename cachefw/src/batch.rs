@@ -24,7 +24,7 @@ use crate::flight::{Follower, Join, Leader, Outcome};
 use crate::inner::Inner;
 use crate::lease::{self, Attempt, LeaseGuard, Polled, Watch};
 use crate::options::Policy;
-use crate::telemetry::meters::LoadOutcome;
+use crate::telemetry::meters::{LoadOutcome, WriteOp};
 
 /// How a key of a batch is answered.
 enum Slot<'a, T> {
@@ -118,6 +118,7 @@ impl<'a> Batch<'a> {
     /// tier holds come from it, the rest from the backend in one round trip
     /// per slot group (offered to the near tier on the way).
     async fn read_many(&self, fulls: &[String]) -> Vec<Read> {
+        fulls.iter().for_each(|full| self.inner.hot.note(full));
         let Some(near) = self.inner.near() else {
             // Decided once, before the read: a write confirmed meanwhile
             // changes what `skips` says, and must not shift the answers.
@@ -619,7 +620,14 @@ impl<'a> Batch<'a> {
                     }
                 }
                 match self.inner.observe(filled) {
-                    Ok(_) => guard.filled(),
+                    Ok(stored) => {
+                        self.inner.telemetry().meters().write(
+                            policy.site,
+                            WriteOp::Store,
+                            u64::from(stored),
+                        );
+                        guard.filled();
+                    }
                     Err(_) => drop(guard),
                 }
             });

@@ -482,7 +482,9 @@ impl CacheBuilder {
             // `validate` refused a near tier without Redis.
             _ => None,
         };
-        Ok(Cache::new(Inner::new(backend, near, self.options)))
+        let cache = Cache::new(Inner::new(backend, near, self.options));
+        crate::hot::start(&cache);
+        Ok(cache)
     }
 
     /// Checks every setting, with no I/O (no connection is opened): what
@@ -732,5 +734,45 @@ mod tests {
         ] {
             assert!(builder.validate().is_ok(), "{builder:?}");
         }
+    }
+}
+
+/// Hit-ratio advice (see `advice.rs`).
+impl CacheBuilder {
+    /// Warns (`tracing`, level `warn`, once per `window`) about each
+    /// function whose cache answered less than `threshold` of its reads in
+    /// the last `window`, with at least 1,000 reads in it (calls through
+    /// `Cache` methods count per namespace, as function `"-"`). The message
+    /// contains `hit ratio`, names the function, the ratio and the reads:
+    /// below about one hit in two the cache adds a round trip to most
+    /// calls. The defaults are `0.5` and ten minutes;
+    /// [`no_low_hit_ratio_warning`](Self::no_low_hit_ratio_warning) turns
+    /// it off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder()
+    ///     .low_hit_ratio(0.8, Duration::from_secs(300))
+    ///     .build()
+    ///     .await?;
+    /// # drop(cache); Ok(()) }
+    /// ```
+    ///
+    /// `build()` refuses a threshold outside `0.0..=1.0` or a zero window.
+    pub fn low_hit_ratio(mut self, threshold: f64, window: Duration) -> Self {
+        self.options.advice = crate::advice::Advice {
+            threshold,
+            window,
+            enabled: true,
+        };
+        self
+    }
+
+    /// No hit-ratio warnings (see [`low_hit_ratio`](Self::low_hit_ratio)).
+    pub fn no_low_hit_ratio_warning(mut self) -> Self {
+        self.options.advice.enabled = false;
+        self
     }
 }

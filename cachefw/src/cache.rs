@@ -17,6 +17,7 @@ use crate::inner::Inner;
 use crate::options::Policy;
 use crate::shape::{ResultOptionShape, ResultShape};
 use crate::stats::Stats;
+use crate::telemetry::meters::{NO_SITE, WriteOp};
 
 /// A cache: a cheap, cloneable handle over one backend (Redis or memory).
 ///
@@ -52,6 +53,9 @@ pub struct Cache {
 /// goes, the handle aborts it, so no task outlives its cache unnoticed.
 pub(crate) struct Handle {
     inner: Arc<Inner>,
+    /// Set by `shutdown`, and closed when the last handle goes: the
+    /// cache's own loops (stream followers, the hot-key flusher) end then.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Handle {
@@ -73,9 +77,15 @@ impl fmt::Debug for Cache {
 
 impl Cache {
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        let (closing, _) = tokio::sync::watch::channel(false);
         Self {
-            handle: Arc::new(Handle { inner }),
+            handle: Arc::new(Handle { inner, closing }),
         }
+    }
+
+    /// Flips to `true` at `shutdown`; closed when the last handle goes.
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.handle.closing.subscribe()
     }
 
     pub(crate) fn from_handle(handle: Arc<Handle>) -> Self {
@@ -153,10 +163,21 @@ impl Cache {
     /// A snapshot of the counters (`Serialize`, e.g. for a status page).
     pub fn stats(&self) -> Stats {
         let pending = u64::try_from(self.inner().pending_evictions()).unwrap_or(u64::MAX);
-        self.inner()
+        let mut stats = self
+            .inner()
             .telemetry()
             .stats()
-            .snapshot(self.inner().backend().breaker_for(), pending)
+            .snapshot(self.inner().backend().breaker_for(), pending);
+        stats.writes = self.inner().telemetry().meters().writes();
+        stats
+    }
+
+    /// Counts `count` writes of `op` made through a `Cache` method, once
+    /// they reached Redis or the journal took them.
+    fn wrote<T>(&self, result: &Result<T, Error>, op: WriteOp, count: u64) {
+        if result.is_ok() {
+            self.inner().telemetry().meters().write(NO_SITE, op, count);
+        }
     }
 
     /// Reads the value at `key`.
@@ -255,9 +276,12 @@ impl Cache {
         ttl: Duration,
     ) -> Result<(), Error> {
         let ttl = Policy::with_ttl(ttl, None, self.inner().defaults()).jittered(ttl);
-        self.inner()
+        let result = self
+            .inner()
             .set_full(&self.inner().keys().full(key), value, ttl)
-            .await
+            .await;
+        self.wrote(&result, WriteOp::Store, 1);
+        result
     }
 
     /// Removes the entry at `key`; `true` if there was one.
@@ -277,9 +301,12 @@ impl Cache {
     ///   The eviction is then pending, as above: the error says that Redis
     ///   has not confirmed it yet, not that it is lost.
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
-        self.inner()
+        let result = self
+            .inner()
             .delete_full(&self.inner().keys().full(key))
-            .await
+            .await;
+        self.wrote(&result, WriteOp::Evict, 1);
+        result
     }
 
     /// [`delete`](Self::delete) for many keys at once, in one round trip per
@@ -294,7 +321,9 @@ impl Cache {
             .iter()
             .map(|key| self.inner().keys().full(key))
             .collect();
-        self.inner().delete_many_full(&fulls).await
+        let result = self.inner().delete_many_full(&fulls).await;
+        self.wrote(&result, WriteOp::Evict, fulls.len() as u64);
+        result
     }
 
     /// The time `key` has left to live: of its TTL itself, not of the
@@ -361,7 +390,9 @@ impl Cache {
     ///   [`delete`](Self::delete).
     pub async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
         let inner = self.inner();
-        inner.evict_prefix_full(&inner.keys().full(prefix)).await
+        let result = inner.evict_prefix_full(&inner.keys().full(prefix)).await;
+        self.wrote(&result, WriteOp::Evict, 1);
+        result
     }
 
     /// Removes every entry of this namespace and version (what
@@ -387,7 +418,9 @@ impl Cache {
     /// [`Error::Timeout`], [`Error::Redis`] or [`Error::PartialEviction`],
     /// as for [`evict_prefix`](Self::evict_prefix).
     pub async fn clear(&self) -> Result<u64, Error> {
-        self.inner().clear().await
+        let result = self.inner().clear().await;
+        self.wrote(&result, WriteOp::Evict, 1);
+        result
     }
 
     /// Cache-aside: returns the value at `key`, or calls `loader`, stores its
@@ -647,8 +680,10 @@ impl Cache {
 
     /// Waits for this cache's background loads (refreshes, revalidations,
     /// loads past their timeout), at most the lease time, and aborts what is
-    /// left then. Dropping the last handle on the cache aborts them at once.
+    /// left then. Stream followers ([`follow_evictions`](Self::follow_evictions))
+    /// stop. Dropping the last handle on the cache aborts them at once.
     pub async fn shutdown(&self) {
+        self.handle.closing.send_replace(true);
         let inner = self.inner();
         inner.background().shutdown(inner.lease_time()).await;
     }

@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     journal: Journal,
     /// Loads the cache finishes on its own, and the fail-safe throttle.
     background: Background,
+    /// The sampled reads behind `Cache::hot_keys`.
+    pub(crate) hot: crate::hot::Hot,
 }
 
 impl Inner {
@@ -53,12 +55,8 @@ impl Inner {
     ) -> Arc<Self> {
         let telemetry = Telemetry::new(
             &settings.namespace,
-            match backend {
-                #[cfg(feature = "memory")]
-                Backend::Memory(_) => Tier::Memory,
-                #[cfg(feature = "redis")]
-                Backend::Redis(_) => Tier::Redis,
-            },
+            settings.advice,
+            Tier::of(backend.name()),
         );
         Arc::new_cyclic(|me: &Weak<Inner>| {
             let journal = Journal::new(settings.journal_capacity);
@@ -74,6 +72,7 @@ impl Inner {
                 telemetry,
                 flights: Flights::default(),
                 background: Background::default(),
+                hot: crate::hot::Hot::default(),
             }
         })
     }
@@ -147,6 +146,7 @@ impl Inner {
     /// What is at `full`: the near tier's copy when it holds one, else the
     /// backend's bytes, offered to the near tier on the way.
     async fn fetch(&self, full: &str) -> Result<Fetched, Error> {
+        self.hot.note(full);
         let Some(near) = &self.near else {
             return Ok(Fetched::Backend(self.backend_get(full).await?));
         };

@@ -110,6 +110,7 @@ pub mod __adapter;
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+mod advice;
 mod aside;
 mod backend;
 mod background;
@@ -123,7 +124,9 @@ mod codec;
 mod command;
 mod error;
 mod flight;
+pub mod follow;
 mod hashed;
+mod hot;
 mod inner;
 mod install;
 mod journal;
@@ -148,6 +151,7 @@ pub mod testing;
 mod ttl;
 mod versioned;
 
+pub use advice::{DEFAULT_HIT_RATIO_WINDOW, DEFAULT_LOW_HIT_RATIO};
 pub use backend::breaker::BreakerState;
 pub use builder::CacheBuilder;
 pub use cache::Cache;

@@ -100,6 +100,8 @@ impl Default for Options {
 /// settings) and what the built cache keeps.
 #[derive(Clone, Debug)]
 pub(crate) struct CacheOptions {
+    /// `low_hit_ratio` / `no_low_hit_ratio_warning` (see `advice.rs`).
+    pub(crate) advice: crate::advice::Advice,
     pub(crate) namespace: String,
     pub(crate) version: u32,
     pub(crate) codec: Codec,
@@ -130,6 +132,7 @@ pub(crate) struct CacheOptions {
 impl Default for CacheOptions {
     fn default() -> Self {
         Self {
+            advice: crate::advice::Advice::default(),
             namespace: DEFAULT_NAMESPACE.to_owned(),
             version: DEFAULT_VERSION,
             codec: Codec::default(),
@@ -164,6 +167,7 @@ impl CacheOptions {
     /// (those that do, `memory_capacity` and the near tier's, are checked by
     /// the builder with it); no I/O. The error names the builder method.
     pub(crate) fn validate(&self) -> Result<(), Error> {
+        self.advice.check()?;
         let defaults = &self.defaults;
         if self.namespace.is_empty() {
             return Err(invalid("namespace", "must not be empty"));

@@ -63,6 +63,11 @@ pub struct Stats {
     /// once: the loads they started anew. Read your writes across
     /// processes costs this many extra loads.
     pub reloads: u64,
+    /// Writes to the cache: values stored (fills, `set`, `#[cache_put]`)
+    /// and evictions (`delete`, `evict_prefix`, `#[cache_evict]`, a
+    /// followed stream's entries). Over the source's writes, the write
+    /// amplification; see also `cachefw_writes_total{op}`.
+    pub writes: u64,
 }
 
 fn seconds<S: serde::Serializer>(duration: &Duration, to: S) -> Result<S::Ok, S::Error> {
@@ -157,6 +162,7 @@ impl Counters {
             near_hits: self.near_hits.load(Ordering::Relaxed),
             breaker_for,
             reloads: self.reloads.load(Ordering::Relaxed),
+            writes: 0,
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::codec::{Decoded, Entry, Meta};
 use crate::error::Error;
 use crate::inner::Inner;
 use crate::journal::Eviction;
+use crate::telemetry::meters::{NO_SITE, WriteOp};
 
 /// How much longer than its entry a version record lives.
 pub const RECORD_MARGIN: Duration = Duration::from_secs(60);
@@ -134,6 +135,12 @@ pub async fn store<T: Serialize + ?Sized>(
     let stored = inner
         .evicting([Eviction::Key(at.entry.clone())], write)
         .await?;
+    let op = if stored == 1 {
+        WriteOp::Store
+    } else {
+        WriteOp::Evict
+    };
+    inner.telemetry().meters().write(NO_SITE, op, 1);
     Ok(match stored {
         1 => Stored::Stored,
         2 => Stored::Conflict,
@@ -168,9 +175,11 @@ pub async fn evict(cache: &Cache, key: &str, version: u64, ttl: Duration) -> Res
     let at = versioned_key(inner, key)?;
     let record_ttl_ms = px(&at, ttl.saturating_add(RECORD_MARGIN))?;
     let write = inner.backend().evict_versioned(&at, version, record_ttl_ms);
-    inner
+    let removed = inner
         .evicting([Eviction::Key(at.entry.clone())], write)
-        .await
+        .await?;
+    inner.telemetry().meters().write(NO_SITE, WriteOp::Evict, 1);
+    Ok(removed)
 }
 
 /// After the write of `version` reached the source: its entry, if the

@@ -37,6 +37,8 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
         quote!((#name, #cql))
     });
     let key_columns: Vec<String> = key_fields.iter().map(|f| cql::ident(&f.name)).collect();
+    let key_column_names: Vec<&String> = key_fields.iter().map(|f| &f.name).collect();
+    let partition_columns = partition_fields.len();
 
     let cql::Statements {
         create_table,
@@ -141,7 +143,14 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
         #vis struct #key { #(#key_decl,)* }
 
         #[doc = #partition_doc]
-        #[derive(Clone, Debug, PartialEq)]
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            #private::serde::Serialize,
+            #private::serde::Deserialize,
+        )]
+        #[serde(crate = "::cachefw_cassandra::__private::serde")]
         #vis struct #partition { #(#partition_decl,)* }
 
         #[doc = #patch_doc]
@@ -197,6 +206,8 @@ pub(crate) fn expand(entity: &Entity) -> TokenStream {
             const WRITE: ::cachefw_cassandra::WriteMode = ::cachefw_cassandra::WriteMode::#write;
             const FIELD_COLUMNS: &'static [(&'static str, &'static str)] = &[#(#field_columns),*];
             const KEY_COLUMNS: &'static [&'static str] = &[#(#key_columns),*];
+            const KEY_COLUMN_NAMES: &'static [&'static str] = &[#(#key_column_names),*];
+            const PARTITION_COLUMNS: usize = #partition_columns;
 
             type Patch = #patch;
             type Counter = #counter_type;

@@ -348,7 +348,15 @@ impl<'a, V> Plan<'a, V> {
                     full,
                     value,
                     ttl,
-                } => cache.inner().put_full(&full, value, ttl).await,
+                } => {
+                    cache.inner().put_full(&full, value, ttl).await;
+                    let meters = cache.inner().telemetry().meters();
+                    meters.write(
+                        crate::telemetry::meters::NO_SITE,
+                        crate::telemetry::meters::WriteOp::Store,
+                        1,
+                    );
+                }
                 Write::Evict { cache, target } => evict(&cache, &target).await,
             }
         }
@@ -383,10 +391,19 @@ impl<V> Drop for Plan<'_, V> {
 /// Evicts `target`. A failure is the cache's to count, log and replay; it
 /// never reaches the caller.
 async fn evict(cache: &Cache, target: &Scope) {
-    let _ = match target {
+    let evicted = match target {
         Scope::Key(full) => cache.inner().delete_full(full).await.map(|_| ()),
-        Scope::Prefix(prefix) => cache.evict_prefix(prefix).await.map(|_| ()),
+        // Counted by `evict_prefix`.
+        Scope::Prefix(prefix) => return drop(cache.evict_prefix(prefix).await),
     };
+    if evicted.is_ok() {
+        let meters = cache.inner().telemetry().meters();
+        meters.write(
+            crate::telemetry::meters::NO_SITE,
+            crate::telemetry::meters::WriteOp::Evict,
+            1,
+        );
+    }
 }
 
 #[cfg(test)]

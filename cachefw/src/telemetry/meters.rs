@@ -16,6 +16,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use metrics::{Counter, Gauge, Histogram, Label, SharedString};
 
+use crate::advice::{Advice, Window};
+
 /// The call-site label of calls through `Cache` methods.
 pub(crate) const NO_SITE: &str = "-";
 
@@ -24,6 +26,17 @@ pub(crate) const NO_SITE: &str = "-";
 pub(crate) enum Tier {
     Redis,
     Memory,
+}
+
+impl Tier {
+    /// The tier of the backend named `backend` (`Backend::name`).
+    pub(crate) fn of(backend: &str) -> Self {
+        if backend == "redis" {
+            Self::Redis
+        } else {
+            Self::Memory
+        }
+    }
 }
 
 /// How a load ended.
@@ -47,6 +60,19 @@ struct Site {
     load_timeout: Counter,
     load_seconds: Histogram,
     stale_served: Counter,
+    stored: Counter,
+    evicted: Counter,
+    /// Hits and reads of the current window, for the hit-ratio advice.
+    window: Window,
+}
+
+/// A write to the cache, for `cachefw_writes_total{op}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteOp {
+    /// A value stored (a fill, a `set`, a `#[cache_put]`).
+    Store,
+    /// An entry (or a prefix) evicted.
+    Evict,
 }
 
 pub(crate) struct Meters {
@@ -58,13 +84,16 @@ pub(crate) struct Meters {
     sites: ArcSwap<Sites>,
     errors: [Counter; 4],
     breaker_open: Gauge,
+    advice: Advice,
+    /// Every write counted by [`write`](Self::write), for `Stats::writes`.
+    writes: std::sync::atomic::AtomicU64,
 }
 
 /// The error kinds of `cachefw_errors_total`.
 const ERROR_KINDS: [&str; 4] = ["timeout", "unavailable", "redis", "decode"];
 
 impl Meters {
-    pub(crate) fn new(namespace: &str, tier: Tier) -> Self {
+    pub(crate) fn new(namespace: &str, advice: Advice, tier: Tier) -> Self {
         let namespace = SharedString::from_owned(namespace.to_owned());
         let errors = ERROR_KINDS.map(|kind| {
             metrics::counter!(
@@ -82,6 +111,8 @@ impl Meters {
             sites: ArcSwap::from_pointee(HashMap::default()),
             errors,
             breaker_open,
+            advice,
+            writes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -134,15 +165,43 @@ impl Meters {
             load_timeout: load("timeout"),
             load_seconds: metrics::histogram!("cachefw_load_seconds", labels(ns, site, &[])),
             stale_served: metrics::counter!("cachefw_stale_served_total", labels(ns, site, &[])),
+            stored: metrics::counter!("cachefw_writes_total", labels(ns, site, &[("op", "store")])),
+            evicted: metrics::counter!(
+                "cachefw_writes_total",
+                labels(ns, site, &[("op", "evict")])
+            ),
+            window: Window::new(),
         }
     }
 
     pub(crate) fn hit(&self, site: &'static str) {
-        self.with_site(site, |site| site.hit.increment(1));
+        self.with_site(site, |site| {
+            site.hit.increment(1);
+            self.judge(site, true);
+        });
     }
 
     pub(crate) fn near_hit(&self, site: &'static str) {
-        self.with_site(site, |site| site.near_hit.increment(1));
+        self.with_site(site, |site| {
+            site.near_hit.increment(1);
+            self.judge(site, true);
+        });
+    }
+
+    /// A read, for the hit-ratio advice.
+    fn judge(&self, site: &Site, hit: bool) {
+        site.window
+            .read(hit, &self.advice, &self.namespace, site.name);
+    }
+
+    /// `count` writes of `op` to the cache.
+    pub(crate) fn write(&self, site: &'static str, op: WriteOp, count: u64) {
+        self.writes
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        self.with_site(site, |site| match op {
+            WriteOp::Store => site.stored.increment(count),
+            WriteOp::Evict => site.evicted.increment(count),
+        });
     }
 
     /// A stale value answered: a hit, and stale.
@@ -150,11 +209,15 @@ impl Meters {
         self.with_site(site, |site| {
             site.hit.increment(1);
             site.stale_served.increment(1);
+            self.judge(site, true);
         });
     }
 
     pub(crate) fn miss(&self, site: &'static str) {
-        self.with_site(site, |site| site.miss.increment(1));
+        self.with_site(site, |site| {
+            site.miss.increment(1);
+            self.judge(site, false);
+        });
     }
 
     pub(crate) fn load(&self, site: &'static str, outcome: LoadOutcome, took: Duration) {
@@ -174,6 +237,11 @@ impl Meters {
         if let Some(at) = ERROR_KINDS.iter().position(|k| *k == kind) {
             self.errors[at].increment(1);
         }
+    }
+
+    /// How many writes [`write`](Self::write) counted.
+    pub(crate) fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn breaker(&self, open: bool) {
@@ -225,7 +293,7 @@ mod tests {
 
     #[test]
     fn two_copies_of_a_site_share_its_handles() {
-        let meters = Meters::new("ns", Tier::Memory);
+        let meters = Meters::new("ns", Advice::default(), Tier::Memory);
         let first: &'static str = Box::leak(String::from("app::get").into_boxed_str());
         let second: &'static str = Box::leak(String::from("app::get").into_boxed_str());
         assert_ne!(first.as_ptr(), second.as_ptr());

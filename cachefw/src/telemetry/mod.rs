@@ -27,10 +27,10 @@ pub(crate) struct Telemetry {
 }
 
 impl Telemetry {
-    pub(crate) fn new(namespace: &str, tier: Tier) -> Self {
+    pub(crate) fn new(namespace: &str, advice: crate::advice::Advice, tier: Tier) -> Self {
         Self {
             stats: Counters::default(),
-            meters: Meters::new(namespace, tier),
+            meters: Meters::new(namespace, advice, tier),
             reporter: Reporter::new(),
         }
     }

@@ -6,6 +6,7 @@
 //! One test binary per area (`tests/README.md`): a new file of this area
 //! joins with one `mod` line below.
 
+mod follow_changes;
 mod hash_layout;
 mod live;
 mod repository;

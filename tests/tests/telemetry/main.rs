@@ -12,6 +12,7 @@
 //! One test binary per area (`tests/README.md`): a new file of this area
 //! joins with one `mod` line below.
 
+mod hit_ratio;
 mod logging;
 mod metrics;
 mod secrets;

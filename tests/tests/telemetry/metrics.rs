@@ -151,6 +151,8 @@ fn assert_bounded_labels(namespace: &str) {
                 "tier" => ["near", "redis", "memory"].contains(&value.as_str()),
                 "outcome" => ["ok", "err", "timeout"].contains(&value.as_str()),
                 "kind" => ["timeout", "unavailable", "redis", "decode"].contains(&value.as_str()),
+                // `cachefw_writes_total` (issue 29).
+                "op" => ["store", "evict"].contains(&value.as_str()),
                 _ => false,
             };
             assert!(allowed, "{name}: label {label}={value:?}");
