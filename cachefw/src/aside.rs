@@ -166,13 +166,6 @@ impl Inner {
         policy: &Policy,
         load: L,
     ) -> S::Output {
-        // A key too long to cache (counted and logged): the loader's answer,
-        // stored nowhere.
-        if self.check_key(full).is_err() {
-            self.count_bypass(policy.site);
-            self.stats().load();
-            return load.start().0.await;
-        }
         let now = now_ms();
         // A failed read was counted and logged; it is served like a miss.
         // When Redis is out, without the lease: the commands that take it

@@ -81,11 +81,6 @@ impl Inner {
         &self,
         fulls: &[String],
     ) -> Result<Vec<Option<T>>, Error> {
-        // A key too long is the caller's mistake, as for `get`: nothing is
-        // read.
-        for full in fulls {
-            self.check_key(full)?;
-        }
         let now = now_ms();
         let mut values = Vec::with_capacity(fulls.len());
         for (full, (found, near)) in fulls.iter().zip(self.read_many(fulls).await) {
@@ -158,9 +153,9 @@ impl Inner {
     }
 
     /// A key a batch does not read from the cache: one with a pending
-    /// eviction, or too long to cache.
+    /// eviction.
     fn skips(&self, full: &str) -> bool {
-        full.len() > self.max_key_len() || self.bypasses(full)
+        self.bypasses(full)
     }
 
     /// The backend's bytes at each of `fulls`; a value larger than
@@ -239,18 +234,12 @@ impl Inner {
             });
         }
         let fulls: Vec<String> = distinct.iter().map(|key| self.keys().full(key)).collect();
-        // A key too long to cache is loaded and stored nowhere, as for a
-        // single call (counted and logged once each).
-        let cacheable: Vec<bool> = fulls
-            .iter()
-            .map(|full| self.check_key(full).is_ok())
-            .collect();
         let now = now_ms();
         let read = self.read_many(&fulls).await;
         // Keys whose read failed for an outage are loaded without the lease:
         // the commands that take it would fail alike. One outage fails a
         // whole group of keys with one error: it is counted once.
-        let mut reachable = cacheable.clone();
+        let mut reachable = vec![true; fulls.len()];
         let mut outage_seen = false;
         let mut hits = 0usize;
         let mut slots: Vec<Option<Slot<'_, T>>> = Vec::with_capacity(fulls.len());
@@ -341,7 +330,7 @@ impl Inner {
             }
             waited
         };
-        let load = self.load_ours::<T, E, F, Fut>(&fulls, distinct.len(), ours, policy, loader);
+        let load = self.load_ours::<T, E, F, Fut>(&fulls, &distinct, ours, policy, loader);
         // Our load publishes (each value once its fill is answered) without
         // waiting on anyone, and waiting on others does not hold it up:
         // overlapping batches cannot deadlock.
@@ -467,7 +456,7 @@ impl Inner {
     async fn load_ours<T, E, F, Fut>(
         &self,
         fulls: &[String],
-        distinct: usize,
+        distinct: &[&str],
         ours: Vec<(usize, Leader<'_>, Option<LeaseGuard>)>,
         policy: &Policy,
         loader: F,
@@ -480,12 +469,11 @@ impl Inner {
         if ours.is_empty() {
             return Ok(Vec::new());
         }
-        let prefix = self.keys().prefix().len();
+        // The keys as given: a long one's full key holds only its digest.
         let wanted: Vec<String> = ours
             .iter()
-            .map(|(at, ..)| fulls[*at][prefix..].to_owned())
+            .map(|(at, ..)| distinct[*at].to_owned())
             .collect();
-        debug_assert!(wanted.len() <= distinct);
         self.stats().load();
         let started = Instant::now();
         let loaded = loader(wanted)
@@ -516,7 +504,7 @@ impl Inner {
         let mut answers = Vec::with_capacity(ours.len());
         let mut writes = Vec::new();
         for (at, leader, guard) in ours {
-            let value = found.remove(&fulls[at][prefix..]);
+            let value = found.remove(distinct[at]);
             let stored = match (&guard, &value) {
                 (Some(_), Some(value)) => self.stored_bytes(&fulls[at], value, policy, delta_ms),
                 _ => None,

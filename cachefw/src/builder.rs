@@ -40,8 +40,9 @@ pub const DEFAULT_MEMORY_CAPACITY: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(3);
 /// The default largest value stored or read: 16 MiB.
 pub const DEFAULT_MAX_VALUE_SIZE: u64 = 16 * 1024 * 1024;
-/// The default longest full key (namespace and version included): 4 KiB.
-pub const DEFAULT_MAX_KEY_LEN: usize = 4 * 1024;
+/// The default longest rendered key stored as it is: 512 bytes. A longer
+/// one is stored under its first 256 bytes, `#` and its hex SHA-256.
+pub const DEFAULT_MAX_KEY_LEN: usize = 512;
 
 /// A secret (a password, a private key) or a blob too long to show:
 /// `Debug` prints neither.
@@ -423,11 +424,13 @@ impl CacheBuilder {
         self
     }
 
-    /// The longest full key (namespace and version included), in bytes
-    /// (default 4 KiB). A longer key is refused with
-    /// [`Error::KeyTooLong`]; [`Cache::get_or_load`] and the macros then
-    /// call the loader without caching, and count it in
-    /// [`Stats::errors`](crate::Stats::errors).
+    /// The longest rendered key (the `{key}` part, without namespace and
+    /// version) stored as it is, in bytes (default 512). A longer key is
+    /// never refused: it is stored under its first 256 bytes (fewer when
+    /// this limit is lower; cut back to a character boundary), `#` and the
+    /// hex SHA-256 of the whole key. `get`, `set`, `delete`, the macros,
+    /// tags and batch reads all render it alike, and `evict_prefix` of a
+    /// prefix within those first bytes still finds it.
     pub fn max_key_len(mut self, bytes: usize) -> Self {
         self.max_key_len = bytes;
         self
@@ -539,15 +542,10 @@ impl CacheBuilder {
         if self.max_value_size == 0 {
             return Err(config("max_value_size", "must be greater than zero"));
         }
-        let prefix = crate::key::Keys::new(&self.namespace, self.version);
-        if self.max_key_len <= prefix.prefix().len() {
+        if self.max_key_len == 0 {
             return Err(config(
                 "max_key_len",
-                format!(
-                    "{} bytes leave no room for a key after the prefix {:?}",
-                    self.max_key_len,
-                    prefix.prefix()
-                ),
+                "must be at least 1 byte: longer keys are stored under their digest",
             ));
         }
         if self.breaker_failures == 0 {

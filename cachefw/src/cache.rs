@@ -171,9 +171,6 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// - [`Error::KeyTooLong`]: the full key is longer than
-    ///   [`max_key_len`](crate::CacheBuilder::max_key_len) (as for every
-    ///   operation on a key); nothing was read.
     /// - Over Redis only: [`Error::Unavailable`] while the circuit breaker
     ///   is open after repeated failures (Redis is not asked),
     ///   [`Error::Timeout`] when Redis did not answer within the
@@ -229,7 +226,6 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// - [`Error::KeyTooLong`], as for [`get`](Self::get).
     /// - [`Error::InvalidTtl`]: a TTL under a millisecond or beyond what
     ///   Redis stores.
     /// - [`Error::Encode`]: `value` does not serialize with the codec.
@@ -263,7 +259,6 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// - [`Error::KeyTooLong`], as for [`get`](Self::get).
     /// - Over Redis only: [`Error::Unavailable`] while the breaker is open,
     ///   [`Error::Timeout`], [`Error::Redis`], as for [`get`](Self::get).
     ///   The eviction is then pending, as above: the error says that Redis
@@ -295,13 +290,12 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::KeyTooLong`]; over Redis, [`Error::Unavailable`] while the
+    /// Over Redis, [`Error::Unavailable`] while the
     /// breaker is open, [`Error::Timeout`] or [`Error::Redis`]: as for
     /// [`get`](Self::get).
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         let inner = self.inner();
         let full = inner.keys().full(key);
-        inner.check_key(&full)?;
         if inner.bypasses(&full) {
             return Ok(None);
         }
@@ -343,8 +337,6 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// - [`Error::KeyTooLong`]: the full prefix is longer than
-    ///   [`max_key_len`](crate::CacheBuilder::max_key_len).
     /// - Over Redis only: [`Error::Unavailable`] while the breaker is open,
     ///   [`Error::Timeout`] or [`Error::Redis`] when Redis fails part-way
     ///   (entries removed before the failure stay removed);
@@ -353,7 +345,9 @@ impl Cache {
     ///   [`delete`](Self::delete).
     pub async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
         let inner = self.inner();
-        inner.evict_prefix_full(&inner.keys().full(prefix)).await
+        inner
+            .evict_prefix_full(&inner.keys().prefixed(prefix))
+            .await
     }
 
     /// Removes every entry of this namespace and version (what
@@ -404,8 +398,7 @@ impl Cache {
     ///
     /// Only the loader's own error. A cache failure (any error
     /// [`get`](Self::get) or [`set`](Self::set) would return, such as
-    /// [`Error::Unavailable`] while the breaker is open, or
-    /// [`Error::KeyTooLong`]) is counted in [`Stats::errors`] and logged,
+    /// [`Error::Unavailable`] while the breaker is open) is counted in [`Stats::errors`] and logged,
     /// and the loader's value is returned.
     pub async fn get_or_load<T, E, F, Fut>(
         &self,
@@ -543,8 +536,6 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// - [`Error::KeyTooLong`]: a full key is longer than
-    ///   [`max_key_len`](crate::CacheBuilder::max_key_len); nothing was read.
     /// - Over Redis only: [`Error::Unavailable`] while the breaker is open,
     ///   [`Error::Timeout`] or [`Error::Redis`] when Redis fails for any of
     ///   the keys, as for [`get`](Self::get).
@@ -585,9 +576,7 @@ impl Cache {
     /// - The result is aligned with `keys` (a key given twice appears twice).
     /// - Redis down: every key goes to the loader, and its values are
     ///   returned; the outage is counted once per batch in
-    ///   [`Stats::errors`], not once per key. A key longer than
-    ///   [`max_key_len`](crate::CacheBuilder::max_key_len) is loaded and
-    ///   stored nowhere, as by [`get_or_load`](Self::get_or_load).
+    ///   [`Stats::errors`], not once per key.
     /// - The freshness options of the builder apply to the values stored
     ///   (the entry is kept for `ttl` plus the stale windows), but a batch
     ///   serves no stale value and has no `load_timeout`: an entry past its

@@ -58,7 +58,7 @@ pub(crate) struct Settings {
     pub(crate) journal_capacity: usize,
     /// The largest encoded value stored or read.
     pub(crate) max_value_size: u64,
-    /// The longest full key.
+    /// The longest rendered key stored as it is (longer ones are hashed).
     pub(crate) max_key_len: usize,
 }
 
@@ -124,7 +124,7 @@ impl Inner {
         );
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
-            keys: Keys::new(&settings.namespace, settings.version),
+            keys: Keys::with_limit(&settings.namespace, settings.version, settings.max_key_len),
             journal: Journal::new(settings.journal_capacity),
             backend,
             near,
@@ -162,10 +162,6 @@ impl Inner {
 
     pub(crate) fn defaults(&self) -> Defaults {
         self.settings.defaults
-    }
-
-    pub(crate) fn max_key_len(&self) -> usize {
-        self.settings.max_key_len
     }
 
     pub(crate) fn lease_time(&self) -> Duration {
@@ -300,17 +296,6 @@ impl Inner {
         }
     }
 
-    /// Refuses a full key longer than the limit: the error is counted and
-    /// logged here, and returned.
-    pub(crate) fn check_key(&self, full: &str) -> Result<(), Error> {
-        if full.len() <= self.settings.max_key_len {
-            return Ok(());
-        }
-        let error = Error::key_too_long(full, self.settings.max_key_len);
-        self.failure(&error);
-        Err(error)
-    }
-
     /// Refuses encoded bytes larger than the limit: the error is counted
     /// and logged here, and returned.
     pub(crate) fn check_size(&self, full: &str, bytes: &[u8]) -> Result<(), Error> {
@@ -343,7 +328,6 @@ impl Inner {
         &self,
         full: &str,
     ) -> Result<Option<(Decoded<T>, bool)>, Error> {
-        self.check_key(full)?;
         if self.bypasses(full) {
             return Ok(None);
         }
@@ -360,7 +344,6 @@ impl Inner {
         &self,
         full: &str,
     ) -> Result<Option<(Decoded<T>, bool)>, Error> {
-        self.check_key(full)?;
         if self.bypasses(full) {
             return Ok(None);
         }
@@ -546,7 +529,6 @@ impl Inner {
         value: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
-        self.check_key(full)?;
         let encoded = crate::ttl::millis(ttl)
             .ok_or_else(|| Error::InvalidTtl {
                 key: full.to_owned(),
@@ -589,7 +571,6 @@ impl Inner {
     /// Removes the entry at a full key, and with it any lease: a load that
     /// began before cannot fill it, and later callers start a new load.
     pub(crate) async fn delete_full(&self, full: &str) -> Result<bool, Error> {
-        self.check_key(full)?;
         let write = self.backend.delete(full);
         self.evicting([Target::Key(full.to_owned())], write).await
     }
@@ -597,9 +578,6 @@ impl Inner {
     /// [`delete_full`](Self::delete_full) for many keys, in one round trip
     /// per batch; how many existed.
     pub(crate) async fn delete_many_full(&self, fulls: &[String]) -> Result<u64, Error> {
-        for full in fulls {
-            self.check_key(full)?;
-        }
         let targets = fulls.iter().map(|full| Target::Key(full.clone()));
         self.evicting(targets, self.backend.delete_many(fulls))
             .await
@@ -607,7 +585,6 @@ impl Inner {
 
     /// Removes every entry under a full key prefix.
     pub(crate) async fn evict_prefix_full(&self, prefix: &str) -> Result<u64, Error> {
-        self.check_key(prefix)?;
         let write = self.backend.evict_prefix(prefix);
         self.evicting([Target::Prefix(prefix.to_owned())], write)
             .await

@@ -13,6 +13,7 @@ mod evict_prefix;
 mod freshness;
 mod get_or_load;
 mod invalidation;
+mod long_keys;
 mod operations;
 mod stampede;
 mod stored_values;
