@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::clock::{millis, now_ms};
+use crate::codec::extended;
 use crate::codec::{Codec, Decoded, Entry, Meta};
 use crate::flight::{Join, Leader, Outcome};
 use crate::inner::Inner;
@@ -295,7 +296,13 @@ impl Inner {
         self.stats().refresh();
         match load.detach() {
             Ok(spawn) => {
-                spawn(self, full.to_owned(), *policy, Holder::Claim(claim), None);
+                spawn(
+                    self,
+                    full.to_owned(),
+                    policy.clone(),
+                    Holder::Claim(claim),
+                    None,
+                );
                 current
             }
             Err(load) => {
@@ -451,7 +458,7 @@ impl Inner {
         match load.detach() {
             Ok(spawn) => {
                 let (sender, receiver) = oneshot::channel();
-                spawn(self, full.to_owned(), *policy, holder, Some(sender));
+                spawn(self, full.to_owned(), policy.clone(), holder, Some(sender));
                 tokio::time::timeout(timeout, receiver).await.ok()?.ok()
             }
             Err(load) => {
@@ -485,8 +492,11 @@ impl Inner {
         loop {
             match lease::claim(self, full, over.as_ref()).await {
                 Claim::Found(bytes) => {
-                    if let Ok(decoded) = self.codec().decode::<S::Value>(&bytes)
+                    if let Ok(decoded) = self
+                        .codec()
+                        .decode::<S::Value>(&bytes, self.max_value_size())
                         && decoded.meta.expires_ms > now_ms()
+                        && self.tags_hold(&bytes).await.unwrap_or(false)
                         && let Some(output) = S::from_entry(decoded.entry.clone())
                     {
                         if let Some(leader) = leader {
@@ -623,7 +633,7 @@ impl Inner {
             delta_ms,
         };
         let bytes = match value {
-            Some(value) => match self.encode(full, value, meta) {
+            Some(value) => match self.encode(full, value, meta, policy.tags.as_deref()) {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     // Nobody sees this error but the log: count it like the
@@ -632,7 +642,7 @@ impl Inner {
                     return None;
                 }
             },
-            None => Codec::encode_absent(meta),
+            None => extended::build(Codec::encode_absent(meta), policy.tags.as_deref(), 0),
         };
         // Larger than the limit: not stored (counted and logged there).
         self.check_size(full, &bytes).ok()?;

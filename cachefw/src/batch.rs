@@ -168,6 +168,14 @@ impl Inner {
                 self.failure(error);
                 *read = Ok(None);
             }
+            // A tagged entry whose tags no longer hold is a miss.
+            if let Ok(Some(bytes)) = read {
+                match self.tags_hold(bytes).await {
+                    Ok(true) => {}
+                    Ok(false) => *read = Ok(None),
+                    Err(error) => *read = Err(error),
+                }
+            }
         }
         found
     }
@@ -175,7 +183,7 @@ impl Inner {
     /// The value in `bytes` if it decodes as `T` and is within its TTL; a
     /// bad entry is counted and logged.
     fn fresh<T: DeserializeOwned>(&self, full: &str, bytes: &[u8], now: u64) -> Option<T> {
-        match self.codec().decode::<T>(bytes) {
+        match self.codec().decode::<T>(bytes, self.max_value_size()) {
             Ok(decoded) if decoded.meta.expires_ms > now => match decoded.entry {
                 Entry::Value(value) => Some(value),
                 Entry::Absent | Entry::Leased => None,
@@ -577,7 +585,7 @@ impl Inner {
             expires_ms: now_ms().saturating_add(crate::clock::millis(ttl)),
             delta_ms,
         };
-        match self.encode(full, value, meta) {
+        match self.encode(full, value, meta, None) {
             // Larger than the limit: not stored (counted and logged there).
             Ok(bytes) => self
                 .check_size(full, &bytes)

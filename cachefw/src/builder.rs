@@ -43,6 +43,8 @@ pub const DEFAULT_MAX_VALUE_SIZE: u64 = 16 * 1024 * 1024;
 /// The default longest rendered key stored as it is: 512 bytes. A longer
 /// one is stored under its first 256 bytes, `#` and its hex SHA-256.
 pub const DEFAULT_MAX_KEY_LEN: usize = 512;
+/// The default size past which encoded values are stored compressed: 4 KiB.
+pub const DEFAULT_COMPRESS_ABOVE: u64 = 4 * 1024;
 
 /// A secret (a password, a private key) or a blob too long to show:
 /// `Debug` prints neither.
@@ -109,6 +111,7 @@ pub struct CacheBuilder {
     client_cert: Option<Redacted<(Vec<u8>, Vec<u8>)>>,
     credentials: Option<(String, Redacted<String>)>,
     max_value_size: u64,
+    compress_above: u64,
     max_key_len: usize,
     breaker_failures: u32,
     breaker_probe_interval: Duration,
@@ -172,6 +175,7 @@ impl Default for CacheBuilder {
             client_cert: None,
             credentials: None,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            compress_above: DEFAULT_COMPRESS_ABOVE,
             max_key_len: DEFAULT_MAX_KEY_LEN,
             breaker_failures: DEFAULT_BREAKER_FAILURES,
             breaker_probe_interval: DEFAULT_BREAKER_PROBE_INTERVAL,
@@ -421,6 +425,26 @@ impl CacheBuilder {
     /// Redis sends at most one byte past the limit.
     pub fn max_value_size(mut self, bytes: u64) -> Self {
         self.max_value_size = bytes;
+        self
+    }
+
+    /// Encoded values larger than this many bytes are stored compressed
+    /// (LZ4, `lz4_flex`), when that saves space (default 4 KiB; 0: never).
+    /// Each entry's header says whether it is compressed, so entries of
+    /// both kinds are read whatever this says. `max_value_size` bounds the
+    /// value before compression when storing, and the decompressed size
+    /// when reading: an entry that claims to inflate past it is a miss,
+    /// never allocated.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().compress_above(16 * 1024).build().await?;
+    /// # let _ = cache;
+    /// # Ok(()) }
+    /// ```
+    pub fn compress_above(mut self, bytes: u64) -> Self {
+        self.compress_above = bytes;
         self
     }
 
@@ -699,6 +723,7 @@ impl CacheBuilder {
                 lease_time: self.lease_time,
                 journal_capacity: self.journal_capacity,
                 max_value_size: self.max_value_size,
+                compress_above: self.compress_above,
                 max_key_len: self.max_key_len,
             },
         )))

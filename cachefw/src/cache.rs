@@ -244,7 +244,7 @@ impl Cache {
     ) -> Result<(), Error> {
         let ttl = Policy::with_ttl(ttl, None, self.inner().defaults()).jittered(ttl);
         self.inner()
-            .set_full(&self.inner().keys().full(key), value, ttl)
+            .set_full(&self.inner().keys().full(key), value, ttl, None)
             .await
     }
 
@@ -416,6 +416,101 @@ impl Cache {
         self.inner()
             .through::<ResultShape<T, E>, _>(&full, &policy, Borrowed(loader, |_: &T| false))
             .await
+    }
+
+    /// [`get_or_load`](Self::get_or_load) of an entry that carries `tags`:
+    /// [`evict_tag`](Self::evict_tag) of any of them makes it a miss, in
+    /// every process.
+    ///
+    /// A hit costs one round trip: the entry and its tags' tokens are read
+    /// together (on a Redis Cluster, where the tags' keys may live on other
+    /// nodes, they are read alongside). A load that began before an
+    /// `evict_tag` of one of its tags stores an entry that is a miss
+    /// afterwards (no stale fill across a tag). Tagged entries are not
+    /// kept in the near tier. While an eviction of one of its tags waits for
+    /// Redis (see [`evict_tag`](Self::evict_tag)), the call bypasses Redis:
+    /// its value is loaded and not stored.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().build().await?;
+    /// let ttl = Duration::from_secs(600);
+    /// let load = || async { Ok::<_, std::io::Error>(vec![1u64, 2]) };
+    /// let orders = cache.get_or_load_tagged("orders:42", ttl, &["user:42"], load).await;
+    /// assert_eq!(orders.ok(), Some(vec![1, 2]));
+    /// cache.evict_tag("user:42").await?;
+    /// assert_eq!(cache.get::<Vec<u64>>("orders:42").await?, None);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only the loader's own error, as for [`get_or_load`](Self::get_or_load).
+    pub async fn get_or_load_tagged<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[&str],
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let policy = Policy::with_ttl(ttl, None, self.inner().defaults());
+        let full = self.inner().keys().full(key);
+        let load = Borrowed(loader, |_: &T| false);
+        crate::tags::through::<ResultShape<T, E>, _>(self.inner(), &full, policy, tags, load).await
+    }
+
+    /// [`set`](Self::set) of an entry that carries `tags`: an
+    /// [`evict_tag`](Self::evict_tag) of any of them makes it a miss.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); and when the tags' tokens cannot be read
+    /// (Redis failing), that error, with the old entry evicted.
+    pub async fn set_tagged<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+        tags: &[&str],
+    ) -> Result<(), Error> {
+        let ttl = Policy::with_ttl(ttl, None, self.inner().defaults()).jittered(ttl);
+        let full = self.inner().keys().full(key);
+        crate::tags::set(self.inner(), &full, value, ttl, tags).await
+    }
+
+    /// Makes every entry stored with `tag` (by
+    /// [`set_tagged`](Self::set_tagged),
+    /// [`get_or_load_tagged`](Self::get_or_load_tagged) or the macros'
+    /// `tags = [...]`) before this call a miss, for every `Cache` of this
+    /// namespace and version in any process, and drops nothing else.
+    ///
+    /// It costs one `DEL` of the tag's token, however many entries carry
+    /// the tag: no key is scanned, and the entries themselves expire by
+    /// their TTL (or are replaced by the next load). A load that began
+    /// before it stores nothing readable under the tag afterwards.
+    ///
+    /// Tags or [`evict_prefix`](Self::evict_prefix)? A prefix eviction
+    /// `SCAN`s the whole keyspace and deletes what matches: it needs every
+    /// related key to share a prefix, costs time in proportion to the
+    /// namespace, and suits rare, administrative evictions. A tag groups
+    /// entries whatever their keys, and evicts them in constant time, for
+    /// one small key read per tagged hit (in the same round trip).
+    ///
+    /// # Errors
+    ///
+    /// As [`delete`](Self::delete): over Redis, [`Error::Unavailable`],
+    /// [`Error::Timeout`] or [`Error::Redis`] when Redis did not confirm
+    /// it. The eviction is then kept and replayed when Redis answers, and
+    /// until then reads of entries carrying the tag bypass Redis.
+    pub async fn evict_tag(&self, tag: &str) -> Result<(), Error> {
+        crate::tags::evict(self.inner(), tag).await
     }
 
     /// [`get_or_load`](Self::get_or_load) for a source that may have no

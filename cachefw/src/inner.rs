@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::backend::Backend;
 use crate::backend::breaker::BreakerState;
 use crate::clock::now_ms;
+use crate::codec::extended::{self, Stamp};
 use crate::codec::{Codec, Decoded, Meta};
 use crate::error::Error;
 use crate::flight::Flights;
@@ -60,6 +61,8 @@ pub(crate) struct Settings {
     pub(crate) max_value_size: u64,
     /// The longest rendered key stored as it is (longer ones are hashed).
     pub(crate) max_key_len: usize,
+    /// Encoded values longer than this are stored compressed (0: never).
+    pub(crate) compress_above: u64,
 }
 
 pub(crate) struct Inner {
@@ -162,6 +165,10 @@ impl Inner {
 
     pub(crate) fn defaults(&self) -> Defaults {
         self.settings.defaults
+    }
+
+    pub(crate) fn max_value_size(&self) -> u64 {
+        self.settings.max_value_size
     }
 
     pub(crate) fn lease_time(&self) -> Duration {
@@ -333,6 +340,7 @@ impl Inner {
         }
         Ok(match self.fetch(full).await? {
             Fetched::Near(held) => self.decode(full, &held.bytes).map(|d| (d, true)),
+            Fetched::Backend(Some(bytes)) if !self.tags_hold(&bytes).await? => None,
             Fetched::Backend(Some(bytes)) => self.decode(full, &bytes).map(|d| (d, false)),
             Fetched::Backend(None) => None,
         })
@@ -366,6 +374,7 @@ impl Inner {
                 }
                 decoded.map(|d| (d, true))
             }
+            Fetched::Backend(Some(bytes)) if !self.tags_hold(&bytes).await? => None,
             Fetched::Backend(Some(bytes)) => self.decode(full, &bytes).map(|d| (d, false)),
             Fetched::Backend(None) => None,
         })
@@ -373,7 +382,11 @@ impl Inner {
 
     /// `bytes` decoded; a bad entry is reported and reads as missing.
     fn decode<T: DeserializeOwned>(&self, full: &str, bytes: &[u8]) -> Option<Decoded<T>> {
-        match self.settings.codec.decode(bytes) {
+        match self
+            .settings
+            .codec
+            .decode(bytes, self.settings.max_value_size)
+        {
             Ok(decoded) => Some(decoded),
             Err(reason) => {
                 self.failure(&Error::Decode {
@@ -385,21 +398,29 @@ impl Inner {
         }
     }
 
-    /// The bytes that store `value`: header, metadata and payload.
+    /// The bytes that store `value`: header, metadata (and `stamp`, its
+    /// tags), payload, compressed past `compress_above`. An encoding over
+    /// `max_value_size` stays as it is, for `check_size` to refuse.
     pub(crate) fn encode<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
         meta: Meta,
+        stamp: Option<&Stamp>,
     ) -> Result<Vec<u8>, Error> {
-        self.settings
+        let plain = self
+            .settings
             .codec
             .encode(value, meta)
             .map_err(|reason| Error::Encode {
                 key: full.to_owned(),
                 codec: self.settings.codec,
                 reason,
-            })
+            })?;
+        if plain.len() as u64 > self.settings.max_value_size {
+            return Ok(plain);
+        }
+        Ok(extended::build(plain, stamp, self.settings.compress_above))
     }
 
     /// Runs `task` as the cache's own background work: it is aborted when
@@ -523,11 +544,13 @@ impl Inner {
     /// cannot be stored (it does not encode, the TTL is invalid), must not
     /// leave the old entry there: it is then evicted (at once, or as soon as
     /// Redis answers). A backend failure is counted and logged.
+    /// The entry carries `stamp`'s tags, if given.
     pub(crate) async fn set_full<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
         ttl: Duration,
+        stamp: Option<&Stamp>,
     ) -> Result<(), Error> {
         let encoded = crate::ttl::millis(ttl)
             .ok_or_else(|| Error::InvalidTtl {
@@ -539,7 +562,7 @@ impl Inner {
                     expires_ms: now_ms().saturating_add(ttl_ms),
                     delta_ms: 0,
                 };
-                Ok((self.encode(full, value, meta)?, ttl_ms))
+                Ok((self.encode(full, value, meta, stamp)?, ttl_ms))
             })
             .and_then(|(bytes, ttl_ms)| {
                 self.check_size(full, &bytes)?;
@@ -561,7 +584,7 @@ impl Inner {
     /// [`set_full`](Self::set_full) for a `#[cache_put]`: every failure is
     /// counted and logged, none returned.
     pub(crate) async fn put_full<V: Serialize>(&self, full: &str, value: &V, ttl: Duration) {
-        if let Err(error) = self.set_full(full, value, ttl).await
+        if let Err(error) = self.set_full(full, value, ttl, None).await
             && !error.is_counted()
         {
             self.failure(&error);

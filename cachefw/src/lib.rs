@@ -103,6 +103,7 @@ mod slots;
 #[doc = include_str!("../docs/spring.md")]
 pub mod spring {}
 mod stats;
+mod tags;
 #[cfg(all(feature = "testing", unix))]
 pub mod testing;
 mod ttl;
@@ -113,8 +114,9 @@ pub use backend::breaker::{
     DEFAULT_BREAKER_PROBE_INTERVAL,
 };
 pub use builder::{
-    CacheBuilder, DEFAULT_LEASE_TIME, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_SIZE,
-    DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, DEFAULT_TTL,
+    CacheBuilder, DEFAULT_COMPRESS_ABOVE, DEFAULT_LEASE_TIME, DEFAULT_MAX_KEY_LEN,
+    DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT,
+    DEFAULT_TTL,
 };
 pub use cache::Cache;
 pub use codec::Codec;

@@ -62,7 +62,7 @@ pub(crate) struct Defaults {
 }
 
 /// How one call treats its key, resolved once.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Policy {
     /// For a value.
     pub(crate) ttl: Duration,
@@ -80,6 +80,9 @@ pub(crate) struct Policy {
     /// The call site, for metrics and traces: an annotated function's
     /// path, or `"-"`.
     pub(crate) site: &'static str,
+    /// The tags the stored entry carries, with their tokens from before
+    /// the load (see `tags/`); `None`: untagged.
+    pub(crate) tags: Option<std::sync::Arc<crate::codec::extended::Stamp>>,
 }
 
 /// The beta `refresh_ahead = true` means when the builder sets none.
@@ -105,6 +108,7 @@ impl Policy {
             load_timeout: options.load_timeout.or(defaults.load_timeout),
             fail_safe_throttle: defaults.fail_safe_throttle,
             site: options.site,
+            tags: None,
         }
     }
 

@@ -17,4 +17,5 @@ mod long_keys;
 mod operations;
 mod stampede;
 mod stored_values;
+mod tags;
 mod versioned;
