@@ -89,11 +89,6 @@ impl Cache {
         &self.handle.inner
     }
 
-    /// The full key whose user part `render` appends, in one allocation.
-    pub(crate) fn render_key(&self, capacity: usize, render: impl FnOnce(&mut String)) -> String {
-        self.inner().keys().render(capacity, render)
-    }
-
     /// The namespace, the first part of every key.
     pub fn namespace(&self) -> &str {
         self.inner().namespace()

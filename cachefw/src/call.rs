@@ -143,12 +143,22 @@ impl Call {
     ) -> Self {
         let mut holes = Vec::new();
         let key = match &cache {
-            Some(cache) => cache.render_key(capacity, |buf| {
-                render(&mut KeyWriter {
-                    buf,
-                    holes: &mut holes,
+            Some(cache) => {
+                let keys = cache.inner().keys();
+                let whole = keys.render_whole(capacity, |buf| {
+                    render(&mut KeyWriter {
+                        buf,
+                        holes: &mut holes,
+                    });
                 });
-            }),
+                // A key with `<result>` parts gets its digest, if long,
+                // once they are in (see `writes.rs`).
+                if holes.is_empty() {
+                    keys.shorten(whole)
+                } else {
+                    whole
+                }
+            }
             None => String::new(),
         };
         Self {

@@ -68,15 +68,23 @@ impl Keys {
     /// The full key whose user part `render` appends to the prefix: one
     /// allocation when `capacity` covers the user part.
     pub(crate) fn render(&self, capacity: usize, render: impl FnOnce(&mut String)) -> String {
+        self.shorten(self.render_whole(capacity, render))
+    }
+
+    /// [`render`](Self::render) without the digest of a long key, for a
+    /// key completed later (its `<result>` parts), then [`shorten`]ed.
+    ///
+    /// [`shorten`]: Self::shorten
+    pub(crate) fn render_whole(&self, capacity: usize, render: impl FnOnce(&mut String)) -> String {
         let mut full = String::with_capacity(self.prefix.len() + capacity);
         full.push_str(&self.prefix);
         render(&mut full);
-        self.shorten(full)
+        full
     }
 
     /// `full` as it is, or, when its rendered part is longer than the
     /// limit, that part's head, `#` and the hex SHA-256 of the whole part.
-    fn shorten(&self, mut full: String) -> String {
+    pub(crate) fn shorten(&self, mut full: String) -> String {
         let start = self.prefix.len();
         if full.len() - start <= self.long {
             return full;

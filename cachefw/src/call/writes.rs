@@ -172,6 +172,7 @@ where
                 else {
                     return;
                 };
+                let full = cache.inner().keys().shorten(full);
                 let policy = Policy::resolve(&options, cache.inner().defaults());
                 let ttl = policy.jittered(policy.ttl);
                 plan.push(Write::Put {
@@ -236,7 +237,10 @@ where
             let Returned::Value(value) = S::returned(output) else {
                 return;
             };
-            complete(target, &holes, |writer| key(writer, value))
+            match complete(target, &holes, |writer| key(writer, value)) {
+                Target::Key(full) => Target::Key(cache.inner().keys().shorten(full)),
+                prefix => prefix,
+            }
         };
         plan.push(Write::Evict { cache, target });
     }
@@ -571,7 +575,7 @@ mod tests {
         let mut plan = Plan::default();
         plan.push(Write::Put {
             cache: cache.clone(),
-            full: cache.render_key(1, |k| k.push('a')),
+            full: cache.inner().keys().render(1, |k| k.push('a')),
             value: &value,
             ttl: MINUTE,
         });

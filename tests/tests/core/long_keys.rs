@@ -6,7 +6,7 @@ use cachefw_tests::fixtures as common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use cachefw::{Cache, cache_evict, cacheable};
+use cachefw::{Cache, cache_evict, cache_put, cacheable};
 use cachefw_tests::RedisServer;
 use common::{MINUTE, SourceDown};
 
@@ -22,6 +22,32 @@ async fn document(cache: &Cache, path: &str) -> Result<usize, SourceDown> {
 async fn forget(cache: &Cache, path: &str) -> Result<(), SourceDown> {
     let _ = (cache, path);
     Ok(())
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Doc {
+    path: String,
+}
+
+/// A key completed from the result gets its digest once complete.
+#[cache_put(key = "doc:<result.path>", ttl = "10m", cache = cache)]
+async fn save(cache: &Cache, path: String) -> Result<Doc, SourceDown> {
+    let _ = cache;
+    Ok(Doc { path })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_key_completed_from_the_result_reaches_the_same_entry() {
+    let redis = RedisServer::start();
+    let cache = common::redis_cache(&redis, "lkr").await;
+    let path = "q/".repeat(400);
+    save(&cache, path.clone()).await.expect("saved");
+    let key = format!("doc:{path}");
+    assert_eq!(redis.keys(), [cache.full_key(&key)]);
+    assert_eq!(
+        cache.get::<Doc>(&key).await.expect("reads"),
+        Some(Doc { path })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
