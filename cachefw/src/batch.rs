@@ -183,10 +183,22 @@ impl Inner {
     /// The value in `bytes` if it decodes as `T` and is within its TTL; a
     /// bad entry is counted and logged.
     fn fresh<T: DeserializeOwned>(&self, full: &str, bytes: &[u8], now: u64) -> Option<T> {
+        self.fresh_entry(full, bytes, now).flatten()
+    }
+
+    /// [`fresh`](Self::fresh), with an entry cached as "none" (`cache_none`)
+    /// read as `Some(None)`: an answer, not a miss.
+    fn fresh_entry<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        bytes: &[u8],
+        now: u64,
+    ) -> Option<Option<T>> {
         match self.codec().decode::<T>(bytes, self.max_value_size()) {
             Ok(decoded) if decoded.meta.expires_ms > now => match decoded.entry {
-                Entry::Value(value) => Some(value),
-                Entry::Absent | Entry::Leased => None,
+                Entry::Value(value) => Some(Some(value)),
+                Entry::Absent => Some(None),
+                Entry::Leased => None,
             },
             Ok(_) => None,
             Err(reason) => {
@@ -268,10 +280,11 @@ impl Inner {
                     }
                 },
             };
-            if let Some(value) = bytes.and_then(|bytes| self.fresh::<T>(full, &bytes, now)) {
+            // A cached "none" is a hit too: `None`, not given to the loader.
+            if let Some(value) = bytes.and_then(|bytes| self.fresh_entry::<T>(full, &bytes, now)) {
                 self.count_hit(policy.site, near);
                 hits += 1;
-                slots.push(Some(Slot::Done(Some(value))));
+                slots.push(Some(Slot::Done(value)));
                 continue;
             }
             self.count_miss(policy.site);

@@ -7,6 +7,7 @@
 //! joins with one `mod` line below.
 
 mod batch;
+mod batch_keys;
 mod build;
 mod cancellation;
 mod evict_prefix;
