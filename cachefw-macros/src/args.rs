@@ -177,6 +177,7 @@ arguments! {
     StaleWhileRevalidate stale_while_revalidate(stale_while_revalidate): Ttl => [Cacheable];
     StaleIfError stale_if_error(stale_if_error): Ttl => [Cacheable];
     LoadTimeout load_timeout(load_timeout): Ttl => [Cacheable];
+    Tags tags(tags): TagList => [Cacheable, Put, Evict];
 }
 
 /// A value an argument takes, read from the expression after `name =`.
@@ -225,6 +226,34 @@ impl FromArg for KeyText {
 
     fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
         string(expr).map(|lit| Ok(Self(lit.clone())))
+    }
+}
+
+/// `tags = ["user:<user_id>", "orders"]`: tag templates as written; their
+/// placeholders are checked as a key's once the parameters are known.
+pub(crate) struct TagList(pub(crate) Vec<LitStr>);
+
+impl FromArg for TagList {
+    const EXPECTED: &'static str = "an array of string literals with `<param>` placeholders, \
+         such as `[\"user:<user_id>\", \"orders\"]`";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        let Expr::Array(array) = expr else {
+            return None;
+        };
+        let mut tags = Vec::with_capacity(array.elems.len());
+        for elem in &array.elems {
+            match string(elem) {
+                Some(lit) => tags.push(lit.clone()),
+                None => {
+                    return Some(Err(syn::Error::new_spanned(
+                        elem,
+                        "a tag is a string literal, such as `\"user:<user_id>\"`",
+                    )));
+                }
+            }
+        }
+        Some(Ok(Self(tags)))
     }
 }
 
@@ -539,9 +568,9 @@ impl Args {
                     ));
                 }
             }
-            (Kind::Evict, false, false) => errors.push(syn::Error::new(
+            (Kind::Evict, false, false) if !given.contains(&Name::Tags) => errors.push(syn::Error::new(
                 span,
-                "#[cache_evict] needs `key = \"…\"` (one entry) or `prefix = \"…\"` (every entry whose key starts with it)",
+                "#[cache_evict] needs `key = \"…\"` (one entry), `prefix = \"…\"` (every entry whose key starts with it) or `tags = [\"…\"]` (every entry carrying one of them)",
             )),
             (Kind::Cacheable | Kind::Put, false, _) => errors.push(syn::Error::new(
                 span,

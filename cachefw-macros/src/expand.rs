@@ -203,6 +203,7 @@ pub(crate) fn new_call(
     kind: Kind,
     args: &Args,
     template: &Template,
+    tags: &[Template],
     name: &Ident,
 ) -> TokenStream {
     let writer = Ident::new("__cachefw_key", Span::mixed_site());
@@ -215,8 +216,15 @@ pub(crate) fn new_call(
     } else {
         quote!(key)
     };
+    let tags = tags.iter().map(|tag| {
+        let render = tag.render(&writer);
+        let capacity = tag.capacity();
+        quote!(.tag(#capacity, |#writer| { #render }))
+    });
+    // An eviction of tags alone has no key to evict.
+    let keyless = (args.key.is_none() && args.prefix.is_none()).then(|| quote!(.keyless()));
     let call = quote! {
-        #private::Call::#constructor(#cache, #capacity, |#writer| { #render })
+        #private::Call::#constructor(#cache, #capacity, |#writer| { #render }) #(#tags)* #keyless
     };
     match &args.condition {
         // The `bool` is spanned on the expression, where a mismatch is
@@ -231,6 +239,35 @@ pub(crate) fn new_call(
         }
         None => call,
     }
+}
+
+/// The checked templates of `tags = [...]` (none when not given); `None`
+/// after reporting an error. Tags are rendered before the body runs, so
+/// they name parameters only.
+pub(crate) fn tag_templates(
+    args: &Args,
+    params: &[String],
+    errors: &mut Errors,
+) -> Option<Vec<Template>> {
+    let Some(tags) = &args.tags else {
+        return Some(Vec::new());
+    };
+    let results = Results::Refused(
+        "which a tag cannot name: tags are rendered from the parameters before the body runs"
+            .to_owned(),
+    );
+    let mut templates = Vec::with_capacity(tags.0.len());
+    let mut failed = false;
+    for tag in &tags.0 {
+        match Template::parse(tag, params, &results) {
+            Ok(template) => templates.push(template),
+            Err(error) => {
+                errors.push(error);
+                failed = true;
+            }
+        }
+    }
+    (!failed).then_some(templates)
 }
 
 /// Binds `__cachefw_shape` to the shape of `__cachefw_body`.
@@ -284,12 +321,20 @@ fn cacheable_tokens(args: &Args, analysis: &Analysis, errors: &mut Errors) -> Op
             .map_err(|error| errors.push(error))
             .ok()
     });
+    let tags = tag_templates(args, &analysis.params, errors);
     if let (Some(output), None) = (&analysis.generic_output, &args.shape) {
         errors.push(undeclared_shape(output, Kind::Cacheable));
     }
-    let template = template?;
+    let (template, tags) = (template?, tags?);
     let private = private_path(args);
-    let call = new_call(&private, Kind::Cacheable, args, &template, &analysis.name);
+    let call = new_call(
+        &private,
+        Kind::Cacheable,
+        args,
+        &template,
+        &tags,
+        &analysis.name,
+    );
     let mut shape = shape_tokens(&private);
     shape.extend(declared_shape_tokens(&private, args));
     if let Some(none) = &args.cache_none {

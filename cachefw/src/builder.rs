@@ -435,14 +435,6 @@ impl CacheBuilder {
     /// value before compression when storing, and the decompressed size
     /// when reading: an entry that claims to inflate past it is a miss,
     /// never allocated.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), cachefw::Error> {
-    /// let cache = cachefw::Cache::builder().compress_above(16 * 1024).build().await?;
-    /// # let _ = cache;
-    /// # Ok(()) }
-    /// ```
     pub fn compress_above(mut self, bytes: u64) -> Self {
         self.compress_above = bytes;
         self

@@ -132,6 +132,11 @@ pub struct Call {
     /// Where in the target the `<result…>` placeholders go, in order; none
     /// when the key is complete before the body runs.
     holes: Vec<usize>,
+    /// The rendered `tags = [...]`: what a read's entry carries, what a put
+    /// stores under, what an eviction evicts.
+    tags: Vec<String>,
+    /// A `#[cache_evict]` of tags alone: no key to evict.
+    keyless: bool,
 }
 
 impl Call {
@@ -165,6 +170,8 @@ impl Call {
             cache,
             target: Target::Key(key),
             holes,
+            tags: Vec::new(),
+            keyless: false,
         }
     }
 
@@ -187,6 +194,8 @@ impl Call {
             cache,
             target: Target::Prefix(prefix),
             holes,
+            tags: Vec::new(),
+            keyless: false,
         }
     }
 
@@ -196,7 +205,29 @@ impl Call {
             cache: None,
             target: Target::Key(String::new()),
             holes: Vec::new(),
+            tags: Vec::new(),
+            keyless: false,
         }
+    }
+
+    /// Adds a tag, its template rendered as a key's (placeholders escaped),
+    /// without the namespace and version.
+    pub fn tag(mut self, capacity: usize, render: impl FnOnce(&mut KeyWriter<'_>)) -> Self {
+        if self.cache.is_some() {
+            let mut tag = String::with_capacity(capacity);
+            render(&mut KeyWriter {
+                buf: &mut tag,
+                holes: &mut Vec::new(),
+            });
+            self.tags.push(tag);
+        }
+        self
+    }
+
+    /// A `#[cache_evict]` of its tags only: no key is evicted.
+    pub fn keyless(mut self) -> Self {
+        self.keyless = true;
+        self
     }
 
     /// `#[cacheable]`: the stored answer, or the body's, stored as the
@@ -213,9 +244,9 @@ impl Call {
         };
         let inner = cache.inner();
         let policy = Policy::resolve(options, inner.defaults());
-        inner
-            .through::<S, _>(&key, &policy, Borrowed(|| body, unless))
-            .await
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let load = Borrowed(|| body, unless);
+        crate::tags::through::<S, _>(inner, &key, policy, &tags, load).await
     }
 
     /// `#[cacheable]` with background options: as [`cacheable`](Self::cacheable),
@@ -241,8 +272,8 @@ impl Call {
         };
         let inner = cache.inner();
         let policy = Policy::resolve(options, inner.defaults());
-        inner
-            .through::<S, _>(&key, &policy, Owned(loader, unless))
-            .await
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let load = Owned(loader, unless);
+        crate::tags::through::<S, _>(inner, &key, policy, &tags, load).await
     }
 }

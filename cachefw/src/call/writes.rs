@@ -157,6 +157,8 @@ where
                     cache,
                     target,
                     holes,
+                    tags,
+                    ..
                 },
             options,
             unless,
@@ -180,6 +182,7 @@ where
                     full,
                     value,
                     ttl,
+                    tags,
                 });
             }
             // The source has no value any more, so neither has the cache. A
@@ -208,10 +211,18 @@ where
 {
     fn before(&self, plan: &mut Plan<'_, V>) {
         if let (true, Some(cache)) = (self.before, &self.call.cache) {
-            plan.push(Write::Evict {
-                cache: cache.clone(),
-                target: self.call.target.clone(),
-            });
+            if !self.call.keyless {
+                plan.push(Write::Evict {
+                    cache: cache.clone(),
+                    target: self.call.target.clone(),
+                });
+            }
+            for tag in &self.call.tags {
+                plan.push(Write::EvictTag {
+                    cache: cache.clone(),
+                    tag: tag.clone(),
+                });
+            }
         }
     }
 
@@ -222,6 +233,8 @@ where
                     cache,
                     target,
                     holes,
+                    tags,
+                    keyless,
                 },
             before,
             key,
@@ -231,18 +244,31 @@ where
             return;
         }
         let target = if holes.is_empty() {
-            target
+            Some(target)
         } else {
             // A success without a value (`None`) names no key.
-            let Returned::Value(value) = S::returned(output) else {
-                return;
-            };
-            match complete(target, &holes, |writer| key(writer, value)) {
-                Target::Key(full) => Target::Key(cache.inner().keys().shorten(full)),
-                prefix => prefix,
+            match S::returned(output) {
+                Returned::Value(value) => Some(
+                    match complete(target, &holes, |writer| key(writer, value)) {
+                        Target::Key(full) => Target::Key(cache.inner().keys().shorten(full)),
+                        prefix => prefix,
+                    },
+                ),
+                _ => None,
             }
         };
-        plan.push(Write::Evict { cache, target });
+        if let (Some(target), false) = (target, keyless) {
+            plan.push(Write::Evict {
+                cache: cache.clone(),
+                target,
+            });
+        }
+        for tag in tags {
+            plan.push(Write::EvictTag {
+                cache: cache.clone(),
+                tag,
+            });
+        }
     }
 }
 
@@ -316,15 +342,25 @@ pub struct Plan<'a, V> {
 }
 
 enum Write<'a, V> {
-    /// Stores `value` at the full key `full` for `ttl`, over any lease.
+    /// Stores `value` at the full key `full` for `ttl`, over any lease,
+    /// carrying `tags`.
     Put {
         cache: Cache,
         full: String,
         value: &'a V,
         ttl: Duration,
+        tags: Vec<String>,
     },
     /// Evicts one key, or every key under a prefix.
     Evict { cache: Cache, target: Target },
+    /// Evicts every entry carrying a tag.
+    EvictTag { cache: Cache, tag: String },
+}
+
+/// A write left undone by a cancelled call, evicted instead.
+enum Undone {
+    Target(Cache, Target),
+    Tag(Cache, String),
 }
 
 impl<V> Default for Plan<'_, V> {
@@ -353,8 +389,23 @@ impl<'a, V> Plan<'a, V> {
                     full,
                     value,
                     ttl,
-                } => cache.inner().put_full(&full, value, ttl).await,
+                    tags,
+                } if tags.is_empty() => cache.inner().put_full(&full, value, ttl).await,
+                Write::Put {
+                    cache,
+                    full,
+                    value,
+                    ttl,
+                    tags,
+                } => {
+                    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                    // Failures are the cache's to count and log.
+                    let _ = crate::tags::set(cache.inner(), &full, value, ttl, &tags).await;
+                }
                 Write::Evict { cache, target } => evict(&cache, &target).await,
+                Write::EvictTag { cache, tag } => {
+                    let _ = cache.evict_tag(&tag).await;
+                }
             }
         }
     }
@@ -367,18 +418,24 @@ impl<V> Drop for Plan<'_, V> {
         }
         // Evicting is right whatever the write was: the body may have
         // changed the source, and the next reader loads afresh.
-        let left: Vec<(Cache, Target)> = self
+        let left: Vec<Undone> = self
             .writes
             .drain(..)
             .map(|write| match write {
-                Write::Put { cache, full, .. } => (cache, Target::Key(full)),
-                Write::Evict { cache, target } => (cache, target),
+                Write::Put { cache, full, .. } => Undone::Target(cache, Target::Key(full)),
+                Write::Evict { cache, target } => Undone::Target(cache, target),
+                Write::EvictTag { cache, tag } => Undone::Tag(cache, tag),
             })
             .collect();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             drop(runtime.spawn(async move {
-                for (cache, target) in &left {
-                    evict(cache, target).await;
+                for undone in &left {
+                    match undone {
+                        Undone::Target(cache, target) => evict(cache, target).await,
+                        Undone::Tag(cache, tag) => {
+                            let _ = cache.evict_tag(tag).await;
+                        }
+                    }
                 }
             }));
         }
@@ -578,6 +635,7 @@ mod tests {
             full: cache.inner().keys().render(1, |k| k.push('a')),
             value: &value,
             ttl: MINUTE,
+            tags: Vec::new(),
         });
         plan.push(Write::Evict {
             cache: cache.clone(),

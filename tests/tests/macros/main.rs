@@ -12,3 +12,4 @@
 mod cache_config;
 mod macros;
 mod spring;
+mod tags;
