@@ -164,7 +164,7 @@ macro_rules! arguments {
 arguments! {
     Key key(key): KeyText => [Cacheable, Put, Evict];
     Prefix prefix(prefix): KeyText => [Evict];
-    Ttl ttl(ttl): Ttl => [Cacheable, Put] default;
+    Ttl ttl(ttl): TtlArg => [Cacheable, Put] default;
     Cache cache(cache): Expr => [Cacheable, Put, Evict] default;
     CacheNone cache_none(cache_none): Ttl => [Cacheable];
     Condition condition(condition): Expr => [Cacheable, Put, Evict];
@@ -277,6 +277,35 @@ impl FromArg for Ttl {
                 })
                 .map_err(|message| syn::Error::new_spanned(lit, message)),
         )
+    }
+}
+
+/// `ttl = "10m"`, a compile-checked duration, or `ttl = <expr>`, a
+/// `Duration` expression over `result`, the value about to be stored.
+pub(crate) enum TtlArg {
+    Literal(Ttl),
+    Expr(Expr),
+}
+
+impl TtlArg {
+    /// The duration, when it is a literal.
+    pub(crate) fn literal(&self) -> Option<&Ttl> {
+        match self {
+            Self::Literal(ttl) => Some(ttl),
+            Self::Expr(_) => None,
+        }
+    }
+}
+
+impl FromArg for TtlArg {
+    const EXPECTED: &'static str = "a duration in a string literal, such as `\"10m\"`, or a \
+         `Duration` expression over `result`, the value about to be stored";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        match Ttl::from_expr(expr) {
+            Some(ttl) => Some(ttl.map(Self::Literal)),
+            None => Some(Ok(Self::Expr(expr.clone()))),
+        }
     }
 }
 
@@ -689,7 +718,10 @@ mod tests {
         );
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(args.key.map(|k| k.0.value()).as_deref(), Some("u:<id>"));
-        assert_eq!(args.ttl.map(|t| t.millis), Some(60_000));
+        assert_eq!(
+            args.ttl.and_then(|t| t.literal().map(|t| t.millis)),
+            Some(60_000)
+        );
         assert_eq!(args.cache_none.map(|t| t.millis), Some(5_000));
         assert_eq!(args.jitter.map(|j| j.0), Some(0.1));
         assert!(args.cache.is_some() && args.condition.is_some() && args.unless.is_some());
@@ -739,7 +771,10 @@ mod tests {
     fn a_repeated_name_is_reported_once_the_first_kept() {
         let (args, errors) = parse(Kind::Put, quote!(key = "a", ttl = "1m", ttl = "2m"));
         assert_eq!(errors, ["`ttl` is given more than once"]);
-        assert_eq!(args.ttl.map(|t| t.millis), Some(60_000));
+        assert_eq!(
+            args.ttl.and_then(|t| t.literal().map(|t| t.millis)),
+            Some(60_000)
+        );
     }
 
     #[test]

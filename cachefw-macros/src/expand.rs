@@ -23,7 +23,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, ItemFn};
 
-use crate::args::{Args, Kind, RefreshAhead, Ttl};
+use crate::args::{Args, Kind, RefreshAhead, Ttl, TtlArg};
 use crate::errors::Errors;
 use crate::owned::{self, OwnedArgs};
 use crate::signature::{self, Analysis};
@@ -153,13 +153,27 @@ pub(crate) fn unless_tokens(unless: Option<&Expr>) -> TokenStream {
     }
 }
 
+/// The TTL of `ttl = <expr>`: a `Duration` over `result`, the value about
+/// to be stored, its type checked on the expression; `None` (the options'
+/// TTL) for a literal or no `ttl`.
+pub(crate) fn ttl_of_tokens(private: &TokenStream, args: &Args) -> TokenStream {
+    let result = Ident::new("result", Span::call_site());
+    match &args.ttl {
+        Some(TtlArg::Expr(expr)) => {
+            let ttl = quote_spanned!(expr.span()=> { let __cachefw_ttl: #private::Duration = #expr; __cachefw_ttl });
+            quote!(|#result: &_| -> #private::Option<#private::Duration> { #private::Option::Some(#ttl) })
+        }
+        _ => quote!(|_: &_| #private::Option::None),
+    }
+}
+
 /// The `&Options { … }` of a call: what its arguments say about storing.
 ///
 /// `site` is the function's name: the metrics label the call with
 /// `module_path!()::name`.
 pub(crate) fn options_tokens(private: &TokenStream, args: &Args, site: &Ident) -> TokenStream {
     let site = site_tokens(private, site);
-    let ttl = ttl_tokens(private, args.ttl.as_ref());
+    let ttl = ttl_tokens(private, args.ttl.as_ref().and_then(TtlArg::literal));
     let none_ttl = ttl_tokens(private, args.cache_none.as_ref());
     let jitter = match &args.jitter {
         Some(jitter) => {
@@ -344,6 +358,7 @@ fn cacheable_tokens(args: &Args, analysis: &Analysis, errors: &mut Errors) -> Op
     }
     let options = options_tokens(&private, args, &analysis.name);
     let unless = unless_tokens(args.unless.as_ref());
+    let ttl_of = ttl_of_tokens(&private, args);
     // The method's bounds are on the value type: report them on the return
     // type rather than on the attribute.
     let method = Ident::new("cacheable", analysis.output_span);
@@ -363,12 +378,13 @@ fn cacheable_tokens(args: &Args, analysis: &Analysis, errors: &mut Errors) -> Op
             method: Ident::new("cacheable_owned", analysis.output_span),
             options: options.clone(),
             unless: args.unless.clone(),
+            ttl_of: ttl_of.clone(),
         });
     Some(Wrapper {
         make: quote!(let __cachefw_call = #call;),
         shape,
         run: quote! {
-            __cachefw_call.#method(__cachefw_shape, #options, #unless, __cachefw_body).await
+            __cachefw_call.#method(__cachefw_shape, #options, #unless, #ttl_of, __cachefw_body).await
         },
         background,
     })
@@ -394,6 +410,8 @@ pub(crate) struct Background {
     method: Ident,
     options: TokenStream,
     unless: Option<Expr>,
+    /// The TTL over `result` (`ttl = <expr>`): it may name `result` only.
+    ttl_of: TokenStream,
 }
 
 impl Wrapper {
@@ -423,6 +441,7 @@ impl Wrapper {
             method,
             options,
             unless,
+            ttl_of,
         } = background;
         let OwnedArgs { copies, rebinds } = owned::owned_args(function, private, *span)?;
         let (unless_copies, unless) =
@@ -439,7 +458,7 @@ impl Wrapper {
                 #body.await
             };
             #shape
-            __cachefw_call.#method(__cachefw_shape, #options, #unless, __cachefw_loader).await
+            __cachefw_call.#method(__cachefw_shape, #options, #unless, #ttl_of, __cachefw_loader).await
         })
     }
 }

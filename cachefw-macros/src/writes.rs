@@ -96,7 +96,8 @@ pub(crate) fn tokens(
             let method = Ident::new("put", analysis.output_span);
             let options = expand::options_tokens(&private, args, &analysis.name);
             let unless = expand::unless_tokens(args.unless.as_ref());
-            quote!(.#method(#local, #options, #unless, #key))
+            let ttl_of = expand::ttl_of_tokens(&private, args);
+            quote!(.#method(#local, #options, #unless, #ttl_of, #key))
         } else {
             let method = Ident::new("evict", analysis.output_span);
             let before = args.before.as_ref().is_some_and(|before| before.value);

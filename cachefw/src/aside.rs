@@ -18,6 +18,7 @@ use crate::codec::extended;
 use crate::codec::{Codec, Decoded, Entry, Meta};
 use crate::flight::{Join, Leader, Outcome};
 use crate::inner::Inner;
+use crate::keep::Keep;
 use crate::lease::{self, Claim, ClaimGuard, LeaseGuard};
 use crate::meters::LoadOutcome;
 use crate::policy::Policy;
@@ -31,7 +32,7 @@ pub(crate) trait Load<S: Shape>: Sized {
     /// The load's future, made by calling the loader.
     type Fut: Future<Output = S::Output>;
     /// The `unless` predicate.
-    type Unless: FnOnce(&S::Value) -> bool;
+    type Unless: Keep<S::Value>;
 
     /// Calls the loader (its future runs when awaited).
     fn start(self) -> (Self::Fut, Self::Unless);
@@ -72,7 +73,7 @@ where
     S: Shape,
     F: FnOnce() -> Fut,
     Fut: Future<Output = S::Output>,
-    U: FnOnce(&S::Value) -> bool,
+    U: Keep<S::Value>,
 {
     type Fut = Fut;
     type Unless = U;
@@ -96,7 +97,7 @@ where
     S::Output: Send + 'static,
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = S::Output> + Send + 'static,
-    U: FnOnce(&S::Value) -> bool + Send + 'static,
+    U: Keep<S::Value> + Send + 'static,
 {
     type Fut = Fut;
     type Unless = U;
@@ -528,7 +529,7 @@ impl Inner {
         full: &str,
         policy: &Policy,
         load: impl Future<Output = S::Output>,
-        unless: impl FnOnce(&S::Value) -> bool,
+        unless: impl Keep<S::Value>,
         holder: Holder,
     ) -> Loaded<S::Output> {
         self.stats().load();
@@ -611,11 +612,14 @@ impl Inner {
         full: &str,
         entry: &Entry<V>,
         policy: &Policy,
-        unless: impl FnOnce(&V) -> bool,
+        unless: impl Keep<V>,
         delta_ms: u32,
     ) -> Option<(Bytes, u64)> {
         let (ttl, value) = match (entry, policy.absent_ttl) {
-            (Entry::Value(value), _) if !unless(value) => (policy.ttl, Some(value)),
+            (Entry::Value(value), _) => match unless.keep(value) {
+                Some(ttl) => (ttl.unwrap_or(policy.ttl), Some(value)),
+                None => return None,
+            },
             (Entry::Absent, Some(absent_ttl)) => (absent_ttl, None),
             _ => return None,
         };

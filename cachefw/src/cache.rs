@@ -413,6 +413,51 @@ impl Cache {
             .await
     }
 
+    /// [`get_or_load`](Self::get_or_load) with the TTL computed from the
+    /// loaded value, once per store (as the macros' `ttl = <expr>`): a
+    /// quote that may change any second for 5 s, a settled one for 10 min.
+    /// [`Duration::ZERO`] stores nothing. Refreshes and stale windows
+    /// follow the builder's defaults.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().build().await?;
+    /// let ttl_of = |price: &(u64, bool)| match price.1 {
+    ///     true => Duration::from_secs(5),
+    ///     false => Duration::from_secs(600),
+    /// };
+    /// let load = || async { Ok::<_, std::io::Error>((1999u64, true)) };
+    /// let price = cache.get_or_load_with_ttl("price:1", ttl_of, load).await;
+    /// assert_eq!(price.ok(), Some((1999, true)));
+    /// assert!(cache.ttl("price:1").await?.is_some_and(|ttl| ttl <= Duration::from_secs(5)));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only the loader's own error, as for [`get_or_load`](Self::get_or_load).
+    pub async fn get_or_load_with_ttl<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl_of: impl FnOnce(&T) -> Duration,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = self.inner();
+        let policy = Policy::with_ttl(inner.defaults().ttl, None, inner.defaults());
+        let full = inner.keys().full(key);
+        let keep = crate::keep::TtlFrom(|_: &T| false, |value: &T| Some(ttl_of(value)));
+        inner
+            .through::<ResultShape<T, E>, _>(&full, &policy, Borrowed(loader, keep))
+            .await
+    }
+
     /// [`get_or_load`](Self::get_or_load) of an entry that carries `tags`:
     /// [`evict_tag`](Self::evict_tag) of any of them makes it a miss, in
     /// every process.

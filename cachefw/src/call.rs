@@ -8,9 +8,11 @@ mod writes;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::aside::{Borrowed, Owned};
 use crate::cache::Cache;
+use crate::keep::TtlFrom;
 use crate::policy::{Options, Policy};
 use crate::report;
 use crate::shape::Shape;
@@ -237,6 +239,7 @@ impl Call {
         _: S,
         options: &Options,
         unless: impl FnOnce(&S::Value) -> bool,
+        ttl: impl FnOnce(&S::Value) -> Option<Duration>,
         body: impl Future<Output = S::Output>,
     ) -> S::Output {
         let (Some(cache), Target::Key(key)) = (self.cache, self.target) else {
@@ -245,7 +248,7 @@ impl Call {
         let inner = cache.inner();
         let policy = Policy::resolve(options, inner.defaults());
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
-        let load = Borrowed(|| body, unless);
+        let load = Borrowed(|| body, TtlFrom(unless, ttl));
         crate::tags::through::<S, _>(inner, &key, policy, &tags, load).await
     }
 
@@ -253,11 +256,12 @@ impl Call {
     /// with a loader made of owned copies of the arguments, which the cache
     /// may finish in the background (a refresh ahead of expiry, a
     /// revalidation, a load past its timeout).
-    pub async fn cacheable_owned<S, F, Fut, U>(
+    pub async fn cacheable_owned<S, F, Fut, U, T>(
         self,
         _: S,
         options: &Options,
         unless: U,
+        ttl: T,
         loader: F,
     ) -> S::Output
     where
@@ -266,6 +270,7 @@ impl Call {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = S::Output> + Send + 'static,
         U: FnOnce(&S::Value) -> bool + Send + 'static,
+        T: FnOnce(&S::Value) -> Option<Duration> + Send + 'static,
     {
         let (Some(cache), Target::Key(key)) = (self.cache, self.target) else {
             return loader().await;
@@ -273,7 +278,7 @@ impl Call {
         let inner = cache.inner();
         let policy = Policy::resolve(options, inner.defaults());
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
-        let load = Owned(loader, unless);
+        let load = Owned(loader, TtlFrom(unless, ttl));
         crate::tags::through::<S, _>(inner, &key, policy, &tags, load).await
     }
 }

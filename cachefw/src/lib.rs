@@ -86,6 +86,7 @@ mod flight;
 mod inner;
 mod install;
 mod journal;
+mod keep;
 mod key;
 mod lease;
 mod macros;

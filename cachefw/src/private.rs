@@ -9,6 +9,7 @@ pub use std::time::Duration;
 pub use std::{concat, file, line, module_path};
 
 pub use crate::call::{Attribute, CacheRef, Call, KeyWriter, Writes, installed_or_warn};
+pub use crate::keep::TtlFrom;
 pub use crate::key::push_part;
 pub use crate::policy::Options;
 pub use crate::shape::{Dispatch, Tag, caching_none, declare, own_receiver};

@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use super::{Call, Target};
 use crate::cache::Cache;
+use crate::keep::{Keep, TtlFrom};
 use crate::policy::{Options, Policy};
 use crate::shape::{Returned, Returns, Value};
 
@@ -50,22 +51,24 @@ impl<S: Returns, L, V> Writes<S, L, V> {
     /// `#[cache_put]`: stores the value inside a success unless `unless`
     /// holds it back, at the key of `call` completed by `key` (which renders
     /// its `<result…>` placeholders, if any).
-    pub fn put<U, K>(
+    pub fn put<U, T, K>(
         self,
         call: Call,
         options: &Options,
         unless: U,
+        ttl: T,
         key: K,
-    ) -> Writes<S, (L, Put<U, K>), S::Inner>
+    ) -> WithPut<S, L, U, T, K>
     where
         S::Inner: Value,
         U: FnOnce(&S::Inner) -> bool,
+        T: FnOnce(&S::Inner) -> Option<Duration>,
         K: FnOnce(&mut ResultWriter<'_>, &S::Inner),
     {
         let put = Put {
             call,
             options: *options,
-            unless,
+            unless: TtlFrom(unless, ttl),
             key,
         };
         Writes {
@@ -133,6 +136,10 @@ impl<S: Returns, V, A: Step<S, V>, B: Step<S, V>> Step<S, V> for (A, B) {
     }
 }
 
+/// [`Writes`] with one more `#[cache_put]`, whose TTL may come from the
+/// value.
+pub type WithPut<S, L, U, T, K> = Writes<S, (L, Put<TtlFrom<U, T>, K>), <S as Returns>::Inner>;
+
 /// A `#[cache_put]`.
 pub struct Put<U, K> {
     call: Call,
@@ -145,7 +152,7 @@ impl<S, U, K> Step<S, S::Inner> for Put<U, K>
 where
     S: Returns,
     S::Inner: Value,
-    U: FnOnce(&S::Inner) -> bool,
+    U: Keep<S::Inner>,
     K: FnOnce(&mut ResultWriter<'_>, &S::Inner),
 {
     fn before(&self, _: &mut Plan<'_, S::Inner>) {}
@@ -167,16 +174,16 @@ where
         let Some(cache) = cache else { return };
         match S::returned(output) {
             Returned::Value(value) => {
-                if unless(value) {
+                let Some(ttl) = unless.keep(value) else {
                     return;
-                }
+                };
                 let Target::Key(full) = complete(target, &holes, |writer| key(writer, value))
                 else {
                     return;
                 };
                 let full = cache.inner().keys().shorten(full);
                 let policy = Policy::resolve(&options, cache.inner().defaults());
-                let ttl = policy.jittered(policy.ttl);
+                let ttl = policy.jittered(ttl.unwrap_or(policy.ttl));
                 plan.push(Write::Put {
                     cache,
                     full,
@@ -489,6 +496,10 @@ mod tests {
 
     fn no_result<T: ?Sized>(_: &mut ResultWriter<'_>, _: &T) {}
 
+    fn call_ttl(_: &u32) -> Option<Duration> {
+        None
+    }
+
     #[test]
     fn result_values_go_in_their_holes_escaped() {
         let holes = [2, 4];
@@ -522,12 +533,19 @@ mod tests {
             5u32
         };
         let output = Writes::new((&&&Tag::of(&body)).shape())
-            .put(key(&cache, "k"), &Options::default(), never, no_result)
+            .put(
+                key(&cache, "k"),
+                &Options::default(),
+                never,
+                call_ttl,
+                no_result,
+            )
             .evict(key(&cache, "k"), false, no_result)
             .put(
                 result_key(&cache, "by-value:"),
                 &Options::default(),
                 never,
+                call_ttl,
                 |w, v| w.display(v),
             )
             .run(body)
@@ -544,7 +562,13 @@ mod tests {
         let body = async { 6u32 };
         Writes::new((&&&Tag::of(&body)).shape())
             .evict(key(&cache, "k"), false, no_result)
-            .put(key(&cache, "k"), &Options::default(), never, no_result)
+            .put(
+                key(&cache, "k"),
+                &Options::default(),
+                never,
+                call_ttl,
+                no_result,
+            )
             .run(body)
             .await;
         assert_eq!(
@@ -585,12 +609,14 @@ mod tests {
                     key(&cache, &format!("id:{id}")),
                     &Options::default(),
                     |v| *v == 0,
+                    call_ttl,
                     no_result,
                 )
                 .put(
                     result_key(&cache, "v:"),
                     &Options::default(),
                     never,
+                    call_ttl,
                     |w, v| w.display(v),
                 )
                 .run(body)
@@ -614,7 +640,13 @@ mod tests {
 
         let body = async { Err::<u32, ()>(()) };
         let failed = Writes::new((&&&Tag::of(&body)).shape())
-            .put(key(&cache, "v:0"), &Options::default(), never, no_result)
+            .put(
+                key(&cache, "v:0"),
+                &Options::default(),
+                never,
+                call_ttl,
+                no_result,
+            )
             .evict(result_key(&cache, "v:"), false, |w, v| w.display(v))
             .run(body)
             .await;

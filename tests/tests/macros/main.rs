@@ -13,3 +13,4 @@ mod cache_config;
 mod macros;
 mod spring;
 mod tags;
+mod ttl_from_result;
