@@ -19,7 +19,7 @@
 //! `crate = …`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, ItemFn};
 
@@ -55,6 +55,10 @@ pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenS
             None
         }
     };
+    let renderer = match (kind, &analysis) {
+        (Kind::Cacheable, Some(analysis)) => key_renderer(&args, &function, analysis),
+        _ => TokenStream::new(),
+    };
     let wrapper = analysis.as_ref().and_then(|analysis| match kind {
         Kind::Cacheable => cacheable_tokens(&args, analysis, &mut errors),
         Kind::Put | Kind::Evict => {
@@ -67,13 +71,79 @@ pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenS
         }
     });
     match (wrapper, analysis) {
-        (Some(wrapper), Some(analysis)) if errors.is_empty() => wrap(function, &analysis, wrapper),
+        (Some(wrapper), Some(analysis)) if errors.is_empty() => {
+            let wrapped = wrap(function, &analysis, wrapper);
+            quote!(#wrapped #renderer)
+        }
         // The function as written (its stack left expanded, so that no
         // error is reported twice), so the rest of the crate still
         // type-checks.
         _ => {
             let errors = errors.to_compile_errors();
             quote!(#function #errors)
+        }
+    }
+}
+
+/// `fn <name>_key(..) -> String` beside a `#[cacheable]` function: its
+/// key (the `{key}` part, as `get`, `delete` and `get_or_load_many` take
+/// it) rendered from the parameters the template names, each by reference
+/// (a reference parameter as it is), so that batch reads and manual
+/// evictions never rebuild keys by hand. Only for functions without a
+/// receiver or generics (a method may sit in a trait impl, where an extra
+/// item is not allowed); nothing otherwise.
+fn key_renderer(args: &Args, function: &ItemFn, analysis: &Analysis) -> TokenStream {
+    let sig = &function.sig;
+    let has_receiver = sig
+        .inputs
+        .iter()
+        .any(|input| matches!(input, syn::FnArg::Receiver(_)));
+    if has_receiver || !sig.generics.params.is_empty() || analysis.async_trait {
+        return TokenStream::new();
+    }
+    let Some(key) = &args.key else {
+        return TokenStream::new();
+    };
+    let results = Results::Refused(String::new());
+    let Ok(template) = Template::parse(&key.0, &analysis.params, &results) else {
+        return TokenStream::new();
+    };
+    let roots = template.roots();
+    let mut params = Vec::new();
+    for input in &sig.inputs {
+        let syn::FnArg::Typed(typed) = input else {
+            continue;
+        };
+        let syn::Pat::Ident(pat) = &*typed.pat else {
+            continue;
+        };
+        if !roots.iter().any(|root| pat.ident == root) {
+            continue;
+        }
+        let ident = &pat.ident;
+        let ty = &typed.ty;
+        params.push(match &**ty {
+            syn::Type::Reference(_) => quote!(#ident: #ty),
+            _ => quote!(#ident: &#ty),
+        });
+    }
+    let private = private_path(args);
+    let writer = Ident::new("__cachefw_key", Span::mixed_site());
+    let render = template.render(&writer);
+    let capacity = template.capacity();
+    let vis = &function.vis;
+    let name = format_ident!("{}_key", sig.ident);
+    let doc = format!(
+        "The cache key of [`{}`], `{}`, rendered from its arguments as the macro renders \
+         it: for `get`, `delete` and `get_or_load_many`.",
+        sig.ident,
+        key.0.value()
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(dead_code)]
+        #vis fn #name(#(#params),*) -> #private::String {
+            #private::render_key(#capacity, |#writer| { #render })
         }
     }
 }

@@ -180,6 +180,19 @@ impl Template {
         })
     }
 
+    /// The parameters the template names, each once, in order.
+    pub(crate) fn roots(&self) -> Vec<&str> {
+        let mut roots: Vec<&str> = Vec::new();
+        for part in &self.parts {
+            if let Part::Path(root, _) = part
+                && !roots.contains(&root.as_str())
+            {
+                roots.push(root);
+            }
+        }
+        roots
+    }
+
     /// Whether the template names the returned value.
     pub(crate) fn names_result(&self) -> bool {
         self.parts

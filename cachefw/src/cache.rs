@@ -739,6 +739,43 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     ///
+    /// **Keys of an annotated function.** Never rebuild a `#[cacheable]`
+    /// function's keys with `format!`: a placeholder's value is escaped
+    /// (`:` becomes `%3A`), so a hand-built key of a string id can miss the
+    /// function's entry. Each `#[cacheable]` free function `name` comes with
+    /// `name_key(..)`, which renders its key from the parameters the
+    /// template names (each by reference), exactly as the macro does; use
+    /// it for batch reads and manual evictions. An entry the function cached
+    /// as "none" (`cache_none`) is a hit of the batch: `None`, not given to
+    /// the loader.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::time::Duration;
+    /// use cachefw::{Cache, cacheable};
+    ///
+    /// #[cacheable(key = "product:<sku>", ttl = "10m", cache = cache)]
+    /// async fn product(cache: &Cache, sku: &str) -> Result<u64, std::io::Error> {
+    ///     Ok(sku.len() as u64)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = Cache::builder().build().await?;
+    /// product(&cache, "a:1").await.ok();
+    /// let keys: Vec<String> = ["a:1", "b:2"].into_iter().map(product_key).collect();
+    /// assert_eq!(keys[0], "product:a%3A1");
+    /// let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    /// let found = cache
+    ///     .get_or_load_many(&refs, Duration::from_secs(600), |missing| async move {
+    ///         Ok::<_, std::io::Error>(missing.into_iter().map(|k| (k, 0u64)).collect::<HashMap<_, _>>())
+    ///     })
+    ///     .await;
+    /// assert_eq!(found.ok(), Some(vec![Some(3), Some(0)]));
+    /// cache.delete(&product_key("b:2")).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
     /// Only the loader's own error, returned as soon as the loader fails

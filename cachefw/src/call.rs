@@ -96,6 +96,17 @@ impl CacheRef for Option<Cache> {
     }
 }
 
+/// A key template rendered alone: the `{key}` part, without namespace
+/// and version (what an annotated function's `<name>_key` returns).
+pub fn render_key(capacity: usize, render: impl FnOnce(&mut KeyWriter<'_>)) -> String {
+    let mut key = String::with_capacity(capacity);
+    render(&mut KeyWriter {
+        buf: &mut key,
+        holes: &mut Vec::new(),
+    });
+    key
+}
+
 /// Renders a key template into the key buffer, before the body runs.
 pub struct KeyWriter<'a> {
     buf: &'a mut String,
