@@ -302,9 +302,12 @@ impl FromArg for TtlArg {
          `Duration` expression over `result`, the value about to be stored";
 
     fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
-        match Ttl::from_expr(expr) {
-            Some(ttl) => Some(ttl.map(Self::Literal)),
-            None => Some(Ok(Self::Expr(expr.clone()))),
+        match (Ttl::from_expr(expr), literal(expr)) {
+            (Some(ttl), _) => Some(ttl.map(Self::Literal)),
+            // `ttl = 600`: a number with no unit is a mistake, not an
+            // expression to type-check.
+            (None, Some(_)) => None,
+            (None, None) => Some(Ok(Self::Expr(expr.clone()))),
         }
     }
 }
@@ -795,7 +798,7 @@ mod tests {
             errors,
             [
                 "unknown argument `ttl` of #[cache_evict]; valid arguments are: \
-              key, prefix, cache, condition, before, shape, crate"
+              key, prefix, cache, condition, before, shape, crate, tags"
             ]
         );
     }
