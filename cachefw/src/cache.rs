@@ -424,10 +424,7 @@ impl Cache {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), cachefw::Error> {
     /// let cache = cachefw::Cache::builder().build().await?;
-    /// let ttl_of = |price: &(u64, bool)| match price.1 {
-    ///     true => Duration::from_secs(5),
-    ///     false => Duration::from_secs(600),
-    /// };
+    /// let ttl_of = |p: &(u64, bool)| Duration::from_secs(if p.1 { 5 } else { 600 });
     /// let load = || async { Ok::<_, std::io::Error>((1999u64, true)) };
     /// let price = cache.get_or_load_with_ttl("price:1", ttl_of, load).await;
     /// assert_eq!(price.ok(), Some((1999, true)));
@@ -463,13 +460,11 @@ impl Cache {
     /// every process.
     ///
     /// A hit costs one round trip: the entry and its tags' tokens are read
-    /// together (on a Redis Cluster, where the tags' keys may live on other
-    /// nodes, they are read alongside). A load that began before an
+    /// together (on a Cluster, alongside). A load that began before an
     /// `evict_tag` of one of its tags stores an entry that is a miss
-    /// afterwards (no stale fill across a tag). Tagged entries are not
-    /// kept in the near tier. While an eviction of one of its tags waits for
-    /// Redis (see [`evict_tag`](Self::evict_tag)), the call bypasses Redis:
-    /// its value is loaded and not stored.
+    /// afterwards. Tagged entries are not kept in the near tier. While an
+    /// eviction of one of its tags waits for Redis, the value is loaded and
+    /// not stored.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -531,17 +526,13 @@ impl Cache {
     /// `tags = [...]`) before this call a miss, for every `Cache` of this
     /// namespace and version in any process, and drops nothing else.
     ///
-    /// It costs one `DEL` of the tag's token, however many entries carry
-    /// the tag: no key is scanned, and the entries themselves expire by
-    /// their TTL (or are replaced by the next load). A load that began
-    /// before it stores nothing readable under the tag afterwards.
-    ///
-    /// Tags or [`evict_prefix`](Self::evict_prefix)? A prefix eviction
-    /// `SCAN`s the whole keyspace and deletes what matches: it needs every
-    /// related key to share a prefix, costs time in proportion to the
-    /// namespace, and suits rare, administrative evictions. A tag groups
-    /// entries whatever their keys, and evicts them in constant time, for
-    /// one small key read per tagged hit (in the same round trip).
+    /// It costs one `DEL` of the tag's token however many entries carry
+    /// it; the entries expire by their TTL. A load that began before it
+    /// stores nothing readable under the tag afterwards. Against
+    /// [`evict_prefix`](Self::evict_prefix), which `SCAN`s the namespace
+    /// and needs related keys to share a prefix (rare, administrative
+    /// evictions), a tag groups entries whatever their keys, in constant
+    /// time, for a small key read per tagged hit (in the same round trip).
     ///
     /// # Errors
     ///
