@@ -70,10 +70,21 @@ pub(crate) async fn through<S: Shape, L: Load<S>>(
     if inner.bypasses(full) || tags.iter().any(|(_, key)| inner.bypasses(key)) {
         return bypass::<S, L>(inner, &policy, load).await;
     }
-    let (found, stamp) = tokio::join!(
-        inner.backend_get(full),
-        tokens::tokens(inner.backend(), &tags)
-    );
+    #[cfg(feature = "redis")]
+    let together =
+        tokens::read_together(inner.backend(), full, &tags, inner.max_value_size()).await;
+    #[cfg(not(feature = "redis"))]
+    let together = None;
+    let (found, stamp) = match together {
+        Some(Ok((found, stamp))) => (Ok(found), Ok(stamp)),
+        Some(Err(error)) => (Ok(None), Err(error)),
+        None => {
+            tokio::join!(
+                inner.backend_get(full),
+                tokens::tokens(inner.backend(), &tags)
+            )
+        }
+    };
     let stamp = match inner.observe(stamp) {
         Ok(stamp) if fits(&stamp) => stamp,
         // Without its tags' tokens an entry could outlive an eviction of

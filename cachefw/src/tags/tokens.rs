@@ -69,6 +69,86 @@ pub(crate) async fn tokens(backend: &Backend, tags: &[(&str, String)]) -> Result
     Ok(Stamp(stamp))
 }
 
+/// `KEYS[1]` the entry, `KEYS[2..]` its tags' token keys; `ARGV`: the
+/// largest value read, a new token, the token's life in ms. Returns the
+/// entry (nil when missing, of another type or too large: sized with
+/// `STRLEN`, never copied) and each tag's token, writing the new one for a
+/// tag that has none.
+#[cfg(feature = "redis")]
+const READ_TOGETHER: &str = r"
+local out = {}
+local size = redis.pcall('STRLEN', KEYS[1])
+if type(size) == 'number' and size > 0 and size <= tonumber(ARGV[1]) then
+  out[1] = redis.call('GET', KEYS[1])
+else
+  out[1] = false
+end
+for i = 2, #KEYS do
+  local token = redis.pcall('GET', KEYS[i])
+  if type(token) ~= 'string' then
+    if type(token) == 'table' then redis.call('DEL', KEYS[i]) end
+    redis.call('SET', KEYS[i], ARGV[2], 'PX', ARGV[3])
+    token = ARGV[2]
+  end
+  out[i] = token
+end
+return out
+";
+
+#[cfg(feature = "redis")]
+static READ: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(READ_TOGETHER));
+
+/// The entry at `full` and its tags' tokens in one script, one request,
+/// when one server holds them all (one Redis, or a cluster slot shared by
+/// design); `None` otherwise (the caller reads them side by side).
+#[cfg(feature = "redis")]
+pub(crate) async fn read_together(
+    backend: &Backend,
+    full: &str,
+    tags: &[(&str, String)],
+    max: u64,
+) -> Option<Result<(Option<Bytes>, Stamp), Error>> {
+    if !matches!(backend, Backend::Redis(_))
+        || !tags.iter().all(|(_, key)| backend.same_slot(full, key))
+    {
+        return None;
+    }
+    let mut call = READ.key(full);
+    for (_, key) in tags {
+        call.key(key);
+    }
+    let fresh = format!("{:016x}", fastrand::u64(..));
+    call.arg(max).arg(fresh.as_bytes()).arg(TOKEN_LIFE_MS);
+    let reply = match backend.invoke("TAGGED_GET", full, &call).await {
+        Ok(reply) => reply,
+        Err(error) => return Some(Err(error)),
+    };
+    let malformed = || Error::Decode {
+        key: full.to_owned(),
+        reason: "a tagged read's reply of another shape".to_owned(),
+    };
+    let redis::Value::Array(items) = reply else {
+        return Some(Err(malformed()));
+    };
+    if items.len() != tags.len() + 1 {
+        return Some(Err(malformed()));
+    }
+    let mut items = items.into_iter();
+    let entry = match items.next() {
+        Some(redis::Value::BulkString(bytes)) => Some(Bytes::from(bytes)),
+        _ => None,
+    };
+    let mut stamp = Vec::with_capacity(tags.len());
+    for ((tag, _), item) in tags.iter().zip(items) {
+        let redis::Value::BulkString(token) = item else {
+            return Some(Err(malformed()));
+        };
+        stamp.push(((*tag).to_owned(), Bytes::from(token)));
+    }
+    Some(Ok((entry, Stamp(stamp))))
+}
+
 /// Whether the tagged entry in `bytes` still holds: each of its tags has
 /// the token it carries, and none has an eviction waiting for Redis
 /// (`pending`). One round trip (on a cluster, one per node of its tags).
