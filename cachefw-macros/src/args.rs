@@ -164,7 +164,7 @@ macro_rules! arguments {
 arguments! {
     Key key(key): KeyText => [Cacheable, Put, Evict];
     Prefix prefix(prefix): KeyText => [Evict];
-    Ttl ttl(ttl): Ttl => [Cacheable, Put] default;
+    Ttl ttl(ttl): TtlArg => [Cacheable, Put] default;
     Cache cache(cache): Expr => [Cacheable, Put, Evict] default;
     CacheNone cache_none(cache_none): Ttl => [Cacheable];
     Condition condition(condition): Expr => [Cacheable, Put, Evict];
@@ -177,6 +177,7 @@ arguments! {
     StaleWhileRevalidate stale_while_revalidate(stale_while_revalidate): Ttl => [Cacheable];
     StaleIfError stale_if_error(stale_if_error): Ttl => [Cacheable];
     LoadTimeout load_timeout(load_timeout): Ttl => [Cacheable];
+    Tags tags(tags): TagList => [Cacheable, Put, Evict];
 }
 
 /// A value an argument takes, read from the expression after `name =`.
@@ -228,6 +229,34 @@ impl FromArg for KeyText {
     }
 }
 
+/// `tags = ["user:<user_id>", "orders"]`: tag templates as written; their
+/// placeholders are checked as a key's once the parameters are known.
+pub(crate) struct TagList(pub(crate) Vec<LitStr>);
+
+impl FromArg for TagList {
+    const EXPECTED: &'static str = "an array of string literals with `<param>` placeholders, \
+         such as `[\"user:<user_id>\", \"orders\"]`";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        let Expr::Array(array) = expr else {
+            return None;
+        };
+        let mut tags = Vec::with_capacity(array.elems.len());
+        for elem in &array.elems {
+            match string(elem) {
+                Some(lit) => tags.push(lit.clone()),
+                None => {
+                    return Some(Err(syn::Error::new_spanned(
+                        elem,
+                        "a tag is a string literal, such as `\"user:<user_id>\"`",
+                    )));
+                }
+            }
+        }
+        Some(Ok(Self(tags)))
+    }
+}
+
 /// A TTL, parsed at compile time.
 pub(crate) struct Ttl {
     pub(crate) millis: u64,
@@ -248,6 +277,38 @@ impl FromArg for Ttl {
                 })
                 .map_err(|message| syn::Error::new_spanned(lit, message)),
         )
+    }
+}
+
+/// `ttl = "10m"`, a compile-checked duration, or `ttl = <expr>`, a
+/// `Duration` expression over `result`, the value about to be stored.
+pub(crate) enum TtlArg {
+    Literal(Ttl),
+    Expr(Expr),
+}
+
+impl TtlArg {
+    /// The duration, when it is a literal.
+    pub(crate) fn literal(&self) -> Option<&Ttl> {
+        match self {
+            Self::Literal(ttl) => Some(ttl),
+            Self::Expr(_) => None,
+        }
+    }
+}
+
+impl FromArg for TtlArg {
+    const EXPECTED: &'static str = "a duration in a string literal, such as `\"10m\"`, or a \
+         `Duration` expression over `result`, the value about to be stored";
+
+    fn from_expr(expr: &Expr) -> Option<syn::Result<Self>> {
+        match (Ttl::from_expr(expr), literal(expr)) {
+            (Some(ttl), _) => Some(ttl.map(Self::Literal)),
+            // `ttl = 600`: a number with no unit is a mistake, not an
+            // expression to type-check.
+            (None, Some(_)) => None,
+            (None, None) => Some(Ok(Self::Expr(expr.clone()))),
+        }
     }
 }
 
@@ -539,9 +600,9 @@ impl Args {
                     ));
                 }
             }
-            (Kind::Evict, false, false) => errors.push(syn::Error::new(
+            (Kind::Evict, false, false) if !given.contains(&Name::Tags) => errors.push(syn::Error::new(
                 span,
-                "#[cache_evict] needs `key = \"…\"` (one entry) or `prefix = \"…\"` (every entry whose key starts with it)",
+                "#[cache_evict] needs `key = \"…\"` (one entry), `prefix = \"…\"` (every entry whose key starts with it) or `tags = [\"…\"]` (every entry carrying one of them)",
             )),
             (Kind::Cacheable | Kind::Put, false, _) => errors.push(syn::Error::new(
                 span,
@@ -660,7 +721,10 @@ mod tests {
         );
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(args.key.map(|k| k.0.value()).as_deref(), Some("u:<id>"));
-        assert_eq!(args.ttl.map(|t| t.millis), Some(60_000));
+        assert_eq!(
+            args.ttl.and_then(|t| t.literal().map(|t| t.millis)),
+            Some(60_000)
+        );
         assert_eq!(args.cache_none.map(|t| t.millis), Some(5_000));
         assert_eq!(args.jitter.map(|j| j.0), Some(0.1));
         assert!(args.cache.is_some() && args.condition.is_some() && args.unless.is_some());
@@ -710,7 +774,10 @@ mod tests {
     fn a_repeated_name_is_reported_once_the_first_kept() {
         let (args, errors) = parse(Kind::Put, quote!(key = "a", ttl = "1m", ttl = "2m"));
         assert_eq!(errors, ["`ttl` is given more than once"]);
-        assert_eq!(args.ttl.map(|t| t.millis), Some(60_000));
+        assert_eq!(
+            args.ttl.and_then(|t| t.literal().map(|t| t.millis)),
+            Some(60_000)
+        );
     }
 
     #[test]
@@ -731,7 +798,7 @@ mod tests {
             errors,
             [
                 "unknown argument `ttl` of #[cache_evict]; valid arguments are: \
-              key, prefix, cache, condition, before, shape, crate"
+              key, prefix, cache, condition, before, shape, crate, tags"
             ]
         );
     }

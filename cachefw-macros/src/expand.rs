@@ -19,11 +19,11 @@
 //! `crate = …`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, ItemFn};
 
-use crate::args::{Args, Kind, RefreshAhead, Ttl};
+use crate::args::{Args, Kind, RefreshAhead, Ttl, TtlArg};
 use crate::errors::Errors;
 use crate::owned::{self, OwnedArgs};
 use crate::signature::{self, Analysis};
@@ -55,6 +55,10 @@ pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenS
             None
         }
     };
+    let renderer = match (kind, &analysis) {
+        (Kind::Cacheable, Some(analysis)) => key_renderer(&args, &function, analysis),
+        _ => TokenStream::new(),
+    };
     let wrapper = analysis.as_ref().and_then(|analysis| match kind {
         Kind::Cacheable => cacheable_tokens(&args, analysis, &mut errors),
         Kind::Put | Kind::Evict => {
@@ -67,13 +71,79 @@ pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenS
         }
     });
     match (wrapper, analysis) {
-        (Some(wrapper), Some(analysis)) if errors.is_empty() => wrap(function, &analysis, wrapper),
+        (Some(wrapper), Some(analysis)) if errors.is_empty() => {
+            let wrapped = wrap(function, &analysis, wrapper);
+            quote!(#wrapped #renderer)
+        }
         // The function as written (its stack left expanded, so that no
         // error is reported twice), so the rest of the crate still
         // type-checks.
         _ => {
             let errors = errors.to_compile_errors();
             quote!(#function #errors)
+        }
+    }
+}
+
+/// `fn <name>_key(..) -> String` beside a `#[cacheable]` function: its
+/// key (the `{key}` part, as `get`, `delete` and `get_or_load_many` take
+/// it) rendered from the parameters the template names, each by reference
+/// (a reference parameter as it is), so that batch reads and manual
+/// evictions never rebuild keys by hand. Only for functions without a
+/// receiver or generics (a method may sit in a trait impl, where an extra
+/// item is not allowed); nothing otherwise.
+fn key_renderer(args: &Args, function: &ItemFn, analysis: &Analysis) -> TokenStream {
+    let sig = &function.sig;
+    let has_receiver = sig
+        .inputs
+        .iter()
+        .any(|input| matches!(input, syn::FnArg::Receiver(_)));
+    if has_receiver || !sig.generics.params.is_empty() || analysis.async_trait {
+        return TokenStream::new();
+    }
+    let Some(key) = &args.key else {
+        return TokenStream::new();
+    };
+    let results = Results::Refused(String::new());
+    let Ok(template) = Template::parse(&key.0, &analysis.params, &results) else {
+        return TokenStream::new();
+    };
+    let roots = template.roots();
+    let mut params = Vec::new();
+    for input in &sig.inputs {
+        let syn::FnArg::Typed(typed) = input else {
+            continue;
+        };
+        let syn::Pat::Ident(pat) = &*typed.pat else {
+            continue;
+        };
+        if !roots.iter().any(|root| pat.ident == root) {
+            continue;
+        }
+        let ident = &pat.ident;
+        let ty = &typed.ty;
+        params.push(match &**ty {
+            syn::Type::Reference(_) => quote!(#ident: #ty),
+            _ => quote!(#ident: &#ty),
+        });
+    }
+    let private = private_path(args);
+    let writer = Ident::new("__cachefw_key", Span::mixed_site());
+    let render = template.render(&writer);
+    let capacity = template.capacity();
+    let vis = &function.vis;
+    let name = format_ident!("{}_key", sig.ident);
+    let doc = format!(
+        "The cache key of [`{}`], `{}`, rendered from its arguments as the macro renders \
+         it: for `get`, `delete` and `get_or_load_many`.",
+        sig.ident,
+        key.0.value()
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(dead_code)]
+        #vis fn #name(#(#params),*) -> #private::String {
+            #private::render_key(#capacity, |#writer| { #render })
         }
     }
 }
@@ -153,13 +223,27 @@ pub(crate) fn unless_tokens(unless: Option<&Expr>) -> TokenStream {
     }
 }
 
+/// The TTL of `ttl = <expr>`: a `Duration` over `result`, the value about
+/// to be stored, its type checked on the expression; `None` (the options'
+/// TTL) for a literal or no `ttl`.
+pub(crate) fn ttl_of_tokens(private: &TokenStream, args: &Args) -> TokenStream {
+    let result = Ident::new("result", Span::call_site());
+    match &args.ttl {
+        Some(TtlArg::Expr(expr)) => {
+            let ttl = quote_spanned!(expr.span()=> { let __cachefw_ttl: #private::Duration = #expr; __cachefw_ttl });
+            quote!(|#result: &_| -> #private::Option<#private::Duration> { #private::Option::Some(#ttl) })
+        }
+        _ => quote!(|_: &_| #private::Option::None),
+    }
+}
+
 /// The `&Options { … }` of a call: what its arguments say about storing.
 ///
 /// `site` is the function's name: the metrics label the call with
 /// `module_path!()::name`.
 pub(crate) fn options_tokens(private: &TokenStream, args: &Args, site: &Ident) -> TokenStream {
     let site = site_tokens(private, site);
-    let ttl = ttl_tokens(private, args.ttl.as_ref());
+    let ttl = ttl_tokens(private, args.ttl.as_ref().and_then(TtlArg::literal));
     let none_ttl = ttl_tokens(private, args.cache_none.as_ref());
     let jitter = match &args.jitter {
         Some(jitter) => {
@@ -203,6 +287,7 @@ pub(crate) fn new_call(
     kind: Kind,
     args: &Args,
     template: &Template,
+    tags: &[Template],
     name: &Ident,
 ) -> TokenStream {
     let writer = Ident::new("__cachefw_key", Span::mixed_site());
@@ -215,8 +300,15 @@ pub(crate) fn new_call(
     } else {
         quote!(key)
     };
+    let tags = tags.iter().map(|tag| {
+        let render = tag.render(&writer);
+        let capacity = tag.capacity();
+        quote!(.tag(#capacity, |#writer| { #render }))
+    });
+    // An eviction of tags alone has no key to evict.
+    let keyless = (args.key.is_none() && args.prefix.is_none()).then(|| quote!(.keyless()));
     let call = quote! {
-        #private::Call::#constructor(#cache, #capacity, |#writer| { #render })
+        #private::Call::#constructor(#cache, #capacity, |#writer| { #render }) #(#tags)* #keyless
     };
     match &args.condition {
         // The `bool` is spanned on the expression, where a mismatch is
@@ -231,6 +323,35 @@ pub(crate) fn new_call(
         }
         None => call,
     }
+}
+
+/// The checked templates of `tags = [...]` (none when not given); `None`
+/// after reporting an error. Tags are rendered before the body runs, so
+/// they name parameters only.
+pub(crate) fn tag_templates(
+    args: &Args,
+    params: &[String],
+    errors: &mut Errors,
+) -> Option<Vec<Template>> {
+    let Some(tags) = &args.tags else {
+        return Some(Vec::new());
+    };
+    let results = Results::Refused(
+        "which a tag cannot name: tags are rendered from the parameters before the body runs"
+            .to_owned(),
+    );
+    let mut templates = Vec::with_capacity(tags.0.len());
+    let mut failed = false;
+    for tag in &tags.0 {
+        match Template::parse(tag, params, &results) {
+            Ok(template) => templates.push(template),
+            Err(error) => {
+                errors.push(error);
+                failed = true;
+            }
+        }
+    }
+    (!failed).then_some(templates)
 }
 
 /// Binds `__cachefw_shape` to the shape of `__cachefw_body`.
@@ -284,12 +405,20 @@ fn cacheable_tokens(args: &Args, analysis: &Analysis, errors: &mut Errors) -> Op
             .map_err(|error| errors.push(error))
             .ok()
     });
+    let tags = tag_templates(args, &analysis.params, errors);
     if let (Some(output), None) = (&analysis.generic_output, &args.shape) {
         errors.push(undeclared_shape(output, Kind::Cacheable));
     }
-    let template = template?;
+    let (template, tags) = (template?, tags?);
     let private = private_path(args);
-    let call = new_call(&private, Kind::Cacheable, args, &template, &analysis.name);
+    let call = new_call(
+        &private,
+        Kind::Cacheable,
+        args,
+        &template,
+        &tags,
+        &analysis.name,
+    );
     let mut shape = shape_tokens(&private);
     shape.extend(declared_shape_tokens(&private, args));
     if let Some(none) = &args.cache_none {
@@ -299,6 +428,7 @@ fn cacheable_tokens(args: &Args, analysis: &Analysis, errors: &mut Errors) -> Op
     }
     let options = options_tokens(&private, args, &analysis.name);
     let unless = unless_tokens(args.unless.as_ref());
+    let ttl_of = ttl_of_tokens(&private, args);
     // The method's bounds are on the value type: report them on the return
     // type rather than on the attribute.
     let method = Ident::new("cacheable", analysis.output_span);
@@ -318,12 +448,13 @@ fn cacheable_tokens(args: &Args, analysis: &Analysis, errors: &mut Errors) -> Op
             method: Ident::new("cacheable_owned", analysis.output_span),
             options: options.clone(),
             unless: args.unless.clone(),
+            ttl_of: ttl_of.clone(),
         });
     Some(Wrapper {
         make: quote!(let __cachefw_call = #call;),
         shape,
         run: quote! {
-            __cachefw_call.#method(__cachefw_shape, #options, #unless, __cachefw_body).await
+            __cachefw_call.#method(__cachefw_shape, #options, #unless, #ttl_of, __cachefw_body).await
         },
         background,
     })
@@ -349,6 +480,8 @@ pub(crate) struct Background {
     method: Ident,
     options: TokenStream,
     unless: Option<Expr>,
+    /// The TTL over `result` (`ttl = <expr>`): it may name `result` only.
+    ttl_of: TokenStream,
 }
 
 impl Wrapper {
@@ -378,6 +511,7 @@ impl Wrapper {
             method,
             options,
             unless,
+            ttl_of,
         } = background;
         let OwnedArgs { copies, rebinds } = owned::owned_args(function, private, *span)?;
         let (unless_copies, unless) =
@@ -394,7 +528,7 @@ impl Wrapper {
                 #body.await
             };
             #shape
-            __cachefw_call.#method(__cachefw_shape, #options, #unless, __cachefw_loader).await
+            __cachefw_call.#method(__cachefw_shape, #options, #unless, #ttl_of, __cachefw_loader).await
         })
     }
 }

@@ -77,6 +77,44 @@ fn split(text: &str) -> Result<Vec<Part>, String> {
     Ok(parts)
 }
 
+/// The first placeholder in `text` written in another system's syntax
+/// (`{id}` Rust format, `#{id}` and `#id` Spring SpEL, `${id}` shell and
+/// JavaScript) whose root names one of `names`: what was written, and the
+/// path it names. Text that names no parameter is literal and stays.
+fn foreign(text: &str, names: &[&str]) -> Option<(String, String)> {
+    let bytes = text.as_bytes();
+    let path_at = |start: usize| -> &str {
+        let end = text[start..]
+            .find(|c: char| !(c == '_' || c == '.' || c.is_alphanumeric()))
+            .map_or(text.len(), |end| start + end);
+        text[start..end].trim_end_matches('.')
+    };
+    let names_one = |path: &str| {
+        let root = path.split('.').next().unwrap_or_default();
+        !root.is_empty() && names.contains(&root)
+    };
+    for (at, c) in text.char_indices() {
+        let (open, braced) = match c {
+            '{' => (at + 1, true),
+            '#' | '$' if bytes.get(at + 1) == Some(&b'{') => (at + 2, true),
+            '#' => (at + 1, false),
+            _ => continue,
+        };
+        // `#{` and `${` are read at their first character, not again at `{`.
+        if c == '{' && at > 0 && matches!(bytes[at - 1], b'#' | b'$') {
+            continue;
+        }
+        let path = path_at(open);
+        let end = open + path.len();
+        if !names_one(path) || (braced && bytes.get(end) != Some(&b'}')) {
+            continue;
+        }
+        let written_end = if braced { end + 1 } else { end };
+        return Some((text[at..written_end].to_owned(), path.to_owned()));
+    }
+    None
+}
+
 impl Template {
     /// Parses `lit` and checks each placeholder against `params` (the
     /// function's parameter names, `self` included for methods) and, for
@@ -85,6 +123,20 @@ impl Template {
         let text = lit.value();
         let parts = split(&text).map_err(|message| syn::Error::new_spanned(lit, message))?;
         let error = |message: String| Err(syn::Error::new_spanned(lit, message));
+        let mut names: Vec<&str> = params.iter().map(String::as_str).collect();
+        if matches!(results, Results::Allowed) {
+            names.push(RESULT);
+        }
+        for part in &parts {
+            let Part::Text(literal) = part else { continue };
+            if let Some((written, path)) = foreign(literal, &names) {
+                return error(format!(
+                    "`{written}` in key template {text:?} names the parameter path `{path}` in \
+                     another syntax: cachefw placeholders are written `<{path}>` (to keep the \
+                     text literal, rename what it names)"
+                ));
+            }
+        }
         for part in &parts {
             let Part::Path(root, _) = part else { continue };
             let known = || {
@@ -126,6 +178,19 @@ impl Template {
             parts,
             span: lit.span(),
         })
+    }
+
+    /// The parameters the template names, each once, in order.
+    pub(crate) fn roots(&self) -> Vec<&str> {
+        let mut roots: Vec<&str> = Vec::new();
+        for part in &self.parts {
+            if let Part::Path(root, _) = part
+                && !roots.contains(&root.as_str())
+            {
+                roots.push(root);
+            }
+        }
+        roots
     }
 
     /// Whether the template names the returned value.
@@ -222,6 +287,45 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn foreign_placeholders_naming_a_parameter_are_found() {
+        let names = ["id", "order"];
+        let found = |text: &str| foreign(text, &names);
+        let some = |written: &str, path: &str| Some((written.to_owned(), path.to_owned()));
+        assert_eq!(found("product:{id}"), some("{id}", "id"));
+        assert_eq!(found("product:#id"), some("#id", "id"));
+        assert_eq!(found("#id"), some("#id", "id"));
+        assert_eq!(found("p:#{id}"), some("#{id}", "id"));
+        assert_eq!(found("p:${id}"), some("${id}", "id"));
+        assert_eq!(found("o:{order.id}:x"), some("{order.id}", "order.id"));
+        assert_eq!(found("o:#order.id."), some("#order.id", "order.id"));
+        // Text that names no parameter stays literal.
+        for literal in [
+            "{x}", "#x", "${x}", "#{x}", "{ident}", "#idx", "{id", "#", "{}", "{id.}x",
+        ] {
+            assert_eq!(found(literal), None, "{literal}");
+        }
+    }
+
+    #[test]
+    fn foreign_placeholders_are_compile_errors_showing_the_cachefw_form() {
+        let params = ["id".to_owned()];
+        for (text, written) in [("p:{id}", "{id}"), ("#id", "#id"), ("${id}", "${id}")] {
+            let lit = LitStr::new(text, Span::call_site());
+            let err = Template::parse(&lit, &params, &refused())
+                .err()
+                .expect("refused");
+            let message = err.to_string();
+            assert!(message.contains(&format!("`{written}`")), "{message}");
+            assert!(message.contains("`<id>`"), "{message}");
+        }
+        let literal = LitStr::new("p:{x}:#y:<id>", Span::call_site());
+        assert!(Template::parse(&literal, &params, &refused()).is_ok());
+        let result = LitStr::new("u:{result.id}", Span::call_site());
+        assert!(Template::parse(&result, &params, &Results::Allowed).is_err());
+        assert!(Template::parse(&result, &params, &refused()).is_ok());
     }
 
     fn refused() -> Results {

@@ -44,13 +44,22 @@ pub(crate) fn tokens(
     errors: &mut Errors,
 ) -> Option<Wrapper> {
     // Every check runs, so that all mistakes are reported at once.
-    let templates: Vec<Option<Template>> = stack
+    let templates: Vec<Option<(Template, Vec<Template>)>> = stack
         .iter()
         .map(|(kind, args)| {
-            let target = args.key.as_ref().or(args.prefix.as_ref())?;
-            Template::parse(&target.0, &analysis.params, &results(*kind, args, analysis))
-                .map_err(|error| errors.push(error))
-                .ok()
+            // An eviction of tags alone renders an empty key it never uses.
+            let empty = syn::LitStr::new("", Span::call_site());
+            let target = match args.key.as_ref().or(args.prefix.as_ref()) {
+                Some(target) => &target.0,
+                None if args.tags.is_some() => &empty,
+                None => return None,
+            };
+            let template =
+                Template::parse(target, &analysis.params, &results(*kind, args, analysis))
+                    .map_err(|error| errors.push(error))
+                    .ok();
+            let tags = expand::tag_templates(args, &analysis.params, errors);
+            Some((template?, tags?))
         })
         .collect();
     let declared = stack.iter().any(|(_, args)| args.shape.is_some());
@@ -70,13 +79,13 @@ pub(crate) fn tokens(
     let mut shape = expand::shape_tokens(&stack_private);
     let mut steps = TokenStream::new();
     for (at, ((kind, args), template)) in stack.iter().zip(templates).enumerate() {
-        let template = template?;
+        let (template, tags) = template?;
         let private = match &args.krate {
             Some(_) => expand::private_path(args),
             None => stack_private.clone(),
         };
         let local = format_ident!("__cachefw_write_{at}");
-        let call = expand::new_call(&private, *kind, args, &template, &analysis.name);
+        let call = expand::new_call(&private, *kind, args, &template, &tags, &analysis.name);
         make.extend(quote!(let #local = #call;));
         shape.extend(expand::declared_shape_tokens(&private, args));
         let writer = Ident::new("__cachefw_key", Span::mixed_site());
@@ -87,7 +96,8 @@ pub(crate) fn tokens(
             let method = Ident::new("put", analysis.output_span);
             let options = expand::options_tokens(&private, args, &analysis.name);
             let unless = expand::unless_tokens(args.unless.as_ref());
-            quote!(.#method(#local, #options, #unless, #key))
+            let ttl_of = expand::ttl_of_tokens(&private, args);
+            quote!(.#method(#local, #options, #unless, #ttl_of, #key))
         } else {
             let method = Ident::new("evict", analysis.output_span);
             let before = args.before.as_ref().is_some_and(|before| before.value);

@@ -14,9 +14,11 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::clock::{millis, now_ms};
+use crate::codec::extended;
 use crate::codec::{Codec, Decoded, Entry, Meta};
 use crate::flight::{Join, Leader, Outcome};
 use crate::inner::Inner;
+use crate::keep::Keep;
 use crate::lease::{self, LeaseGuard, ReloadLease, Taken};
 use crate::options::Policy;
 use crate::shape::{Returns, Shape};
@@ -31,7 +33,7 @@ pub(crate) trait Load<S: Shape>: Sized {
     /// The load's future, made by calling the loader.
     type Fut: Future<Output = S::Output>;
     /// The `unless` predicate.
-    type Unless: FnOnce(&S::Value) -> bool;
+    type Unless: Keep<S::Value>;
 
     /// Calls the loader (its future runs when awaited).
     fn start(self) -> (Self::Fut, Self::Unless);
@@ -72,7 +74,7 @@ where
     S: Shape,
     F: FnOnce() -> Fut,
     Fut: Future<Output = S::Output>,
-    U: FnOnce(&S::Value) -> bool,
+    U: Keep<S::Value>,
 {
     type Fut = Fut;
     type Unless = U;
@@ -96,7 +98,7 @@ where
     S::Output: Send + 'static,
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = S::Output> + Send + 'static,
-    U: FnOnce(&S::Value) -> bool + Send + 'static,
+    U: Keep<S::Value> + Send + 'static,
 {
     type Fut = Fut;
     type Unless = U;
@@ -177,13 +179,6 @@ impl<'a> Aside<'a> {
         policy: &Policy,
         load: L,
     ) -> S::Output {
-        // A key too long to cache (counted and logged): the loader's answer,
-        // stored nowhere.
-        if self.inner.check_key(full).is_err() {
-            self.inner.telemetry().bypass(policy.site);
-            self.inner.telemetry().stats().load();
-            return load.start().0.await;
-        }
         let now = now_ms();
         // A failed read was counted and logged; it is served like a miss.
         // When Redis is out, without the lease: the commands that take it
@@ -316,7 +311,7 @@ impl<'a> Aside<'a> {
                 spawn(
                     self.inner,
                     full.to_owned(),
-                    *policy,
+                    policy.clone(),
                     Holder::Reload(claim),
                     None,
                 );
@@ -477,7 +472,13 @@ impl<'a> Aside<'a> {
         match load.detach() {
             Ok(spawn) => {
                 let (sender, receiver) = oneshot::channel();
-                spawn(self.inner, full.to_owned(), *policy, holder, Some(sender));
+                spawn(
+                    self.inner,
+                    full.to_owned(),
+                    policy.clone(),
+                    holder,
+                    Some(sender),
+                );
                 tokio::time::timeout(timeout, receiver).await.ok()?.ok()
             }
             Err(load) => {
@@ -514,8 +515,12 @@ impl<'a> Aside<'a> {
         loop {
             match lease::take(self.inner, full, over.as_ref()).await {
                 Taken::Found(bytes) => {
-                    if let Ok(decoded) = self.inner.codec().decode::<S::Value>(&bytes)
+                    if let Ok(decoded) = self
+                        .inner
+                        .codec()
+                        .decode::<S::Value>(&bytes, self.inner.max_value_size())
                         && decoded.meta.expires_ms > now_ms()
+                        && self.inner.tags_hold(&bytes).await.unwrap_or(false)
                         && let Some(output) = S::from_entry(decoded.entry.clone())
                     {
                         if let Some(leader) = leader {
@@ -547,7 +552,7 @@ impl<'a> Aside<'a> {
         full: &str,
         policy: &Policy,
         load: impl Future<Output = S::Output>,
-        unless: impl FnOnce(&S::Value) -> bool,
+        unless: impl Keep<S::Value>,
         holder: Holder,
     ) -> Loaded<S::Output> {
         self.inner.telemetry().stats().load();
@@ -639,11 +644,14 @@ impl<'a> Aside<'a> {
         full: &str,
         entry: &Entry<V>,
         policy: &Policy,
-        unless: impl FnOnce(&V) -> bool,
+        unless: impl Keep<V>,
         delta_ms: u32,
     ) -> Option<(Bytes, u64)> {
         let (ttl, value) = match (entry, policy.none_ttl) {
-            (Entry::Value(value), _) if !unless(value) => (policy.ttl, Some(value)),
+            (Entry::Value(value), _) => match unless.keep(value) {
+                Some(ttl) => (ttl.unwrap_or(policy.ttl), Some(value)),
+                None => return None,
+            },
             (Entry::Absent, Some(none_ttl)) => (none_ttl, None),
             _ => return None,
         };
@@ -661,7 +669,7 @@ impl<'a> Aside<'a> {
             delta_ms,
         };
         let bytes = match value {
-            Some(value) => match self.inner.encode(full, value, meta) {
+            Some(value) => match self.inner.encode(full, value, meta, policy.tags.as_deref()) {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     // Nobody sees this error but the log: count it like the
@@ -670,7 +678,7 @@ impl<'a> Aside<'a> {
                     return None;
                 }
             },
-            None => Codec::encode_absent(meta),
+            None => extended::build(Codec::encode_absent(meta), policy.tags.as_deref(), 0),
         };
         // Larger than the limit: not stored (counted and logged there).
         self.inner.check_size(full, &bytes).ok()?;

@@ -86,11 +86,6 @@ impl<'a> Batch<'a> {
         &self,
         fulls: &[String],
     ) -> Result<Vec<Option<T>>, Error> {
-        // A key too long is the caller's mistake, as for `get`: nothing is
-        // read.
-        for full in fulls {
-            self.inner.check_key(full)?;
-        }
         let now = now_ms();
         let mut values = Vec::with_capacity(fulls.len());
         for (full, (found, near)) in fulls.iter().zip(self.read_many(fulls).await) {
@@ -170,9 +165,9 @@ impl<'a> Batch<'a> {
     }
 
     /// A key a batch does not read from the cache: one with a pending
-    /// eviction, or too long to cache.
+    /// eviction.
     fn skips(&self, full: &str) -> bool {
-        full.len() > self.inner.max_key_len() || self.inner.bypasses(full)
+        self.inner.bypasses(full)
     }
 
     /// The backend's bytes at each of `fulls`; a value larger than
@@ -185,6 +180,14 @@ impl<'a> Batch<'a> {
                 self.inner.failure(error);
                 *read = Ok(None);
             }
+            // A tagged entry whose tags no longer hold is a miss.
+            if let Ok(Some(bytes)) = read {
+                match self.inner.tags_hold(bytes).await {
+                    Ok(true) => {}
+                    Ok(false) => *read = Ok(None),
+                    Err(error) => *read = Err(error),
+                }
+            }
         }
         found
     }
@@ -192,10 +195,26 @@ impl<'a> Batch<'a> {
     /// The value in `bytes` if it decodes as `T` and is within its TTL; a
     /// bad entry is counted and logged.
     fn fresh<T: DeserializeOwned>(&self, full: &str, bytes: &[u8], now: u64) -> Option<T> {
-        match self.inner.codec().decode::<T>(bytes) {
+        self.fresh_entry(full, bytes, now).flatten()
+    }
+
+    /// [`fresh`](Self::fresh), with an entry cached as "none" (`cache_none`)
+    /// read as `Some(None)`: an answer, not a miss.
+    fn fresh_entry<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        bytes: &[u8],
+        now: u64,
+    ) -> Option<Option<T>> {
+        match self
+            .inner
+            .codec()
+            .decode::<T>(bytes, self.inner.max_value_size())
+        {
             Ok(decoded) if decoded.meta.expires_ms > now => match decoded.entry {
-                Entry::Value(value) => Some(value),
-                Entry::Absent | Entry::Leased => None,
+                Entry::Value(value) => Some(Some(value)),
+                Entry::Absent => Some(None),
+                Entry::Leased => None,
             },
             Ok(_) => None,
             Err(reason) => {
@@ -254,18 +273,12 @@ impl<'a> Batch<'a> {
             .iter()
             .map(|key| self.inner.keys().full(key))
             .collect();
-        // A key too long to cache is loaded and stored nowhere, as for a
-        // single call (counted and logged once each).
-        let cacheable: Vec<bool> = fulls
-            .iter()
-            .map(|full| self.inner.check_key(full).is_ok())
-            .collect();
         let now = now_ms();
         let read = self.read_many(&fulls).await;
         // Keys whose read failed for an outage are loaded without the lease:
         // the commands that take it would fail alike. One outage fails a
         // whole group of keys with one error: it is counted once.
-        let mut reachable = cacheable.clone();
+        let mut reachable = vec![true; fulls.len()];
         let mut outage_seen = false;
         let mut hits = 0usize;
         let mut slots: Vec<Option<Slot<'_, T>>> = Vec::with_capacity(fulls.len());
@@ -286,10 +299,11 @@ impl<'a> Batch<'a> {
                     }
                 },
             };
-            if let Some(value) = bytes.and_then(|bytes| self.fresh::<T>(full, &bytes, now)) {
+            // A cached "none" is a hit too: `None`, not given to the loader.
+            if let Some(value) = bytes.and_then(|bytes| self.fresh_entry::<T>(full, &bytes, now)) {
                 self.inner.telemetry().hit(policy.site, near);
                 hits += 1;
-                slots.push(Some(Slot::Done(Some(value))));
+                slots.push(Some(Slot::Done(value)));
                 continue;
             }
             self.inner.telemetry().miss(policy.site);
@@ -358,7 +372,7 @@ impl<'a> Batch<'a> {
             }
             waited
         };
-        let load = self.load_ours::<T, E, F, Fut>(&fulls, distinct.len(), ours, policy, loader);
+        let load = self.load_ours::<T, E, F, Fut>(&fulls, &distinct, ours, policy, loader);
         // Our load publishes (each value once its fill is answered) without
         // waiting on anyone, and waiting on others does not hold it up:
         // overlapping batches cannot deadlock.
@@ -513,7 +527,7 @@ impl<'a> Batch<'a> {
     async fn load_ours<T, E, F, Fut>(
         &self,
         fulls: &[String],
-        distinct: usize,
+        distinct: &[&str],
         ours: Vec<(usize, Leader<'_>, Option<LeaseGuard>)>,
         policy: &Policy,
         loader: F,
@@ -526,12 +540,11 @@ impl<'a> Batch<'a> {
         if ours.is_empty() {
             return Ok(Vec::new());
         }
-        let prefix = self.inner.keys().prefix().len();
+        // The keys as given: a long one's full key holds only its digest.
         let wanted: Vec<String> = ours
             .iter()
-            .map(|(at, ..)| fulls[*at][prefix..].to_owned())
+            .map(|(at, ..)| distinct[*at].to_owned())
             .collect();
-        debug_assert!(wanted.len() <= distinct);
         self.inner.telemetry().stats().load();
         let started = Instant::now();
         let loaded = loader(wanted)
@@ -568,7 +581,7 @@ impl<'a> Batch<'a> {
         let mut answers = Vec::with_capacity(ours.len());
         let mut writes = Vec::new();
         for (at, leader, guard) in ours {
-            let value = found.remove(&fulls[at][prefix..]);
+            let value = found.remove(distinct[at]);
             let stored = match (&guard, &value) {
                 (Some(_), Some(value)) => self.stored_bytes(&fulls[at], value, policy, delta_ms),
                 _ => None,
@@ -649,7 +662,7 @@ impl<'a> Batch<'a> {
             expires_ms: now_ms().saturating_add(crate::clock::millis(ttl)),
             delta_ms,
         };
-        match self.inner.encode(full, value, meta) {
+        match self.inner.encode(full, value, meta, None) {
             // Larger than the limit: not stored (counted and logged there).
             Ok(bytes) => self
                 .inner

@@ -363,11 +363,25 @@ impl CacheBuilder {
         self
     }
 
-    /// The longest full key (namespace and version included), in bytes
-    /// (default 4 KiB). A longer key is refused with
-    /// [`Error::KeyTooLong`]; [`Cache::get_or_load`] and the macros then
-    /// call the loader without caching, and count it in
-    /// [`Stats::errors`](crate::Stats::errors).
+    /// Encoded values larger than this many bytes are stored compressed
+    /// (LZ4, `lz4_flex`), when that saves space (default 4 KiB; 0: never).
+    /// Each entry's header says whether it is compressed, so entries of
+    /// both kinds are read whatever this says. `max_value_size` bounds the
+    /// value before compression when storing, and the decompressed size
+    /// when reading: an entry that claims to inflate past it is a miss,
+    /// never allocated.
+    pub fn compress_above(mut self, bytes: u64) -> Self {
+        self.options.compress_above = bytes;
+        self
+    }
+
+    /// The longest rendered key (the `{key}` part, without namespace and
+    /// version) stored as it is, in bytes (default 512). A longer key is
+    /// never refused: it is stored under its first 256 bytes (fewer when
+    /// this limit is lower; cut back to a character boundary), `#` and the
+    /// hex SHA-256 of the whole key. `get`, `set`, `delete`, the macros,
+    /// tags and batch reads all render it alike, and `evict_prefix` of a
+    /// prefix within those first bytes still finds it.
     pub fn max_key_len(mut self, bytes: usize) -> Self {
         self.options.max_key_len = bytes;
         self
@@ -667,7 +681,7 @@ mod tests {
             (memory().ttl_jitter(1.0), "ttl_jitter"),
             (memory().ttl_jitter(f64::NAN), "ttl_jitter"),
             (memory().max_value_size(0), "max_value_size"),
-            (memory().max_key_len(11), "max_key_len"),
+            (memory().max_key_len(0), "max_key_len"),
             (memory().breaker_failures(0), "breaker_failures"),
             (
                 memory().breaker_probe_interval(Duration::ZERO),

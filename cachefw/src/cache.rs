@@ -100,11 +100,6 @@ impl Cache {
         &self.handle.inner
     }
 
-    /// The full key whose user part `render` appends, in one allocation.
-    pub(crate) fn render_key(&self, capacity: usize, render: impl FnOnce(&mut String)) -> String {
-        self.inner().keys().render(capacity, render)
-    }
-
     /// The namespace, the first part of every key.
     pub fn namespace(&self) -> &str {
         self.inner().namespace()
@@ -194,9 +189,6 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// - [`Error::KeyTooLong`]: the full key is longer than
-    ///   [`max_key_len`](crate::CacheBuilder::max_key_len) (as for every
-    ///   operation on a key); nothing was read.
     /// - Over Redis only: [`Error::Unavailable`] while the circuit breaker
     ///   is open after repeated failures (Redis is not asked),
     ///   [`Error::Timeout`] when Redis did not answer within the
@@ -258,7 +250,6 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// - [`Error::KeyTooLong`], as for [`get`](Self::get).
     /// - [`Error::InvalidTtl`]: a TTL under a millisecond or beyond what
     ///   Redis stores.
     /// - [`Error::Encode`]: `value` does not serialize with the codec.
@@ -278,7 +269,7 @@ impl Cache {
         let ttl = Policy::with_ttl(ttl, None, self.inner().defaults()).jittered(ttl);
         let result = self
             .inner()
-            .set_full(&self.inner().keys().full(key), value, ttl)
+            .set_full(&self.inner().keys().full(key), value, ttl, None)
             .await;
         self.wrote(&result, WriteOp::Store, 1);
         result
@@ -295,7 +286,6 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// - [`Error::KeyTooLong`], as for [`get`](Self::get).
     /// - Over Redis only: [`Error::Unavailable`] while the breaker is open,
     ///   [`Error::Timeout`], [`Error::Redis`], as for [`get`](Self::get).
     ///   The eviction is then pending, as above: the error says that Redis
@@ -332,13 +322,12 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::KeyTooLong`]; over Redis, [`Error::Unavailable`] while the
+    /// Over Redis, [`Error::Unavailable`] while the
     /// breaker is open, [`Error::Timeout`] or [`Error::Redis`]: as for
     /// [`get`](Self::get).
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, Error> {
         let inner = self.inner();
         let full = inner.keys().full(key);
-        inner.check_key(&full)?;
         if inner.bypasses(&full) {
             return Ok(None);
         }
@@ -380,8 +369,6 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// - [`Error::KeyTooLong`]: the full prefix is longer than
-    ///   [`max_key_len`](crate::CacheBuilder::max_key_len).
     /// - Over Redis only: [`Error::Unavailable`] while the breaker is open,
     ///   [`Error::Timeout`] or [`Error::Redis`] when Redis fails part-way
     ///   (entries removed before the failure stay removed);
@@ -390,7 +377,9 @@ impl Cache {
     ///   [`delete`](Self::delete).
     pub async fn evict_prefix(&self, prefix: &str) -> Result<u64, Error> {
         let inner = self.inner();
-        let result = inner.evict_prefix_full(&inner.keys().full(prefix)).await;
+        let result = inner
+            .evict_prefix_full(&inner.keys().prefixed(prefix))
+            .await;
         self.wrote(&result, WriteOp::Evict, 1);
         result
     }
@@ -445,8 +434,7 @@ impl Cache {
     ///
     /// Only the loader's own error. A cache failure (any error
     /// [`get`](Self::get) or [`set`](Self::set) would return, such as
-    /// [`Error::Unavailable`] while the breaker is open, or
-    /// [`Error::KeyTooLong`]) is counted in [`Stats::errors`] and logged,
+    /// [`Error::Unavailable`] while the breaker is open) is counted in [`Stats::errors`] and logged,
     /// and the loader's value is returned.
     pub async fn get_or_load<T, E, F, Fut>(
         &self,
@@ -464,6 +452,137 @@ impl Cache {
         Aside::new(self.inner())
             .through::<ResultShape<T, E>, _>(&full, &policy, Borrowed(loader, |_: &T| false))
             .await
+    }
+
+    /// [`get_or_load`](Self::get_or_load) with the TTL computed from the
+    /// loaded value, once per store (as the macros' `ttl = <expr>`): a
+    /// quote that may change any second for 5 s, a settled one for 10 min.
+    /// [`Duration::ZERO`] stores nothing. Refreshes and stale windows
+    /// follow the builder's defaults.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().build().await?;
+    /// let ttl_of = |p: &(u64, bool)| Duration::from_secs(if p.1 { 5 } else { 600 });
+    /// let load = || async { Ok::<_, std::io::Error>((1999u64, true)) };
+    /// let price = cache.get_or_load_with_ttl("price:1", ttl_of, load).await;
+    /// assert_eq!(price.ok(), Some((1999, true)));
+    /// assert!(cache.ttl("price:1").await?.is_some_and(|ttl| ttl <= Duration::from_secs(5)));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only the loader's own error, as for [`get_or_load`](Self::get_or_load).
+    pub async fn get_or_load_with_ttl<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl_of: impl FnOnce(&T) -> Duration,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = self.inner();
+        let policy = Policy::with_ttl(inner.defaults().ttl, None, inner.defaults());
+        let full = inner.keys().full(key);
+        let keep = crate::keep::TtlFrom(|_: &T| false, |value: &T| Some(ttl_of(value)));
+        Aside::new(inner)
+            .through::<ResultShape<T, E>, _>(&full, &policy, Borrowed(loader, keep))
+            .await
+    }
+
+    /// [`get_or_load`](Self::get_or_load) of an entry that carries `tags`:
+    /// [`evict_tag`](Self::evict_tag) of any of them makes it a miss, in
+    /// every process.
+    ///
+    /// A hit costs one round trip: the entry and its tags' tokens are read
+    /// together (on a Cluster, alongside). A load that began before an
+    /// `evict_tag` of one of its tags stores an entry that is a miss
+    /// afterwards. Tagged entries are not kept in the near tier. While an
+    /// eviction of one of its tags waits for Redis, the value is loaded and
+    /// not stored.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = cachefw::Cache::builder().build().await?;
+    /// let ttl = Duration::from_secs(600);
+    /// let load = || async { Ok::<_, std::io::Error>(vec![1u64, 2]) };
+    /// let orders = cache.get_or_load_tagged("orders:42", ttl, &["user:42"], load).await;
+    /// assert_eq!(orders.ok(), Some(vec![1, 2]));
+    /// cache.evict_tag("user:42").await?;
+    /// assert_eq!(cache.get::<Vec<u64>>("orders:42").await?, None);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only the loader's own error, as for [`get_or_load`](Self::get_or_load).
+    pub async fn get_or_load_tagged<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[&str],
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let policy = Policy::with_ttl(ttl, None, self.inner().defaults());
+        let full = self.inner().keys().full(key);
+        let load = Borrowed(loader, |_: &T| false);
+        crate::tags::through::<ResultShape<T, E>, _>(self.inner(), &full, policy, tags, load).await
+    }
+
+    /// [`set`](Self::set) of an entry that carries `tags`: an
+    /// [`evict_tag`](Self::evict_tag) of any of them makes it a miss.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); and when the tags' tokens cannot be read
+    /// (Redis failing), that error, with the old entry evicted.
+    pub async fn set_tagged<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+        tags: &[&str],
+    ) -> Result<(), Error> {
+        let ttl = Policy::with_ttl(ttl, None, self.inner().defaults()).jittered(ttl);
+        let full = self.inner().keys().full(key);
+        crate::tags::set(self.inner(), &full, value, ttl, tags).await
+    }
+
+    /// Makes every entry stored with `tag` (by
+    /// [`set_tagged`](Self::set_tagged),
+    /// [`get_or_load_tagged`](Self::get_or_load_tagged) or the macros'
+    /// `tags = [...]`) before this call a miss, for every `Cache` of this
+    /// namespace and version in any process, and drops nothing else.
+    ///
+    /// It costs one `DEL` of the tag's token however many entries carry
+    /// it; the entries expire by their TTL. A load that began before it
+    /// stores nothing readable under the tag afterwards. Against
+    /// [`evict_prefix`](Self::evict_prefix), which `SCAN`s the namespace
+    /// and needs related keys to share a prefix (rare, administrative
+    /// evictions), a tag groups entries whatever their keys, in constant
+    /// time, for a small key read per tagged hit (in the same round trip).
+    ///
+    /// # Errors
+    ///
+    /// As [`delete`](Self::delete): over Redis, [`Error::Unavailable`],
+    /// [`Error::Timeout`] or [`Error::Redis`] when Redis did not confirm
+    /// it. The eviction is then kept and replayed when Redis answers, and
+    /// until then reads of entries carrying the tag bypass Redis.
+    pub async fn evict_tag(&self, tag: &str) -> Result<(), Error> {
+        crate::tags::evict(self.inner(), tag).await
     }
 
     /// [`get_or_load`](Self::get_or_load) for a source that may have no
@@ -584,8 +703,6 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// - [`Error::KeyTooLong`]: a full key is longer than
-    ///   [`max_key_len`](crate::CacheBuilder::max_key_len); nothing was read.
     /// - Over Redis only: [`Error::Unavailable`] while the breaker is open,
     ///   [`Error::Timeout`] or [`Error::Redis`] when Redis fails for any of
     ///   the keys, as for [`get`](Self::get).
@@ -626,9 +743,7 @@ impl Cache {
     /// - The result is aligned with `keys` (a key given twice appears twice).
     /// - Redis down: every key goes to the loader, and its values are
     ///   returned; the outage is counted once per batch in
-    ///   [`Stats::errors`], not once per key. A key longer than
-    ///   [`max_key_len`](crate::CacheBuilder::max_key_len) is loaded and
-    ///   stored nowhere, as by [`get_or_load`](Self::get_or_load).
+    ///   [`Stats::errors`], not once per key.
     /// - The freshness options of the builder apply to the values stored
     ///   (the entry is kept for `ttl` plus the stale windows), but a batch
     ///   serves no stale value and has no `load_timeout`: an entry past its
@@ -653,6 +768,43 @@ impl Cache {
     ///     .await;
     /// let users = users.expect("the loader does not fail");
     /// assert_eq!(users, [Some("user:1".to_owned()), Some("user:2".to_owned()), None]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// **Keys of an annotated function.** Never rebuild a `#[cacheable]`
+    /// function's keys with `format!`: a placeholder's value is escaped
+    /// (`:` becomes `%3A`), so a hand-built key of a string id can miss the
+    /// function's entry. Each `#[cacheable]` free function `name` comes with
+    /// `name_key(..)`, which renders its key from the parameters the
+    /// template names (each by reference), exactly as the macro does; use
+    /// it for batch reads and manual evictions. An entry the function cached
+    /// as "none" (`cache_none`) is a hit of the batch: `None`, not given to
+    /// the loader.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::time::Duration;
+    /// use cachefw::{Cache, cacheable};
+    ///
+    /// #[cacheable(key = "product:<sku>", ttl = "10m", cache = cache)]
+    /// async fn product(cache: &Cache, sku: &str) -> Result<u64, std::io::Error> {
+    ///     Ok(sku.len() as u64)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachefw::Error> {
+    /// let cache = Cache::builder().build().await?;
+    /// product(&cache, "a:1").await.ok();
+    /// let keys: Vec<String> = ["a:1", "b:2"].into_iter().map(product_key).collect();
+    /// assert_eq!(keys[0], "product:a%3A1");
+    /// let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    /// let found = cache
+    ///     .get_or_load_many(&refs, Duration::from_secs(600), |missing| async move {
+    ///         Ok::<_, std::io::Error>(missing.into_iter().map(|k| (k, 0u64)).collect::<HashMap<_, _>>())
+    ///     })
+    ///     .await;
+    /// assert_eq!(found.ok(), Some(vec![Some(3), Some(0)]));
+    /// cache.delete(&product_key("b:2")).await?;
     /// # Ok(()) }
     /// ```
     ///

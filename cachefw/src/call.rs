@@ -8,9 +8,11 @@ mod writes;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use crate::aside::{Aside, Borrowed, Owned};
+use crate::aside::{Borrowed, Owned};
 use crate::cache::Cache;
+use crate::keep::TtlFrom;
 use crate::options::{Options, Policy};
 use crate::shape::Shape;
 use crate::telemetry::report;
@@ -94,6 +96,17 @@ impl CacheRef for Option<Cache> {
     }
 }
 
+/// A key template rendered alone: the `{key}` part, without namespace
+/// and version (what an annotated function's `<name>_key` returns).
+pub fn render_key(capacity: usize, render: impl FnOnce(&mut KeyWriter<'_>)) -> String {
+    let mut key = String::with_capacity(capacity);
+    render(&mut KeyWriter {
+        buf: &mut key,
+        holes: &mut Vec::new(),
+    });
+    key
+}
+
 /// Renders a key template into the key buffer, before the body runs.
 pub struct KeyWriter<'a> {
     buf: &'a mut String,
@@ -132,6 +145,11 @@ pub struct Call {
     /// Where in the target the `<result…>` placeholders go, in order; none
     /// when the key is complete before the body runs.
     holes: Vec<usize>,
+    /// The rendered `tags = [...]`: what a read's entry carries, what a put
+    /// stores under, what an eviction evicts.
+    tags: Vec<String>,
+    /// A `#[cache_evict]` of tags alone: no key to evict.
+    keyless: bool,
 }
 
 impl Call {
@@ -143,18 +161,30 @@ impl Call {
     ) -> Self {
         let mut holes = Vec::new();
         let key = match &cache {
-            Some(cache) => cache.render_key(capacity, |buf| {
-                render(&mut KeyWriter {
-                    buf,
-                    holes: &mut holes,
+            Some(cache) => {
+                let keys = cache.inner().keys();
+                let whole = keys.render_whole(capacity, |buf| {
+                    render(&mut KeyWriter {
+                        buf,
+                        holes: &mut holes,
+                    });
                 });
-            }),
+                // A key with `<result>` parts gets its digest, if long,
+                // once they are in (see `writes.rs`).
+                if holes.is_empty() {
+                    keys.shorten(whole)
+                } else {
+                    whole
+                }
+            }
             None => String::new(),
         };
         Self {
             cache,
             target: Scope::Key(key),
             holes,
+            tags: Vec::new(),
+            keyless: false,
         }
     }
 
@@ -177,6 +207,8 @@ impl Call {
             cache,
             target: Scope::Prefix(prefix),
             holes,
+            tags: Vec::new(),
+            keyless: false,
         }
     }
 
@@ -186,7 +218,29 @@ impl Call {
             cache: None,
             target: Scope::Key(String::new()),
             holes: Vec::new(),
+            tags: Vec::new(),
+            keyless: false,
         }
+    }
+
+    /// Adds a tag, its template rendered as a key's (placeholders escaped),
+    /// without the namespace and version.
+    pub fn tag(mut self, capacity: usize, render: impl FnOnce(&mut KeyWriter<'_>)) -> Self {
+        if self.cache.is_some() {
+            let mut tag = String::with_capacity(capacity);
+            render(&mut KeyWriter {
+                buf: &mut tag,
+                holes: &mut Vec::new(),
+            });
+            self.tags.push(tag);
+        }
+        self
+    }
+
+    /// A `#[cache_evict]` of its tags only: no key is evicted.
+    pub fn keyless(mut self) -> Self {
+        self.keyless = true;
+        self
     }
 
     /// `#[cacheable]`: the stored answer, or the body's, stored as the
@@ -196,6 +250,7 @@ impl Call {
         _: S,
         options: &Options,
         unless: impl FnOnce(&S::Value) -> bool,
+        ttl: impl FnOnce(&S::Value) -> Option<Duration>,
         body: impl Future<Output = S::Output>,
     ) -> S::Output {
         let (Some(cache), Scope::Key(key)) = (self.cache, self.target) else {
@@ -203,20 +258,21 @@ impl Call {
         };
         let inner = cache.inner();
         let policy = Policy::resolve(options, inner.defaults());
-        Aside::new(inner)
-            .through::<S, _>(&key, &policy, Borrowed(|| body, unless))
-            .await
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let load = Borrowed(|| body, TtlFrom(unless, ttl));
+        crate::tags::through::<S, _>(inner, &key, policy, &tags, load).await
     }
 
     /// `#[cacheable]` with background options: as [`cacheable`](Self::cacheable),
     /// with a loader made of owned copies of the arguments, which the cache
     /// may finish in the background (a refresh ahead of expiry, a
     /// revalidation, a load past its timeout).
-    pub async fn cacheable_owned<S, F, Fut, U>(
+    pub async fn cacheable_owned<S, F, Fut, U, T>(
         self,
         _: S,
         options: &Options,
         unless: U,
+        ttl: T,
         loader: F,
     ) -> S::Output
     where
@@ -225,14 +281,15 @@ impl Call {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = S::Output> + Send + 'static,
         U: FnOnce(&S::Value) -> bool + Send + 'static,
+        T: FnOnce(&S::Value) -> Option<Duration> + Send + 'static,
     {
         let (Some(cache), Scope::Key(key)) = (self.cache, self.target) else {
             return loader().await;
         };
         let inner = cache.inner();
         let policy = Policy::resolve(options, inner.defaults());
-        Aside::new(inner)
-            .through::<S, _>(&key, &policy, Owned(loader, unless))
-            .await
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let load = Owned(loader, TtlFrom(unless, ttl));
+        crate::tags::through::<S, _>(inner, &key, policy, &tags, load).await
     }
 }

@@ -23,6 +23,10 @@
 //! A header with the absent tag and no payload records "the source has no
 //! value" (a cached `None`), whatever the codec. A header with the lease
 //! tag and a token marks a key that a caller is loading (see `lease.rs`).
+//! An entry may also carry tags, or a compressed payload: see
+//! [`extended`].
+
+pub(crate) mod extended;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -220,9 +224,12 @@ impl Codec {
         header(ABSENT_TAG, meta, 0)
     }
 
+    /// The entry in `bytes`; a compressed payload may inflate to at most
+    /// `max` bytes (`max_value_size`), or the entry does not decode.
     pub(crate) fn decode<T: DeserializeOwned>(
         self,
         bytes: &[u8],
+        max: u64,
     ) -> Result<Decoded<T>, DecodeError> {
         if bytes.first() != Some(&MAGIC) || bytes.len() < HEADER_LEN {
             return Err(DecodeError::Foreign);
@@ -233,11 +240,21 @@ impl Codec {
                 meta: Meta::default(),
             });
         }
-        let (format, tag) = (bytes[1], bytes[2]);
-        let (Some(meta), true) = (meta_of(bytes), tag == ABSENT_TAG || tag == self.tag()) else {
+        let (format, mut tag) = (bytes[1], bytes[2]);
+        let Some(meta) = meta_of(bytes) else {
             return Err(DecodeError::OtherFormat { format, tag });
         };
-        let payload = &bytes[ENTRY_HEADER_LEN..];
+        let parts;
+        let payload = if tag == extended::EXTENDED {
+            parts = extended::parse(bytes, max)?;
+            tag = parts.kind;
+            &parts.payload[..]
+        } else {
+            &bytes[ENTRY_HEADER_LEN..]
+        };
+        if tag != ABSENT_TAG && tag != self.tag() {
+            return Err(DecodeError::OtherFormat { format, tag });
+        }
         let entry = if tag == ABSENT_TAG {
             if !payload.is_empty() {
                 return Err(DecodeError::Payload(
@@ -291,7 +308,7 @@ mod tests {
         }
 
         fn dec<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<Entry<T>, DecodeError> {
-            self.decode(bytes).map(|decoded| decoded.entry)
+            self.decode(bytes, u64::MAX).map(|decoded| decoded.entry)
         }
     }
 

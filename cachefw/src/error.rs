@@ -144,11 +144,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// A key longer than the limit
-    /// ([`CacheBuilder::max_key_len`](crate::CacheBuilder::max_key_len));
-    /// nothing was read or written. [`Cache::get_or_load`](crate::Cache::get_or_load)
-    /// and the macros count it in [`Stats::errors`](crate::Stats::errors)
-    /// and call the loader, storing nothing.
+    /// No longer returned: a key longer than
+    /// [`CacheBuilder::max_key_len`](crate::CacheBuilder::max_key_len) is
+    /// stored under its digest instead of being refused. Kept so that code
+    /// matching on it still compiles.
     #[error("the key {key:?}… is {len} bytes, longer than the limit of {max} bytes (max_key_len)")]
     KeyTooLong {
         /// The first characters of the full key (namespace and version
@@ -271,20 +270,6 @@ impl Error {
     pub(crate) fn is_counted(&self) -> bool {
         self.is_backend_failure()
             || matches!(self, Self::KeyTooLong { .. } | Self::ValueTooLarge { .. })
-    }
-
-    /// A key too long for `max`: the error, naming its first characters.
-    pub(crate) fn key_too_long(full: &str, max: usize) -> Self {
-        const SHOWN: usize = 64;
-        let mut end = SHOWN.min(full.len());
-        while !full.is_char_boundary(end) {
-            end -= 1;
-        }
-        Self::KeyTooLong {
-            key: full[..end].to_owned(),
-            len: full.len(),
-            max,
-        }
     }
 }
 

@@ -39,8 +39,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use crate::cache::{Cache, Handle};
 use crate::error::Error;
@@ -279,17 +279,12 @@ async fn apply_eviction(cache: Cache, fields: Fields) -> Verdict {
     if evictions.is_empty() {
         return Verdict::Unreadable("no `key`, `prefix` or `tag` field".to_owned());
     }
-    let mut verdict = Verdict::Applied;
+    let verdict = Verdict::Applied;
     for eviction in &evictions {
         let result = match eviction {
             Eviction::Key(key) => cache.delete(key).await.map(drop),
             Eviction::Prefix(prefix) => cache.evict_prefix(prefix).await.map(drop),
-            Eviction::Tag(tag) => {
-                if !evict_tag_pending_merge(&cache, tag) {
-                    verdict = Verdict::Retry;
-                }
-                Ok(())
-            }
+            Eviction::Tag(tag) => cache.evict_tag(tag).await,
         };
         match result {
             // A backend failure left the eviction in the journal, which
@@ -300,51 +295,6 @@ async fn apply_eviction(cache: Cache, fields: Fields) -> Verdict {
         }
     }
     verdict
-}
-
-// wired to Cache::evict_tag at merge: this function goes, and the `Tag` arm
-// above calls `cache.evict_tag(tag).await` like the others.
-/// Tag evictions wait for `Cache::evict_tag` (issue 28): a tag entry is
-/// logged and left pending (not acknowledged), so that it is applied once
-/// the follower can. Whether it was applied.
-fn evict_tag_pending_merge(cache: &Cache, tag: &str) -> bool {
-    static LIMIT: Limiter = Limiter::new();
-    if LIMIT.allow() {
-        tracing::warn!(
-            namespace = cache.namespace(),
-            tag,
-            "cachefw: a tag eviction from a stream cannot be applied by this build (no evict_tag); \
-             it stays pending"
-        );
-    }
-    false
-}
-
-/// At most one log line a second per limiter.
-pub(crate) struct Limiter {
-    last: Mutex<Option<Instant>>,
-}
-
-impl Limiter {
-    pub(crate) const fn new() -> Self {
-        Self {
-            last: Mutex::new(None),
-        }
-    }
-
-    /// Whether a line may be logged now: none was within the last second.
-    pub(crate) fn allow(&self) -> bool {
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        if last.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
-            return false;
-        }
-        *last = Some(now);
-        true
-    }
 }
 
 /// The pause after `failures` failures in a row.

@@ -84,7 +84,7 @@ pub fn encode<T: Serialize + ?Sized>(
         expires_ms: u64::MAX,
         delta_ms: 0,
     };
-    let bytes = inner.encode(entry, value, meta)?;
+    let bytes = inner.encode(entry, value, meta, None)?;
     inner.check_size(entry, &bytes)?;
     Ok(bytes)
 }
@@ -94,7 +94,7 @@ pub fn encode<T: Serialize + ?Sized>(
 /// as `T`.
 pub fn decode<T: DeserializeOwned>(cache: &Cache, entry: &str, bytes: &[u8]) -> Option<T> {
     let inner = cache.inner();
-    match inner.codec().decode::<T>(bytes) {
+    match inner.codec().decode::<T>(bytes, inner.max_value_size()) {
         Ok(Decoded {
             entry: Entry::Value(value),
             ..

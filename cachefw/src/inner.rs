@@ -14,6 +14,7 @@ use crate::backend::Backend;
 use crate::backend::breaker::BreakerState;
 use crate::background::Background;
 use crate::clock::now_ms;
+use crate::codec::extended::{self, Stamp};
 use crate::codec::{Codec, Decoded, Meta};
 use crate::error::Error;
 use crate::flight::Flights;
@@ -64,7 +65,7 @@ impl Inner {
             journal.replayed_by(replayer);
             Self {
                 me: me.clone(),
-                keys: Keys::new(&settings.namespace, settings.version),
+                keys: Keys::with_limit(&settings.namespace, settings.version, settings.max_key_len),
                 journal,
                 backend,
                 near,
@@ -114,16 +115,12 @@ impl Inner {
         &self.settings.defaults
     }
 
-    pub(crate) fn max_key_len(&self) -> usize {
-        self.settings.max_key_len
+    pub(crate) fn max_value_size(&self) -> u64 {
+        self.settings.max_value_size
     }
 
     pub(crate) fn lease_time(&self) -> Duration {
         self.settings.lease_time
-    }
-
-    pub(crate) fn max_value_size(&self) -> u64 {
-        self.settings.max_value_size
     }
 
     pub(crate) fn telemetry(&self) -> &Telemetry {
@@ -211,17 +208,6 @@ impl Inner {
         });
     }
 
-    /// Refuses a full key longer than the limit: the error is counted and
-    /// logged here, and returned.
-    pub(crate) fn check_key(&self, full: &str) -> Result<(), Error> {
-        if full.len() <= self.settings.max_key_len {
-            return Ok(());
-        }
-        let error = Error::key_too_long(full, self.settings.max_key_len);
-        self.failure(&error);
-        Err(error)
-    }
-
     /// Refuses encoded bytes larger than the limit: the error is counted
     /// and logged here, and returned.
     pub(crate) fn check_size(&self, full: &str, bytes: &[u8]) -> Result<(), Error> {
@@ -254,12 +240,12 @@ impl Inner {
         &self,
         full: &str,
     ) -> Result<Option<(Decoded<T>, bool)>, Error> {
-        self.check_key(full)?;
         if self.bypasses(full) {
             return Ok(None);
         }
         Ok(match self.fetch(full).await? {
             Fetched::Near(held) => self.decode(full, &held.bytes).map(|d| (d, true)),
+            Fetched::Backend(Some(bytes)) if !self.tags_hold(&bytes).await? => None,
             Fetched::Backend(Some(bytes)) => self.decode(full, &bytes).map(|d| (d, false)),
             Fetched::Backend(None) => None,
         })
@@ -271,7 +257,6 @@ impl Inner {
         &self,
         full: &str,
     ) -> Result<Option<(Decoded<T>, bool)>, Error> {
-        self.check_key(full)?;
         if self.bypasses(full) {
             return Ok(None);
         }
@@ -282,6 +267,11 @@ impl Inner {
             let Some(found) = memory.read(full) else {
                 return Ok(None);
             };
+            // An entry of an evicted tag reads as missing (untagged: one
+            // byte compare).
+            if !self.tags_hold(&found.bytes).await? {
+                return Ok(None);
+            }
             if let Some(decoded) = found.decoded::<Decoded<T>>() {
                 return Ok(Some((decoded.clone(), false)));
             }
@@ -310,6 +300,7 @@ impl Inner {
                 }
                 decoded.map(|d| (d, true))
             }
+            Fetched::Backend(Some(bytes)) if !self.tags_hold(&bytes).await? => None,
             Fetched::Backend(Some(bytes)) => self.decode(full, &bytes).map(|d| (d, false)),
             Fetched::Backend(None) => None,
         })
@@ -317,7 +308,11 @@ impl Inner {
 
     /// `bytes` decoded; a bad entry is reported and reads as missing.
     fn decode<T: DeserializeOwned>(&self, full: &str, bytes: &[u8]) -> Option<Decoded<T>> {
-        match self.settings.codec.decode(bytes) {
+        match self
+            .settings
+            .codec
+            .decode(bytes, self.settings.max_value_size)
+        {
             Ok(decoded) => Some(decoded),
             Err(reason) => {
                 self.failure(&Error::Decode {
@@ -329,21 +324,29 @@ impl Inner {
         }
     }
 
-    /// The bytes that store `value`: header, metadata and payload.
+    /// The bytes that store `value`: header, metadata (and `stamp`, its
+    /// tags), payload, compressed past `compress_above`. An encoding over
+    /// `max_value_size` stays as it is, for `check_size` to refuse.
     pub(crate) fn encode<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
         meta: Meta,
+        stamp: Option<&Stamp>,
     ) -> Result<Vec<u8>, Error> {
-        self.settings
+        let plain = self
+            .settings
             .codec
             .encode(value, meta)
             .map_err(|reason| Error::Encode {
                 key: full.to_owned(),
                 codec: self.settings.codec,
                 reason,
-            })
+            })?;
+        if plain.len() as u64 > self.settings.max_value_size {
+            return Ok(plain);
+        }
+        Ok(extended::build(plain, stamp, self.settings.compress_above))
     }
 
     /// Runs `write`, an eviction of `targets` (or a write that replaces
@@ -400,13 +403,14 @@ impl Inner {
     /// cannot be stored (it does not encode, the TTL is invalid), must not
     /// leave the old entry there: it is then evicted (at once, or as soon as
     /// Redis answers). A backend failure is counted and logged.
+    /// The entry carries `stamp`'s tags, if given.
     pub(crate) async fn set_full<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
         ttl: Duration,
+        stamp: Option<&Stamp>,
     ) -> Result<(), Error> {
-        self.check_key(full)?;
         let encoded = crate::ttl::px(ttl)
             .ok_or_else(|| Error::InvalidTtl {
                 key: full.to_owned(),
@@ -417,7 +421,7 @@ impl Inner {
                     expires_ms: now_ms().saturating_add(ttl_ms),
                     delta_ms: 0,
                 };
-                Ok((self.encode(full, value, meta)?, ttl_ms))
+                Ok((self.encode(full, value, meta, stamp)?, ttl_ms))
             })
             .and_then(|(bytes, ttl_ms)| {
                 self.check_size(full, &bytes)?;
@@ -439,7 +443,7 @@ impl Inner {
     /// [`set_full`](Self::set_full) for a `#[cache_put]`: every failure is
     /// counted and logged, none returned.
     pub(crate) async fn put_full<V: Serialize>(&self, full: &str, value: &V, ttl: Duration) {
-        if let Err(error) = self.set_full(full, value, ttl).await
+        if let Err(error) = self.set_full(full, value, ttl, None).await
             && !error.is_counted()
         {
             self.failure(&error);
@@ -449,7 +453,6 @@ impl Inner {
     /// Removes the entry at a full key, and with it any lease: a load that
     /// began before cannot fill it, and later callers start a new load.
     pub(crate) async fn delete_full(&self, full: &str) -> Result<bool, Error> {
-        self.check_key(full)?;
         let write = self.backend.delete(full);
         self.evicting([Eviction::Key(full.to_owned())], write).await
     }
@@ -457,9 +460,6 @@ impl Inner {
     /// [`delete_full`](Self::delete_full) for many keys, in one round trip
     /// per batch; how many existed.
     pub(crate) async fn delete_many_full(&self, fulls: &[String]) -> Result<u64, Error> {
-        for full in fulls {
-            self.check_key(full)?;
-        }
         let targets = fulls.iter().map(|full| Eviction::Key(full.clone()));
         self.evicting(targets, self.backend.delete_many(fulls))
             .await
@@ -467,7 +467,6 @@ impl Inner {
 
     /// Removes every entry under a full key prefix.
     pub(crate) async fn evict_prefix_full(&self, prefix: &str) -> Result<u64, Error> {
-        self.check_key(prefix)?;
         let write = self.backend.evict_prefix(prefix);
         self.evicting([Eviction::Prefix(prefix.to_owned())], write)
             .await

@@ -130,6 +130,7 @@ mod hot;
 mod inner;
 mod install;
 mod journal;
+mod keep;
 mod key;
 mod lease;
 mod macros;
@@ -145,6 +146,7 @@ mod slots;
 #[doc = include_str!("../docs/spring.md")]
 pub mod spring {}
 mod stats;
+mod tags;
 mod telemetry;
 #[cfg(all(feature = "testing", unix))]
 pub mod testing;
@@ -161,7 +163,8 @@ pub use install::{install, installed};
 pub use macros::{cache_config, cache_evict, cache_put, cacheable};
 pub use options::{
     DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_MAX_PROBE_INTERVAL, DEFAULT_BREAKER_PROBE_INTERVAL,
-    DEFAULT_JOURNAL_CAPACITY, DEFAULT_LEASE_TIME, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_SIZE,
-    DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, DEFAULT_TTL,
+    DEFAULT_COMPRESS_ABOVE, DEFAULT_JOURNAL_CAPACITY, DEFAULT_LEASE_TIME, DEFAULT_MAX_KEY_LEN,
+    DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_CAPACITY, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT,
+    DEFAULT_TTL,
 };
 pub use stats::Stats;

@@ -30,7 +30,8 @@
 /// | argument | meaning |
 /// | --- | --- |
 /// | `key = "user:<id>"` | required: literal text with `<param>` or `<param.field.path>` placeholders, each checked against the parameters at compile time and rendered with `Display` (see [Keys](#keys)); `<result>` is an error here, since the key is read before the body runs |
-/// | `ttl = "10m"` | how long a value lives: `"500ms"`, `"45s"`, `"10m"`, `"1h30m"`, `"1d"`; default [`Cache::default_ttl`](crate::Cache::default_ttl) |
+/// | `ttl = "10m"` | how long a value lives: `"500ms"`, `"45s"`, `"10m"`, `"1h30m"`, `"1d"`; default [`Cache::default_ttl`](crate::Cache::default_ttl). Or `ttl = <expr>`: a `Duration` over `result: &T`, the value about to be stored, evaluated per store (`if result.volatile { Duration::from_secs(5) } else { Duration::from_secs(600) }`); `Duration::ZERO` stores nothing. With background options it may name `result` only |
+/// | `tags = ["user:<user_id>", "orders"]` | the entry carries these tags (templates checked and rendered like keys; never `<result>`): [`Cache::evict_tag`](crate::Cache::evict_tag) or a `#[cache_evict(tags = …)]` of any of them makes it a miss, in every process |
 /// | `cache = <expr>` | the cache to use, evaluated in the function's scope (`self.cache`, a static, a call): a [`Cache`](crate::Cache), an `Option<Cache>`, or anything that dereferences to one; default: the one given to [`install`](crate::install) (see [Which cache](#which-cache)) |
 /// | `cache_none = "30s"` | for `Option<T>` and `Result<Option<T>, E>` returns: also cache `None` (`Ok(None)`), for this long; a compile error on any other shape |
 /// | `condition = <bool expr>` | over the parameters; when false the call bypasses the cache (no read, no store) |
@@ -223,6 +224,15 @@
 /// two types printed alike) do share an entry: what a key tells apart is
 /// the user's choice, made by the placeholders and their `Display`.
 ///
+/// A placeholder written in another system's syntax that names a parameter
+/// (`{id}`, `#id`, `#{id}`, `${id}`) is a compile error showing the `<id>`
+/// form; such text naming no parameter stays literal. A key longer than
+/// [`max_key_len`](crate::CacheBuilder::max_key_len) (512 bytes) is stored
+/// under its head and SHA-256. A free function (no receiver, no generics)
+/// also gets `<name>_key(..)`, which renders its key from the parameters
+/// the template names, for batch reads and manual evictions (see
+/// [`Cache::get_or_load_many`](crate::Cache::get_or_load_many)).
+///
 /// # Behaviour
 ///
 /// Concurrent misses of one key run the body once, in this process and, through
@@ -318,6 +328,7 @@ pub use cachefw_macros::cacheable;
 /// | --- | --- |
 /// | `key = "user:<id>"` | the one entry to evict (placeholders as in [`cacheable`]; after the body, `<result…>` too, as in [`cache_put`](cache_put#keys-from-the-result)) |
 /// | `prefix = "user:"` | instead of `key`: every entry whose key starts with it, taken literally (may hold placeholders) |
+/// | `tags = ["user:<user_id>"]` | every entry carrying one of these tags (alone, or with `key`/`prefix`); rendered from the parameters, never `<result>`; see [`Cache::evict_tag`](crate::Cache::evict_tag) |
 /// | `before = true` | evict before the body runs, and again after it, whatever it returns (default `false`); its key cannot name `<result>` |
 /// | `condition = <bool expr>` | over the parameters, evaluated before the body; when false this eviction is skipped |
 /// | `cache = <expr>` | the cache to use, as in [`cacheable`]: the same one as the reads it invalidates (see [Which cache](cacheable#which-cache)) |
@@ -373,7 +384,8 @@ pub use cachefw_macros::cache_evict;
 /// | argument | meaning |
 /// | --- | --- |
 /// | `key = "user:<u.id>"` | required, as in [`cacheable`], and `<result>` or `<result.field.path>` for the returned value (see [Keys from the result](#keys-from-the-result)) |
-/// | `ttl = "10m"` | as in [`cacheable`] |
+/// | `ttl = "10m"` | as in [`cacheable`], `ttl = <expr>` over `result` included |
+/// | `tags = ["user:<user_id>"]` | the stored entry carries these tags, as in [`cacheable`] |
 /// | `cache = <expr>` | as in [`cacheable`] |
 /// | `condition = <bool expr>` | over the parameters, evaluated before the body; when false this put is skipped |
 /// | `unless = <bool expr>` | over `result: &T`; when true the value is not stored (the entry is left as it was) |

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::codec::Codec;
 use crate::error::Error;
-use crate::key::Keys;
+
 use crate::telemetry::meters::NO_SITE;
 
 /// The default namespace, the first part of every key.
@@ -36,8 +36,11 @@ pub const DEFAULT_MEMORY_CAPACITY: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(3);
 /// The default largest value stored or read: 16 MiB.
 pub const DEFAULT_MAX_VALUE_SIZE: u64 = 16 * 1024 * 1024;
-/// The default longest full key (namespace and version included): 4 KiB.
-pub const DEFAULT_MAX_KEY_LEN: usize = 4 * 1024;
+/// The default longest rendered key stored as it is: 512 bytes. A longer
+/// one is stored under its first 256 bytes, `#` and its hex SHA-256.
+pub const DEFAULT_MAX_KEY_LEN: usize = 512;
+/// The default size past which encoded values are stored compressed: 4 KiB.
+pub const DEFAULT_COMPRESS_ABOVE: u64 = 4 * 1024;
 /// The default bound on stranded evictions (keys and prefixes).
 pub const DEFAULT_JOURNAL_CAPACITY: usize = 10_000;
 /// The default time a key's failing source is spared after a stale value
@@ -116,6 +119,8 @@ pub(crate) struct CacheOptions {
     pub(crate) max_value_size: u64,
     /// The longest full key.
     pub(crate) max_key_len: usize,
+    /// Encoded values larger than this are stored compressed; 0: never.
+    pub(crate) compress_above: u64,
     /// The in-memory backend's bound.
     pub(crate) memory_capacity: u64,
     /// `near_cache`: the near tier's bytes; `None`: no near tier.
@@ -146,11 +151,13 @@ impl Default for CacheOptions {
                 load_timeout: None,
                 fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
                 site: NO_SITE,
+                tags: None,
             },
             lease_time: DEFAULT_LEASE_TIME,
             journal_capacity: DEFAULT_JOURNAL_CAPACITY,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             max_key_len: DEFAULT_MAX_KEY_LEN,
+            compress_above: DEFAULT_COMPRESS_ABOVE,
             memory_capacity: DEFAULT_MEMORY_CAPACITY,
             near_capacity: None,
             near_ttl: None,
@@ -198,15 +205,10 @@ impl CacheOptions {
         if self.max_value_size == 0 {
             return Err(invalid("max_value_size", "must be greater than zero"));
         }
-        let keys = Keys::new(&self.namespace, self.version);
-        if self.max_key_len <= keys.prefix().len() {
+        if self.max_key_len == 0 {
             return Err(invalid(
                 "max_key_len",
-                format!(
-                    "{} bytes leave no room for a key after the prefix {:?}",
-                    self.max_key_len,
-                    keys.prefix()
-                ),
+                "must be at least 1 byte: longer keys are stored under their digest",
             ));
         }
         if self.breaker_failures == 0 {
@@ -260,7 +262,7 @@ pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> Error
 }
 
 /// How one call treats its key, resolved once.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Policy {
     /// For a value.
     pub(crate) ttl: Duration,
@@ -280,6 +282,9 @@ pub(crate) struct Policy {
     /// The call site, for metrics and traces: an annotated function's
     /// path, or `"-"`.
     pub(crate) site: &'static str,
+    /// The tags the stored entry carries, with their tokens from before
+    /// the load (see `tags/`); `None`: untagged.
+    pub(crate) tags: Option<std::sync::Arc<crate::codec::extended::Stamp>>,
 }
 
 impl Policy {
@@ -302,6 +307,7 @@ impl Policy {
             load_timeout: options.load_timeout.or(defaults.load_timeout),
             fail_safe_throttle: defaults.fail_safe_throttle,
             site: options.site,
+            tags: None,
         }
     }
 

@@ -126,7 +126,7 @@ pub async fn store<T: Serialize + ?Sized>(
         },
         delta_ms: 0,
     };
-    let bytes = inner.encode(&at.entry, value, meta)?;
+    let bytes = inner.encode(&at.entry, value, meta, None)?;
     inner.check_size(&at.entry, &bytes)?;
     let bytes = Bytes::from(bytes);
     let write = inner
@@ -299,7 +299,7 @@ pub async fn peek<T: DeserializeOwned>(cache: &Cache, key: &str) -> Result<Peeke
         });
     }
     let (bytes, version) = inner.observe(inner.backend().peek_versioned(&at).await)?;
-    let value = match bytes.map(|bytes| inner.codec().decode::<T>(&bytes)) {
+    let value = match bytes.map(|bytes| inner.codec().decode::<T>(&bytes, inner.max_value_size())) {
         Some(Ok(Decoded {
             entry: Entry::Value(value),
             ..

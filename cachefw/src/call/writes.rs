@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use super::{Call, Scope};
 use crate::cache::Cache;
+use crate::keep::{Keep, TtlFrom};
 use crate::options::{Options, Policy};
 use crate::shape::{Returned, Returns, Value};
 
@@ -50,22 +51,24 @@ impl<S: Returns, L, V> Writes<S, L, V> {
     /// `#[cache_put]`: stores the value inside a success unless `unless`
     /// holds it back, at the key of `call` completed by `key` (which renders
     /// its `<result…>` placeholders, if any).
-    pub fn put<U, K>(
+    pub fn put<U, T, K>(
         self,
         call: Call,
         options: &Options,
         unless: U,
+        ttl: T,
         key: K,
-    ) -> Writes<S, (L, Put<U, K>), S::Inner>
+    ) -> WithPut<S, L, U, T, K>
     where
         S::Inner: Value,
         U: FnOnce(&S::Inner) -> bool,
+        T: FnOnce(&S::Inner) -> Option<Duration>,
         K: FnOnce(&mut ResultWriter<'_>, &S::Inner),
     {
         let put = Put {
             call,
             options: *options,
-            unless,
+            unless: TtlFrom(unless, ttl),
             key,
         };
         Writes {
@@ -133,6 +136,10 @@ impl<S: Returns, V, A: Step<S, V>, B: Step<S, V>> Step<S, V> for (A, B) {
     }
 }
 
+/// [`Writes`] with one more `#[cache_put]`, whose TTL may come from the
+/// value.
+pub type WithPut<S, L, U, T, K> = Writes<S, (L, Put<TtlFrom<U, T>, K>), <S as Returns>::Inner>;
+
 /// A `#[cache_put]`.
 pub struct Put<U, K> {
     call: Call,
@@ -145,7 +152,7 @@ impl<S, U, K> Step<S, S::Inner> for Put<U, K>
 where
     S: Returns,
     S::Inner: Value,
-    U: FnOnce(&S::Inner) -> bool,
+    U: Keep<S::Inner>,
     K: FnOnce(&mut ResultWriter<'_>, &S::Inner),
 {
     fn before(&self, _: &mut Plan<'_, S::Inner>) {}
@@ -157,6 +164,8 @@ where
                     cache,
                     target,
                     holes,
+                    tags,
+                    ..
                 },
             options,
             unless,
@@ -165,19 +174,21 @@ where
         let Some(cache) = cache else { return };
         match S::returned(output) {
             Returned::Value(value) => {
-                if unless(value) {
+                let Some(ttl) = unless.keep(value) else {
                     return;
-                }
+                };
                 let Scope::Key(full) = complete(target, &holes, |writer| key(writer, value)) else {
                     return;
                 };
+                let full = cache.inner().keys().shorten(full);
                 let policy = Policy::resolve(&options, cache.inner().defaults());
-                let ttl = policy.jittered(policy.ttl);
+                let ttl = policy.jittered(ttl.unwrap_or(policy.ttl));
                 plan.push(Write::Put {
                     cache,
                     full,
                     value,
                     ttl,
+                    tags,
                 });
             }
             // The source has no value any more, so neither has the cache. A
@@ -206,10 +217,18 @@ where
 {
     fn before(&self, plan: &mut Plan<'_, V>) {
         if let (true, Some(cache)) = (self.before, &self.call.cache) {
-            plan.push(Write::Evict {
-                cache: cache.clone(),
-                target: self.call.target.clone(),
-            });
+            if !self.call.keyless {
+                plan.push(Write::Evict {
+                    cache: cache.clone(),
+                    target: self.call.target.clone(),
+                });
+            }
+            for tag in &self.call.tags {
+                plan.push(Write::EvictTag {
+                    cache: cache.clone(),
+                    tag: tag.clone(),
+                });
+            }
         }
     }
 
@@ -220,6 +239,8 @@ where
                     cache,
                     target,
                     holes,
+                    tags,
+                    keyless,
                 },
             before,
             key,
@@ -229,15 +250,31 @@ where
             return;
         }
         let target = if holes.is_empty() {
-            target
+            Some(target)
         } else {
             // A success without a value (`None`) names no key.
-            let Returned::Value(value) = S::returned(output) else {
-                return;
-            };
-            complete(target, &holes, |writer| key(writer, value))
+            match S::returned(output) {
+                Returned::Value(value) => Some(
+                    match complete(target, &holes, |writer| key(writer, value)) {
+                        Scope::Key(full) => Scope::Key(cache.inner().keys().shorten(full)),
+                        prefix => prefix,
+                    },
+                ),
+                _ => None,
+            }
         };
-        plan.push(Write::Evict { cache, target });
+        if let (Some(target), false) = (target, keyless) {
+            plan.push(Write::Evict {
+                cache: cache.clone(),
+                target,
+            });
+        }
+        for tag in tags {
+            plan.push(Write::EvictTag {
+                cache: cache.clone(),
+                tag,
+            });
+        }
     }
 }
 
@@ -311,15 +348,25 @@ pub struct Plan<'a, V> {
 }
 
 enum Write<'a, V> {
-    /// Stores `value` at the full key `full` for `ttl`, over any lease.
+    /// Stores `value` at the full key `full` for `ttl`, over any lease,
+    /// carrying `tags`.
     Put {
         cache: Cache,
         full: String,
         value: &'a V,
         ttl: Duration,
+        tags: Vec<String>,
     },
     /// Evicts one key, or every key under a prefix.
     Evict { cache: Cache, target: Scope },
+    /// Evicts every entry carrying a tag.
+    EvictTag { cache: Cache, tag: String },
+}
+
+/// A write left undone by a cancelled call, evicted instead.
+enum Undone {
+    Scope(Cache, Scope),
+    Tag(Cache, String),
 }
 
 impl<V> Default for Plan<'_, V> {
@@ -348,16 +395,25 @@ impl<'a, V> Plan<'a, V> {
                     full,
                     value,
                     ttl,
+                    tags,
                 } => {
-                    cache.inner().put_full(&full, value, ttl).await;
-                    let meters = cache.inner().telemetry().meters();
-                    meters.write(
+                    if tags.is_empty() {
+                        cache.inner().put_full(&full, value, ttl).await;
+                    } else {
+                        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                        // Failures are the cache's to count and log.
+                        let _ = crate::tags::set(cache.inner(), &full, value, ttl, &tags).await;
+                    }
+                    cache.inner().telemetry().meters().write(
                         crate::telemetry::meters::NO_SITE,
                         crate::telemetry::meters::WriteOp::Store,
                         1,
                     );
                 }
                 Write::Evict { cache, target } => evict(&cache, &target).await,
+                Write::EvictTag { cache, tag } => {
+                    let _ = cache.evict_tag(&tag).await;
+                }
             }
         }
     }
@@ -370,18 +426,24 @@ impl<V> Drop for Plan<'_, V> {
         }
         // Evicting is right whatever the write was: the body may have
         // changed the source, and the next reader loads afresh.
-        let left: Vec<(Cache, Scope)> = self
+        let left: Vec<Undone> = self
             .writes
             .drain(..)
             .map(|write| match write {
-                Write::Put { cache, full, .. } => (cache, Scope::Key(full)),
-                Write::Evict { cache, target } => (cache, target),
+                Write::Put { cache, full, .. } => Undone::Scope(cache, Scope::Key(full)),
+                Write::Evict { cache, target } => Undone::Scope(cache, target),
+                Write::EvictTag { cache, tag } => Undone::Tag(cache, tag),
             })
             .collect();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             drop(runtime.spawn(async move {
-                for (cache, target) in &left {
-                    evict(cache, target).await;
+                for undone in &left {
+                    match undone {
+                        Undone::Scope(cache, target) => evict(cache, target).await,
+                        Undone::Tag(cache, tag) => {
+                            let _ = cache.evict_tag(tag).await;
+                        }
+                    }
                 }
             }));
         }
@@ -444,6 +506,10 @@ mod tests {
 
     fn no_result<T: ?Sized>(_: &mut ResultWriter<'_>, _: &T) {}
 
+    fn call_ttl(_: &u32) -> Option<Duration> {
+        None
+    }
+
     #[test]
     fn result_values_go_in_their_holes_escaped() {
         let holes = [2, 4];
@@ -477,12 +543,19 @@ mod tests {
             5u32
         };
         let output = Writes::new((&&&Tag::of(&body)).shape())
-            .put(key(&cache, "k"), &Options::default(), never, no_result)
+            .put(
+                key(&cache, "k"),
+                &Options::default(),
+                never,
+                call_ttl,
+                no_result,
+            )
             .evict(key(&cache, "k"), false, no_result)
             .put(
                 result_key(&cache, "by-value:"),
                 &Options::default(),
                 never,
+                call_ttl,
                 |w, v| w.display(v),
             )
             .run(body)
@@ -499,7 +572,13 @@ mod tests {
         let body = async { 6u32 };
         Writes::new((&&&Tag::of(&body)).shape())
             .evict(key(&cache, "k"), false, no_result)
-            .put(key(&cache, "k"), &Options::default(), never, no_result)
+            .put(
+                key(&cache, "k"),
+                &Options::default(),
+                never,
+                call_ttl,
+                no_result,
+            )
             .run(body)
             .await;
         assert_eq!(
@@ -540,12 +619,14 @@ mod tests {
                     key(&cache, &format!("id:{id}")),
                     &Options::default(),
                     |v| *v == 0,
+                    call_ttl,
                     no_result,
                 )
                 .put(
                     result_key(&cache, "v:"),
                     &Options::default(),
                     never,
+                    call_ttl,
                     |w, v| w.display(v),
                 )
                 .run(body)
@@ -569,7 +650,13 @@ mod tests {
 
         let body = async { Err::<u32, ()>(()) };
         let failed = Writes::new((&&&Tag::of(&body)).shape())
-            .put(key(&cache, "v:0"), &Options::default(), never, no_result)
+            .put(
+                key(&cache, "v:0"),
+                &Options::default(),
+                never,
+                call_ttl,
+                no_result,
+            )
             .evict(result_key(&cache, "v:"), false, |w, v| w.display(v))
             .run(body)
             .await;
@@ -587,9 +674,10 @@ mod tests {
         let mut plan = Plan::default();
         plan.push(Write::Put {
             cache: cache.clone(),
-            full: cache.render_key(1, |k| k.push('a')),
+            full: cache.inner().keys().render(1, |k| k.push('a')),
             value: &value,
             ttl: MINUTE,
+            tags: Vec::new(),
         });
         plan.push(Write::Evict {
             cache: cache.clone(),

@@ -291,12 +291,13 @@ impl Near {
 
     /// Offers what a read of `key` under `ticket` returned: stored if it is
     /// a value entry fresh at `now_ms` and no invalidation of the key nor a
-    /// new epoch overtook the read.
+    /// new epoch overtook the read. A tagged entry is never kept: it holds
+    /// only while its tags do, which no near copy checks.
     pub(crate) fn offer(&self, key: &str, bytes: &Bytes, ticket: Ticket<'_>, now_ms: u64) {
         let Some(meta) = meta_of(bytes) else {
             return;
         };
-        if now_ms >= meta.expires_ms {
+        if now_ms >= meta.expires_ms || crate::codec::extended::is_tagged(bytes) {
             return;
         }
         let life = Duration::from_millis(meta.expires_ms - now_ms).min(self.cap);

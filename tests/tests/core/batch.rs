@@ -188,7 +188,7 @@ async fn with_redis_down_the_loader_gets_every_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_too_long_is_loaded_and_stored_nowhere() {
+async fn a_long_key_is_cached_under_its_digest_as_a_single_read_would() {
     let redis = RedisServer::start();
     let cache = Cache::builder()
         .redis(redis.url())
@@ -197,26 +197,37 @@ async fn a_key_too_long_is_loaded_and_stored_nowhere() {
         .build()
         .await
         .expect("builds");
-    // "batch:v1:item:1" fits in 20 bytes; this one's full key does not.
-    let long = "item:123456789012345".to_owned();
+    // "item:1" is stored as it is; this one, over 20 bytes, under its digest.
+    let long = "item:1234567890123457".to_owned();
     let wanted = ["item:1".to_owned(), long.clone()];
     let source = Arc::new(Source::default());
     let got = batch(&cache, &source, &wanted).await;
-    assert_eq!(got, [Some(1), Some(123_456_789_012_345)]);
+    assert_eq!(got, [Some(1), Some(1_234_567_890_123_457)]);
     assert_eq!(source.asked(), [wanted.to_vec()]);
+    let mut keys = redis.keys();
+    keys.sort();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], "batch:v1:item:1");
     assert_eq!(
-        redis.keys(),
-        ["batch:v1:item:1"],
-        "the long key is not stored"
+        keys[1],
+        cache.full_key(&long),
+        "one rendering for every path"
     );
-    assert!(cache.stats().errors >= 1, "the refusal is counted");
-    let error = cache
-        .get_many::<u64>(&["item:1", &long])
-        .await
-        .expect_err("get_many refuses it, as get does");
     assert!(
-        matches!(error, cachefw::Error::KeyTooLong { .. }),
-        "{error}"
+        keys[1].starts_with("batch:v1:item:123456789012345#"),
+        "{keys:?}"
+    );
+    assert_eq!(
+        cache
+            .get_many::<u64>(&["item:1", &long])
+            .await
+            .expect("reads"),
+        [Some(1), Some(1_234_567_890_123_457)]
+    );
+    assert_eq!(
+        cache.get::<u64>(&long).await.expect("reads"),
+        Some(1_234_567_890_123_457),
+        "a single read finds what the batch stored"
     );
 }
 

@@ -278,14 +278,19 @@ async fn the_memory_backend_has_no_streams() {
     assert!(error.to_string().contains("redis"), "{error}");
 }
 
-/// Until `Cache::evict_tag` lands (issue 28), a tag entry is not applied,
-/// so it is not acknowledged: it stays pending and is applied once a
-/// follower can.
+/// A tag entry is applied as `evict_tag`: every entry carrying the tag is
+/// a miss afterwards (an untagged one stays), and the entry is
+/// acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tag_entry_is_acknowledged_only_once_applied() {
+async fn a_tag_entry_evicts_the_tag() {
     let server = RedisServer::start();
     let cache = redis_cache(&server, "follow").await;
-    cache.set("user:1", &1u32, MINUTE).await.expect("set");
+    cache
+        .set_tagged("user:1", &1u32, MINUTE, &["users"])
+        .await
+        .expect("set");
+    cache.set("plain", &2u32, MINUTE).await.expect("set");
+    assert!(present(&cache, "user:1").await, "stored under its tag");
     let follower = cache
         .follow_evictions(STREAM, GROUP)
         .await
@@ -293,23 +298,21 @@ async fn a_tag_entry_is_acknowledged_only_once_applied() {
     publish_eviction(&cache, STREAM, &Eviction::Tag("users".into()))
         .await
         .expect("publish");
-    publish_eviction(&cache, STREAM, &Eviction::Key("user:1".into()))
-        .await
-        .expect("publish");
-    eventually_async(WITHIN, "the key entry behind it applied", async || {
+    eventually_async(WITHIN, "the tag evicted", async || {
         !present(&cache, "user:1").await
     })
     .await;
+    assert!(present(&cache, "plain").await, "an untagged entry stays");
     let mut conn = raw(&server);
-    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
-        .arg(STREAM)
-        .arg(GROUP)
-        .query(&mut conn)
-        .expect("xpending");
-    assert!(
-        matches!(pending.first(), Some(redis::Value::Int(1))),
-        "the tag entry stays pending: {pending:?}"
-    );
+    eventually_async(WITHIN, "the tag entry acknowledged", async || {
+        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg(STREAM)
+            .arg(GROUP)
+            .query(&mut conn)
+            .expect("xpending");
+        matches!(pending.first(), Some(redis::Value::Int(0)))
+    })
+    .await;
     follower.abort();
 }
 

@@ -7,6 +7,7 @@
 //! joins with one `mod` line below.
 
 mod batch;
+mod batch_keys;
 mod build;
 mod cancellation;
 mod evict_prefix;
@@ -15,8 +16,10 @@ mod freshness;
 mod get_or_load;
 mod hot_keys;
 mod invalidation;
+mod long_keys;
 mod operations;
 mod stampede;
 mod stored_values;
+mod tags;
 mod validate;
 mod versioned;

@@ -12,3 +12,5 @@
 mod cache_config;
 mod macros;
 mod spring;
+mod tags;
+mod ttl_from_result;
