@@ -45,7 +45,7 @@ pub(crate) struct Inner {
     /// Loads the cache finishes on its own, and the fail-safe throttle.
     background: Background,
     /// The sampled reads behind `Cache::hot_keys`.
-    pub(crate) hot: crate::hot::Hot,
+    pub(crate) hot: crate::hot::sample::Hot,
 }
 
 impl Inner {
@@ -73,7 +73,7 @@ impl Inner {
                 telemetry,
                 flights: Flights::default(),
                 background: Background::default(),
-                hot: crate::hot::Hot::default(),
+                hot: crate::hot::sample::Hot::default(),
             }
         })
     }

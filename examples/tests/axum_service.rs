@@ -350,6 +350,7 @@ async fn exercise(redis: Option<&RedisServer>) {
                     "tier",
                     "outcome",
                     "kind",
+                    "op",
                     "le",
                     "quantile"
                 ]
