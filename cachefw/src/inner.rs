@@ -264,6 +264,7 @@ impl Inner {
         #[allow(irrefutable_let_patterns)] // without the `redis` feature
         if let Backend::Memory(memory) = &self.backend {
             // Decoded once, by the first reader; cloned from then on.
+            self.hot.note(full);
             let Some(found) = memory.read(full) else {
                 return Ok(None);
             };

@@ -98,3 +98,27 @@ async fn the_memory_backend_ranks_its_own_reads() {
     assert!(found >= 16, "{found} of the top 20 in {named:?}");
     assert!(cache.hot_keys(0).await.expect("hot keys").is_empty());
 }
+
+/// Reads through `get_or_load` (the macros' path, which on the in-memory
+/// backend keeps a decoded copy and skips the plain read) count too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_backend_ranks_loaded_reads_too() {
+    let cache = memory_cache("hot-loaded").await;
+    let mut left: Vec<usize> = (0..200).map(reads_of).collect();
+    while left.iter().any(|n| *n > 0) {
+        for (key, n) in left.iter_mut().enumerate() {
+            if *n > 0 {
+                *n -= 1;
+                let got = cache
+                    .get_or_load(&format!("item:{key}"), MINUTE, || async {
+                        Ok::<_, std::convert::Infallible>(key as u64)
+                    })
+                    .await;
+                assert_eq!(got, Ok(key as u64));
+            }
+        }
+    }
+    let named = cache.hot_keys(20).await.expect("hot keys");
+    let found = named.iter().filter(|key| top_20().contains(*key)).count();
+    assert!(found >= 16, "{found} of the top 20 in {named:?}");
+}
