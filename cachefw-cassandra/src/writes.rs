@@ -61,15 +61,16 @@ pub(crate) struct Writes<'a, T: Entity> {
     pub(crate) rows: &'a RowLocks,
 }
 
-/// The row's entry and the partition's, each evicted unless disarmed.
-struct Guards {
-    row: Eviction,
-    partition: Eviction,
+/// The row's entry and the partition's, each evicted unless disarmed
+/// (both layouts' writes).
+pub(crate) struct Guards {
+    pub(crate) row: Eviction,
+    pub(crate) partition: Eviction,
 }
 
 impl Guards {
     /// Cassandra failed: evict unless it refused the write.
-    async fn failed(self, outcome: Effect) {
+    pub(crate) async fn failed(self, outcome: Effect) {
         for eviction in [self.row, self.partition] {
             match outcome {
                 Effect::Refused => eviction.disarm(),

@@ -36,6 +36,7 @@ use crate::evict::Eviction;
 use crate::outcome::Effect;
 use crate::rows::{RowLock, RowLocks};
 use crate::table::{Failed, Table};
+use crate::writes::Guards;
 
 /// The writes of one call of a repository of a hash entity.
 pub(crate) struct HashWrites<'a, T: Entity> {
@@ -43,24 +44,6 @@ pub(crate) struct HashWrites<'a, T: Entity> {
     pub(crate) cache: &'a Cache,
     pub(crate) rows: &'a RowLocks,
     pub(crate) stream: &'a Stream,
-}
-
-/// The row's entry and the partition's, each evicted unless disarmed.
-struct Guards {
-    row: Eviction,
-    partition: Eviction,
-}
-
-impl Guards {
-    /// Cassandra failed: evict unless it refused the write.
-    async fn failed(self, outcome: Effect) {
-        for eviction in [self.row, self.partition] {
-            match outcome {
-                Effect::Refused => eviction.disarm(),
-                Effect::Unknown => eviction.run_unsettled().await,
-            }
-        }
-    }
 }
 
 /// What the entry gets after a write reached Cassandra.
