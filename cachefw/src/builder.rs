@@ -776,7 +776,7 @@ impl CacheBuilder {
     ///
     /// `build()` refuses a threshold outside `0.0..=1.0` or a zero window.
     pub fn low_hit_ratio(mut self, threshold: f64, window: Duration) -> Self {
-        self.options.advice = crate::advice::Advice {
+        self.options.advice = crate::telemetry::advice::Advice {
             threshold,
             window,
             enabled: true,

@@ -110,7 +110,6 @@ pub mod __adapter;
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
-mod advice;
 mod aside;
 mod backend;
 mod background;
@@ -153,7 +152,6 @@ pub mod testing;
 mod ttl;
 mod versioned;
 
-pub use advice::{DEFAULT_HIT_RATIO_WINDOW, DEFAULT_LOW_HIT_RATIO};
 pub use backend::breaker::BreakerState;
 pub use builder::CacheBuilder;
 pub use cache::Cache;
@@ -168,3 +166,4 @@ pub use options::{
     DEFAULT_TTL,
 };
 pub use stats::Stats;
+pub use telemetry::advice::{DEFAULT_HIT_RATIO_WINDOW, DEFAULT_LOW_HIT_RATIO};

@@ -104,7 +104,7 @@ impl Default for Options {
 #[derive(Clone, Debug)]
 pub(crate) struct CacheOptions {
     /// `low_hit_ratio` / `no_low_hit_ratio_warning` (see `advice.rs`).
-    pub(crate) advice: crate::advice::Advice,
+    pub(crate) advice: crate::telemetry::advice::Advice,
     pub(crate) namespace: String,
     pub(crate) version: u32,
     pub(crate) codec: Codec,
@@ -137,7 +137,7 @@ pub(crate) struct CacheOptions {
 impl Default for CacheOptions {
     fn default() -> Self {
         Self {
-            advice: crate::advice::Advice::default(),
+            advice: crate::telemetry::advice::Advice::default(),
             namespace: DEFAULT_NAMESPACE.to_owned(),
             version: DEFAULT_VERSION,
             codec: Codec::default(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use metrics::{Counter, Gauge, Histogram, Label, SharedString};
 
-use crate::advice::{Advice, Window};
+use crate::telemetry::advice::{Advice, Window};
 
 /// The call-site label of calls through `Cache` methods.
 pub(crate) const NO_SITE: &str = "-";

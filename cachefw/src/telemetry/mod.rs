@@ -7,6 +7,7 @@
 //! every failure no caller sees goes through [`Telemetry`], so the three
 //! always agree.
 
+pub(crate) mod advice;
 pub(crate) mod meters;
 pub(crate) mod report;
 
@@ -27,7 +28,11 @@ pub(crate) struct Telemetry {
 }
 
 impl Telemetry {
-    pub(crate) fn new(namespace: &str, advice: crate::advice::Advice, tier: Tier) -> Self {
+    pub(crate) fn new(
+        namespace: &str,
+        advice: crate::telemetry::advice::Advice,
+        tier: Tier,
+    ) -> Self {
         Self {
             stats: Counters::default(),
             meters: Meters::new(namespace, advice, tier),
