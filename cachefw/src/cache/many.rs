@@ -18,7 +18,7 @@ impl Cache {
     /// once). A key that is missing, past its TTL, holds an entry that does
     /// not decode as `T`, or a value larger than `max_value_size` (never
     /// read in full) is `None` (a bad or oversized entry is counted in
-    /// [`Stats::errors`]).
+    /// [`Stats::errors`](crate::Stats::errors)).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -73,7 +73,7 @@ impl Cache {
     /// - The result is aligned with `keys` (a key given twice appears twice).
     /// - Redis down: every key goes to the loader, and its values are
     ///   returned; the outage is counted once per batch in
-    ///   [`Stats::errors`], not once per key.
+    ///   [`Stats::errors`](crate::Stats::errors), not once per key.
     /// - The freshness options of the builder apply to the values stored
     ///   (the entry is kept for `ttl` plus the stale windows), but a batch
     ///   serves no stale value and has no `load_timeout`: an entry past its
