@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 
@@ -389,15 +389,20 @@ impl<T: Entity> Table<T> {
             })
     }
 
-    /// `INSERT … USING TTL ?` of `row`, living `seconds`, with the timestamp
-    /// `at`. `statement` is the prepared `insert_with_ttl`.
+    /// `INSERT … USING TTL ?` of `row`, living `ttl` (in whole seconds,
+    /// rounded up, at least one), with the timestamp `at`. `statement` is
+    /// the prepared `insert_with_ttl`.
     pub(crate) async fn insert_with_ttl_at(
         &self,
         statement: &PreparedStatement,
         row: &T,
-        seconds: i32,
+        ttl: Duration,
         at: Option<i64>,
     ) -> Result<(), Failed> {
+        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        // Past i32::MAX seconds Cassandra refuses the TTL itself (its limit
+        // is 20 years), which is the error to show.
+        let seconds = i32::try_from(seconds.max(1)).unwrap_or(i32::MAX);
         let values = Then {
             row: row.values(),
             last: seconds,

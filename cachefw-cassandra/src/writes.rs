@@ -220,18 +220,11 @@ impl<T: Entity> Writes<'_, T> {
         row: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        // Past i32::MAX seconds Cassandra refuses the TTL itself (its limit
-        // is 20 years), which is the error to show.
-        let seconds = i32::try_from(seconds.max(1)).unwrap_or(i32::MAX);
         let key = row.key();
         let _turn = self.turn(&key).await;
         let at = Self::stamp();
         let guards = self.guards(&key);
-        let written = self
-            .table
-            .insert_with_ttl_at(statement, row, seconds, at)
-            .await;
+        let written = self.table.insert_with_ttl_at(statement, row, ttl, at).await;
         if let Err(failed) = written {
             guards.failed(failed.outcome).await;
             return Err(failed.error);

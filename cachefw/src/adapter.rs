@@ -25,12 +25,12 @@ pub mod command {
 
 /// Hash entries (field-level rows): see the module `hashed.rs`.
 pub mod hashed {
+    #[cfg(feature = "redis")]
+    pub use crate::hashed::write;
     pub use crate::hashed::{
         HashKeys, NearRead, bypasses, count, decode, encode, keys, keys_under, lease_time,
         max_value_size, near_get, near_offer, near_read,
     };
-    #[cfg(feature = "redis")]
-    pub use crate::hashed::{command, read, write};
 }
 
 /// Stream followers: the loop `Cache::follow_evictions` runs, for other

@@ -179,40 +179,6 @@ pub fn near_offer(
     }
 }
 
-/// Runs a script that reads `entry` (and may take a lease on it), on the
-/// node that holds it; a failure is counted and logged.
-///
-/// # Errors
-///
-/// As any command: [`Error::Redis`], [`Error::Timeout`],
-/// [`Error::Unavailable`]; [`Error::Config`] on an in-memory cache.
-#[cfg(feature = "redis")]
-pub async fn read(
-    cache: &Cache,
-    op: &'static str,
-    entry: &str,
-    invocation: &redis::ScriptInvocation<'_>,
-) -> Result<redis::Value, Error> {
-    let inner = cache.inner();
-    inner.observe(inner.backend().invoke(op, entry, invocation).await)
-}
-
-/// Runs a plain command that reads `entry` (`HMGET`).
-///
-/// # Errors
-///
-/// As [`read`].
-#[cfg(feature = "redis")]
-pub async fn command(
-    cache: &Cache,
-    op: &'static str,
-    entry: &str,
-    command: &redis::Cmd,
-) -> Result<redis::Value, Error> {
-    let inner = cache.inner();
-    inner.observe(inner.backend().command(op, entry, command).await)
-}
-
 /// Runs a script that writes `entry` (or removes it) under the journal:
 /// when it fails or is cancelled, `entry` is evicted as soon as Redis
 /// answers, and read around until then. This cache's near copy goes, and
@@ -220,7 +186,7 @@ pub async fn command(
 ///
 /// # Errors
 ///
-/// As [`read`].
+/// As [`crate::command::invoke`].
 #[cfg(feature = "redis")]
 pub async fn write(
     cache: &Cache,

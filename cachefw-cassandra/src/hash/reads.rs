@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use cachefw::__adapter::command;
 use cachefw::__adapter::hashed::{self, HashKeys};
 use cachefw::__adapter::redis::{self, Value};
 use cachefw::Cache;
@@ -162,7 +163,7 @@ impl<T: Entity> HashReads<'_, T> {
         let columns: Vec<&str> = fields.iter().map(|f| T::field_column(*f)).collect();
         let mut command = redis::cmd("HMGET");
         command.arg(&keys.entry).arg(ROW).arg(&columns);
-        let answer = hashed::command(self.cache, "HMGET", &keys.entry, &command).await;
+        let answer = command::run(self.cache, "HMGET", &keys.entry, &command).await;
         let Ok(Value::Array(mut values)) = answer else {
             return None;
         };
@@ -189,7 +190,7 @@ impl<T: Entity> HashReads<'_, T> {
             .arg(lease_ms)
             .arg(hashed::max_value_size(self.cache))
             .arg(T::HASH_COLUMNS);
-        let answer = hashed::read(self.cache, "HASH_READ", &keys.entry, &invocation).await;
+        let answer = command::invoke(self.cache, "HASH_READ", &keys.entry, &invocation).await;
         let Ok(Value::Array(mut values)) = answer else {
             return Found::Uncached;
         };
@@ -252,7 +253,7 @@ impl<T: Entity> HashReads<'_, T> {
         for (column, bytes) in &fields {
             invocation.arg(*column).arg(bytes);
         }
-        if hashed::read(self.cache, "HASH_FILL", &keys.entry, &invocation)
+        if command::invoke(self.cache, "HASH_FILL", &keys.entry, &invocation)
             .await
             .is_ok()
         {
@@ -336,7 +337,7 @@ impl Lease {
 async fn release(cache: &Cache, keys: &HashKeys, nonce: &str) {
     let mut invocation = SCRIPTS.release.key(&keys.entry);
     invocation.key(&keys.record).arg(nonce);
-    let _ = hashed::read(cache, "HASH_RELEASE", &keys.entry, &invocation).await;
+    let _ = command::invoke(cache, "HASH_RELEASE", &keys.entry, &invocation).await;
 }
 
 impl Drop for Lease {

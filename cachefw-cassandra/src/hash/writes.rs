@@ -19,6 +19,7 @@
 
 use std::time::Duration;
 
+use cachefw::__adapter::command;
 use cachefw::__adapter::hashed::{self, HashKeys};
 use cachefw::__adapter::versioned;
 use cachefw::Cache;
@@ -203,14 +204,10 @@ impl<T: Entity> HashWrites<'_, T> {
         row: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        let seconds = i32::try_from(seconds.max(1)).unwrap_or(i32::MAX);
         let key = row.key();
         let _turn = self.turn(&key).await;
         let at = clock::now();
-        let write = self
-            .table
-            .insert_with_ttl_at(statement, row, seconds, Some(at));
+        let write = self.table.insert_with_ttl_at(statement, row, ttl, Some(at));
         self.written(&key, at, write, After::Evict).await
     }
 
@@ -277,7 +274,7 @@ impl<T: Entity> HashWrites<'_, T> {
         };
         let mut command = cachefw::__adapter::redis::cmd("HEXISTS");
         command.arg(&keys.entry).arg(b"\xffr");
-        let answer = hashed::command(self.cache, "HEXISTS", &keys.entry, &command).await;
+        let answer = command::run(self.cache, "HEXISTS", &keys.entry, &command).await;
         matches!(answer.as_ref().map(int), Ok(Some(1)))
     }
 
